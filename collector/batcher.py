@@ -1,0 +1,120 @@
+"""Group commit on the event loop: many requests, one DuckDB transaction.
+
+Each request adds its Arrow tables and awaits a future that resolves once the
+batch holding it is committed. A batch is handed to the writer when it holds
+``send_batch_size`` rows, or ``timeout`` after its first request, whichever
+comes first. While the writer is busy with the previous batch a due batch
+keeps growing instead of queueing behind it, so under load transactions get
+larger and cheaper rather than more numerous::
+
+    batcher = Batcher(exporter, BatchConfig(send_batch_size=65536, timeout=0.2))
+    await batcher.add({"span_rows": table}, log_row, rows=table.num_rows)
+    await batcher.flush_and_wait()   # at shutdown
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from collector.config import BatchConfig
+from collector.duckdb_exporter import DuckDBExporter, WriteBatch
+
+
+class WriteFailed(RuntimeError):
+    """The batch holding this request could not be committed; the client should retry."""
+
+
+@dataclass
+class _Pending:
+    tables: dict[str, list[pa.Table]] = field(default_factory=dict)
+    log_rows: list[tuple[str, str, int, int, str]] = field(default_factory=list)
+    futures: list[asyncio.Future] = field(default_factory=list)
+    rows: int = 0
+
+
+class Batcher:
+    """Collects requests into write batches; see the module docstring."""
+
+    def __init__(self, exporter: DuckDBExporter, config: BatchConfig, max_in_flight: int = 1) -> None:
+        self._exporter = exporter
+        self._config = config
+        self._max_in_flight = max_in_flight
+        self._pending = _Pending()
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def waiting_requests(self) -> int:
+        return len(self._pending.futures)
+
+    def add(self, tables: dict[str, pa.Table], log_row: tuple[str, str, int, int, str], rows: int) -> asyncio.Future:
+        """Queue one request's rows; the returned future resolves when they are durable."""
+        loop = self._loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        pending = self._pending
+        for name, table in tables.items():
+            pending.tables.setdefault(name, []).append(table)
+        pending.log_rows.append(log_row)
+        pending.futures.append(future)
+        pending.rows += rows
+        self._idle.clear()
+        if pending.rows >= self._config.send_batch_size:
+            self._flush()
+        elif self._timer is None and not self._due:
+            self._timer = loop.call_later(self._config.timeout, self._on_timeout)
+        return future
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if self._in_flight >= self._max_in_flight:
+            self._due = True  # flushed as soon as the writer is free
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._due = False
+        pending, self._pending = self._pending, _Pending()
+        if not pending.futures:
+            self._check_idle()
+            return
+        loop = self._loop
+        assert loop is not None
+        self._in_flight += 1
+
+        def on_done(error: BaseException | None) -> None:  # runs on the writer thread
+            loop.call_soon_threadsafe(self._complete, pending.futures, error)
+
+        self._exporter.submit(WriteBatch(pending.tables, pending.log_rows, on_done, pending.rows))
+
+    def _complete(self, futures: list[asyncio.Future], error: BaseException | None) -> None:
+        self._in_flight -= 1
+        for future in futures:
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(WriteFailed(f"could not commit to DuckDB: {error}"))
+        if self._due or (self._pending.futures and self._pending.rows >= self._config.send_batch_size):
+            self._flush()
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if self._in_flight == 0 and not self._pending.futures:
+            self._idle.set()
+
+    async def flush_and_wait(self) -> None:
+        """Hand over whatever is pending and wait until every batch is committed."""
+        if self._pending.futures:
+            self._flush()
+        await self._idle.wait()

@@ -1,0 +1,89 @@
+"""The ``fleetwatch`` command: parses arguments, calls the library, prints errors.
+
+Verbs::
+
+    fleetwatch serve [--config FILE] [--db PATH] [--http-port N] [--grpc-port N] [--host ADDR]
+    fleetwatch simulate ...        (see fleetwatch simulate --help)
+
+Flags override the config file. Every verb's work lives in a library module;
+this module only turns exceptions into one-line messages and exit codes.
+Verbs that need optional packages import them lazily, so the collector runs
+on a gateway that has only the collector's dependencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from collector.config import ConfigError, load_config
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="receive OTLP and write it into a DuckDB file")
+    p.add_argument("--config", metavar="FILE", help="YAML config (OpenTelemetry Collector shape)")
+    p.add_argument("--db", metavar="PATH", help="DuckDB file (overrides exporters.duckdb.path)")
+    p.add_argument("--http-port", type=int, metavar="N", help="OTLP/HTTP port (default 4318; 0 = any free port)")
+    p.add_argument("--grpc-port", type=int, metavar="N", help="OTLP/gRPC port (default 4317; 0 = any free port)")
+    p.add_argument("--host", metavar="ADDR", help="listen address for both receivers (default 127.0.0.1)")
+    p.add_argument("--gateway-id", metavar="ID", help="this gateway's id, stamped on every row (default: host name)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def _apply_serve_flags(args: argparse.Namespace):
+    config = load_config(args.config)
+    protocols = config.receivers.otlp.protocols
+    for proto, port in (("http", args.http_port), ("grpc", args.grpc_port)):
+        receiver = getattr(protocols, proto)
+        host, _, old_port = receiver.endpoint.rpartition(":")
+        host = args.host or host
+        receiver.endpoint = f"{host}:{port if port is not None else old_port}"
+    if args.db:
+        config.exporters.duckdb.path = args.db
+    if args.gateway_id:
+        config.service.gateway_id = args.gateway_id
+    if args.log_level:
+        config.service.telemetry.logs.level = args.log_level
+    config.validate()
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "simulate":
+        try:
+            from sample_data.cli import main as simulate_main
+        except ImportError as exc:
+            print(f"fleetwatch simulate needs the simulator extras: pip install 'fleetwatch[simulate]' ({exc})",
+                  file=sys.stderr)
+            return 2
+        return simulate_main(argv[1:])
+
+    parser = argparse.ArgumentParser(prog="fleetwatch", description="Fleet observability for edge AI.")
+    sub = parser.add_subparsers(dest="verb", required=True)
+    _serve_parser(sub)
+    sub.add_parser("simulate", help="generate fleet telemetry (fleetwatch simulate --help)")
+    args = parser.parse_args(argv)
+
+    if args.verb == "serve":
+        from collector.duckdb_exporter import DatabaseLockedError
+        from collector.server import run
+
+        try:
+            config = _apply_serve_flags(args)
+            return run(config)
+        except ConfigError as exc:
+            print(f"fleetwatch: configuration error: {exc}", file=sys.stderr)
+            return 2
+        except DatabaseLockedError as exc:
+            print(f"fleetwatch: {exc}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"fleetwatch: cannot start: {exc}", file=sys.stderr)
+            return 1
+    parser.error(f"unknown verb {args.verb}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,393 @@
+"""Typed configuration for the collector, loaded from YAML or built in code.
+
+The file has the shape of the OpenTelemetry Collector's::
+
+    receivers:
+      otlp:
+        protocols:
+          http: {endpoint: 127.0.0.1:4318}
+          grpc: {endpoint: 127.0.0.1:4317}
+        auth: {bearer_tokens_file: /etc/fleetwatch/tokens}
+        tls: {cert_file: gw.crt, key_file: gw.key}
+    processors:
+      memory_limiter: {limit_mib: 256}
+      batch: {send_batch_size: 65536, timeout: 200ms}
+    exporters:
+      duckdb: {path: fleetwatch.duckdb}
+    service:
+      pipelines:
+        traces: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [duckdb]}
+        metrics: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [duckdb]}
+
+Every key is optional; :func:`default_config` gives the defaults documented
+in docs/configuration.md. :func:`load_config` rejects unknown keys and bad
+values at start-up with a :class:`ConfigError` that names the key path, so a
+typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or invalid; the message names the key."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any, key: str) -> float:
+    """Return seconds for ``200ms``, ``5s``, ``1h``, ``3d`` or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a duration such as 200ms, 5s or 1h, got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ConfigError(f"{key}: expected a duration such as 200ms, 5s or 1h, got {value!r}")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds < 0:
+        raise ConfigError(f"{key}: must not be negative, got {value!r}")
+    return seconds
+
+
+def parse_endpoint(value: str, key: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[::1]:4317`` for IPv6); port 0 asks the OS for a free one."""
+    text = str(value).strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ConfigError(f"{key}: expected host:port, got {value!r}")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{key}: port must be 0..65535, got {port}")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, port
+
+
+@dataclass
+class HttpReceiverConfig:
+    enabled: bool = True
+    endpoint: str = "127.0.0.1:4318"
+    # Caps both the body on the wire and the body after decompression, so a
+    # small gzip bomb cannot expand past it.
+    max_request_body_size_mib: float = 32.0
+
+    def validate(self, key: str) -> None:
+        parse_endpoint(self.endpoint, f"{key}.endpoint")
+        if self.max_request_body_size_mib <= 0:
+            raise ConfigError(f"{key}.max_request_body_size_mib: must be positive")
+
+
+@dataclass
+class GrpcReceiverConfig:
+    enabled: bool = True
+    endpoint: str = "127.0.0.1:4317"
+    # gRPC applies this to the decompressed message.
+    max_recv_msg_size_mib: float = 32.0
+
+    def validate(self, key: str) -> None:
+        parse_endpoint(self.endpoint, f"{key}.endpoint")
+        if self.max_recv_msg_size_mib <= 0:
+            raise ConfigError(f"{key}.max_recv_msg_size_mib: must be positive")
+
+
+@dataclass
+class AuthConfig:
+    """Bearer tokens accepted by both receivers; empty means no authentication.
+
+    Tokens come from ``bearer_tokens`` (inline, for tests), a file with one
+    token per line, or an environment variable holding comma-separated tokens.
+    """
+
+    bearer_tokens: list[str] = field(default_factory=list)
+    bearer_tokens_file: str | None = None
+    bearer_tokens_env: str | None = None
+
+    def validate(self, key: str) -> None:
+        if self.bearer_tokens_file and not Path(self.bearer_tokens_file).is_file():
+            raise ConfigError(f"{key}.bearer_tokens_file: no such file {self.bearer_tokens_file!r}")
+        if self.bearer_tokens_env and self.bearer_tokens_env not in os.environ:
+            raise ConfigError(f"{key}.bearer_tokens_env: environment variable {self.bearer_tokens_env} is not set")
+        for token in self.tokens():
+            if any(ch.isspace() for ch in token):
+                raise ConfigError(f"{key}: a bearer token must not contain white space")
+
+    def tokens(self) -> list[str]:
+        tokens = list(self.bearer_tokens)
+        if self.bearer_tokens_file and Path(self.bearer_tokens_file).is_file():
+            lines = Path(self.bearer_tokens_file).read_text().splitlines()
+            tokens += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        if self.bearer_tokens_env:
+            tokens += [t.strip() for t in os.environ.get(self.bearer_tokens_env, "").split(",") if t.strip()]
+        return tokens
+
+
+@dataclass
+class TlsConfig:
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+    def validate(self, key: str) -> None:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ConfigError(f"{key}: cert_file and key_file must be given together")
+        for name in ("cert_file", "key_file"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ConfigError(f"{key}.{name}: no such file {path!r}")
+
+
+@dataclass
+class ProtocolsConfig:
+    http: HttpReceiverConfig = field(default_factory=HttpReceiverConfig)
+    grpc: GrpcReceiverConfig = field(default_factory=GrpcReceiverConfig)
+
+
+@dataclass
+class OtlpReceiverConfig:
+    protocols: ProtocolsConfig = field(default_factory=ProtocolsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+
+    def validate(self, key: str) -> None:
+        self.protocols.http.validate(f"{key}.protocols.http")
+        self.protocols.grpc.validate(f"{key}.protocols.grpc")
+        if not (self.protocols.http.enabled or self.protocols.grpc.enabled):
+            raise ConfigError(f"{key}.protocols: enable at least one of http, grpc")
+        self.auth.validate(f"{key}.auth")
+        self.tls.validate(f"{key}.tls")
+
+
+@dataclass
+class MemoryLimiterConfig:
+    """One budget for every byte queued in the process (decoded, not yet durable).
+
+    A request that would take the queue past ``limit_mib`` is refused with a
+    retryable answer (HTTP 503 + Retry-After, gRPC UNAVAILABLE + RetryInfo)
+    so SDKs back off instead of the gateway running out of memory.
+    """
+
+    limit_mib: float = 256.0
+    retry_after: float = 5.0
+
+    def validate(self, key: str) -> None:
+        if self.limit_mib <= 0:
+            raise ConfigError(f"{key}.limit_mib: must be positive")
+        if self.retry_after < 1:
+            raise ConfigError(f"{key}.retry_after: must be at least 1s (Retry-After has whole seconds)")
+
+
+@dataclass
+class BatchConfig:
+    """Group commit: flush when ``send_batch_size`` rows are pending or ``timeout`` after the first."""
+
+    send_batch_size: int = 65536
+    timeout: float = 0.2
+
+    def validate(self, key: str) -> None:
+        if self.send_batch_size < 1:
+            raise ConfigError(f"{key}.send_batch_size: must be at least 1")
+        if self.timeout <= 0:
+            raise ConfigError(f"{key}.timeout: must be positive")
+
+
+@dataclass
+class DuckDBExporterConfig:
+    path: str = "fleetwatch.duckdb"
+    # A request re-sent within this window (clients retry when unsure) is
+    # recognised by its content digest and not written twice.
+    dedup_window: float = 24 * 3600.0
+    dedup_max_entries: int = 2_000_000
+    memory_limit_mib: int = 256
+    threads: int = 2
+
+    def validate(self, key: str) -> None:
+        if not self.path:
+            raise ConfigError(f"{key}.path: must not be empty")
+        parent = Path(self.path).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise ConfigError(f"{key}.path: directory {str(parent)!r} does not exist")
+        if self.dedup_max_entries < 0:
+            raise ConfigError(f"{key}.dedup_max_entries: must not be negative")
+        if self.memory_limit_mib < 64:
+            raise ConfigError(f"{key}.memory_limit_mib: must be at least 64")
+        if self.threads < 1:
+            raise ConfigError(f"{key}.threads: must be at least 1")
+
+
+@dataclass
+class PipelineConfig:
+    receivers: list[str] = field(default_factory=lambda: ["otlp"])
+    processors: list[str] = field(default_factory=lambda: ["memory_limiter", "batch"])
+    exporters: list[str] = field(default_factory=lambda: ["duckdb"])
+
+
+@dataclass
+class LogsConfig:
+    level: str = "info"
+
+    def validate(self, key: str) -> None:
+        if self.level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"{key}.level: one of debug, info, warning, error; got {self.level!r}")
+
+
+@dataclass
+class TelemetryConfig:
+    logs: LogsConfig = field(default_factory=LogsConfig)
+
+
+@dataclass
+class ServiceConfig:
+    gateway_id: str = field(default_factory=socket.gethostname)
+    pipelines: dict[str, PipelineConfig] = field(
+        default_factory=lambda: {"traces": PipelineConfig(), "metrics": PipelineConfig()}
+    )
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    shutdown_timeout: float = 30.0
+
+
+@dataclass
+class ReceiversConfig:
+    otlp: OtlpReceiverConfig = field(default_factory=OtlpReceiverConfig)
+
+
+@dataclass
+class ProcessorsConfig:
+    memory_limiter: MemoryLimiterConfig = field(default_factory=MemoryLimiterConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+
+
+@dataclass
+class ExportersConfig:
+    duckdb: DuckDBExporterConfig = field(default_factory=DuckDBExporterConfig)
+
+
+_KNOWN_SIGNALS = ("traces", "metrics")
+
+
+@dataclass
+class CollectorConfig:
+    receivers: ReceiversConfig = field(default_factory=ReceiversConfig)
+    processors: ProcessorsConfig = field(default_factory=ProcessorsConfig)
+    exporters: ExportersConfig = field(default_factory=ExportersConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad key."""
+        self.receivers.otlp.validate("receivers.otlp")
+        self.processors.memory_limiter.validate("processors.memory_limiter")
+        self.processors.batch.validate("processors.batch")
+        self.exporters.duckdb.validate("exporters.duckdb")
+        self.service.telemetry.logs.validate("service.telemetry.logs")
+        if not self.service.gateway_id:
+            raise ConfigError("service.gateway_id: must not be empty")
+        if not self.service.pipelines:
+            raise ConfigError("service.pipelines: define at least one pipeline")
+        components = {
+            "receivers": {f.name for f in dataclasses.fields(ReceiversConfig)},
+            "processors": {f.name for f in dataclasses.fields(ProcessorsConfig)},
+            "exporters": {f.name for f in dataclasses.fields(ExportersConfig)},
+        }
+        for name, pipeline in self.service.pipelines.items():
+            key = f"service.pipelines.{name}"
+            if name.split("/")[0] not in _KNOWN_SIGNALS:
+                raise ConfigError(f"{key}: pipeline type must be one of {', '.join(_KNOWN_SIGNALS)}")
+            for kind, known in components.items():
+                listed = getattr(pipeline, kind)
+                if kind != "processors" and not listed:
+                    raise ConfigError(f"{key}.{kind}: list at least one")
+                for component in listed:
+                    if component not in known:
+                        raise ConfigError(f"{key}.{kind}: unknown component {component!r}; known: {sorted(known)}")
+
+    def signals(self) -> set[str]:
+        return {name.split("/")[0] for name in self.service.pipelines}
+
+
+_DURATION_FIELDS = {"timeout", "retry_after", "dedup_window", "shutdown_timeout"}
+
+
+def _build(cls: type, data: Any, key: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys by path."""
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{key or 'config'}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        path = f"{key}.{name}" if key else str(name)
+        if name not in fields:
+            raise ConfigError(f"{path}: unknown key; expected one of {sorted(fields)}")
+        kwargs[name] = _convert(fields[name], value, path)
+    return cls(**kwargs)
+
+
+def _convert(f: dataclasses.Field, value: Any, path: str) -> Any:
+    annotation = str(f.type)
+    if f.name in _DURATION_FIELDS:
+        return parse_duration(value, path)
+    if f.name == "pipelines":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping of pipeline name to pipeline")
+        return {name: _build(PipelineConfig, spec, f"{path}.{name}") for name, spec in value.items()}
+    default_type = type(f.default_factory()) if f.default_factory is not dataclasses.MISSING else None
+    if default_type is not None and dataclasses.is_dataclass(default_type):
+        return _build(default_type, value, path)
+    if annotation.startswith("list"):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{path}: expected a list of strings")
+        return value
+    if annotation == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if annotation in ("int", "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if annotation == "int" and not float(value).is_integer():
+            raise ConfigError(f"{path}: expected a whole number, got {value!r}")
+        return int(value) if annotation == "int" else float(value)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{path}: expected a string, got {value!r}")
+    return value
+
+
+def default_config() -> CollectorConfig:
+    return CollectorConfig()
+
+
+def config_from_dict(data: dict[str, Any] | None) -> CollectorConfig:
+    """Build and validate a config from a parsed YAML mapping."""
+    config = _build(CollectorConfig, data or {}, "")
+    config.validate()
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None) -> CollectorConfig:
+    """Load and validate a YAML config file; ``None`` gives the validated defaults."""
+    if path is None:
+        return config_from_dict({})
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return config_from_dict(data)

@@ -1,0 +1,209 @@
+"""The DuckDB exporter: one writer thread that owns the database file.
+
+Batches arrive as Arrow tables (see :mod:`collector.batcher`); each batch is
+appended and committed in one transaction together with the digests of the
+requests it holds, and only then are those requests acknowledged (group
+commit: many concurrent requests share one commit). After a ``kill -9`` every
+acknowledged row is in the file, replayed from DuckDB's write-ahead log::
+
+    exporter = DuckDBExporter(config.exporters.duckdb, metrics)
+    exporter.start()                       # fails fast if another process owns the file
+    exporter.submit(batch)                 # batch.on_done(error) runs on the writer thread
+    exporter.close()                       # drains, checkpoints, closes
+
+DuckDB allows one read-write process per file, so nothing else opens it
+while the collector runs; readers go through the read API.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+
+from collector.config import DuckDBExporterConfig
+from collector.schema import arrow_schema, ddl
+from collector.selfmetrics import CollectorMetrics
+
+log = logging.getLogger("fleetwatch.exporter.duckdb")
+
+
+class DatabaseLockedError(RuntimeError):
+    """Another process holds the DuckDB file open."""
+
+
+@dataclass
+class WriteBatch:
+    """Rows for one transaction and the callback that acknowledges their requests."""
+
+    tables: dict[str, list[pa.Table]]
+    log_rows: list[tuple[str, str, int, int, str]]  # digest, signal, items, received_at_ns, gateway
+    on_done: Callable[[BaseException | None], None]
+    rows: int = 0
+    created: float = field(default_factory=time.monotonic)
+
+
+def open_database(path: str, *, read_only: bool = False, config: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
+    """Open a DuckDB file, turning DuckDB's lock conflict into a clear message."""
+    try:
+        return duckdb.connect(path, read_only=read_only, config=config or {})
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise DatabaseLockedError(
+                f"{path} is already open in another process ({exc}). DuckDB allows one process per file: "
+                "stop that process, or read through its read API instead of opening the file."
+            ) from None
+        raise
+
+
+def file_bytes(path: str) -> int:
+    """Bytes on disk for the database and its write-ahead log."""
+    total = 0
+    for name in (path, path + ".wal"):
+        try:
+            total += os.path.getsize(name)
+        except OSError:
+            pass
+    return total
+
+
+class DuckDBExporter:
+    """Appends Arrow batches to the DuckDB tables; see the module docstring."""
+
+    def __init__(self, config: DuckDBExporterConfig, metrics: CollectorMetrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self._queue: queue.Queue[WriteBatch | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._last_prune = time.monotonic()
+        self._path = ""
+        self.healthy = True
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> None:
+        path = os.path.expanduser(self.config.path)
+        self._con = open_database(
+            path,
+            config={"memory_limit": f"{self.config.memory_limit_mib}MB", "threads": str(self.config.threads)},
+        )
+        for statement in ddl():
+            self._con.execute(statement)
+        self._path = path
+        self.metrics.disk_bytes.set(file_bytes(path))
+        self._thread = threading.Thread(target=self._run, name="duckdb-writer", daemon=True)
+        self._thread.start()
+        log.info("duckdb exporter started", extra={"path": path})
+
+    def recent_digests(self, window_seconds: float, limit: int) -> list[tuple[str, int]]:
+        """Digests committed within the dedup window, oldest first (called before start of serving)."""
+        assert self._con is not None
+        since_ns = time.time_ns() - int(window_seconds * 1e9)
+        rows = self._con.execute(
+            "SELECT request_digest, epoch_ns(received_at) FROM ingest_log "
+            "WHERE received_at >= make_timestamp_ns(?) ORDER BY received_at DESC LIMIT ?",
+            [since_ns, limit],
+        ).fetchall()
+        return list(reversed(rows))
+
+    def submit(self, batch: WriteBatch) -> None:
+        self._queue.put(batch)
+
+    def pending_batches(self) -> int:
+        return self._queue.qsize()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write everything submitted so far, checkpoint and close the file."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("duckdb writer did not finish within %.0fs; closing anyway", timeout)
+        if self._con is not None:
+            try:
+                self._con.execute("CHECKPOINT")
+            except duckdb.Error as exc:
+                log.warning("checkpoint at shutdown failed: %s", exc)
+            self._con.close()
+            self._con = None
+
+    # -- writer thread ---------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            error = self._write(batch)
+            try:
+                batch.on_done(error)
+            except Exception:  # the callback must never kill the writer
+                log.exception("acknowledging a batch failed")
+            self._maybe_prune()
+
+    def _write(self, batch: WriteBatch) -> BaseException | None:
+        assert self._con is not None
+        con = self._con
+        started = time.perf_counter()
+        written: dict[str, int] = {}
+        try:
+            con.execute("BEGIN TRANSACTION")
+            for table, parts in batch.tables.items():
+                arrow = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+                con.register("incoming_rows", arrow)
+                try:
+                    con.execute(f"INSERT INTO {table} SELECT * FROM incoming_rows")
+                finally:
+                    con.unregister("incoming_rows")
+                written[table] = arrow.num_rows
+            if batch.log_rows:
+                digests, signals, items, received, gateways = zip(*batch.log_rows)
+                log_table = pa.Table.from_arrays(
+                    [
+                        pa.array(digests, pa.string()),
+                        pa.array(signals, pa.string()),
+                        pa.array(items, pa.uint64()),
+                        pa.array(received, pa.timestamp("ns")),
+                        pa.array(gateways, pa.string()),
+                    ],
+                    schema=arrow_schema("ingest_log"),
+                )
+                con.register("incoming_log", log_table)
+                try:
+                    con.execute("INSERT INTO ingest_log SELECT * FROM incoming_log")
+                finally:
+                    con.unregister("incoming_log")
+            con.execute("COMMIT")
+        except Exception as exc:  # duckdb.Error, OSError (disk full), ...
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            self.metrics.write_failures.inc()
+            self.healthy = False
+            log.error("batch commit failed; %d requests get a retryable error: %s", len(batch.log_rows), exc)
+            return exc
+        self.healthy = True
+        self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        for table, rows in written.items():
+            self.metrics.batches_written.inc(table=table)
+            self.metrics.rows_written.inc(rows, table=table)
+        self.metrics.disk_bytes.set(file_bytes(self._path))
+        return None
+
+    def _maybe_prune(self) -> None:
+        """Drop ingest_log rows older than the dedup window, at most once an hour."""
+        if time.monotonic() - self._last_prune < 3600 or self._con is None:
+            return
+        self._last_prune = time.monotonic()
+        cutoff = time.time_ns() - int(self.config.dedup_window * 1e9)
+        try:
+            self._con.execute("DELETE FROM ingest_log WHERE received_at < make_timestamp_ns(?)", [cutoff])
+        except duckdb.Error as exc:
+            log.warning("pruning ingest_log failed: %s", exc)

@@ -1,0 +1,203 @@
+"""The path every OTLP request takes, whichever receiver it came in on.
+
+digest → duplicate check → memory admission → decode and validate → Arrow →
+group commit → answer. Receivers only translate the outcome (or the
+exception) into their protocol's answer::
+
+    ingestor = Ingestor(config, metrics, exporter)
+    outcome = await ingestor.ingest("traces", payload, receiver="http", received_at_ns=time.time_ns())
+    outcome.rejected, outcome.error_message     # for partial_success
+
+Raises :class:`BadRequest` (answer 400 / INVALID_ARGUMENT) for a body that is
+not OTLP, :class:`Refused` (503 / UNAVAILABLE with retry advice) when the
+memory budget is full or the commit failed. Bad input costs only its own
+request: nothing else is dropped and the process keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from collector.admission import DigestWindow, MemoryBudget
+from collector.arrow_batches import metric_tables, spans_table
+from collector.batcher import Batcher, WriteFailed
+from collector.config import CollectorConfig
+from collector.duckdb_exporter import DuckDBExporter
+from collector.metric_decode import decode_metrics
+from collector.otlp_json import json_to_protobuf
+from collector.selfmetrics import CollectorMetrics
+from collector.trace_decode import decode_traces
+
+log = logging.getLogger("fleetwatch.pipeline")
+
+SIGNALS = ("traces", "metrics")
+
+
+class BadRequest(ValueError):
+    """The request body is not a valid OTLP request; the client must not retry it."""
+
+
+class Refused(RuntimeError):
+    """Temporarily refused; the client should retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class IngestOutcome:
+    accepted: int
+    rejected: int
+    error_message: str = ""
+    duplicate: bool = False
+
+
+@dataclass
+class _Decoded:
+    tables: dict[str, pa.Table]
+    count: int
+    rejected: int
+    reasons: dict[str, int]
+    first_error: str | None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.tables.values())
+
+
+def decode_request(signal: str, payload: bytes, received_at_ns: int, gateway_id: str, is_json: bool = False) -> _Decoded:
+    """Decode one protobuf (or OTLP/JSON) request into Arrow tables; ValueError for a malformed body."""
+    if is_json:
+        payload = json_to_protobuf(payload, signal)
+    if signal == "traces":
+        decoded: dict[str, Any] = decode_traces(payload)
+        tables = {"span_rows": spans_table(decoded, received_at_ns, gateway_id)} if decoded["count"] else {}
+    else:
+        decoded = decode_metrics(payload)
+        tables = metric_tables(decoded, received_at_ns, gateway_id)
+    return _Decoded(tables, decoded["count"], decoded["rejected"], decoded["reject_reasons"], decoded["first_error"])
+
+
+def request_digest(signal: str, payload: bytes) -> str:
+    return hashlib.blake2b(payload, digest_size=16, person=signal.encode()).hexdigest()
+
+
+class Ingestor:
+    """Admits, decodes and batches requests; see the module docstring."""
+
+    def __init__(self, config: CollectorConfig, metrics: CollectorMetrics, exporter: DuckDBExporter) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.gateway_id = config.service.gateway_id
+        limiter = config.processors.memory_limiter
+        self.retry_after = limiter.retry_after
+        self.budget = MemoryBudget(int(limiter.limit_mib * (1 << 20)))
+        duck = config.exporters.duckdb
+        self.digests = DigestWindow(duck.dedup_window, duck.dedup_max_entries)
+        self.digests.load(exporter.recent_digests(duck.dedup_window, duck.dedup_max_entries))
+        self.batcher = Batcher(exporter, config.processors.batch)
+        # Decoding holds the GIL either way; a pool keeps the event loop
+        # answering health checks and accepting connections meanwhile.
+        self._decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
+        metrics.queue_limit_bytes.set(self.budget.limit)
+
+    async def ingest(
+        self, signal: str, payload: bytes, *, receiver: str, received_at_ns: int, json: bool = False
+    ) -> IngestOutcome:
+        if signal not in SIGNALS:
+            raise BadRequest(f"unknown signal {signal!r}")
+        digest = request_digest(signal, payload)
+        state = self.digests.lookup(digest)
+        if state != "new":
+            return await self._duplicate(signal, receiver, state)
+        estimate = len(payload)
+        if not self.budget.try_acquire(estimate):
+            self.metrics.requests.inc(receiver=receiver, signal=signal, outcome="refused_memory")
+            raise Refused(
+                f"memory budget of {self.budget.limit} bytes for queued data is full; retry later", self.retry_after
+            )
+        reserved = estimate
+        try:
+            loop = asyncio.get_running_loop()
+            try:
+                decoded = await loop.run_in_executor(
+                    self._decode_pool, decode_request, signal, payload, received_at_ns, self.gateway_id, json
+                )
+            except ValueError as exc:
+                self.metrics.requests.inc(receiver=receiver, signal=signal, outcome="bad_request")
+                raise BadRequest(str(exc)) from None
+            self.budget.adjust(reserved, decoded.nbytes)
+            reserved = decoded.nbytes
+            self._count_decoded(signal, decoded)
+            outcome = IngestOutcome(decoded.count, decoded.rejected, self._reject_message(decoded))
+            if not decoded.count:
+                self.metrics.requests.inc(receiver=receiver, signal=signal, outcome=self._outcome_name(outcome))
+                return outcome
+            await self._commit(signal, digest, decoded, received_at_ns, receiver)
+            self.metrics.requests.inc(receiver=receiver, signal=signal, outcome=self._outcome_name(outcome))
+            return outcome
+        finally:
+            self.budget.release(reserved)
+            self._update_gauges()
+
+    async def _commit(self, signal: str, digest: str, decoded: _Decoded, received_at_ns: int, receiver: str) -> None:
+        log_row = (digest, signal, decoded.count, received_at_ns, self.gateway_id)
+        rows = sum(t.num_rows for t in decoded.tables.values())
+        future = self.batcher.add(decoded.tables, log_row, rows)
+        self.digests.reserve(digest, future)
+        self._update_gauges()
+        try:
+            await asyncio.shield(future)
+        except WriteFailed as exc:
+            self.digests.forget(digest)
+            self.metrics.items_refused.inc(decoded.count, signal=signal, reason="write_failed")
+            self.metrics.requests.inc(receiver=receiver, signal=signal, outcome="write_failed")
+            raise Refused(str(exc), self.retry_after) from None
+        self.digests.commit(digest, received_at_ns)
+        self.metrics.items_accepted.inc(decoded.count, signal=signal)
+
+    async def _duplicate(self, signal: str, receiver: str, state: str | asyncio.Future) -> IngestOutcome:
+        if isinstance(state, asyncio.Future):
+            try:
+                await asyncio.shield(state)
+            except WriteFailed as exc:
+                raise Refused(str(exc), self.retry_after) from None
+        self.metrics.requests.inc(receiver=receiver, signal=signal, outcome="duplicate")
+        return IngestOutcome(0, 0, duplicate=True)
+
+    def _count_decoded(self, signal: str, decoded: _Decoded) -> None:
+        self.metrics.items_received.inc(decoded.count + decoded.rejected, signal=signal)
+        for reason, count in decoded.reasons.items():
+            self.metrics.items_rejected.inc(count, signal=signal, reason=reason)
+
+    @staticmethod
+    def _reject_message(decoded: _Decoded) -> str:
+        if not decoded.rejected:
+            return ""
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(decoded.reasons.items()))
+        return f"rejected {decoded.rejected} ({reasons}); first: {decoded.first_error}"
+
+    @staticmethod
+    def _outcome_name(outcome: IngestOutcome) -> str:
+        if outcome.rejected and outcome.accepted:
+            return "partial"
+        if outcome.rejected:
+            return "rejected"
+        return "accepted"
+
+    def _update_gauges(self) -> None:
+        self.metrics.queue_bytes.set(self.budget.used)
+        self.metrics.queue_requests.set(self.batcher.waiting_requests)
+
+    async def drain(self) -> None:
+        """Commit everything accepted so far (shutdown)."""
+        await self.batcher.flush_and_wait()
+        self._decode_pool.shutdown(wait=True)
