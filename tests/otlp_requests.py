@@ -1,0 +1,59 @@
+"""Small OTLP request builders for tests, using the opentelemetry-proto classes."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+
+def kv(key: str, value) -> KeyValue:
+    if isinstance(value, bool):
+        return KeyValue(key=key, value=AnyValue(bool_value=value))
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    if isinstance(value, float):
+        return KeyValue(key=key, value=AnyValue(double_value=value))
+    return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def trace_request(n_spans: int, *, device: str = "dev-1", bad_ids: int = 0, start_ns: int | None = None) -> tuple[bytes, list[str]]:
+    """A request with ``n_spans`` valid spans plus ``bad_ids`` spans with an empty span id.
+
+    Returns the serialized request and the hex span ids of the valid spans.
+    """
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.extend([kv("service.name", "svc"), kv("device.id", device), kv("fleet.site", "s1")])
+    scope = rs.scope_spans.add()
+    start = start_ns or time.time_ns()
+    ids = []
+    for i in range(n_spans + bad_ids):
+        span = scope.spans.add()
+        span.trace_id = os.urandom(16)
+        span.span_id = os.urandom(8) if i < n_spans else b""
+        span.name = "inference"
+        span.kind = 1
+        span.start_time_unix_nano = start + i
+        span.end_time_unix_nano = start + i + 1_000_000
+        span.attributes.extend([kv("ml.model.name", "m"), kv("ml.prediction.score", 0.5), kv("ml.feature.x", i)])
+        if i < n_spans:
+            ids.append(span.span_id.hex())
+    return request.SerializeToString(), ids
+
+
+def gauge_request(n_points: int, *, name: str = "device.cpu.utilization", missing_time: int = 0) -> bytes:
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    rm.resource.attributes.extend([kv("service.name", "svc"), kv("device.id", "dev-1")])
+    metric = rm.scope_metrics.add().metrics.add()
+    metric.name = name
+    now = time.time_ns()
+    for i in range(n_points + missing_time):
+        point = metric.gauge.data_points.add()
+        point.time_unix_nano = now + i if i < n_points else 0
+        point.as_double = i / 10
+    return request.SerializeToString()

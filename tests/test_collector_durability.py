@@ -1,0 +1,105 @@
+"""Acknowledged means durable: kill -9, restarts, re-sent requests, clean shutdown."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import threading
+import time
+
+import duckdb
+
+from tests.collector_process import CollectorProcess, query
+from tests.otlp_requests import trace_request
+
+
+def _post(port: int, body: bytes) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", "/v1/traces", body=body, headers={"Content-Type": "application/x-protobuf"})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_kill_9_loses_no_acknowledged_span(tmp_path):
+    db = tmp_path / "fw.duckdb"
+    collector = CollectorProcess(db).start()
+    acked: list[str] = []
+    sent: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def device(seed: int) -> None:
+        while not stop.is_set():
+            body, ids = trace_request(200, device=f"dev-{seed}")
+            with lock:
+                sent.extend(ids)
+            try:
+                status = _post(collector.http_port, body)
+            except OSError:
+                return  # the collector is gone
+            if status == 200:
+                with lock:
+                    acked.extend(ids)
+
+    threads = [threading.Thread(target=device, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while len(acked) < 20_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    collector.kill()  # mid-load, requests in flight
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    assert len(acked) >= 20_000, collector.logs()
+
+    con = duckdb.connect(str(db))  # replays the write-ahead log
+    stored = [r[0] for r in con.execute("SELECT span_id FROM spans").fetchall()]
+    con.close()
+    stored_set = set(stored)
+    assert len(stored) == len(stored_set), "a span was written twice"
+    missing = set(acked) - stored_set
+    assert not missing, f"{len(missing)} acknowledged spans lost"
+    assert stored_set <= set(sent)
+
+
+def test_resend_after_restart_is_not_counted_twice(tmp_path):
+    db = tmp_path / "fw.duckdb"
+    body, ids = trace_request(50)
+    with CollectorProcess(db) as collector:
+        assert _post(collector.http_port, body) == 200
+    with CollectorProcess(db) as collector:
+        assert _post(collector.http_port, body) == 200
+        other, other_ids = trace_request(5)
+        assert _post(collector.http_port, other) == 200
+    assert sorted(r[0] for r in query(db, "SELECT span_id FROM spans")) == sorted(ids + other_ids)
+
+
+def test_sigterm_flushes_and_closes_cleanly(tmp_path):
+    db = tmp_path / "fw.duckdb"
+    config = {"processors": {"batch": {"timeout": "3s", "send_batch_size": 1_000_000}}}
+    collector = CollectorProcess(db, config=config).start()
+    body, ids = trace_request(30)
+    result = {}
+    sender = threading.Thread(target=lambda: result.update(status=_post(collector.http_port, body)))
+    sender.start()
+    time.sleep(0.5)  # the request now waits in the batcher for its group commit
+    assert collector.stop() == 0, collector.logs()
+    sender.join(30)
+    assert result["status"] == 200
+    assert not os.path.exists(str(db) + ".wal"), "the database was not checkpointed at shutdown"
+    assert query(db, "SELECT count(*) FROM spans")[0][0] == 30
+    assert '"shut down cleanly"' in collector.logs()
+
+
+def test_second_process_on_same_file_fails_clearly(tmp_path):
+    db = tmp_path / "fw.duckdb"
+    with CollectorProcess(db):
+        second = CollectorProcess(db)
+        try:
+            second.start()
+            raise AssertionError("a second collector started on the same file")
+        except RuntimeError as exc:
+            assert "already open in another process" in str(exc)
