@@ -57,3 +57,24 @@ def gauge_request(n_points: int, *, name: str = "device.cpu.utilization", missin
         point.time_unix_nano = now + i if i < n_points else 0
         point.as_double = i / 10
     return request.SerializeToString()
+
+
+def histogram_request(name: str = "ml.inference.duration", values: tuple[float, ...] = (3.0, 12.0, 40.0)) -> bytes:
+    bounds = [5.0, 10.0, 25.0, 50.0]
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    rm.resource.attributes.extend([kv("service.name", "svc"), kv("device.id", "dev-1")])
+    metric = rm.scope_metrics.add().metrics.add()
+    metric.name = name
+    metric.unit = "ms"
+    metric.histogram.aggregation_temporality = 2
+    point = metric.histogram.data_points.add()
+    point.time_unix_nano = time.time_ns()
+    point.count = len(values)
+    point.sum = sum(values)
+    point.explicit_bounds.extend(bounds)
+    counts = [0] * (len(bounds) + 1)
+    for value in values:
+        counts[sum(1 for b in bounds if value > b)] += 1
+    point.bucket_counts.extend(counts)
+    return request.SerializeToString()
