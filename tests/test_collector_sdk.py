@@ -130,9 +130,13 @@ def _check_spans_exact(db_path, sent) -> None:
 
 
 def _send(collector: CollectorProcess, protocol: str, rng: random.Random, spans: int) -> tuple[list, dict]:
-    if protocol == "grpc":
-        span_exporter = GrpcSpanExporter(endpoint=collector.grpc_endpoint, insecure=True)
-        metric_exporter = GrpcMetricExporter(endpoint=collector.grpc_endpoint, insecure=True)
+    if protocol.startswith("grpc"):
+        from opentelemetry.exporter.otlp.proto.grpc.exporter import Compression as GrpcCompression
+
+        compression = GrpcCompression.Gzip if protocol == "grpc-gzip" else GrpcCompression.NoCompression
+        span_exporter = GrpcSpanExporter(endpoint=collector.grpc_endpoint, insecure=True, compression=compression)
+        metric_exporter = GrpcMetricExporter(endpoint=collector.grpc_endpoint, insecure=True,
+                                             compression=compression)
     else:
         compression = Compression.Gzip if protocol == "http-gzip" else Compression.NoCompression
         span_exporter = HttpSpanExporter(endpoint=collector.http_url + "/v1/traces", compression=compression)
@@ -162,7 +166,7 @@ def _send(collector: CollectorProcess, protocol: str, rng: random.Random, spans:
     return captured.get_finished_spans(), {"latency": values, "temperature": 61.5, "bytes": 15000}
 
 
-@pytest.mark.parametrize("protocol", ["http", "http-gzip", "grpc"])
+@pytest.mark.parametrize("protocol", ["http", "http-gzip", "grpc", "grpc-gzip"])
 def test_sdk_exporters_land_exactly(tmp_path, protocol):
     db = tmp_path / "fw.duckdb"
     rng = random.Random(protocol)

@@ -77,6 +77,33 @@ def test_spec_json_body_is_accepted(tmp_path):
     )]
 
 
+def test_compressed_bodies_in_both_content_types(tmp_path):
+    import gzip
+    import zlib
+
+    import zstandard
+
+    from tests.otlp_requests import trace_request
+
+    encoders = {"gzip": gzip.compress, "deflate": zlib.compress, "zstd": zstandard.ZstdCompressor().compress,
+                "identity": lambda b: b}
+    db = tmp_path / "fw.duckdb"
+    expected = set()
+    with CollectorProcess(db) as collector:
+        for name, encode in encoders.items():
+            body, ids = trace_request(4, device=name)
+            expected.update(ids)
+            status, _, _ = post(collector.http_port, "/v1/traces", encode(body), token=None,
+                                headers={"Content-Encoding": name})
+            assert status == 200, name
+            as_json = json.loads(json.dumps(SPEC_JSON).replace("eee19b7ec3c1b174", f"{len(expected):016x}"))
+            status, _, data = post(collector.http_port, "/v1/traces", encode(json.dumps(as_json).encode()),
+                                   content_type="application/json", token=None, headers={"Content-Encoding": name})
+            assert (status, json.loads(data)) == (200, {}), name
+            expected.add(f"{len(expected):016x}")
+    assert {r[0] for r in query(db, "SELECT span_id FROM spans")} == expected
+
+
 def _self_signed(tmp_path):
     cert, key = tmp_path / "gw.crt", tmp_path / "gw.key"
     subprocess.run(
