@@ -3,9 +3,10 @@
 Each request adds its Arrow tables and awaits a future that resolves once the
 batch holding it is committed. A batch is handed to the writer when it holds
 ``send_batch_size`` rows, or ``timeout`` after its first request, whichever
-comes first. While the writer is busy with the previous batch a due batch
-keeps growing instead of queueing behind it, so under load transactions get
-larger and cheaper rather than more numerous::
+comes first, and as soon as the writer finishes the previous batch. While
+the writer is busy a due batch keeps growing instead of queueing behind it,
+so under load transactions get larger and cheaper rather than more
+numerous, and the writer never idles while requests wait::
 
     batcher = Batcher(exporter, BatchConfig(send_batch_size=65536, timeout=0.2))
     await batcher.add({"span_rows": table}, log_row, rows=table.num_rows)
@@ -105,7 +106,10 @@ class Batcher:
                 future.set_result(None)
             else:
                 future.set_exception(WriteFailed(f"could not commit to DuckDB: {error}"))
-        if self._due or (self._pending.futures and self._pending.rows >= self._config.send_batch_size):
+        # The writer is free and requests are waiting: hand them over now.
+        # Under load every batch is what arrived during the previous commit,
+        # so the writer never idles while acknowledgements wait.
+        if self._pending.futures and self._in_flight < self._max_in_flight:
             self._flush()
         self._check_idle()
 

@@ -155,7 +155,9 @@ class DuckDBExporter:
         try:
             con.execute("BEGIN TRANSACTION")
             for table, parts in batch.tables.items():
-                arrow = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+                # One contiguous chunk per column scans about twice as fast as
+                # hundreds of request-sized chunks.
+                arrow = pa.concat_tables(parts).combine_chunks() if len(parts) > 1 else parts[0]
                 con.register("incoming_rows", arrow)
                 try:
                     con.execute(f"INSERT INTO {table} SELECT * FROM incoming_rows")
