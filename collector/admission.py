@@ -53,16 +53,16 @@ class DigestWindow:
     def __init__(self, window_seconds: float, max_entries: int) -> None:
         self.window_ns = int(window_seconds * 1e9)
         self.max_entries = max_entries
-        self._committed: dict[str, int] = {}  # insertion order = commit order
+        self._committed: dict[str, int] = {}  # digest -> commit time (ns); insertion order = commit order
         self._pending: dict[str, asyncio.Future] = {}
 
     def __len__(self) -> int:
         return len(self._committed)
 
     def load(self, rows: list[tuple[str, int]]) -> None:
-        """Seed from the database at start-up (oldest first)."""
-        for digest, received_ns in rows:
-            self._committed[digest] = received_ns
+        """Seed from the database at start-up: (digest, written_at ns), oldest first."""
+        for digest, written_ns in rows:
+            self._committed[digest] = written_ns
         self._evict(time.time_ns())
 
     def lookup(self, digest: str) -> str | asyncio.Future:
@@ -75,11 +75,12 @@ class DigestWindow:
     def reserve(self, digest: str, future: asyncio.Future) -> None:
         self._pending[digest] = future
 
-    def commit(self, digest: str, received_ns: int) -> None:
+    def commit(self, digest: str) -> None:
         self._pending.pop(digest, None)
         if self.max_entries:
-            self._committed[digest] = received_ns
-            self._evict(time.time_ns())
+            now = time.time_ns()
+            self._committed[digest] = now
+            self._evict(now)
 
     def forget(self, digest: str) -> None:
         """The request failed: a re-send must be written."""

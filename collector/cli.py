@@ -3,6 +3,7 @@
 Verbs::
 
     fleetwatch serve [--config FILE] [--db PATH] [--http-port N] [--grpc-port N] [--host ADDR]
+    fleetwatch ingest --db PATH LOG [LOG ...]   (request logs, e.g. backfills and sample data)
     fleetwatch simulate ...        (see fleetwatch simulate --help)
 
 Flags override the config file. Every verb's work lives in a library module;
@@ -62,8 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fleetwatch", description="Fleet observability for edge AI.")
     sub = parser.add_subparsers(dest="verb", required=True)
     _serve_parser(sub)
+    ingest = sub.add_parser("ingest", help="load request logs into a DuckDB file through the collector's pipeline")
+    ingest.add_argument("--db", required=True, metavar="PATH", help="DuckDB file (must not be owned by a server)")
+    ingest.add_argument("logs", nargs="+", metavar="LOG", help="request log files")
     sub.add_parser("simulate", help="generate fleet telemetry (fleetwatch simulate --help)")
     args = parser.parse_args(argv)
+
+    if args.verb == "ingest":
+        return _ingest(args)
 
     if args.verb == "serve":
         from collector.duckdb_exporter import DatabaseLockedError
@@ -83,6 +90,23 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     parser.error(f"unknown verb {args.verb}")
     return 2
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from collector.bulk import ingest_request_log
+    from collector.duckdb_exporter import DatabaseLockedError
+
+    for log_path in args.logs:
+        try:
+            counts = ingest_request_log(args.db, log_path)
+        except (DatabaseLockedError, ConfigError) as exc:
+            print(f"fleetwatch: {exc}", file=sys.stderr)
+            return 1
+        except (OSError, ValueError) as exc:
+            print(f"fleetwatch: cannot ingest {log_path}: {exc}", file=sys.stderr)
+            return 1
+        print(f"{log_path}: " + ", ".join(f"{value} {key.replace('_', ' ')}" for key, value in counts.items()))
+    return 0
 
 
 if __name__ == "__main__":

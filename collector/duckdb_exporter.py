@@ -107,8 +107,8 @@ class DuckDBExporter:
         assert self._con is not None
         since_ns = time.time_ns() - int(window_seconds * 1e9)
         rows = self._con.execute(
-            "SELECT request_digest, epoch_ns(received_at) FROM ingest_log "
-            "WHERE received_at >= make_timestamp_ns(?) ORDER BY received_at DESC LIMIT ?",
+            "SELECT request_digest, epoch_ns(written_at) FROM ingest_log "
+            "WHERE written_at >= make_timestamp_ns(?) ORDER BY written_at DESC LIMIT ?",
             [since_ns, limit],
         ).fetchall()
         return list(reversed(rows))
@@ -173,6 +173,7 @@ class DuckDBExporter:
                         pa.array(items, pa.uint64()),
                         pa.array(received, pa.timestamp("ns")),
                         pa.array(gateways, pa.string()),
+                        pa.repeat(pa.scalar(time.time_ns(), pa.timestamp("ns")), len(digests)),
                     ],
                     schema=arrow_schema("ingest_log"),
                 )
@@ -206,6 +207,6 @@ class DuckDBExporter:
         self._last_prune = time.monotonic()
         cutoff = time.time_ns() - int(self.config.dedup_window * 1e9)
         try:
-            self._con.execute("DELETE FROM ingest_log WHERE received_at < make_timestamp_ns(?)", [cutoff])
+            self._con.execute("DELETE FROM ingest_log WHERE written_at < make_timestamp_ns(?)", [cutoff])
         except duckdb.Error as exc:
             log.warning("pruning ingest_log failed: %s", exc)

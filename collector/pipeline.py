@@ -161,7 +161,7 @@ class Ingestor:
             self.metrics.items_refused.inc(decoded.count, signal=signal, reason="write_failed")
             self.metrics.requests.inc(receiver=receiver, signal=signal, outcome="write_failed")
             raise Refused(str(exc), self.retry_after) from None
-        self.digests.commit(digest, received_at_ns)
+        self.digests.commit(digest)
         self.metrics.items_accepted.inc(decoded.count, signal=signal)
 
     async def _duplicate(self, signal: str, receiver: str, state: str | asyncio.Future) -> IngestOutcome:

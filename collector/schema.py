@@ -144,6 +144,9 @@ INGEST_LOG_COLUMNS = [
     _col("items", "UBIGINT"),
     _col("received_at", "TIMESTAMP_NS"),
     _col("gateway_id", "VARCHAR"),
+    # The dedup window runs on this clock, not on received_at: a backfill's
+    # receive times may lie far in the past.
+    _col("written_at", "TIMESTAMP_NS"),
 ]
 
 #: storage table name -> columns, in insertion order
@@ -158,7 +161,7 @@ NOT_NULL = {
     "span_rows": {"trace_id_hi", "trace_id_lo", "span_id", "parent_span_id", "start_time", "duration_ns", "received_at"},
     "metric_points": {"metric_name", "time", "received_at"},
     "histogram_points": {"metric_name", "time", "received_at"},
-    "ingest_log": {"request_digest", "signal", "received_at"},
+    "ingest_log": {"request_digest", "signal", "received_at", "written_at"},
 }
 
 

@@ -157,7 +157,7 @@ async def _digest_window_checks():
     window.forget("b")
     assert window.lookup("b") == "new"
     for digest in "bcd":
-        window.commit(digest, now)
+        window.commit(digest)
     assert len(window) == 3 and window.lookup("a") == "new" and window.lookup("d") == "committed"
 
 
