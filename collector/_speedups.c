@@ -1,0 +1,2247 @@
+/*
+ * collector._speedups: a hand-written decoder of OTLP ExportTraceServiceRequest
+ * protobuf bytes into the column dict described in collector/trace_decode.py.
+ *
+ * No libprotobuf: the wire format is parsed here, with every read checked
+ * against the end of its enclosing message. The output must equal
+ * decode_traces_python() (upb backend) for every input, and every input that
+ * upb rejects must raise ValueError here too, so the parser follows upb's
+ * rules exactly:
+ *   - tags are varints of at most 5 bytes with a value below 2^32; field
+ *     number 0 is malformed (except inside an unknown group, which upb skips
+ *     without that check); wire types 6 and 7 are malformed;
+ *   - lengths are varints of at most 5 bytes, below INT32_MAX and inside the
+ *     enclosing message; other varints are at most 10 bytes (value mod 2^64);
+ *   - sub-messages and groups nest at most 100 deep below the request;
+ *   - every string field with the right wire type must be valid UTF-8, also
+ *     where the value is later overridden or sits in a rejected span;
+ *   - a singular sub-message sent more than once is merged: its occurrences
+ *     are parsed in order as one message (handled with segment lists, no
+ *     copies); a oneof member that changes drops the earlier sub-message,
+ *     which upb still parses (validated here without being rendered);
+ *   - a known field with a wrong wire type is kept by upb as an unknown field;
+ *     the contract makes it a ValueError (the Python side checks the unknown
+ *     fields of every message it keeps).
+ * Attribute values with arrays/kvlists nested more than 32 deep raise
+ * ValueError.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_MSG_DEPTH 100
+#define MAX_VALUE_DEPTH 32
+#define WT_VARINT 0
+#define WT_I64 1
+#define WT_LEN 2
+#define WT_SGROUP 3
+#define WT_EGROUP 4
+#define WT_I32 5
+#define TAG(f, w) ((((uint32_t)(f)) << 3) | (w))
+#define BITS(a, b) ((uint32_t)((((uint64_t)1 << ((b) + 1)) - 1) & ~(((uint64_t)1 << (a)) - 1)))
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ------------------------------------------------------------------------ */
+/* Growable byte buffer and segment lists                                     */
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+    int nonascii;
+} Buf;
+
+static int buf_grow(Buf *b, size_t need)
+{
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->n < need) {
+        if (cap > ((size_t)PY_SSIZE_T_MAX) / 2) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        cap *= 2;
+    }
+    char *np = PyMem_Realloc(b->p, cap);
+    if (!np) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->p = np;
+    b->cap = cap;
+    return 0;
+}
+
+#define RESERVE(b, k) (LIKELY((b)->cap - (b)->n >= (size_t)(k)) ? 0 : buf_grow((b), (size_t)(k)))
+
+static inline int buf_put(Buf *b, const char *s, size_t n)
+{
+    if (RESERVE(b, n)) return -1;
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    return 0;
+}
+
+static inline int buf_putc(Buf *b, char c)
+{
+    if (RESERVE(b, 1)) return -1;
+    b->p[b->n++] = c;
+    return 0;
+}
+
+#define PUTS(b, lit) buf_put((b), (lit), sizeof(lit) - 1)
+
+static inline void buf_reset(Buf *b)
+{
+    b->n = 0;
+    b->nonascii = 0;
+}
+
+typedef struct {
+    const uint8_t *p, *e;
+} Seg;
+
+typedef struct {
+    Seg *v;
+    Py_ssize_t n, cap;
+    Seg inl[4];
+} Segs;
+
+static inline void segs_init(Segs *s)
+{
+    s->v = s->inl;
+    s->n = 0;
+    s->cap = 4;
+}
+
+static inline void segs_free(Segs *s)
+{
+    if (s->v != s->inl) PyMem_Free(s->v);
+    s->v = s->inl;
+    s->n = 0;
+    s->cap = 4;
+}
+
+static int segs_push(Segs *s, const uint8_t *p, const uint8_t *e)
+{
+    if (s->n == s->cap) {
+        Py_ssize_t cap = s->cap * 2;
+        Seg *nv = PyMem_Malloc((size_t)cap * sizeof(Seg));
+        if (!nv) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(nv, s->v, (size_t)s->n * sizeof(Seg));
+        if (s->v != s->inl) PyMem_Free(s->v);
+        s->v = nv;
+        s->cap = cap;
+    }
+    s->v[s->n].p = p;
+    s->v[s->n].e = e;
+    s->n++;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Output columns and decoder state                                           */
+
+enum {
+    C_NAME, C_TRACE_STATE, C_STATUS_MESSAGE, C_SCOPE_NAME, C_SCOPE_VERSION,
+    C_RESOURCE_ATTRS, C_SCOPE_ATTRS, C_ATTRS, C_EVENTS, C_LINKS,
+    C_RES0, /* six promoted resource columns */
+    C_SPAN0 = C_RES0 + 6, /* ten promoted span columns */
+    N_OBJ = C_SPAN0 + 10
+};
+static const char *OBJ_NAMES[N_OBJ] = {
+    "name", "trace_state", "status_message", "scope_name", "scope_version",
+    "resource_attributes", "scope_attributes", "attributes", "events", "links",
+    "service_name", "device_id", "site", "region", "device_class", "firmware_version",
+    "model_name", "model_version", "inference_mode", "request_id", "prediction_label", "label",
+    "prediction_score", "prediction_value", "label_value", "cold_start",
+};
+
+enum { F_TID_HI, F_TID_LO, F_SPAN_ID, F_PARENT, F_START, F_DURATION, N_U64 };
+static const char *U64_NAMES[N_U64] = {
+    "trace_id_hi", "trace_id_lo", "span_id", "parent_span_id", "start_time", "duration_ns"};
+enum { F_FLAGS, F_DROPPED_ATTRS, F_DROPPED_EVENTS, F_DROPPED_LINKS, N_U32 };
+static const char *U32_NAMES[N_U32] = {
+    "flags", "dropped_attributes_count", "dropped_events_count", "dropped_links_count"};
+enum { F_KIND, F_STATUS, N_U8 };
+static const char *U8_NAMES[N_U8] = {"kind", "status_code"};
+
+enum { R_TRACE_ID, R_SPAN_ID, R_PARENT, R_TIMESTAMP, R_END_BEFORE_START, N_REASONS };
+static const char *REASON_NAMES[N_REASONS] = {
+    "invalid_trace_id", "invalid_span_id", "invalid_parent_span_id", "missing_timestamp",
+    "end_before_start"};
+
+/* Promotion tables: key -> slot; kinds */
+enum { K_STR, K_FLOAT, K_BOOL };
+typedef struct {
+    const char *key;
+    uint32_t len;
+    int kind;
+    int cache; /* intern through the per-call string cache */
+} Promo;
+
+static const Promo RES_PROMO[6] = {
+    {"service.name", 12, K_STR, 0},
+    {"device.id", 9, K_STR, 0},
+    {"fleet.site", 10, K_STR, 0},
+    {"fleet.region", 12, K_STR, 0},
+    {"device.class", 12, K_STR, 0},
+    {"device.firmware.version", 23, K_STR, 0},
+};
+static const Promo SPAN_PROMO[10] = {
+    {"ml.model.name", 13, K_STR, 1},
+    {"ml.model.version", 16, K_STR, 1},
+    {"ml.inference.mode", 17, K_STR, 1},
+    {"ml.request.id", 13, K_STR, 0},
+    {"ml.prediction.label", 19, K_STR, 1},
+    {"ml.label", 8, K_STR, 1},
+    {"ml.prediction.score", 19, K_FLOAT, 0},
+    {"ml.prediction.value", 19, K_FLOAT, 0},
+    {"ml.label.value", 14, K_FLOAT, 0},
+    {"ml.inference.cold_start", 23, K_BOOL, 0},
+};
+#define MAX_SLOTS 10
+
+typedef struct {
+    const uint8_t *kv, *kvend;  /* KeyValue payload */
+    const uint8_t *key;
+    uint32_t keylen;
+    int key_na;                 /* key has non-ASCII bytes */
+    const uint8_t *val, *valend; /* first `value` payload */
+    int nval;                   /* number of `value` occurrences (merged) */
+    int slot;                   /* promotion slot or -1 */
+} KVRef;
+
+#define CACHE_SIZE 256
+#define CACHE_MAXLEN 40
+typedef struct {
+    PyObject *obj;
+    uint32_t len, hash;
+    uint8_t bytes[CACHE_MAXLEN];
+} CacheEntry;
+
+typedef struct {
+    const uint8_t *base, *limit;
+    Py_ssize_t n, cap; /* accepted spans */
+    PyObject **obj[N_OBJ];
+    uint64_t *u64[N_U64];
+    uint32_t *u32[N_U32];
+    uint8_t *u8[N_U8];
+    Py_ssize_t rejected, reasons[N_REASONS];
+    PyObject *first_error;
+    Buf attrs, events, links, scratch;
+    KVRef *kv;
+    Py_ssize_t nkv, kvcap;
+    CacheEntry cache[CACHE_SIZE];
+} Dec;
+
+typedef struct {
+    PyObject *res[6], *res_json;
+    PyObject *scope_name, *scope_version, *scope_json;
+    Py_ssize_t ri, si;
+} Ctx;
+
+/* ------------------------------------------------------------------------ */
+/* Errors and wire-format primitives                                          */
+
+static int fail(Dec *d, const uint8_t *at, const char *what)
+{
+    if (at >= d->base && at <= d->limit)
+        PyErr_Format(PyExc_ValueError, "malformed OTLP trace request: %s at byte offset %zd", what,
+                     (Py_ssize_t)(at - d->base));
+    else
+        PyErr_Format(PyExc_ValueError, "malformed OTLP trace request: %s", what);
+    return -1;
+}
+
+static int fail_depth(Dec *d, const uint8_t *at)
+{
+    return fail(d, at, "messages/groups nested more than 100 deep");
+}
+
+static int rd_varint_slow(Dec *d, const uint8_t **pp, const uint8_t *end, uint64_t *out)
+{
+    const uint8_t *p = *pp;
+    uint64_t v = 0;
+    for (int i = 0; i < 10; i++) {
+        if (p >= end) return fail(d, *pp, "truncated varint");
+        uint8_t b = *p++;
+        v |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (b < 0x80) {
+            *out = v;
+            *pp = p;
+            return 0;
+        }
+    }
+    return fail(d, *pp, "varint longer than 10 bytes");
+}
+
+static inline int rd_varint(Dec *d, const uint8_t **pp, const uint8_t *end, uint64_t *out)
+{
+    const uint8_t *p = *pp;
+    if (LIKELY(p < end && *p < 0x80)) {
+        *out = *p;
+        *pp = p + 1;
+        return 0;
+    }
+    return rd_varint_slow(d, pp, end, out);
+}
+
+/* varint of at most 5 bytes; *out < 2^35 */
+static inline int rd_varint5(Dec *d, const uint8_t **pp, const uint8_t *end, uint64_t *out,
+                             const char *what)
+{
+    const uint8_t *p = *pp;
+    uint64_t v = 0;
+    for (int i = 0; i < 5; i++) {
+        if (UNLIKELY(p >= end)) return fail(d, *pp, what);
+        uint8_t b = *p++;
+        v |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (b < 0x80) {
+            *out = v;
+            *pp = p;
+            return 0;
+        }
+    }
+    return fail(d, *pp, what);
+}
+
+/* caller guarantees *pp < end */
+static inline int rd_tag(Dec *d, const uint8_t **pp, const uint8_t *end, uint32_t *tag)
+{
+    const uint8_t *p = *pp;
+    if (LIKELY(*p < 0x80)) {
+        *tag = *p;
+        *pp = p + 1;
+        return 0;
+    }
+    uint64_t v;
+    if (rd_varint5(d, pp, end, &v, "bad tag varint")) return -1;
+    if (v > 0xFFFFFFFFu) return fail(d, p, "tag out of range");
+    *tag = (uint32_t)v;
+    return 0;
+}
+
+/* length prefix + payload bounds */
+static inline int rd_len(Dec *d, const uint8_t **pp, const uint8_t *end, const uint8_t **s, uint32_t *n)
+{
+    const uint8_t *p = *pp;
+    uint64_t v;
+    if (LIKELY(p < end && *p < 0x80)) {
+        v = *p++;
+    }
+    else {
+        if (rd_varint5(d, &p, end, &v, "bad length varint")) return -1;
+    }
+    if (UNLIKELY(v >= 0x7FFFFFFF || v > (uint64_t)(end - p)))
+        return fail(d, *pp, "length runs past the end of the enclosing message");
+    *s = p;
+    *n = (uint32_t)v;
+    *pp = p + v;
+    return 0;
+}
+
+static inline int rd_fixed64(Dec *d, const uint8_t **pp, const uint8_t *end, uint64_t *out)
+{
+    if (UNLIKELY(end - *pp < 8)) return fail(d, *pp, "truncated fixed64");
+    uint64_t v;
+    memcpy(&v, *pp, 8);
+#if PY_BIG_ENDIAN
+    v = __builtin_bswap64(v);
+#endif
+    *out = v;
+    *pp += 8;
+    return 0;
+}
+
+static inline int rd_fixed32(Dec *d, const uint8_t **pp, const uint8_t *end, uint32_t *out)
+{
+    if (UNLIKELY(end - *pp < 4)) return fail(d, *pp, "truncated fixed32");
+    uint32_t v;
+    memcpy(&v, *pp, 4);
+#if PY_BIG_ENDIAN
+    v = __builtin_bswap32(v);
+#endif
+    *out = v;
+    *pp += 4;
+    return 0;
+}
+
+static int skip_group(Dec *d, const uint8_t **pp, const uint8_t *end, uint32_t fn, const uint8_t *at,
+                      int gdepth)
+{
+    if (gdepth > MAX_MSG_DEPTH) return fail_depth(d, at);
+    const uint8_t *p = *pp;
+    for (;;) {
+        if (p >= end) return fail(d, at, "unterminated group");
+        const uint8_t *t = p;
+        uint32_t tag;
+        uint64_t v;
+        const uint8_t *s;
+        uint32_t n;
+        if (rd_tag(d, &p, end, &tag)) return -1;
+        switch (tag & 7) {
+        case WT_VARINT:
+            if (rd_varint(d, &p, end, &v)) return -1;
+            break;
+        case WT_I64:
+            if (rd_fixed64(d, &p, end, &v)) return -1;
+            break;
+        case WT_LEN:
+            if (rd_len(d, &p, end, &s, &n)) return -1;
+            break;
+        case WT_SGROUP:
+            if (skip_group(d, &p, end, tag >> 3, t, gdepth + 1)) return -1;
+            break;
+        case WT_EGROUP:
+            if ((tag >> 3) != fn) return fail(d, t, "end-group tag does not match its start-group");
+            *pp = p;
+            return 0;
+        case WT_I32:
+            if (end - p < 4) return fail(d, p, "truncated fixed32");
+            p += 4;
+            break;
+        default:
+            return fail(d, t, "invalid wire type");
+        }
+    }
+}
+
+/* skip a field the caller does not use; depth = depth of the enclosing message */
+static int skip_field(Dec *d, const uint8_t **pp, const uint8_t *end, uint32_t tag, const uint8_t *at,
+                      int depth)
+{
+    uint64_t v;
+    const uint8_t *s;
+    uint32_t n;
+    if ((tag >> 3) == 0) return fail(d, at, "field number 0");
+    switch (tag & 7) {
+    case WT_VARINT:
+        return rd_varint(d, pp, end, &v);
+    case WT_I64:
+        return rd_fixed64(d, pp, end, &v);
+    case WT_LEN:
+        return rd_len(d, pp, end, &s, &n);
+    case WT_SGROUP:
+        return skip_group(d, pp, end, tag >> 3, at, depth + 1);
+    case WT_EGROUP:
+        return fail(d, at, "end-group tag outside a group");
+    case WT_I32:
+        if (end - *pp < 4) return fail(d, *pp, "truncated fixed32");
+        *pp += 4;
+        return 0;
+    default:
+        return fail(d, at, "invalid wire type");
+    }
+}
+
+/* a field not handled by the caller: a known number here has the wrong wire type */
+static int other_field(Dec *d, const uint8_t **pp, const uint8_t *end, uint32_t tag, const uint8_t *at,
+                       int depth, uint32_t known, const char *msgname)
+{
+    uint32_t fn = tag >> 3;
+    if (fn < 32 && ((known >> fn) & 1)) {
+        char what[160];
+        PyOS_snprintf(what, sizeof what, "field %u of %s has wire type %u", (unsigned)fn, msgname,
+                      (unsigned)(tag & 7));
+        return fail(d, at, what);
+    }
+    return skip_field(d, pp, end, tag, at, depth);
+}
+
+/* ------------------------------------------------------------------------ */
+/* UTF-8, JSON text, numbers                                                  */
+
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+static inline uint64_t load64(const uint8_t *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8);
+    return x;
+}
+
+/* 1 if valid UTF-8 (no surrogates, no overlongs, <= U+10FFFF) */
+static int utf8_valid(const uint8_t *s, size_t n, int *nonascii)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (i + 8 <= n && !(load64(s + i) & HIGHS)) {
+            i += 8;
+            continue;
+        }
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        *nonascii = 1;
+        if (c >= 0xC2 && c <= 0xDF) {
+            if (i + 1 >= n || (s[i + 1] & 0xC0) != 0x80) return 0;
+            i += 2;
+        }
+        else if (c >= 0xE0 && c <= 0xEF) {
+            if (i + 2 >= n) return 0;
+            uint8_t c1 = s[i + 1], c2 = s[i + 2];
+            if ((c2 & 0xC0) != 0x80) return 0;
+            if (c == 0xE0) {
+                if (c1 < 0xA0 || c1 > 0xBF) return 0;
+            }
+            else if (c == 0xED) {
+                if (c1 < 0x80 || c1 > 0x9F) return 0;
+            }
+            else if ((c1 & 0xC0) != 0x80)
+                return 0;
+            i += 3;
+        }
+        else if (c >= 0xF0 && c <= 0xF4) {
+            if (i + 3 >= n) return 0;
+            uint8_t c1 = s[i + 1], c2 = s[i + 2], c3 = s[i + 3];
+            if ((c2 & 0xC0) != 0x80 || (c3 & 0xC0) != 0x80) return 0;
+            if (c == 0xF0) {
+                if (c1 < 0x90 || c1 > 0xBF) return 0;
+            }
+            else if (c == 0xF4) {
+                if (c1 < 0x80 || c1 > 0x8F) return 0;
+            }
+            else if ((c1 & 0xC0) != 0x80)
+                return 0;
+            i += 4;
+        }
+        else
+            return 0;
+    }
+    return 1;
+}
+
+/* string field: length + UTF-8 check */
+static inline int rd_str(Dec *d, const uint8_t **pp, const uint8_t *end, const uint8_t **s, uint32_t *n,
+                         int *na)
+{
+    if (rd_len(d, pp, end, s, n)) return -1;
+    *na = 0;
+    if (UNLIKELY(!utf8_valid(*s, *n, na))) return fail(d, *s, "invalid UTF-8 in a string field");
+    return 0;
+}
+
+/* 8 bytes that JSON copies verbatim: ASCII, >= 0x20, not '"' nor '\\' */
+static inline int json_plain8(uint64_t x)
+{
+    uint64_t lt = (x - ONES * 0x20) & ~x & HIGHS;
+    uint64_t q = x ^ (ONES * 0x22);
+    uint64_t bs = x ^ (ONES * 0x5C);
+    uint64_t hq = (q - ONES) & ~q & HIGHS;
+    uint64_t hb = (bs - ONES) & ~bs & HIGHS;
+    return ((x & HIGHS) | lt | hq | hb) == 0;
+}
+
+static const char HEXD[] = "0123456789abcdef";
+
+/* JSON string literal of valid UTF-8, escaped like json.dumps(ensure_ascii=False) */
+static int json_str(Buf *b, const uint8_t *s, size_t n, int nonascii)
+{
+    if (n > ((size_t)PY_SSIZE_T_MAX - 16) / 6) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (RESERVE(b, 6 * n + 2)) return -1;
+    char *o = b->p + b->n;
+    *o++ = '"';
+    size_t i = 0;
+    while (i < n) {
+        if (i + 8 <= n) {
+            uint64_t x = load64(s + i);
+            if (json_plain8(x)) {
+                memcpy(o, &x, 8);
+                o += 8;
+                i += 8;
+                continue;
+            }
+        }
+        uint8_t c = s[i++];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            continue;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        default:
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = HEXD[c >> 4];
+            *o++ = HEXD[c & 15];
+        }
+    }
+    *o++ = '"';
+    b->n = (size_t)(o - b->p);
+    if (nonascii) b->nonascii = 1;
+    return 0;
+}
+
+static int fmt_u64(char *out, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (int i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static int fmt_i64(char *out, int64_t v)
+{
+    if (v < 0) {
+        out[0] = '-';
+        return 1 + fmt_u64(out + 1, (uint64_t)0 - (uint64_t)v);
+    }
+    return fmt_u64(out, (uint64_t)v);
+}
+
+static int put_u64(Buf *b, uint64_t v)
+{
+    if (RESERVE(b, 24)) return -1;
+    b->n += (size_t)fmt_u64(b->p + b->n, v);
+    return 0;
+}
+
+static int put_i64(Buf *b, int64_t v)
+{
+    if (RESERVE(b, 24)) return -1;
+    b->n += (size_t)fmt_i64(b->p + b->n, v);
+    return 0;
+}
+
+static int put_hex(Buf *b, const uint8_t *s, size_t n)
+{
+    if (RESERVE(b, 2 * n + 2)) return -1;
+    char *o = b->p + b->n;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        *o++ = HEXD[s[i] >> 4];
+        *o++ = HEXD[s[i] & 15];
+    }
+    *o++ = '"';
+    b->n = (size_t)(o - b->p);
+    return 0;
+}
+
+static int put_base64(Buf *b, const uint8_t *s, size_t n)
+{
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (RESERVE(b, (n + 2) / 3 * 4 + 2)) return -1;
+    char *o = b->p + b->n;
+    *o++ = '"';
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = ((uint32_t)s[i] << 16) | ((uint32_t)s[i + 1] << 8) | s[i + 2];
+        *o++ = A[v >> 18];
+        *o++ = A[(v >> 12) & 63];
+        *o++ = A[(v >> 6) & 63];
+        *o++ = A[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        *o++ = A[v >> 18];
+        *o++ = A[(v >> 12) & 63];
+        *o++ = '=';
+        *o++ = '=';
+    }
+    else if (n - i == 2) {
+        uint32_t v = ((uint32_t)s[i] << 16) | ((uint32_t)s[i + 1] << 8);
+        *o++ = A[v >> 18];
+        *o++ = A[(v >> 12) & 63];
+        *o++ = A[(v >> 6) & 63];
+        *o++ = '=';
+    }
+    *o++ = '"';
+    b->n = (size_t)(o - b->p);
+    return 0;
+}
+
+/* ---- doubles: shortest round-trip digits (Ryu, Ulf Adams 2018), formatted as repr() ---- */
+
+#ifdef __SIZEOF_INT128__
+typedef __uint128_t u128;
+#define POW5_INV_BITCOUNT 125
+#define POW5_BITCOUNT 125
+#define POW5_INV_TABLE_SIZE 342
+#define POW5_TABLE_SIZE 326
+static uint64_t POW5_INV_SPLIT[POW5_INV_TABLE_SIZE][2];
+static uint64_t POW5_SPLIT[POW5_TABLE_SIZE][2];
+static int ryu_ready = 0;
+
+static inline uint32_t pow5bits(int32_t e) { return (uint32_t)(((e * 1217359) >> 19) + 1); }
+static inline uint32_t log10Pow2(int32_t e) { return (uint32_t)((e * 78913) >> 18); }
+static inline uint32_t log10Pow5(int32_t e) { return (uint32_t)((e * 732923) >> 20); }
+
+static inline uint32_t pow5Factor(uint64_t v)
+{
+    uint32_t count = 0;
+    for (;;) {
+        uint64_t q = v / 5;
+        if (v - 5 * q != 0) break;
+        v = q;
+        ++count;
+    }
+    return count;
+}
+
+static inline int multipleOfPowerOf5(uint64_t v, uint32_t p) { return pow5Factor(v) >= p; }
+static inline int multipleOfPowerOf2(uint64_t v, uint32_t p) { return (v & ((1ull << p) - 1)) == 0; }
+
+static inline uint64_t mulShift64(uint64_t m, const uint64_t *mul, int32_t j)
+{
+    u128 b0 = (u128)m * mul[0];
+    u128 b2 = (u128)m * mul[1];
+    return (uint64_t)(((b0 >> 64) + b2) >> (j - 64));
+}
+
+/* Tables from exact integer arithmetic (Python ints) at import time. */
+static int ryu_init(void)
+{
+    int ok = 0;
+    PyObject *pow = PyLong_FromLong(1), *five = PyLong_FromLong(5), *one = PyLong_FromLong(1);
+    PyObject *s64 = PyLong_FromLong(64);
+    if (!pow || !five || !one || !s64) goto done;
+    for (int i = 0; i < POW5_INV_TABLE_SIZE; i++) {
+        PyObject *bl = PyObject_CallMethod(pow, "bit_length", NULL);
+        if (!bl) goto done;
+        long bitlen = PyLong_AsLong(bl);
+        Py_DECREF(bl);
+        if ((uint32_t)bitlen != pow5bits(i)) goto done; /* formula check */
+        PyObject *v, *hi;
+        if (i < POW5_TABLE_SIZE) {
+            long shift = bitlen - POW5_BITCOUNT;
+            PyObject *sh = PyLong_FromLong(shift >= 0 ? shift : -shift);
+            if (!sh) goto done;
+            v = shift >= 0 ? PyNumber_Rshift(pow, sh) : PyNumber_Lshift(pow, sh);
+            Py_DECREF(sh);
+            if (!v) goto done;
+            hi = PyNumber_Rshift(v, s64);
+            if (!hi) {
+                Py_DECREF(v);
+                goto done;
+            }
+            POW5_SPLIT[i][0] = PyLong_AsUnsignedLongLongMask(v);
+            POW5_SPLIT[i][1] = PyLong_AsUnsignedLongLongMask(hi);
+            Py_DECREF(v);
+            Py_DECREF(hi);
+        }
+        PyObject *sh = PyLong_FromLong(bitlen - 1 + POW5_INV_BITCOUNT);
+        if (!sh) goto done;
+        PyObject *p2 = PyNumber_Lshift(one, sh);
+        Py_DECREF(sh);
+        if (!p2) goto done;
+        PyObject *q = PyNumber_FloorDivide(p2, pow);
+        Py_DECREF(p2);
+        if (!q) goto done;
+        v = PyNumber_Add(q, one);
+        Py_DECREF(q);
+        if (!v) goto done;
+        hi = PyNumber_Rshift(v, s64);
+        if (!hi) {
+            Py_DECREF(v);
+            goto done;
+        }
+        POW5_INV_SPLIT[i][0] = PyLong_AsUnsignedLongLongMask(v);
+        POW5_INV_SPLIT[i][1] = PyLong_AsUnsignedLongLongMask(hi);
+        Py_DECREF(v);
+        Py_DECREF(hi);
+        PyObject *next = PyNumber_Multiply(pow, five);
+        if (!next) goto done;
+        Py_DECREF(pow);
+        pow = next;
+    }
+    ok = 1;
+done:
+    Py_XDECREF(pow);
+    Py_XDECREF(five);
+    Py_XDECREF(one);
+    Py_XDECREF(s64);
+    if (PyErr_Occurred()) PyErr_Clear();
+    ryu_ready = ok;
+    return 0;
+}
+
+/* shortest decimal digits: value = *out * 10^*exp10 */
+static void ryu_d2d(uint64_t ieeeMantissa, uint32_t ieeeExponent, uint64_t *out, int32_t *exp10)
+{
+    int32_t e2;
+    uint64_t m2;
+    if (ieeeExponent == 0) {
+        e2 = 1 - 1023 - 52 - 2;
+        m2 = ieeeMantissa;
+    }
+    else {
+        e2 = (int32_t)ieeeExponent - 1023 - 52 - 2;
+        m2 = (1ull << 52) | ieeeMantissa;
+    }
+    const int even = (m2 & 1) == 0;
+    const int acceptBounds = even;
+    const uint64_t mv = 4 * m2;
+    const uint32_t mmShift = ieeeMantissa != 0 || ieeeExponent <= 1;
+    uint64_t vr, vp, vm;
+    int32_t e10;
+    int vmIsTrailingZeros = 0, vrIsTrailingZeros = 0;
+    if (e2 >= 0) {
+        const uint32_t q = log10Pow2(e2) - (e2 > 3);
+        e10 = (int32_t)q;
+        const int32_t k = POW5_INV_BITCOUNT + (int32_t)pow5bits((int32_t)q) - 1;
+        const int32_t i = -e2 + (int32_t)q + k;
+        vr = mulShift64(4 * m2, POW5_INV_SPLIT[q], i);
+        vp = mulShift64(4 * m2 + 2, POW5_INV_SPLIT[q], i);
+        vm = mulShift64(4 * m2 - 1 - mmShift, POW5_INV_SPLIT[q], i);
+        if (q <= 21) {
+            const uint32_t mvMod5 = (uint32_t)(mv % 5);
+            if (mvMod5 == 0)
+                vrIsTrailingZeros = multipleOfPowerOf5(mv, q);
+            else if (acceptBounds)
+                vmIsTrailingZeros = multipleOfPowerOf5(mv - 1 - mmShift, q);
+            else
+                vp -= (uint64_t)multipleOfPowerOf5(mv + 2, q);
+        }
+    }
+    else {
+        const uint32_t q = log10Pow5(-e2) - (-e2 > 1);
+        e10 = (int32_t)q + e2;
+        const int32_t i = -e2 - (int32_t)q;
+        const int32_t k = (int32_t)pow5bits(i) - POW5_BITCOUNT;
+        const int32_t j = (int32_t)q - k;
+        vr = mulShift64(4 * m2, POW5_SPLIT[i], j);
+        vp = mulShift64(4 * m2 + 2, POW5_SPLIT[i], j);
+        vm = mulShift64(4 * m2 - 1 - mmShift, POW5_SPLIT[i], j);
+        if (q <= 1) {
+            vrIsTrailingZeros = 1;
+            if (acceptBounds)
+                vmIsTrailingZeros = mmShift == 1;
+            else
+                --vp;
+        }
+        else if (q < 63) {
+            vrIsTrailingZeros = multipleOfPowerOf2(mv, q);
+        }
+    }
+    int32_t removed = 0;
+    uint8_t lastRemovedDigit = 0;
+    uint64_t output;
+    if (vmIsTrailingZeros || vrIsTrailingZeros) {
+        for (;;) {
+            const uint64_t vpDiv10 = vp / 10, vmDiv10 = vm / 10;
+            if (vpDiv10 <= vmDiv10) break;
+            const uint32_t vmMod10 = (uint32_t)(vm - 10 * vmDiv10);
+            const uint64_t vrDiv10 = vr / 10;
+            const uint32_t vrMod10 = (uint32_t)(vr - 10 * vrDiv10);
+            vmIsTrailingZeros &= vmMod10 == 0;
+            vrIsTrailingZeros &= lastRemovedDigit == 0;
+            lastRemovedDigit = (uint8_t)vrMod10;
+            vr = vrDiv10;
+            vp = vpDiv10;
+            vm = vmDiv10;
+            ++removed;
+        }
+        if (vmIsTrailingZeros) {
+            for (;;) {
+                const uint64_t vmDiv10 = vm / 10;
+                const uint32_t vmMod10 = (uint32_t)(vm - 10 * vmDiv10);
+                if (vmMod10 != 0) break;
+                const uint64_t vpDiv10 = vp / 10, vrDiv10 = vr / 10;
+                const uint32_t vrMod10 = (uint32_t)(vr - 10 * vrDiv10);
+                vrIsTrailingZeros &= lastRemovedDigit == 0;
+                lastRemovedDigit = (uint8_t)vrMod10;
+                vr = vrDiv10;
+                vp = vpDiv10;
+                vm = vmDiv10;
+                ++removed;
+            }
+        }
+        if (vrIsTrailingZeros && lastRemovedDigit == 5 && vr % 2 == 0) lastRemovedDigit = 4;
+        output = vr + ((vr == vm && (!acceptBounds || !vmIsTrailingZeros)) || lastRemovedDigit >= 5);
+    }
+    else {
+        int roundUp = 0;
+        const uint64_t vpDiv100 = vp / 100, vmDiv100 = vm / 100;
+        if (vpDiv100 > vmDiv100) {
+            const uint64_t vrDiv100 = vr / 100;
+            const uint32_t vrMod100 = (uint32_t)(vr - 100 * vrDiv100);
+            roundUp = vrMod100 >= 50;
+            vr = vrDiv100;
+            vp = vpDiv100;
+            vm = vmDiv100;
+            removed += 2;
+        }
+        for (;;) {
+            const uint64_t vpDiv10 = vp / 10, vmDiv10 = vm / 10;
+            if (vpDiv10 <= vmDiv10) break;
+            const uint64_t vrDiv10 = vr / 10;
+            const uint32_t vrMod10 = (uint32_t)(vr - 10 * vrDiv10);
+            roundUp = vrMod10 >= 5;
+            vr = vrDiv10;
+            vp = vpDiv10;
+            vm = vmDiv10;
+            ++removed;
+        }
+        output = vr + (vr == vm || roundUp);
+    }
+    *out = output;
+    *exp10 = e10 + removed;
+}
+#endif /* __SIZEOF_INT128__ */
+
+/* repr(float) of a finite double; out needs 32 bytes; returns length */
+static int fmt_double(char *out, double v)
+{
+#ifdef __SIZEOF_INT128__
+    if (LIKELY(ryu_ready)) {
+        uint64_t bits;
+        memcpy(&bits, &v, 8);
+        char *o = out;
+        if (bits >> 63) *o++ = '-';
+        uint64_t mant = bits & ((1ull << 52) - 1);
+        uint32_t expo = (uint32_t)((bits >> 52) & 0x7ff);
+        if (expo == 0 && mant == 0) {
+            memcpy(o, "0.0", 3);
+            return (int)(o + 3 - out);
+        }
+        uint64_t digits;
+        int32_t e10;
+        ryu_d2d(mant, expo, &digits, &e10);
+        while (digits % 10 == 0) {
+            digits /= 10;
+            e10++;
+        }
+        char db[24];
+        int n = fmt_u64(db, digits);
+        int decpt = n + e10;
+        if (decpt <= -4 || decpt > 16) {
+            *o++ = db[0];
+            if (n > 1) {
+                *o++ = '.';
+                memcpy(o, db + 1, (size_t)(n - 1));
+                o += n - 1;
+            }
+            *o++ = 'e';
+            int x = decpt - 1;
+            if (x < 0) {
+                *o++ = '-';
+                x = -x;
+            }
+            else
+                *o++ = '+';
+            if (x >= 100) {
+                *o++ = (char)('0' + x / 100);
+                x %= 100;
+            }
+            *o++ = (char)('0' + x / 10);
+            *o++ = (char)('0' + x % 10);
+        }
+        else if (decpt <= 0) {
+            *o++ = '0';
+            *o++ = '.';
+            for (int i = 0; i < -decpt; i++) *o++ = '0';
+            memcpy(o, db, (size_t)n);
+            o += n;
+        }
+        else if (decpt >= n) {
+            memcpy(o, db, (size_t)n);
+            o += n;
+            for (int i = n; i < decpt; i++) *o++ = '0';
+            *o++ = '.';
+            *o++ = '0';
+        }
+        else {
+            memcpy(o, db, (size_t)decpt);
+            o += decpt;
+            *o++ = '.';
+            memcpy(o, db + decpt, (size_t)(n - decpt));
+            o += n - decpt;
+        }
+        return (int)(o - out);
+    }
+#endif
+    char *s = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (!s) return -1;
+    size_t n = strlen(s);
+    if (n > 31) n = 31;
+    memcpy(out, s, n);
+    PyMem_Free(s);
+    return (int)n;
+}
+
+static int put_double(Buf *b, double v)
+{
+    if (v != v) return PUTS(b, "\"NaN\"");
+    if (v == Py_HUGE_VAL) return PUTS(b, "\"Infinity\"");
+    if (v == -Py_HUGE_VAL) return PUTS(b, "\"-Infinity\"");
+    if (RESERVE(b, 32)) return -1;
+    int n = fmt_double(b->p + b->n, v);
+    if (n < 0) return -1;
+    b->n += (size_t)n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Python objects                                                             */
+
+static PyObject *math_nan; /* math.nan: every promoted NaN is this object */
+
+static PyObject *new_str(const uint8_t *s, size_t n, int nonascii)
+{
+    if (!nonascii) {
+        PyObject *o = PyUnicode_New((Py_ssize_t)n, 127);
+        if (o && n) memcpy(PyUnicode_DATA(o), s, n);
+        return o;
+    }
+    return PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)n, "strict");
+}
+
+static PyObject *cached_str(Dec *d, const uint8_t *s, uint32_t n, int nonascii)
+{
+    if (n > CACHE_MAXLEN) return new_str(s, n, nonascii);
+    uint32_t h = 2166136261u;
+    for (uint32_t i = 0; i < n; i++) h = (h ^ s[i]) * 16777619u;
+    h ^= n;
+    CacheEntry *e = &d->cache[(h ^ (h >> 8)) & (CACHE_SIZE - 1)];
+    if (e->obj && e->hash == h && e->len == n && memcmp(e->bytes, s, n) == 0) {
+        Py_INCREF(e->obj);
+        return e->obj;
+    }
+    PyObject *o = new_str(s, n, nonascii);
+    if (!o) return NULL;
+    Py_XDECREF(e->obj);
+    Py_INCREF(o);
+    e->obj = o;
+    e->hash = h;
+    e->len = n;
+    memcpy(e->bytes, s, n);
+    return o;
+}
+
+/* str, or None when empty */
+static PyObject *str_or_none(Dec *d, const uint8_t *s, uint32_t n, int nonascii)
+{
+    if (!n) Py_RETURN_NONE;
+    return cached_str(d, s, n, nonascii);
+}
+
+/* JSON text in b, framed by open/close over the leading comma; None if empty */
+static PyObject *json_obj(Buf *b, char open, char close)
+{
+    if (b->n == 0) Py_RETURN_NONE;
+    b->p[0] = open; /* replaces the leading ',' */
+    if (buf_putc(b, close)) return NULL;
+    return new_str((const uint8_t *)b->p, b->n, b->nonascii);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lenient validation of sub-messages upb parses but then drops (oneof)       */
+
+static int lv_any(Dec *d, const uint8_t *p, const uint8_t *end, int depth);
+
+static int lv_kv(Dec *d, const uint8_t *p, const uint8_t *end, int depth)
+{
+    while (p < end) {
+        const uint8_t *at = p, *s;
+        uint32_t tag, n;
+        uint64_t v;
+        int na;
+        if (rd_tag(d, &p, end, &tag)) return -1;
+        switch (tag) {
+        case TAG(1, WT_LEN):
+            if (rd_str(d, &p, end, &s, &n, &na)) return -1;
+            break;
+        case TAG(2, WT_LEN):
+            if (rd_len(d, &p, end, &s, &n)) return -1;
+            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
+            if (lv_any(d, s, s + n, depth + 1)) return -1;
+            break;
+        case TAG(3, WT_VARINT):
+            if (rd_varint(d, &p, end, &v)) return -1;
+            break;
+        default:
+            if (skip_field(d, &p, end, tag, at, depth)) return -1;
+        }
+    }
+    return 0;
+}
+
+/* ArrayValue (fn=5) or KeyValueList (fn=6): both are `repeated ... values = 1` */
+static int lv_list(Dec *d, const uint8_t *p, const uint8_t *end, int depth, int is_kv)
+{
+    while (p < end) {
+        const uint8_t *at = p, *s;
+        uint32_t tag, n;
+        if (rd_tag(d, &p, end, &tag)) return -1;
+        if (tag == TAG(1, WT_LEN)) {
+            if (rd_len(d, &p, end, &s, &n)) return -1;
+            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
+            if ((is_kv ? lv_kv : lv_any)(d, s, s + n, depth + 1)) return -1;
+        }
+        else if (skip_field(d, &p, end, tag, at, depth))
+            return -1;
+    }
+    return 0;
+}
+
+static int lv_any(Dec *d, const uint8_t *p, const uint8_t *end, int depth)
+{
+    while (p < end) {
+        const uint8_t *at = p, *s;
+        uint32_t tag, n;
+        uint64_t v;
+        int na;
+        if (rd_tag(d, &p, end, &tag)) return -1;
+        switch (tag) {
+        case TAG(1, WT_LEN):
+            if (rd_str(d, &p, end, &s, &n, &na)) return -1;
+            break;
+        case TAG(2, WT_VARINT):
+        case TAG(3, WT_VARINT):
+        case TAG(8, WT_VARINT):
+            if (rd_varint(d, &p, end, &v)) return -1;
+            break;
+        case TAG(4, WT_I64):
+            if (rd_fixed64(d, &p, end, &v)) return -1;
+            break;
+        case TAG(5, WT_LEN):
+        case TAG(6, WT_LEN):
+            if (rd_len(d, &p, end, &s, &n)) return -1;
+            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
+            if (lv_list(d, s, s + n, depth + 1, tag == TAG(6, WT_LEN))) return -1;
+            break;
+        case TAG(7, WT_LEN):
+            if (rd_len(d, &p, end, &s, &n)) return -1;
+            break;
+        default:
+            if (skip_field(d, &p, end, tag, at, depth)) return -1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* AnyValue / KeyValue (strict: everything upb keeps)                         */
+
+#define KNOWN_ANY BITS(1, 8)
+#define KNOWN_KV BITS(1, 3)
+#define KNOWN_LIST BITS(1, 1)
+
+typedef struct {
+    int which; /* final oneof field number, 0 = none */
+    const uint8_t *s;
+    uint32_t slen;
+    int s_na;
+    uint64_t u;
+    int nmsg;           /* occurrences of array_value / kvlist_value */
+    Py_ssize_t run_seg; /* where the final array/kvlist run starts */
+    const uint8_t *run_at;
+} AnyScan;
+
+/* First pass over an AnyValue (all its merged segments); depth = AnyValue's */
+static int any_scan(Dec *d, const Segs *segs, int depth, AnyScan *a)
+{
+    a->which = 0;
+    a->nmsg = 0;
+    a->s = NULL;
+    a->slen = 0;
+    a->s_na = 0;
+    a->u = 0;
+    a->run_seg = 0;
+    a->run_at = NULL;
+    for (Py_ssize_t i = 0; i < segs->n; i++) {
+        const uint8_t *p = segs->v[i].p, *end = segs->v[i].e;
+        while (p < end) {
+            const uint8_t *at = p, *s;
+            uint32_t tag, n;
+            int na;
+            if (rd_tag(d, &p, end, &tag)) return -1;
+            switch (tag) {
+            case TAG(1, WT_LEN):
+            case TAG(7, WT_LEN):
+                if (tag == TAG(1, WT_LEN)) {
+                    na = 0;
+                    if (rd_str(d, &p, end, &s, &n, &na)) return -1;
+                }
+                else {
+                    na = 0;
+                    if (rd_len(d, &p, end, &s, &n)) return -1;
+                }
+                a->s = s;
+                a->slen = n;
+                a->s_na = na;
+                a->which = (int)(tag >> 3);
+                break;
+            case TAG(2, WT_VARINT):
+            case TAG(3, WT_VARINT):
+            case TAG(8, WT_VARINT):
+                if (rd_varint(d, &p, end, &a->u)) return -1;
+                a->which = (int)(tag >> 3);
+                break;
+            case TAG(4, WT_I64):
+                if (rd_fixed64(d, &p, end, &a->u)) return -1;
+                a->which = 4;
+                break;
+            case TAG(5, WT_LEN):
+            case TAG(6, WT_LEN):
+                if (rd_len(d, &p, end, &s, &n)) return -1;
+                if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
+                a->nmsg++;
+                if (a->which != (int)(tag >> 3)) {
+                    a->which = (int)(tag >> 3);
+                    a->run_seg = i;
+                    a->run_at = at;
+                }
+                break;
+            default:
+                if (other_field(d, &p, end, tag, at, depth, KNOWN_ANY, "AnyValue")) return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Second pass when array/kvlist occurred: validate dropped ones, collect the final run */
+static int any_runs(Dec *d, const Segs *segs, const AnyScan *a, int depth, Segs *run)
+{
+    for (Py_ssize_t i = 0; i < segs->n; i++) {
+        const uint8_t *p = segs->v[i].p, *end = segs->v[i].e;
+        while (p < end) {
+            const uint8_t *at = p, *s;
+            uint32_t tag, n;
+            if (rd_tag(d, &p, end, &tag)) return -1;
+            if (tag == TAG(5, WT_LEN) || tag == TAG(6, WT_LEN)) {
+                if (rd_len(d, &p, end, &s, &n)) return -1;
+                int fn = (int)(tag >> 3);
+                int in_run = fn == a->which && (i > a->run_seg || (i == a->run_seg && at >= a->run_at));
+                if (in_run) {
+                    if (run && segs_push(run, s, s + n)) return -1;
+                }
+                else if (lv_list(d, s, s + n, depth + 1, fn == 6))
+                    return -1;
+            }
+            else if (skip_field(d, &p, end, tag, at, depth))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int kv_scan(Dec *d, const uint8_t *p, const uint8_t *end, int depth, KVRef *r)
+{
+    r->kv = p;
+    r->kvend = end;
+    r->key = p;
+    r->keylen = 0;
+    r->key_na = 0;
+    r->val = r->valend = NULL;
+    r->nval = 0;
+    r->slot = -1;
+    while (p < end) {
+        const uint8_t *at = p, *s;
+        uint32_t tag, n;
+        uint64_t v;
+        if (rd_tag(d, &p, end, &tag)) return -1;
+        switch (tag) {
+        case TAG(1, WT_LEN):
+            if (rd_str(d, &p, end, &r->key, &r->keylen, &r->key_na)) return -1;
+            break;
+        case TAG(2, WT_LEN):
+            if (rd_len(d, &p, end, &s, &n)) return -1;
+            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
+            if (r->nval++ == 0) {
+                r->val = s;
+                r->valend = s + n;
+            }
+            break;
+        case TAG(3, WT_VARINT):
+            if (rd_varint(d, &p, end, &v)) return -1;
+            break;
+        default:
+            if (other_field(d, &p, end, tag, at, depth, KNOWN_KV, "KeyValue")) return -1;
+        }
+    }
+    return 0;
+}
+
+/* the merged `value` segments of a scanned KeyValue */
+static int kv_value_segs(Dec *d, const KVRef *r, Segs *vs)
+{
+    segs_init(vs);
+    if (r->nval == 0) return 0;
+    if (r->nval == 1) return segs_push(vs, r->val, r->valend);
+    const uint8_t *p = r->kv, *end = r->kvend;
+    while (p < end) {
+        const uint8_t *at = p, *s;
+        uint32_t tag, n;
+        if (rd_tag(d, &p, end, &tag)) return -1;
+        if (tag == TAG(2, WT_LEN)) {
+            if (rd_len(d, &p, end, &s, &n)) return -1;
+            if (segs_push(vs, s, s + n)) return -1;
+        }
+        else if (skip_field(d, &p, end, tag, at, 0))
+            return -1;
+    }
+    return 0;
+}
+
+static int render_kv(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, int depth, int level);
+
+/* JSON of an AnyValue made of `segs`; depth = its message depth, level = arrays/kvlists around it */
+static int render_any(Dec *d, Buf *b, const Segs *segs, int depth, int level)
+{
+    AnyScan a;
+    if (any_scan(d, segs, depth, &a)) return -1;
+    Segs run;
+    segs_init(&run);
+    int rc = -1;
+    if (a.nmsg && any_runs(d, segs, &a, depth, &run)) goto done;
+    switch (a.which) {
+    case 1:
+        rc = json_str(b, a.s, a.slen, a.s_na);
+        goto done;
+    case 2:
+        rc = a.u ? PUTS(b, "true") : PUTS(b, "false");
+        goto done;
+    case 3:
+        rc = put_i64(b, (int64_t)a.u);
+        goto done;
+    case 4: {
+        double x;
+        memcpy(&x, &a.u, 8);
+        rc = put_double(b, x);
+        goto done;
+    }
+    case 7:
+        rc = put_base64(b, a.s, a.slen);
+        goto done;
+    case 5:
+    case 6:
+        break;
+    default: /* unset, string_value_strindex */
+        rc = PUTS(b, "null");
+        goto done;
+    }
+    if (level >= MAX_VALUE_DEPTH) {
+        PyErr_Format(PyExc_ValueError,
+                     "malformed OTLP trace request: attribute value nested more than %d arrays/kvlists deep "
+                     "at byte offset %zd",
+                     MAX_VALUE_DEPTH, (Py_ssize_t)(run.v[0].p - d->base));
+        goto done;
+    }
+    {
+        int is_kv = a.which == 6, first = 1;
+        if (buf_putc(b, is_kv ? '{' : '[')) goto done;
+        for (Py_ssize_t i = 0; i < run.n; i++) {
+            const uint8_t *p = run.v[i].p, *end = run.v[i].e;
+            while (p < end) {
+                const uint8_t *at = p, *s;
+                uint32_t tag, n;
+                if (rd_tag(d, &p, end, &tag)) goto done;
+                if (tag == TAG(1, WT_LEN)) {
+                    if (rd_len(d, &p, end, &s, &n)) goto done;
+                    if (depth + 2 > MAX_MSG_DEPTH) {
+                        fail_depth(d, at);
+                        goto done;
+                    }
+                    if (!first && buf_putc(b, ',')) goto done;
+                    first = 0;
+                    if (is_kv) {
+                        if (render_kv(d, b, s, s + n, depth + 2, level + 1)) goto done;
+                    }
+                    else {
+                        Segs one;
+                        segs_init(&one);
+                        one.v[0].p = s;
+                        one.v[0].e = s + n;
+                        one.n = 1;
+                        if (render_any(d, b, &one, depth + 2, level + 1)) goto done;
+                    }
+                }
+                else if (other_field(d, &p, end, tag, at, depth + 1, KNOWN_LIST,
+                                     is_kv ? "KeyValueList" : "ArrayValue"))
+                    goto done;
+            }
+        }
+        rc = buf_putc(b, is_kv ? '}' : ']');
+    }
+done:
+    segs_free(&run);
+    return rc;
+}
+
+/* "key":value of one KeyValue (no promotion); depth = KeyValue's depth */
+static int render_kv(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, int depth, int level)
+{
+    KVRef r;
+    Segs vs;
+    if (kv_scan(d, p, end, depth, &r)) return -1;
+    if (json_str(b, r.key, r.keylen, r.key_na) || buf_putc(b, ':')) return -1;
+    if (kv_value_segs(d, &r, &vs)) {
+        segs_free(&vs);
+        return -1;
+    }
+    int rc = render_any(d, b, &vs, depth + 1, level);
+    segs_free(&vs);
+    return rc;
+}
+
+static int slot_of(const Promo *table, int nslots, const uint8_t *key, uint32_t len)
+{
+    for (int i = 0; i < nslots; i++)
+        if (table[i].len == len && memcmp(table[i].key, key, len) == 0) return i;
+    return -1;
+}
+
+static int push_kv(Dec *d, const uint8_t *p, const uint8_t *end, int depth, const Promo *table,
+                   int nslots)
+{
+    if (d->nkv == d->kvcap) {
+        Py_ssize_t cap = d->kvcap ? d->kvcap * 2 : 32;
+        KVRef *nk = PyMem_Realloc(d->kv, (size_t)cap * sizeof(KVRef));
+        if (!nk) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        d->kv = nk;
+        d->kvcap = cap;
+    }
+    KVRef *r = &d->kv[d->nkv];
+    if (kv_scan(d, p, end, depth, r)) return -1;
+    if (table == SPAN_PROMO) {
+        if (r->keylen >= 8 && r->key[0] == 'm' && r->key[1] == 'l' && r->key[2] == '.')
+            r->slot = slot_of(table, nslots, r->key, r->keylen);
+    }
+    else
+        r->slot = slot_of(table, nslots, r->key, r->keylen);
+    d->nkv++;
+    return 0;
+}
+
+/* Promote the last occurrence of each table key when its type fits; JSON of the rest
+   into b (entries with a leading ','). out[slot] gets new references or stays NULL. */
+static int attrs_promote(Dec *d, Buf *b, int kv_depth, const Promo *table, int nslots, PyObject **out)
+{
+    Py_ssize_t last[MAX_SLOTS];
+    for (int i = 0; i < nslots; i++) last[i] = -1;
+    for (Py_ssize_t i = 0; i < d->nkv; i++)
+        if (d->kv[i].slot >= 0) last[d->kv[i].slot] = i;
+    buf_reset(b);
+    for (Py_ssize_t i = 0; i < d->nkv; i++) {
+        KVRef *r = &d->kv[i];
+        Segs vs;
+        if (kv_value_segs(d, r, &vs)) goto error;
+        if (r->slot >= 0 && last[r->slot] == i) {
+            AnyScan a;
+            if (any_scan(d, &vs, kv_depth + 1, &a)) goto error;
+            if (a.nmsg && a.which != 5 && a.which != 6 && any_runs(d, &vs, &a, kv_depth + 1, NULL))
+                goto error;
+            const Promo *pr = &table[r->slot];
+            PyObject *o = NULL;
+            if (pr->kind == K_STR && a.which == 1)
+                o = pr->cache ? cached_str(d, a.s, a.slen, a.s_na) : new_str(a.s, a.slen, a.s_na);
+            else if (pr->kind == K_FLOAT && a.which == 4) {
+                double x;
+                memcpy(&x, &a.u, 8);
+                if (x != x) { /* the math.nan object, as the Python decoder returns */
+                    o = math_nan;
+                    Py_INCREF(o);
+                }
+                else
+                    o = PyFloat_FromDouble(x);
+            }
+            else if (pr->kind == K_FLOAT && a.which == 3)
+                o = PyFloat_FromDouble((double)(int64_t)a.u);
+            else if (pr->kind == K_BOOL && a.which == 2) {
+                o = a.u ? Py_True : Py_False;
+                Py_INCREF(o);
+            }
+            else
+                goto render;
+            if (!o) goto error;
+            out[r->slot] = o;
+            segs_free(&vs);
+            continue;
+        }
+    render:
+        if (buf_putc(b, ',') || json_str(b, r->key, r->keylen, r->key_na) || buf_putc(b, ':') ||
+            render_any(d, b, &vs, kv_depth + 1, 0))
+            goto error;
+        segs_free(&vs);
+        continue;
+    error:
+        segs_free(&vs);
+        for (int k = 0; k < nslots; k++) Py_CLEAR(out[k]);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Trace messages                                                             */
+
+#define KNOWN_REQUEST BITS(1, 1)
+#define KNOWN_RS BITS(1, 3)
+#define KNOWN_RESOURCE BITS(1, 3)
+#define KNOWN_ENTITY BITS(1, 4)
+#define KNOWN_SS BITS(1, 3)
+#define KNOWN_SCOPE BITS(1, 4)
+#define KNOWN_SPAN BITS(1, 16)
+#define KNOWN_EVENT BITS(1, 4)
+#define KNOWN_LINK BITS(1, 6)
+#define KNOWN_STATUS BITS(2, 3)
+
+static int cols_reserve(Dec *d)
+{
+    if (d->n < d->cap) return 0;
+    Py_ssize_t cap = d->cap ? d->cap * 2 : 512;
+    for (int c = 0; c < N_OBJ; c++) {
+        void *np = PyMem_Realloc(d->obj[c], (size_t)cap * sizeof(PyObject *));
+        if (!np) goto nomem;
+        d->obj[c] = np;
+    }
+    for (int c = 0; c < N_U64; c++) {
+        void *np = PyMem_Realloc(d->u64[c], (size_t)cap * 8);
+        if (!np) goto nomem;
+        d->u64[c] = np;
+    }
+    for (int c = 0; c < N_U32; c++) {
+        void *np = PyMem_Realloc(d->u32[c], (size_t)cap * 4);
+        if (!np) goto nomem;
+        d->u32[c] = np;
+    }
+    for (int c = 0; c < N_U8; c++) {
+        void *np = PyMem_Realloc(d->u8[c], (size_t)cap);
+        if (!np) goto nomem;
+        d->u8[c] = np;
+    }
+    d->cap = cap;
+    return 0;
+nomem:
+    PyErr_NoMemory();
+    return -1;
+}
+
+static int entity_ref(Dec *d, const uint8_t *p, const uint8_t *end, int depth)
+{
+    while (p < end) {
+        const uint8_t *at = p, *s;
+        uint32_t tag, n;
+        int na;
+        if (rd_tag(d, &p, end, &tag)) return -1;
+        if ((tag & 7) == WT_LEN && (tag >> 3) >= 1 && (tag >> 3) <= 4) {
+            if (rd_str(d, &p, end, &s, &n, &na)) return -1;
+        }
+        else if (other_field(d, &p, end, tag, at, depth, KNOWN_ENTITY, "EntityRef"))
+            return -1;
+    }
+    return 0;
+}
+
+/* Event -> ',{...}' into b; depth = Event's */
+static int render_event(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, int depth)
+{
+    uint64_t t = 0, v;
+    const uint8_t *name = NULL, *s;
+    uint32_t namelen = 0, dropped = 0, n;
+    int name_na = 0, nattr = 0;
+    Buf *ab = &d->scratch;
+    buf_reset(ab);
+    while (p < end) {
+        const uint8_t *at = p;
+        uint32_t tag;
+        if (rd_tag(d, &p, end, &tag)) return -1;
+        switch (tag) {
+        case TAG(1, WT_I64):
+            if (rd_fixed64(d, &p, end, &t)) return -1;
+            break;
+        case TAG(2, WT_LEN):
+            if (rd_str(d, &p, end, &name, &namelen, &name_na)) return -1;
+            break;
+        case TAG(3, WT_LEN):
+            if (rd_len(d, &p, end, &s, &n)) return -1;
+            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
+            if (buf_putc(ab, ',') || render_kv(d, ab, s, s + n, depth + 1, 0)) return -1;
+            nattr++;
+            break;
+        case TAG(4, WT_VARINT):
+            if (rd_varint(d, &p, end, &v)) return -1;
+            dropped = (uint32_t)v;
+            break;
+        default:
+            if (other_field(d, &p, end, tag, at, depth, KNOWN_EVENT, "Span.Event")) return -1;
+        }
+    }
+    if (PUTS(b, ",{\"time_unix_nano\":") || put_u64(b, t) || PUTS(b, ",\"name\":") ||
+        json_str(b, name, namelen, name_na))
+        return -1;
+    if (nattr) {
+        ab->p[0] = '{';
+        if (PUTS(b, ",\"attributes\":") || buf_put(b, ab->p, ab->n) || buf_putc(b, '}')) return -1;
+        if (ab->nonascii) b->nonascii = 1;
+    }
+    if (dropped && (PUTS(b, ",\"dropped_attributes_count\":") || put_u64(b, dropped))) return -1;
+    return buf_putc(b, '}');
+}
+
+/* Link -> ',{...}' into b; depth = Link's */
+static int render_link(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, int depth)
+{
+    const uint8_t *tid = NULL, *sid = NULL, *ts = NULL, *s;
+    uint32_t tidn = 0, sidn = 0, tsn = 0, dropped = 0, flags = 0, n;
+    int ts_na = 0, nattr = 0;
+    uint64_t v;
+    Buf *ab = &d->scratch;
+    buf_reset(ab);
+    while (p < end) {
+        const uint8_t *at = p;
+        uint32_t tag;
+        if (rd_tag(d, &p, end, &tag)) return -1;
+        switch (tag) {
+        case TAG(1, WT_LEN):
+            if (rd_len(d, &p, end, &tid, &tidn)) return -1;
+            break;
+        case TAG(2, WT_LEN):
+            if (rd_len(d, &p, end, &sid, &sidn)) return -1;
+            break;
+        case TAG(3, WT_LEN):
+            if (rd_str(d, &p, end, &ts, &tsn, &ts_na)) return -1;
+            break;
+        case TAG(4, WT_LEN):
+            if (rd_len(d, &p, end, &s, &n)) return -1;
+            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
+            if (buf_putc(ab, ',') || render_kv(d, ab, s, s + n, depth + 1, 0)) return -1;
+            nattr++;
+            break;
+        case TAG(5, WT_VARINT):
+            if (rd_varint(d, &p, end, &v)) return -1;
+            dropped = (uint32_t)v;
+            break;
+        case TAG(6, WT_I32):
+            if (rd_fixed32(d, &p, end, &flags)) return -1;
+            break;
+        default:
+            if (other_field(d, &p, end, tag, at, depth, KNOWN_LINK, "Span.Link")) return -1;
+        }
+    }
+    if (PUTS(b, ",{\"trace_id\":") || put_hex(b, tid, tidn) || PUTS(b, ",\"span_id\":") ||
+        put_hex(b, sid, sidn))
+        return -1;
+    if (tsn && (PUTS(b, ",\"trace_state\":") || json_str(b, ts, tsn, ts_na))) return -1;
+    if (nattr) {
+        ab->p[0] = '{';
+        if (PUTS(b, ",\"attributes\":") || buf_put(b, ab->p, ab->n) || buf_putc(b, '}')) return -1;
+        if (ab->nonascii) b->nonascii = 1;
+    }
+    if (flags && (PUTS(b, ",\"flags\":") || put_u64(b, flags))) return -1;
+    if (dropped && (PUTS(b, ",\"dropped_attributes_count\":") || put_u64(b, dropped))) return -1;
+    return buf_putc(b, '}');
+}
+
+static inline uint64_t be64(const uint8_t *s)
+{
+    uint64_t v;
+    memcpy(&v, s, 8);
+#if PY_BIG_ENDIAN
+    return v;
+#else
+    return __builtin_bswap64(v);
+#endif
+}
+
+static int all_zero(const uint8_t *s, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (s[i]) return 0;
+    return 1;
+}
+
+static int parse_span(Dec *d, const uint8_t *p, const uint8_t *end, int depth, const Ctx *ctx,
+                      Py_ssize_t index)
+{
+    const uint8_t *tid = NULL, *sid = NULL, *pid = NULL, *ts = NULL, *name = NULL, *smsg = NULL, *s;
+    uint32_t tidn = 0, sidn = 0, pidn = 0, tsn = 0, namen = 0, smsgn = 0, n;
+    int ts_na = 0, name_na = 0, smsg_na = 0;
+    uint64_t kind = 0, start = 0, endt = 0, code = 0, v;
+    uint32_t flags = 0, dattr = 0, devents = 0, dlinks = 0;
+    PyObject *prom[MAX_SLOTS] = {NULL};
+    buf_reset(&d->events);
+    buf_reset(&d->links);
+    d->nkv = 0;
+    while (p < end) {
+        const uint8_t *at = p;
+        uint32_t tag;
+        if (rd_tag(d, &p, end, &tag)) return -1;
+        switch (tag) {
+        case TAG(1, WT_LEN):
+            if (rd_len(d, &p, end, &tid, &tidn)) return -1;
+            break;
+        case TAG(2, WT_LEN):
+            if (rd_len(d, &p, end, &sid, &sidn)) return -1;
+            break;
+        case TAG(3, WT_LEN):
+            if (rd_str(d, &p, end, &ts, &tsn, &ts_na)) return -1;
+            break;
+        case TAG(4, WT_LEN):
+            if (rd_len(d, &p, end, &pid, &pidn)) return -1;
+            break;
+        case TAG(5, WT_LEN):
+            if (rd_str(d, &p, end, &name, &namen, &name_na)) return -1;
+            break;
+        case TAG(6, WT_VARINT):
+            if (rd_varint(d, &p, end, &kind)) return -1;
+            break;
+        case TAG(7, WT_I64):
+            if (rd_fixed64(d, &p, end, &start)) return -1;
+            break;
+        case TAG(8, WT_I64):
+            if (rd_fixed64(d, &p, end, &endt)) return -1;
+            break;
+        case TAG(9, WT_LEN):
+            if (rd_len(d, &p, end, &s, &n)) return -1;
+            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
+            if (push_kv(d, s, s + n, depth + 1, SPAN_PROMO, 10)) return -1;
+            break;
+        case TAG(10, WT_VARINT):
+            if (rd_varint(d, &p, end, &v)) return -1;
+            dattr = (uint32_t)v;
+            break;
+        case TAG(11, WT_LEN):
+            if (rd_len(d, &p, end, &s, &n)) return -1;
+            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
+            if (render_event(d, &d->events, s, s + n, depth + 1)) return -1;
+            break;
+        case TAG(12, WT_VARINT):
+            if (rd_varint(d, &p, end, &v)) return -1;
+            devents = (uint32_t)v;
+            break;
+        case TAG(13, WT_LEN):
+            if (rd_len(d, &p, end, &s, &n)) return -1;
+            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
+            if (render_link(d, &d->links, s, s + n, depth + 1)) return -1;
+            break;
+        case TAG(14, WT_VARINT):
+            if (rd_varint(d, &p, end, &v)) return -1;
+            dlinks = (uint32_t)v;
+            break;
+        case TAG(15, WT_LEN): { /* Status: merged across occurrences */
+            const uint8_t *q, *qe;
+            if (rd_len(d, &p, end, &q, &n)) return -1;
+            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
+            qe = q + n;
+            while (q < qe) {
+                const uint8_t *qat = q;
+                uint32_t qtag;
+                if (rd_tag(d, &q, qe, &qtag)) return -1;
+                if (qtag == TAG(2, WT_LEN)) {
+                    if (rd_str(d, &q, qe, &smsg, &smsgn, &smsg_na)) return -1;
+                }
+                else if (qtag == TAG(3, WT_VARINT)) {
+                    if (rd_varint(d, &q, qe, &code)) return -1;
+                }
+                else if (other_field(d, &q, qe, qtag, qat, depth + 1, KNOWN_STATUS, "Status"))
+                    return -1;
+            }
+            break;
+        }
+        case TAG(16, WT_I32):
+            if (rd_fixed32(d, &p, end, &flags)) return -1;
+            break;
+        default:
+            if (other_field(d, &p, end, tag, at, depth, KNOWN_SPAN, "Span")) return -1;
+        }
+    }
+    if (attrs_promote(d, &d->attrs, depth + 1, SPAN_PROMO, 10, prom)) return -1;
+
+    /* rejection, in contract order */
+    int reason = -1;
+    char detail[128];
+    if (tidn != 16) {
+        reason = R_TRACE_ID;
+        PyOS_snprintf(detail, sizeof detail, "trace_id must be 16 bytes, got %u", (unsigned)tidn);
+    }
+    else if (all_zero(tid, 16)) {
+        reason = R_TRACE_ID;
+        strcpy(detail, "trace_id must not be all zero");
+    }
+    else if (sidn != 8) {
+        reason = R_SPAN_ID;
+        PyOS_snprintf(detail, sizeof detail, "span_id must be 8 bytes, got %u", (unsigned)sidn);
+    }
+    else if (all_zero(sid, 8)) {
+        reason = R_SPAN_ID;
+        strcpy(detail, "span_id must not be all zero");
+    }
+    else if (pidn != 0 && pidn != 8) {
+        reason = R_PARENT;
+        PyOS_snprintf(detail, sizeof detail, "parent_span_id must be empty or 8 bytes, got %u",
+                      (unsigned)pidn);
+    }
+    else if (start == 0) {
+        reason = R_TIMESTAMP;
+        strcpy(detail, "start_time_unix_nano is 0");
+    }
+    else if (endt == 0) {
+        reason = R_TIMESTAMP;
+        strcpy(detail, "end_time_unix_nano is 0");
+    }
+    else if (endt < start) {
+        reason = R_END_BEFORE_START;
+        PyOS_snprintf(detail, sizeof detail, "end_time_unix_nano %llu is before start_time_unix_nano %llu",
+                      (unsigned long long)endt, (unsigned long long)start);
+    }
+    if (reason >= 0) {
+        for (int k = 0; k < MAX_SLOTS; k++) Py_CLEAR(prom[k]);
+        d->rejected++;
+        d->reasons[reason]++;
+        if (!d->first_error) {
+            d->first_error = PyUnicode_FromFormat("span %zd in resource_spans[%zd].scope_spans[%zd]: %s", index,
+                                                  ctx->ri, ctx->si, detail);
+            if (!d->first_error) return -1;
+        }
+        return 0;
+    }
+
+    if (cols_reserve(d)) goto error;
+    PyObject *o[N_OBJ];
+    memset(o, 0, sizeof o);
+    o[C_NAME] = str_or_none(d, name, namen, name_na);
+    o[C_TRACE_STATE] = str_or_none(d, ts, tsn, ts_na);
+    o[C_STATUS_MESSAGE] = str_or_none(d, smsg, smsgn, smsg_na);
+    o[C_ATTRS] = json_obj(&d->attrs, '{', '}');
+    o[C_EVENTS] = json_obj(&d->events, '[', ']');
+    o[C_LINKS] = json_obj(&d->links, '[', ']');
+    if (!o[C_NAME] || !o[C_TRACE_STATE] || !o[C_STATUS_MESSAGE] || !o[C_ATTRS] || !o[C_EVENTS] ||
+        !o[C_LINKS]) {
+        for (int c = 0; c < N_OBJ; c++) Py_XDECREF(o[c]);
+        goto error;
+    }
+    o[C_SCOPE_NAME] = ctx->scope_name;
+    o[C_SCOPE_VERSION] = ctx->scope_version;
+    o[C_SCOPE_ATTRS] = ctx->scope_json;
+    o[C_RESOURCE_ATTRS] = ctx->res_json;
+    Py_INCREF(ctx->scope_name);
+    Py_INCREF(ctx->scope_version);
+    Py_INCREF(ctx->scope_json);
+    Py_INCREF(ctx->res_json);
+    for (int k = 0; k < 6; k++) {
+        o[C_RES0 + k] = ctx->res[k];
+        Py_INCREF(ctx->res[k]);
+    }
+    for (int k = 0; k < 10; k++) {
+        if (prom[k]) {
+            o[C_SPAN0 + k] = prom[k];
+            prom[k] = NULL;
+        }
+        else {
+            o[C_SPAN0 + k] = Py_None;
+            Py_INCREF(Py_None);
+        }
+    }
+    Py_ssize_t i = d->n;
+    for (int c = 0; c < N_OBJ; c++) d->obj[c][i] = o[c];
+    d->u64[F_TID_HI][i] = be64(tid);
+    d->u64[F_TID_LO][i] = be64(tid + 8);
+    d->u64[F_SPAN_ID][i] = be64(sid);
+    d->u64[F_PARENT][i] = pidn ? be64(pid) : 0;
+    d->u64[F_START][i] = start;
+    d->u64[F_DURATION][i] = endt - start;
+    d->u32[F_FLAGS][i] = flags;
+    d->u32[F_DROPPED_ATTRS][i] = dattr;
+    d->u32[F_DROPPED_EVENTS][i] = devents;
+    d->u32[F_DROPPED_LINKS][i] = dlinks;
+    d->u8[F_KIND][i] = (uint8_t)kind;
+    d->u8[F_STATUS][i] = (uint8_t)code;
+    d->n++;
+    return 0;
+error:
+    for (int k = 0; k < MAX_SLOTS; k++) Py_CLEAR(prom[k]);
+    return -1;
+}
+
+static void ctx_clear(Ctx *c)
+{
+    for (int k = 0; k < 6; k++) Py_CLEAR(c->res[k]);
+    Py_CLEAR(c->res_json);
+    Py_CLEAR(c->scope_name);
+    Py_CLEAR(c->scope_version);
+    Py_CLEAR(c->scope_json);
+}
+
+static int parse_scope_spans(Dec *d, const uint8_t *p0, const uint8_t *end, Ctx *ctx)
+{
+    const int depth = 2;
+    Segs scope;
+    segs_init(&scope);
+    const uint8_t *p = p0, *s;
+    uint32_t n;
+    int na;
+    while (p < end) { /* pass 1: scope (may come after the spans), schema_url */
+        const uint8_t *at = p;
+        uint32_t tag;
+        if (rd_tag(d, &p, end, &tag)) goto error;
+        if (tag == TAG(1, WT_LEN) || tag == TAG(2, WT_LEN)) {
+            if (rd_len(d, &p, end, &s, &n)) goto error;
+            if (depth + 1 > MAX_MSG_DEPTH) {
+                fail_depth(d, at);
+                goto error;
+            }
+            if (tag == TAG(1, WT_LEN) && segs_push(&scope, s, s + n)) goto error;
+        }
+        else if (tag == TAG(3, WT_LEN)) {
+            if (rd_str(d, &p, end, &s, &n, &na)) goto error;
+        }
+        else if (other_field(d, &p, end, tag, at, depth, KNOWN_SS, "ScopeSpans"))
+            goto error;
+    }
+    /* InstrumentationScope (depth 3), merged */
+    {
+        const uint8_t *name = NULL, *version = NULL;
+        uint32_t namen = 0, versionn = 0;
+        int name_na = 0, version_na = 0;
+        uint64_t v;
+        Buf *ab = &d->scratch;
+        buf_reset(ab);
+        for (Py_ssize_t i = 0; i < scope.n; i++) {
+            const uint8_t *q = scope.v[i].p, *qe = scope.v[i].e;
+            while (q < qe) {
+                const uint8_t *at = q;
+                uint32_t tag;
+                if (rd_tag(d, &q, qe, &tag)) goto error;
+                switch (tag) {
+                case TAG(1, WT_LEN):
+                    if (rd_str(d, &q, qe, &name, &namen, &name_na)) goto error;
+                    break;
+                case TAG(2, WT_LEN):
+                    if (rd_str(d, &q, qe, &version, &versionn, &version_na)) goto error;
+                    break;
+                case TAG(3, WT_LEN):
+                    if (rd_len(d, &q, qe, &s, &n)) goto error;
+                    if (depth + 2 > MAX_MSG_DEPTH) {
+                        fail_depth(d, at);
+                        goto error;
+                    }
+                    if (buf_putc(ab, ',') || render_kv(d, ab, s, s + n, depth + 2, 0)) goto error;
+                    break;
+                case TAG(4, WT_VARINT):
+                    if (rd_varint(d, &q, qe, &v)) goto error;
+                    break;
+                default:
+                    if (other_field(d, &q, qe, tag, at, depth + 1, KNOWN_SCOPE, "InstrumentationScope"))
+                        goto error;
+                }
+            }
+        }
+        ctx->scope_name = str_or_none(d, name, namen, name_na);
+        ctx->scope_version = str_or_none(d, version, versionn, version_na);
+        ctx->scope_json = json_obj(ab, '{', '}');
+        if (!ctx->scope_name || !ctx->scope_version || !ctx->scope_json) goto error;
+    }
+    /* pass 2: spans */
+    {
+        Py_ssize_t index = 0;
+        p = p0;
+        while (p < end) {
+            const uint8_t *at = p;
+            uint32_t tag;
+            if (rd_tag(d, &p, end, &tag)) goto error;
+            if (tag == TAG(2, WT_LEN)) {
+                if (rd_len(d, &p, end, &s, &n)) goto error;
+                if (parse_span(d, s, s + n, depth + 1, ctx, index++)) goto error;
+            }
+            else if (skip_field(d, &p, end, tag, at, depth))
+                goto error;
+        }
+    }
+    segs_free(&scope);
+    Py_CLEAR(ctx->scope_name);
+    Py_CLEAR(ctx->scope_version);
+    Py_CLEAR(ctx->scope_json);
+    return 0;
+error:
+    segs_free(&scope);
+    Py_CLEAR(ctx->scope_name);
+    Py_CLEAR(ctx->scope_version);
+    Py_CLEAR(ctx->scope_json);
+    return -1;
+}
+
+static int parse_resource_spans(Dec *d, const uint8_t *p0, const uint8_t *end, Py_ssize_t ri)
+{
+    const int depth = 1;
+    Ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.ri = ri;
+    Segs res;
+    segs_init(&res);
+    const uint8_t *p = p0, *s;
+    uint32_t n;
+    int na;
+    while (p < end) { /* pass 1: resource (may come after the scope spans), schema_url */
+        const uint8_t *at = p;
+        uint32_t tag;
+        if (rd_tag(d, &p, end, &tag)) goto error;
+        if (tag == TAG(1, WT_LEN) || tag == TAG(2, WT_LEN)) {
+            if (rd_len(d, &p, end, &s, &n)) goto error;
+            if (depth + 1 > MAX_MSG_DEPTH) {
+                fail_depth(d, at);
+                goto error;
+            }
+            if (tag == TAG(1, WT_LEN) && segs_push(&res, s, s + n)) goto error;
+        }
+        else if (tag == TAG(3, WT_LEN)) {
+            if (rd_str(d, &p, end, &s, &n, &na)) goto error;
+        }
+        else if (other_field(d, &p, end, tag, at, depth, KNOWN_RS, "ResourceSpans"))
+            goto error;
+    }
+    /* Resource (depth 2), merged */
+    {
+        PyObject *out[MAX_SLOTS] = {NULL};
+        uint64_t v;
+        d->nkv = 0;
+        for (Py_ssize_t i = 0; i < res.n; i++) {
+            const uint8_t *q = res.v[i].p, *qe = res.v[i].e;
+            while (q < qe) {
+                const uint8_t *at = q;
+                uint32_t tag;
+                if (rd_tag(d, &q, qe, &tag)) goto error;
+                switch (tag) {
+                case TAG(1, WT_LEN):
+                case TAG(3, WT_LEN):
+                    if (rd_len(d, &q, qe, &s, &n)) goto error;
+                    if (depth + 2 > MAX_MSG_DEPTH) {
+                        fail_depth(d, at);
+                        goto error;
+                    }
+                    if (tag == TAG(1, WT_LEN) ? push_kv(d, s, s + n, depth + 2, RES_PROMO, 6)
+                                              : entity_ref(d, s, s + n, depth + 2))
+                        goto error;
+                    break;
+                case TAG(2, WT_VARINT):
+                    if (rd_varint(d, &q, qe, &v)) goto error;
+                    break;
+                default:
+                    if (other_field(d, &q, qe, tag, at, depth + 1, KNOWN_RESOURCE, "Resource")) goto error;
+                }
+            }
+        }
+        if (attrs_promote(d, &d->attrs, depth + 2, RES_PROMO, 6, out)) goto error;
+        for (int k = 0; k < 6; k++) {
+            if (out[k])
+                ctx.res[k] = out[k];
+            else {
+                ctx.res[k] = Py_None;
+                Py_INCREF(Py_None);
+            }
+        }
+        ctx.res_json = json_obj(&d->attrs, '{', '}');
+        if (!ctx.res_json) goto error;
+    }
+    /* pass 2: scope spans */
+    {
+        Py_ssize_t si = 0;
+        p = p0;
+        while (p < end) {
+            const uint8_t *at = p;
+            uint32_t tag;
+            if (rd_tag(d, &p, end, &tag)) goto error;
+            if (tag == TAG(2, WT_LEN)) {
+                if (rd_len(d, &p, end, &s, &n)) goto error;
+                ctx.si = si++;
+                if (parse_scope_spans(d, s, s + n, &ctx)) goto error;
+            }
+            else if (skip_field(d, &p, end, tag, at, depth))
+                goto error;
+        }
+    }
+    segs_free(&res);
+    ctx_clear(&ctx);
+    return 0;
+error:
+    segs_free(&res);
+    ctx_clear(&ctx);
+    return -1;
+}
+
+static int parse_request(Dec *d, const uint8_t *p, const uint8_t *end)
+{
+    Py_ssize_t ri = 0;
+    while (p < end) {
+        const uint8_t *at = p, *s;
+        uint32_t tag, n;
+        if (rd_tag(d, &p, end, &tag)) return -1;
+        if (tag == TAG(1, WT_LEN)) {
+            if (rd_len(d, &p, end, &s, &n)) return -1;
+            if (parse_resource_spans(d, s, s + n, ri++)) return -1;
+        }
+        else if (other_field(d, &p, end, tag, at, 0, KNOWN_REQUEST, "ExportTraceServiceRequest"))
+            return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Result                                                                     */
+
+static void dec_free(Dec *d)
+{
+    for (int c = 0; c < N_OBJ; c++) {
+        if (d->obj[c]) {
+            for (Py_ssize_t i = 0; i < d->n; i++) Py_XDECREF(d->obj[c][i]);
+            PyMem_Free(d->obj[c]);
+        }
+    }
+    for (int c = 0; c < N_U64; c++) PyMem_Free(d->u64[c]);
+    for (int c = 0; c < N_U32; c++) PyMem_Free(d->u32[c]);
+    for (int c = 0; c < N_U8; c++) PyMem_Free(d->u8[c]);
+    PyMem_Free(d->attrs.p);
+    PyMem_Free(d->events.p);
+    PyMem_Free(d->links.p);
+    PyMem_Free(d->scratch.p);
+    PyMem_Free(d->kv);
+    for (int i = 0; i < CACHE_SIZE; i++) Py_XDECREF(d->cache[i].obj);
+    Py_XDECREF(d->first_error);
+    PyMem_Free(d);
+}
+
+static int set_item(PyObject *dict, const char *key, PyObject *value)
+{
+    if (!value) return -1;
+    int rc = PyDict_SetItemString(dict, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+static PyObject *build_result(Dec *d)
+{
+    Py_ssize_t n = d->n;
+    PyObject *out = PyDict_New();
+    if (!out) return NULL;
+    if (set_item(out, "count", PyLong_FromSsize_t(n))) goto error;
+    if (set_item(out, "rejected", PyLong_FromSsize_t(d->rejected))) goto error;
+    PyObject *reasons = PyDict_New();
+    if (!reasons) goto error;
+    for (int r = 0; r < N_REASONS; r++) {
+        if (d->reasons[r] && set_item(reasons, REASON_NAMES[r], PyLong_FromSsize_t(d->reasons[r]))) {
+            Py_DECREF(reasons);
+            goto error;
+        }
+    }
+    if (set_item(out, "reject_reasons", reasons)) goto error;
+    if (PyDict_SetItemString(out, "first_error", d->first_error ? d->first_error : Py_None)) goto error;
+    for (int c = 0; c < N_U64; c++) {
+        PyObject *b = PyBytes_FromStringAndSize(NULL, n * 8);
+        if (!b) goto error;
+        char *dst = PyBytes_AS_STRING(b);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint64_t v = d->u64[c][i];
+#if PY_BIG_ENDIAN
+            v = __builtin_bswap64(v);
+#endif
+            memcpy(dst + 8 * i, &v, 8);
+        }
+        if (set_item(out, U64_NAMES[c], b)) goto error;
+    }
+    for (int c = 0; c < N_U32; c++) {
+        PyObject *b = PyBytes_FromStringAndSize(NULL, n * 4);
+        if (!b) goto error;
+        char *dst = PyBytes_AS_STRING(b);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint32_t v = d->u32[c][i];
+#if PY_BIG_ENDIAN
+            v = __builtin_bswap32(v);
+#endif
+            memcpy(dst + 4 * i, &v, 4);
+        }
+        if (set_item(out, U32_NAMES[c], b)) goto error;
+    }
+    for (int c = 0; c < N_U8; c++) {
+        if (set_item(out, U8_NAMES[c], PyBytes_FromStringAndSize((const char *)d->u8[c], n))) goto error;
+    }
+    for (int c = 0; c < N_OBJ; c++) {
+        PyObject *list = PyList_New(n);
+        if (!list) goto error;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyList_SET_ITEM(list, i, d->obj[c][i]); /* steals */
+            d->obj[c][i] = NULL;
+        }
+        if (set_item(out, OBJ_NAMES[c], list)) goto error;
+    }
+    return out;
+error:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *py_decode_traces(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    Dec *d = PyMem_Calloc(1, sizeof(Dec));
+    if (!d) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    d->base = (const uint8_t *)view.buf;
+    d->limit = d->base + view.len;
+    PyObject *result = NULL;
+    if (parse_request(d, d->base, d->limit) == 0) result = build_result(d);
+    dec_free(d);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyObject *py_repr_double(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    double v = PyFloat_AsDouble(arg);
+    if (v == -1.0 && PyErr_Occurred()) return NULL;
+    Buf b = {0};
+    if (put_double(&b, v)) {
+        PyMem_Free(b.p);
+        return NULL;
+    }
+    PyObject *s = PyUnicode_FromStringAndSize(b.p, (Py_ssize_t)b.n);
+    PyMem_Free(b.p);
+    return s;
+}
+
+static PyMethodDef methods[] = {
+    {"decode_traces", py_decode_traces, METH_O,
+     "decode_traces(data: bytes) -> dict\n\nDecode an OTLP ExportTraceServiceRequest into columns "
+     "(see collector.trace_decode). Raises ValueError on malformed input."},
+    {"_repr_double", py_repr_double, METH_O, "JSON text of a double as the decoder writes it (tests)."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "collector._speedups",
+                                       "C decoder for OTLP trace requests (see collector.trace_decode).",
+                                       -1, methods};
+
+PyMODINIT_FUNC PyInit__speedups(void)
+{
+#ifdef __SIZEOF_INT128__
+    if (!ryu_ready) ryu_init();
+#endif
+    if (!math_nan) {
+        PyObject *math = PyImport_ImportModule("math");
+        if (!math) return NULL;
+        math_nan = PyObject_GetAttrString(math, "nan");
+        Py_DECREF(math);
+        if (!math_nan) return NULL;
+    }
+    return PyModule_Create(&moduledef);
+}

@@ -1,0 +1,407 @@
+"""OTLP trace requests (ExportTraceServiceRequest protobuf bytes) to columns.
+
+Usage::
+
+    from collector.trace_decode import decode_traces, SPEEDUPS_AVAILABLE
+    cols = decode_traces(payload)          # raises ValueError on a malformed request
+    n = cols["count"]
+    span_ids = pyarrow.py_buffer(cols["span_id"])   # n little-endian uint64, no copy
+
+``decode_traces`` uses the C decoder ``collector._speedups`` when it is
+importable and ``FLEETWATCH_PURE_PYTHON`` is not ``1``; otherwise
+``decode_traces_python``, the reference built on the upb protobuf backend.
+Both return equal dicts for every input (the tests check it) and both raise
+ValueError for the same inputs.
+
+Output contract: a dict with
+  count                 int, accepted spans n
+  rejected              int, rejected spans; reject_reasons: {reason: count}
+                        (only reasons that occurred); first_error: str or None,
+                        e.g. "span 3 in resource_spans[0].scope_spans[1]:
+                        trace_id must be 16 bytes, got 0"
+  fixed-width columns   bytes holding n little-endian values:
+    trace_id_hi, trace_id_lo   uint64, the two halves of the 16-byte trace id
+                               each read big-endian (f"{hi:016x}{lo:016x}")
+    span_id, parent_span_id    uint64 (8-byte id read big-endian; 0 = no parent)
+    start_time, duration_ns    int64 (start_time_unix_nano, end - start)
+    kind, status_code          uint8 (the enum value modulo 256)
+    flags, dropped_attributes_count, dropped_events_count,
+    dropped_links_count        uint32
+  per-span lists of str or None (None when empty):
+    name, trace_state, status_message, scope_name, scope_version
+  promoted resource attributes (str or None; string_value only):
+    service_name (service.name), device_id (device.id), site (fleet.site),
+    region (fleet.region), device_class (device.class),
+    firmware_version (device.firmware.version)
+  promoted span attributes: str or None (string_value only): model_name
+    (ml.model.name), model_version (ml.model.version), inference_mode
+    (ml.inference.mode), request_id (ml.request.id), prediction_label
+    (ml.prediction.label), label (ml.label); float or None (double_value, or
+    int_value as float; a NaN is always the math.nan object, so that results
+    compare equal): prediction_score (ml.prediction.score),
+    prediction_value (ml.prediction.value), label_value (ml.label.value);
+    bool or None (bool_value only): cold_start (ml.inference.cold_start).
+    Only the LAST occurrence of a key is a candidate: if its value has the
+    right type it is promoted (an empty string is promoted as "") and left out
+    of the JSON; earlier occurrences, and a last one of another type, stay in
+    the JSON.
+  JSON text, str or None (None when there is nothing to write):
+    resource_attributes (not promoted), scope_attributes, attributes (span,
+    not promoted), events, links.
+    Attributes: {"key":value,...} in wire order, duplicates kept, no spaces.
+    string -> JSON string; bool -> true/false; int -> decimal; double ->
+    repr(float), non-finite as "NaN", "Infinity", "-Infinity" (strings);
+    bytes -> base64 string; array -> [...]; kvlist -> {...}; no value (and
+    string_value_strindex, meaningless without a dictionary) -> null.
+    Strings are escaped as json.dumps(s, ensure_ascii=False) does.
+    events: [{"time_unix_nano":T,"name":"...","attributes":{...},
+    "dropped_attributes_count":N}] (attributes only when non-empty, dropped
+    only when > 0). links: [{"trace_id":"<hex>","span_id":"<hex>",
+    "trace_state":..,"attributes":{..},"flags":N,"dropped_attributes_count":N}]
+    (the last four only when non-empty / non-zero), lowercase hex.
+Rejected spans (counted, left out of every column; checked in this order):
+  invalid_trace_id (not 16 bytes or all zero), invalid_span_id (not 8 bytes or
+  all zero), invalid_parent_span_id (neither empty nor 8 bytes),
+  missing_timestamp (start or end is 0), end_before_start.
+ValueError for the whole request: malformed protobuf, invalid UTF-8 in a
+string field, a known field with the wrong wire type (any message), message
+nesting deeper than upb's limit of 100, or an attribute value with arrays /
+kvlists nested more than 32 deep (checked in every span, rejected ones too).
+Unknown fields are skipped. A merged singular sub-message (a field sent
+twice) and oneof overrides behave as protobuf parsing defines them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import sys
+from array import array
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from google.protobuf.unknown_fields import UnknownFieldSet
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+__all__ = [
+    "SPEEDUPS_AVAILABLE",
+    "attributes_json",
+    "decode_traces",
+    "decode_traces_python",
+    "resource_columns",
+]
+
+#: Arrays / kvlists nested deeper than this in one attribute value -> ValueError.
+MAX_VALUE_DEPTH = 32
+
+#: resource attribute key -> column (string_value only)
+RESOURCE_PROMOTED = {
+    "service.name": "service_name",
+    "device.id": "device_id",
+    "fleet.site": "site",
+    "fleet.region": "region",
+    "device.class": "device_class",
+    "device.firmware.version": "firmware_version",
+}
+#: span attribute key -> (column, value kind)
+SPAN_PROMOTED = {
+    "ml.model.name": ("model_name", "str"),
+    "ml.model.version": ("model_version", "str"),
+    "ml.inference.mode": ("inference_mode", "str"),
+    "ml.request.id": ("request_id", "str"),
+    "ml.prediction.label": ("prediction_label", "str"),
+    "ml.label": ("label", "str"),
+    "ml.prediction.score": ("prediction_score", "float"),
+    "ml.prediction.value": ("prediction_value", "float"),
+    "ml.label.value": ("label_value", "float"),
+    "ml.inference.cold_start": ("cold_start", "bool"),
+}
+_RESOURCE_TABLE = {key: (column, "str") for key, column in RESOURCE_PROMOTED.items()}
+_SPAN_COLUMNS = [column for column, _ in SPAN_PROMOTED.values()]
+_U64_COLUMNS = ["trace_id_hi", "trace_id_lo", "span_id", "parent_span_id", "start_time", "duration_ns"]
+_U32_COLUMNS = ["flags", "dropped_attributes_count", "dropped_events_count", "dropped_links_count"]
+
+_esc = json.encoder.encode_basestring  # the C accelerated one: json.dumps(s, ensure_ascii=False)
+_LITTLE = sys.byteorder == "little"
+assert array("I").itemsize == 4 and array("Q").itemsize == 8
+
+
+def _double(x: float) -> str:
+    if x != x:
+        return '"NaN"'
+    if x in (float("inf"), float("-inf")):
+        return '"Infinity"' if x > 0 else '"-Infinity"'
+    return repr(x)
+
+
+def _value_json(value, level: int) -> str:
+    """JSON text of one AnyValue; ``level`` = arrays/kvlists around it."""
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        return _esc(value.string_value)
+    if which == "double_value":
+        return _double(value.double_value)
+    if which == "int_value":
+        return str(value.int_value)
+    if which == "bool_value":
+        return "true" if value.bool_value else "false"
+    if which == "bytes_value":
+        return '"' + base64.b64encode(value.bytes_value).decode("ascii") + '"'
+    if which == "array_value" or which == "kvlist_value":
+        if level >= MAX_VALUE_DEPTH:
+            raise ValueError(f"attribute value nested more than {MAX_VALUE_DEPTH} arrays/kvlists deep")
+        if which == "array_value":
+            return "[" + ",".join([_value_json(v, level + 1) for v in value.array_value.values]) + "]"
+        return "{" + ",".join([_esc(kv.key) + ":" + _value_json(kv.value, level + 1) for kv in value.kvlist_value.values]) + "}"
+    return "null"  # no value, or string_value_strindex
+
+
+def attributes_json(attributes) -> str | None:
+    """Compact JSON object of repeated KeyValue in wire order, None when empty."""
+    if not len(attributes):
+        return None
+    return "{" + ",".join([_esc(kv.key) + ":" + _value_json(kv.value, 0) for kv in attributes]) + "}"
+
+
+def _promote(attributes, table: dict) -> tuple[dict[str, Any], str | None]:
+    """Split attributes into promoted columns and the JSON of the rest."""
+    items = list(attributes)
+    last = {}
+    for i, kv in enumerate(items):
+        if kv.key in table:
+            last[kv.key] = i
+    promoted: dict[str, Any] = {}
+    skip = set()
+    for key, i in last.items():
+        column, kind = table[key]
+        value = items[i].value
+        which = value.WhichOneof("value")
+        if kind == "str":
+            if which == "string_value":
+                promoted[column] = value.string_value
+                skip.add(i)
+        elif kind == "float":
+            if which == "double_value":
+                x = value.double_value
+                promoted[column] = x if x == x else math.nan  # one NaN object: results compare equal
+                skip.add(i)
+            elif which == "int_value":
+                promoted[column] = float(value.int_value)
+                skip.add(i)
+        elif which == "bool_value":
+            promoted[column] = value.bool_value
+            skip.add(i)
+    parts = [_esc(kv.key) + ":" + _value_json(kv.value, 0) for i, kv in enumerate(items) if i not in skip]
+    return promoted, ("{" + ",".join(parts) + "}" if parts else None)
+
+
+def resource_columns(attributes) -> dict[str, Any]:
+    """The six promoted resource columns plus ``resource_attributes`` (JSON of the rest)."""
+    promoted, rest = _promote(attributes, _RESOURCE_TABLE)
+    out = {column: promoted.get(column) for column in RESOURCE_PROMOTED.values()}
+    out["resource_attributes"] = rest
+    return out
+
+
+def _events_json(events) -> str | None:
+    if not len(events):
+        return None
+    parts = []
+    for ev in events:
+        text = '{"time_unix_nano":%d,"name":%s' % (ev.time_unix_nano, _esc(ev.name))
+        attrs = attributes_json(ev.attributes)
+        if attrs is not None:
+            text += ',"attributes":' + attrs
+        if ev.dropped_attributes_count:
+            text += ',"dropped_attributes_count":%d' % ev.dropped_attributes_count
+        parts.append(text + "}")
+    return "[" + ",".join(parts) + "]"
+
+
+def _links_json(links) -> str | None:
+    if not len(links):
+        return None
+    parts = []
+    for link in links:
+        text = '{"trace_id":"%s","span_id":"%s"' % (link.trace_id.hex(), link.span_id.hex())
+        if link.trace_state:
+            text += ',"trace_state":' + _esc(link.trace_state)
+        attrs = attributes_json(link.attributes)
+        if attrs is not None:
+            text += ',"attributes":' + attrs
+        if link.flags:
+            text += ',"flags":%d' % link.flags
+        if link.dropped_attributes_count:
+            text += ',"dropped_attributes_count":%d' % link.dropped_attributes_count
+        parts.append(text + "}")
+    return "[" + ",".join(parts) + "]"
+
+
+def _rejection(span) -> tuple[str, str] | None:
+    tid, sid, pid = span.trace_id, span.span_id, span.parent_span_id
+    if len(tid) != 16:
+        return "invalid_trace_id", f"trace_id must be 16 bytes, got {len(tid)}"
+    if not any(tid):
+        return "invalid_trace_id", "trace_id must not be all zero"
+    if len(sid) != 8:
+        return "invalid_span_id", f"span_id must be 8 bytes, got {len(sid)}"
+    if not any(sid):
+        return "invalid_span_id", "span_id must not be all zero"
+    if len(pid) not in (0, 8):
+        return "invalid_parent_span_id", f"parent_span_id must be empty or 8 bytes, got {len(pid)}"
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    if not start:
+        return "missing_timestamp", "start_time_unix_nano is 0"
+    if not end:
+        return "missing_timestamp", "end_time_unix_nano is 0"
+    if end < start:
+        return "end_before_start", f"end_time_unix_nano {end} is before start_time_unix_nano {start}"
+    return None
+
+
+def _check_wire_types(message, path: str) -> None:
+    """ValueError if upb kept a known field number as unknown (wrong wire type)."""
+    by_number = message.DESCRIPTOR.fields_by_number
+    for field in UnknownFieldSet(message):
+        known = by_number.get(field.field_number)
+        if known is not None:
+            raise ValueError(
+                f"malformed OTLP trace request: {path}.{known.name} (field {field.field_number}) "
+                f"has wire type {field.wire_type}"
+            )
+    for descriptor, value in message.ListFields():
+        if descriptor.message_type is None:
+            continue
+        if descriptor.is_repeated:
+            for i, item in enumerate(value):
+                _check_wire_types(item, f"{path}.{descriptor.name}[{i}]")
+        else:
+            _check_wire_types(value, f"{path}.{descriptor.name}")
+
+
+def _parse(data: bytes) -> ExportTraceServiceRequest:
+    try:
+        request = ExportTraceServiceRequest.FromString(data)
+    except (DecodeError, RuntimeError) as exc:
+        raise ValueError(f"malformed OTLP trace request: {exc}") from None
+    size = request.ByteSize()
+    request.DiscardUnknownFields()
+    if request.ByteSize() != size:  # unknown fields somewhere: are any known numbers among them?
+        _check_wire_types(ExportTraceServiceRequest.FromString(data), "request")
+    return request
+
+
+def _u64_be(ids: list[bytes]) -> array:
+    """uint64 values of big-endian 8-byte groups (a per-group byte swap)."""
+    values = array("Q")
+    values.frombytes(b"".join(ids))
+    values.byteswap()
+    return values
+
+
+def _le(values: array) -> bytes:
+    if not _LITTLE:
+        values.byteswap()
+    return values.tobytes()
+
+
+def decode_traces_python(data: bytes) -> dict[str, Any]:
+    """Reference decoder (upb backend); see the module docstring for the output."""
+    request = _parse(data)
+    lists: dict[str, list] = {
+        name: []
+        for name in (
+            "name", "trace_state", "status_message", "scope_name", "scope_version", "resource_attributes",
+            "scope_attributes", "attributes", "events", "links", *RESOURCE_PROMOTED.values(), *_SPAN_COLUMNS,
+        )
+    }
+    trace_ids: list[bytes] = []
+    span_ids: list[bytes] = []
+    parent_ids: list[bytes] = []
+    start, duration = array("Q"), array("Q")
+    kind, status_code = array("B"), array("B")
+    u32 = {name: array("I") for name in _U32_COLUMNS}
+    reasons: dict[str, int] = {}
+    first_error = None
+    shared_columns = ("scope_name", "scope_version", "scope_attributes", *RESOURCE_PROMOTED.values(), "resource_attributes")
+    for ri, resource_spans in enumerate(request.resource_spans):
+        resource = resource_columns(resource_spans.resource.attributes)
+        for si, scope_spans in enumerate(resource_spans.scope_spans):
+            scope = scope_spans.scope
+            shared = dict(resource)
+            shared.update(
+                scope_name=scope.name or None,
+                scope_version=scope.version or None,
+                scope_attributes=attributes_json(scope.attributes),
+            )
+            for i, span in enumerate(scope_spans.spans):
+                promoted, attributes = _promote(span.attributes, SPAN_PROMOTED)
+                events, links = _events_json(span.events), _links_json(span.links)
+                rejection = _rejection(span)
+                if rejection is not None:
+                    reason, detail = rejection
+                    reasons[reason] = reasons.get(reason, 0) + 1
+                    if first_error is None:
+                        first_error = f"span {i} in resource_spans[{ri}].scope_spans[{si}]: {detail}"
+                    continue
+                trace_ids.append(span.trace_id)
+                span_ids.append(span.span_id)
+                parent_ids.append(span.parent_span_id or bytes(8))
+                start.append(span.start_time_unix_nano)
+                duration.append(span.end_time_unix_nano - span.start_time_unix_nano)
+                kind.append(span.kind & 0xFF)
+                status = span.status
+                status_code.append(status.code & 0xFF)
+                u32["flags"].append(span.flags)
+                u32["dropped_attributes_count"].append(span.dropped_attributes_count)
+                u32["dropped_events_count"].append(span.dropped_events_count)
+                u32["dropped_links_count"].append(span.dropped_links_count)
+                lists["name"].append(span.name or None)
+                lists["trace_state"].append(span.trace_state or None)
+                lists["status_message"].append(status.message or None)
+                lists["attributes"].append(attributes)
+                lists["events"].append(events)
+                lists["links"].append(links)
+                for column in _SPAN_COLUMNS:
+                    lists[column].append(promoted.get(column))
+                for column in shared_columns:
+                    lists[column].append(shared[column])
+    ids = _u64_be(trace_ids)
+    out: dict[str, Any] = {
+        "count": len(span_ids),
+        "rejected": sum(reasons.values()),
+        "reject_reasons": reasons,
+        "first_error": first_error,
+        "trace_id_hi": _le(ids[0::2]),
+        "trace_id_lo": _le(ids[1::2]),
+        "span_id": _le(_u64_be(span_ids)),
+        "parent_span_id": _le(_u64_be(parent_ids)),
+        "start_time": _le(start),
+        "duration_ns": _le(duration),
+        "kind": kind.tobytes(),
+        "status_code": status_code.tobytes(),
+    }
+    for name, values in u32.items():
+        out[name] = _le(values)
+    out.update(lists)
+    return out
+
+
+try:
+    if os.environ.get("FLEETWATCH_PURE_PYTHON") == "1":
+        raise ImportError("FLEETWATCH_PURE_PYTHON=1")
+    from collector._speedups import decode_traces as _decode_traces_c
+except ImportError:
+    _decode_traces_c = None
+
+#: True when decode_traces runs the C decoder.
+SPEEDUPS_AVAILABLE: bool = _decode_traces_c is not None
+
+
+def decode_traces(data: bytes) -> dict[str, Any]:
+    """Decode an ExportTraceServiceRequest into columns (C decoder when available)."""
+    if _decode_traces_c is not None:
+        return _decode_traces_c(data)
+    return decode_traces_python(data)

@@ -1,0 +1,885 @@
+"""Differential tests: collector._speedups (C) against decode_traces_python (upb).
+
+Both decoders must return equal dicts, or both raise ValueError, for every
+input. Besides hand-written cases with exact expected values, a seeded
+wire-level generator builds requests and re-encodes each one with noise that
+must not change its meaning (unknown fields, overlong varints, reordered
+fields, singular sub-messages split into merged occurrences): all four
+results must be equal.
+
+The C extension is built in place when missing or older than its source.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _load_speedups():
+    src = ROOT / "collector" / "_speedups.c"
+    built = [p for p in (ROOT / "collector").glob("_speedups*") if p.suffix in (".so", ".pyd")]
+    if not built or max(p.stat().st_mtime for p in built) < src.stat().st_mtime:
+        if not (shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")):
+            return None, "no C compiler to build collector._speedups"
+        proc = subprocess.run(
+            [sys.executable, "setup.py", "build_ext", "--inplace"], cwd=ROOT, capture_output=True, text=True, timeout=600
+        )
+        if proc.returncode != 0:
+            return None, "build failed:\n" + proc.stdout[-3000:] + proc.stderr[-3000:]
+    try:
+        from collector import _speedups
+    except ImportError as exc:
+        return None, f"import failed: {exc}"
+    return _speedups, None
+
+
+_speedups, _BUILD_ERROR = _load_speedups()
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
+from opentelemetry.proto.common.v1.common_pb2 import (  # noqa: E402
+    AnyValue,
+    ArrayValue,
+    InstrumentationScope,
+    KeyValue,
+    KeyValueList,
+)
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource  # noqa: E402
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status  # noqa: E402
+
+from bench.otlp_shapes import realistic_trace_request  # noqa: E402
+from collector import trace_decode  # noqa: E402
+from collector.trace_decode import decode_traces_python  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def c_decode():
+    if _speedups is None:
+        if _BUILD_ERROR and _BUILD_ERROR.startswith("build failed"):
+            pytest.fail(_BUILD_ERROR)
+        pytest.skip(_BUILD_ERROR)
+    return _speedups.decode_traces
+
+
+def both(c_decode, data: bytes):
+    """Decode with both; equal dicts (returned) or both ValueError (returns None)."""
+    py_exc = c_exc = None
+    try:
+        py = decode_traces_python(data)
+    except ValueError as exc:
+        py_exc = exc
+    try:
+        c = c_decode(data)
+    except ValueError as exc:
+        c_exc = exc
+    assert (py_exc is None) == (c_exc is None), f"python: {py_exc!r}  C: {c_exc!r}  data: {data[:80].hex()}"
+    if py_exc is not None:
+        return None
+    if py != c:
+        diff = {k: (py[k], c.get(k)) for k in py if py[k] != c.get(k)}
+        raise AssertionError(f"results differ: {str(diff)[:3000]}")
+    return py
+
+
+def ok(c_decode, data: bytes) -> dict:
+    out = both(c_decode, data)
+    assert out is not None, "both decoders raised on a valid request"
+    return out
+
+
+def bad(c_decode, data: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode_traces_python(data)
+    with pytest.raises(ValueError):
+        c_decode(data)
+
+
+def u64s(buf: bytes) -> list[int]:
+    return list(struct.unpack(f"<{len(buf) // 8}Q", buf))
+
+
+# ---------------------------------------------------------------- builders
+
+TID = bytes(range(1, 17))
+SID = bytes(range(1, 9))
+
+
+def av(value) -> AnyValue:
+    if isinstance(value, AnyValue):
+        return value
+    if value is None:
+        return AnyValue()
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    if isinstance(value, bytes):
+        return AnyValue(bytes_value=value)
+    if isinstance(value, list):
+        return AnyValue(array_value=ArrayValue(values=[av(v) for v in value]))
+    if isinstance(value, dict):
+        return AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key=k, value=av(v)) for k, v in value.items()]))
+    return AnyValue(string_value=value)
+
+
+def kvs(pairs) -> list[KeyValue]:
+    return [KeyValue(key=k, value=av(v)) for k, v in pairs]
+
+
+def span(**kw) -> Span:
+    base = dict(trace_id=TID, span_id=SID, name="op", start_time_unix_nano=1_000, end_time_unix_nano=3_500)
+    base.update(kw)
+    return Span(**base)
+
+
+def request(spans, resource_attrs=(), scope=None) -> bytes:
+    return ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                resource=Resource(attributes=kvs(resource_attrs)),
+                scope_spans=[ScopeSpans(scope=scope or InstrumentationScope(), spans=spans)],
+            )
+        ]
+    ).SerializeToString()
+
+
+def attrs_of(c_decode, *pairs, **span_kw) -> str | None:
+    out = ok(c_decode, request([span(attributes=kvs(pairs), **span_kw)]))
+    return out["attributes"][0]
+
+
+# ---------------------------------------------------------------- (a) realistic
+
+
+@pytest.mark.parametrize("seed,device", [(0, 0), (1, 7), (2, 42)])
+def test_realistic_requests_equal(c_decode, seed, device):
+    data = realistic_trace_request(512, seed=seed, device=device)
+    out = ok(c_decode, data)
+    req = ExportTraceServiceRequest.FromString(data)
+    spans = list(req.resource_spans[0].scope_spans[0].spans)
+    assert out["count"] == 512 and out["rejected"] == 0 and out["first_error"] is None
+    hi, lo = u64s(out["trace_id_hi"]), u64s(out["trace_id_lo"])
+    assert [f"{h:016x}{l:016x}" for h, l in zip(hi, lo)] == [s.trace_id.hex() for s in spans]
+    assert [f"{v:016x}" for v in u64s(out["span_id"])] == [s.span_id.hex() for s in spans]
+    assert u64s(out["parent_span_id"]) == [0] * 512
+    assert u64s(out["start_time"]) == [s.start_time_unix_nano for s in spans]
+    assert u64s(out["duration_ns"]) == [s.end_time_unix_nano - s.start_time_unix_nano for s in spans]
+    assert set(out["kind"]) == {1} and set(out["status_code"]) <= {0, 2}
+    assert out["service_name"][0] == "edge-inference" and out["device_id"][0] == f"dev-{device:05d}"
+    assert all(isinstance(x, float) for x in out["prediction_score"])
+    assert all(isinstance(x, bool) for x in out["cold_start"])
+    assert out["request_id"] == [s.attributes[3].value.string_value for s in spans]
+    first = json.loads(out["attributes"][0])
+    assert list(first) == ["ml.feature.brightness", "ml.feature.temperature", "ml.feature.motion", "ml.feature.scene"]
+    assert json.loads(out["resource_attributes"][0])["host.name"] == f"edge-{device:05d}.fleet.local"
+    errors = [i for i, s in enumerate(spans) if s.status.code == 2]
+    assert errors and all(out["status_message"][i] for i in errors)
+
+
+def test_columns_wrap_in_pyarrow_without_copy(c_decode):
+    pa = pytest.importorskip("pyarrow")
+    out = c_decode(realistic_trace_request(64))
+    arr = pa.Array.from_buffers(pa.uint64(), 64, [None, pa.py_buffer(out["span_id"])])
+    assert arr.to_pylist() == u64s(out["span_id"])
+    kinds = pa.Array.from_buffers(pa.uint8(), 64, [None, pa.py_buffer(out["kind"])])
+    assert kinds.to_pylist() == [1] * 64
+
+
+def test_dispatch_and_pure_python_switch(c_decode):
+    assert trace_decode.SPEEDUPS_AVAILABLE is True
+    data = realistic_trace_request(8)
+    assert trace_decode.decode_traces(data) == decode_traces_python(data)
+    code = "import collector.trace_decode as t; print(t.SPEEDUPS_AVAILABLE)"
+    env = dict(os.environ, FLEETWATCH_PURE_PYTHON="1", PYTHONPATH=str(ROOT))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert res.stdout.strip() == "False", res.stderr
+
+
+def test_accepts_bytes_like_and_rejects_str(c_decode):
+    data = realistic_trace_request(4)
+    assert c_decode(bytearray(data)) == c_decode(memoryview(data)) == decode_traces_python(data)
+    with pytest.raises(TypeError):
+        c_decode("not bytes")
+
+
+# ---------------------------------------------------------------- (b) edge cases
+
+
+def test_every_anyvalue_type(c_decode):
+    text = attrs_of(
+        c_decode,
+        ("s", "x"), ("t", True), ("f", False), ("i", 0), ("neg", -1), ("max", 2**63 - 1), ("min", -(2**63)),
+        ("d1", 1.0), ("big", 1e16), ("mid", 1e15), ("small", 1e-5), ("tenth", 0.1), ("nz", -0.0), ("tiny", 5e-324),
+        ("nan", math.nan), ("inf", math.inf), ("ninf", -math.inf), ("b", b"\x00\xff"), ("b0", b""),
+        ("arr", [1, "a", [True, None]]), ("kvl", {"k": {"x": None}, "e": []}), ("none", None),
+    )  # fmt: skip
+    assert text == (
+        '{"s":"x","t":true,"f":false,"i":0,"neg":-1,"max":9223372036854775807,"min":-9223372036854775808,'
+        '"d1":1.0,"big":1e+16,"mid":1000000000000000.0,"small":1e-05,"tenth":0.1,"nz":-0.0,"tiny":5e-324,'
+        '"nan":"NaN","inf":"Infinity","ninf":"-Infinity","b":"AP8=","b0":"",'
+        '"arr":[1,"a",[true,null]],"kvl":{"k":{"x":null},"e":[]},"none":null}'
+    )
+
+
+def test_string_value_strindex_is_null(c_decode):
+    assert attrs_of(c_decode, ("k", AnyValue(string_value_strindex=3))) == '{"k":null}'
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "plain", 'q"uote', "back\\slash", "\n\r\t\b\f", "\x00\x01\x1f\x7f", "é日本😀", "\u2028\u2029", "x" * 100 + '"'],
+)
+def test_string_escaping_matches_json_dumps(c_decode, text):
+    out = ok(c_decode, request([span(name=text, attributes=kvs([(text, text)]))]))
+    esc = json.dumps(text, ensure_ascii=False)
+    assert out["attributes"][0] == "{" + esc + ":" + esc + "}"
+    assert out["name"][0] == (text or None)
+
+
+def test_missing_fields_give_none_and_zero(c_decode):
+    data = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span(name="")])])]
+    ).SerializeToString()
+    out = ok(c_decode, data)
+    assert out["count"] == 1
+    for col in ("name", "trace_state", "status_message", "scope_name", "scope_version", "resource_attributes",
+                "scope_attributes", "attributes", "events", "links", "service_name", "model_name",
+                "prediction_score", "cold_start"):  # fmt: skip
+        assert out[col] == [None], col
+    assert out["flags"] == bytes(4) and out["status_code"] == b"\x00"
+
+
+def test_ids_times_kind_status_flags(c_decode):
+    s = span(
+        parent_span_id=bytes([0xFF] * 8), kind=-1, flags=0xFFFFFFFF, trace_state="a=b",
+        status=Status(code=2, message="boom"), dropped_attributes_count=1, dropped_events_count=2,
+        dropped_links_count=3, start_time_unix_nano=2**63 + 5, end_time_unix_nano=2**64 - 1,
+    )  # fmt: skip
+    out = ok(c_decode, request([s]))
+    assert u64s(out["trace_id_hi"]) == [0x0102030405060708] and u64s(out["trace_id_lo"]) == [0x090A0B0C0D0E0F10]
+    assert u64s(out["span_id"]) == [0x0102030405060708] and u64s(out["parent_span_id"]) == [2**64 - 1]
+    assert u64s(out["start_time"]) == [2**63 + 5] and u64s(out["duration_ns"]) == [2**63 - 6]
+    assert out["kind"] == b"\xff" and out["status_code"] == b"\x02" and out["flags"] == b"\xff" * 4
+    assert [out["trace_state"], out["status_message"]] == [["a=b"], ["boom"]]
+    assert (out["dropped_attributes_count"], out["dropped_events_count"], out["dropped_links_count"]) == (
+        struct.pack("<I", 1), struct.pack("<I", 2), struct.pack("<I", 3))  # fmt: skip
+
+
+def test_events_and_links_json(c_decode):
+    s = span(
+        events=[
+            Span.Event(time_unix_nano=5, name="e1"),
+            Span.Event(time_unix_nano=2**64 - 1, name='q"', attributes=kvs([("a", 1)]), dropped_attributes_count=2),
+        ],
+        links=[
+            Span.Link(trace_id=TID, span_id=SID),
+            Span.Link(trace_id=b"\xab", span_id=b"", trace_state="k=v", attributes=kvs([("x", [1.5])]), flags=257,
+                      dropped_attributes_count=4),
+        ],
+    )  # fmt: skip
+    out = ok(c_decode, request([s]))
+    assert out["events"][0] == (
+        '[{"time_unix_nano":5,"name":"e1"},'
+        '{"time_unix_nano":18446744073709551615,"name":"q\\"","attributes":{"a":1},"dropped_attributes_count":2}]'
+    )
+    assert out["links"][0] == (
+        '[{"trace_id":"0102030405060708090a0b0c0d0e0f10","span_id":"0102030405060708"},'
+        '{"trace_id":"ab","span_id":"","trace_state":"k=v","attributes":{"x":[1.5]},"flags":257,'
+        '"dropped_attributes_count":4}]'
+    )
+
+
+def test_multiple_resources_and_scopes(c_decode):
+    def rs(name, scopes):
+        return ResourceSpans(
+            resource=Resource(attributes=kvs([("service.name", name), ("other", 1)])),
+            scope_spans=[
+                ScopeSpans(scope=InstrumentationScope(name=sn, version="v" + sn, attributes=kvs([("sa", sn)])),
+                           spans=[span(name=f"{name}/{sn}/{i}") for i in range(n)])
+                for sn, n in scopes
+            ],
+        )  # fmt: skip
+
+    data = ExportTraceServiceRequest(
+        resource_spans=[rs("a", [("s1", 2), ("s2", 0), ("s3", 1)]), rs("b", []), rs("c", [("s4", 3)])]
+    ).SerializeToString()
+    out = ok(c_decode, data)
+    assert out["count"] == 6
+    assert out["name"] == ["a/s1/0", "a/s1/1", "a/s3/0", "c/s4/0", "c/s4/1", "c/s4/2"]
+    assert out["service_name"] == ["a", "a", "a", "c", "c", "c"]
+    assert out["scope_name"] == ["s1", "s1", "s3", "s4", "s4", "s4"]
+    assert out["scope_version"] == ["vs1", "vs1", "vs3", "vs4", "vs4", "vs4"]
+    assert out["scope_attributes"] == ['{"sa":"s1"}'] * 2 + ['{"sa":"s3"}'] + ['{"sa":"s4"}'] * 3
+    assert out["resource_attributes"] == ['{"other":1}'] * 6
+
+
+def test_promotion_types_and_duplicates(c_decode):
+    out = ok(
+        c_decode,
+        request(
+            [
+                span(attributes=kvs([
+                    ("ml.model.name", "m1"), ("ml.prediction.score", 0.25), ("ml.prediction.value", 7),
+                    ("ml.inference.cold_start", True), ("ml.label", ""), ("ml.label.value", -2.5),
+                ])),
+                span(attributes=kvs([
+                    ("ml.model.name", 3), ("ml.prediction.score", "high"), ("ml.inference.cold_start", 1),
+                    ("ml.request.id", "r1"), ("ml.request.id", "r2"), ("ml.prediction.label", "cat"),
+                    ("ml.prediction.label", 9), ("ml.model.version", [1]),
+                ])),
+            ],
+            resource_attrs=[("service.name", "svc"), ("device.id", 5), ("fleet.site", "s"), ("fleet.site", "t")],
+        ),
+    )  # fmt: skip
+    assert out["model_name"] == ["m1", None]
+    assert out["prediction_score"] == [0.25, None] and out["prediction_value"] == [7.0, None]
+    assert isinstance(out["prediction_value"][0], float)
+    assert out["cold_start"] == [True, None] and out["label"] == ["", None] and out["label_value"] == [-2.5, None]
+    assert out["request_id"] == [None, "r2"] and out["prediction_label"] == [None, None]
+    assert out["attributes"] == [
+        None,
+        '{"ml.model.name":3,"ml.prediction.score":"high","ml.inference.cold_start":1,"ml.request.id":"r1",'
+        '"ml.prediction.label":"cat","ml.prediction.label":9,"ml.model.version":[1]}',
+    ]
+    assert out["service_name"] == ["svc"] * 2 and out["device_id"] == [None] * 2 and out["site"] == ["t"] * 2
+    assert out["resource_attributes"] == ['{"device.id":5,"fleet.site":"s"}'] * 2
+
+
+# ---------------------------------------------------------------- (c) rejections
+
+
+@pytest.mark.parametrize(
+    "kw,reason,detail",
+    [
+        (dict(trace_id=b""), "invalid_trace_id", "trace_id must be 16 bytes, got 0"),
+        (dict(trace_id=bytes(17)), "invalid_trace_id", "trace_id must be 16 bytes, got 17"),
+        (dict(trace_id=bytes(16)), "invalid_trace_id", "trace_id must not be all zero"),
+        (dict(span_id=b"\x01" * 7), "invalid_span_id", "span_id must be 8 bytes, got 7"),
+        (dict(span_id=bytes(8)), "invalid_span_id", "span_id must not be all zero"),
+        (dict(parent_span_id=b"\x01" * 4), "invalid_parent_span_id", "parent_span_id must be empty or 8 bytes, got 4"),
+        (dict(start_time_unix_nano=0), "missing_timestamp", "start_time_unix_nano is 0"),
+        (dict(end_time_unix_nano=0), "missing_timestamp", "end_time_unix_nano is 0"),
+        (dict(end_time_unix_nano=999), "end_before_start", "end_time_unix_nano 999 is before start_time_unix_nano 1000"),
+        (dict(trace_id=b"", span_id=b"", start_time_unix_nano=0), "invalid_trace_id", "trace_id must be 16 bytes, got 0"),
+    ],
+)
+def test_rejected_span_reasons(c_decode, kw, reason, detail):
+    scopes = [ScopeSpans(spans=[span(name="keep")]), ScopeSpans(spans=[span(), span(), span(), span(name="bad", **kw)])]
+    data = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=scopes)]).SerializeToString()
+    out = ok(c_decode, data)
+    assert out["count"] == 4 and out["rejected"] == 1 and out["reject_reasons"] == {reason: 1}
+    assert out["first_error"] == f"span 3 in resource_spans[0].scope_spans[1]: {detail}"
+    assert "bad" not in out["name"] and len(out["span_id"]) == 32
+
+
+def test_rejections_counted_per_reason(c_decode):
+    spans = [span(trace_id=b""), span(span_id=b""), span(trace_id=b""), span(), span(end_time_unix_nano=1)]
+    out = ok(c_decode, request(spans))
+    assert out["count"] == 1 and out["rejected"] == 4
+    assert out["reject_reasons"] == {"invalid_trace_id": 2, "invalid_span_id": 1, "end_before_start": 1}
+    assert out["first_error"].startswith("span 0 in resource_spans[0].scope_spans[0]: trace_id")
+
+
+# ---------------------------------------------------------------- wire-level builder
+
+
+def varint(v: int, pad: int = 0) -> bytes:
+    v &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v or pad:
+            out.append(b | 0x80)
+            if not v:
+                pad -= 1
+                while pad > 0:
+                    out.append(0x80)
+                    pad -= 1
+                out.append(0)
+                return bytes(out)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def tag(fn: int, wt: int, pad: int = 0) -> bytes:
+    return varint((fn << 3) | wt, pad)
+
+
+def ld(fn: int, payload: bytes) -> bytes:
+    return tag(fn, 2) + varint(len(payload)) + payload
+
+
+# A message is a list of fields: ("v", fn, int) varint, ("d", fn, int) fixed64,
+# ("f", fn, int) fixed32, ("b", fn, bytes) length-delimited, ("m", fn, fields,
+# split_ok, shuffle_ok) sub-message. split_ok: singular sub-message, so sending
+# it as two occurrences merges back to the same thing.
+def V(fn, x):
+    return ("v", fn, x)
+
+
+def D(fn, x):
+    return ("d", fn, x)
+
+
+def F(fn, x):
+    return ("f", fn, x)
+
+
+def B(fn, x):
+    return ("b", fn, x.encode() if isinstance(x, str) else x)
+
+
+def M(fn, fields, split=False, shuffle=True):
+    return ("m", fn, fields, split, shuffle)
+
+
+def _stable_shuffle(rng, fields):
+    order = list(range(len(fields)))
+    rng.shuffle(order)
+    by_fn: dict[int, list[int]] = {}
+    for pos in sorted(range(len(fields)), key=lambda i: order[i]):
+        by_fn.setdefault(fields[pos][1], []).append(pos)
+    slots = sorted(range(len(fields)), key=lambda i: order[i])
+    out = [None] * len(fields)
+    queues = {fn: iter(sorted(ps)) for fn, ps in by_fn.items()}
+    for new_pos, old_pos in enumerate(slots):
+        out[new_pos] = fields[next(queues[fields[old_pos][1]])]
+    return out
+
+
+def _unknown(rng, depth=0) -> bytes:
+    fn = rng.choice([17, 20, 99, 1000, 2**29 - 1])
+    wt = rng.choice([0, 1, 2, 5, 3] if depth < 2 else [0, 1, 2, 5])
+    if wt == 0:
+        return tag(fn, 0) + varint(rng.getrandbits(64))
+    if wt == 1:
+        return tag(fn, 1) + rng.randbytes(8)
+    if wt == 5:
+        return tag(fn, 5) + rng.randbytes(4)
+    if wt == 2:
+        return ld(fn, rng.randbytes(rng.randint(0, 6)))
+    inner = b"".join(_unknown(rng, depth + 1) for _ in range(rng.randint(0, 3)))
+    if rng.random() < 0.3:
+        inner += tag(0, 0) + b"\x05"  # field 0 is fine inside a group
+    return tag(fn, 3) + inner + tag(fn, 4)
+
+
+def encode(fields, rng: random.Random | None = None, shuffle: bool = True) -> bytes:
+    """Encode; with rng, add meaning-preserving noise."""
+    if rng is not None and shuffle and rng.random() < 0.3:
+        fields = _stable_shuffle(rng, fields)
+    out = []
+
+    def pad(limit):
+        return rng.randint(1, limit) if rng is not None and rng.random() < 0.1 else 0
+
+    for field in fields:
+        if rng is not None and rng.random() < 0.1:
+            out.append(_unknown(rng))
+        kind, fn = field[0], field[1]
+        if kind == "v":
+            out.append(tag(fn, 0, pad(2)) + varint(field[2], pad(3) if 0 <= field[2] < 2**49 else 0))
+        elif kind == "d":
+            out.append(tag(fn, 1, pad(2)) + struct.pack("<Q", field[2] & (2**64 - 1)))
+        elif kind == "f":
+            out.append(tag(fn, 5, pad(2)) + struct.pack("<I", field[2]))
+        elif kind == "b":
+            out.append(tag(fn, 2, pad(2)) + varint(len(field[2]), pad(2)) + field[2])
+        else:
+            _, _, sub, split, sub_shuffle = field
+            parts = [sub]
+            if rng is not None and split and rng.random() < 0.3:
+                k = rng.randint(0, len(sub))
+                parts = [sub[:k], sub[k:]]
+            for part in parts:
+                payload = encode(part, rng, sub_shuffle)
+                out.append(tag(fn, 2, pad(2)) + varint(len(payload), pad(2)) + payload)
+    if rng is not None and rng.random() < 0.1:
+        out.append(_unknown(rng))
+    return b"".join(out)
+
+
+# ---------------------------------------------------------------- random requests
+
+TRICKY = ["", "a", 'q"', "\\", "\n\t\r\b\f", "\x00\x1f\x7f", "é", "日本語", "😀x", "\u2028", "k" * 45, "long " * 12]
+SPAN_KEYS = [k for k in trace_decode.SPAN_PROMOTED] + ["ml.feature.x", "http.method", "", "ml.", "ml.model.nam"]
+RES_KEYS = [k for k in trace_decode.RESOURCE_PROMOTED] + ["host.name", "telemetry.sdk.name", "x"]
+DOUBLES = [0.0, -0.0, 1.0, 0.1, 1e16, 1e-5, 5e-324, 1.7976931348623157e308, math.nan, math.inf, -math.inf, 123.456]
+
+
+def rand_str(rng) -> str:
+    if rng.random() < 0.6:
+        return rng.choice(TRICKY)
+    cps = [rng.choice([rng.randint(0x20, 0x7E), rng.randint(0, 0x1F), rng.randint(0xA0, 0xD7FF), rng.randint(0x10000, 0x10FFFF)])
+           for _ in range(rng.randint(0, 12))]  # fmt: skip
+    return "".join(map(chr, cps))
+
+
+def rand_double_bits(rng) -> int:
+    if rng.random() < 0.5:
+        return struct.unpack("<Q", struct.pack("<d", rng.choice(DOUBLES)))[0]
+    if rng.random() < 0.5:
+        return struct.unpack("<Q", struct.pack("<d", rng.uniform(-1e6, 1e6)))[0]
+    return rng.getrandbits(64)
+
+
+def rand_int(rng) -> int:
+    return rng.choice([0, 1, -1, 2**63 - 1, -(2**63), rng.getrandbits(64), rng.randint(-1000, 1000)])
+
+
+def gen_any(rng, depth: int):
+    t = rng.choice(["str", "str", "bool", "int", "double", "double", "bytes", "array", "kvlist", "empty", "strindex"])
+    if t in ("array", "kvlist") and depth >= 3:
+        t = "int"
+    if t == "str":
+        fields = [B(1, rand_str(rng))]
+    elif t == "bool":
+        fields = [V(2, rng.choice([0, 1, 2]))]
+    elif t == "int":
+        fields = [V(3, rand_int(rng))]
+    elif t == "double":
+        fields = [D(4, rand_double_bits(rng))]
+    elif t == "bytes":
+        fields = [B(7, rng.randbytes(rng.randint(0, 7)))]
+    elif t == "array":
+        fields = [M(5, [M(1, gen_any(rng, depth + 1), shuffle=False) for _ in range(rng.randint(0, 3))], split=True)]
+    elif t == "kvlist":
+        fields = [M(6, [M(1, gen_kv(rng, depth + 1, SPAN_KEYS)) for _ in range(rng.randint(0, 3))], split=True)]
+    elif t == "strindex":
+        fields = [V(8, rng.randint(0, 5))]
+    else:
+        fields = []
+    if rng.random() < 0.15:  # an earlier oneof member that upb drops
+        dropped = rng.choice(
+            [[B(1, rand_str(rng))], [V(3, 7)], [M(5, [M(1, [B(1, "gone")])])], [M(6, [M(1, [B(1, "k")])])]]
+        )
+        fields = dropped + fields
+    return fields
+
+
+def gen_kv(rng, depth: int, keys) -> list:
+    fields = [B(1, rng.choice(keys) if rng.random() < 0.8 else rand_str(rng))]
+    r = rng.random()
+    if r < 0.05:
+        pass  # no value
+    elif r < 0.1:  # value sent twice: the AnyValues merge
+        fields += [M(2, gen_any(rng, depth), shuffle=False), M(2, gen_any(rng, depth), shuffle=False)]
+    else:
+        fields.append(M(2, gen_any(rng, depth), split=True, shuffle=False))
+    if rng.random() < 0.05:
+        fields.insert(0, B(1, "first-key-loses"))
+    if rng.random() < 0.05:
+        fields.append(V(3, rng.randint(0, 9)))
+    return fields
+
+
+def gen_attrs(rng, fn: int, keys, n: int) -> list:
+    return [M(fn, gen_kv(rng, 0, keys)) for _ in range(n)]
+
+
+def rand_id(rng, size: int) -> bytes:
+    r = rng.random()
+    if r < 0.85:
+        return rng.randbytes(size)
+    return rng.choice([b"", bytes(size), rng.randbytes(size - 1), rng.randbytes(size + 1)])
+
+
+def gen_span(rng) -> list:
+    start = rng.choice([0, 1, 10**18, 2**63 + 1, rng.getrandbits(64)]) if rng.random() < 0.1 else 10**18 + rng.getrandbits(30)
+    end = rng.choice([0, start - 1, start, start + rng.getrandbits(40)]) if rng.random() < 0.1 else start + rng.getrandbits(35)
+    fields = [B(1, rand_id(rng, 16)), B(2, rand_id(rng, 8)), D(7, start), D(8, end)]
+    opt = [
+        (0.3, lambda: B(3, rand_str(rng))),
+        (0.3, lambda: B(4, rand_id(rng, 8))),
+        (0.9, lambda: B(5, rand_str(rng))),
+        (0.7, lambda: V(6, rng.choice([0, 1, 2, 5, 300, -1]))),
+        (0.2, lambda: V(10, rng.getrandbits(rng.choice([8, 32, 40])))),
+        (0.2, lambda: V(12, rng.getrandbits(8))),
+        (0.2, lambda: V(14, rng.getrandbits(8))),
+        (0.3, lambda: M(15, [B(2, rand_str(rng)), V(3, rng.choice([0, 1, 2, 7, -1]))], split=True)),
+        (0.3, lambda: F(16, rng.getrandbits(32))),
+    ]
+    fields += [make() for p, make in opt if rng.random() < p]
+    fields += gen_attrs(rng, 9, SPAN_KEYS, rng.randint(0, 8))
+    for _ in range(rng.choice([0, 0, 1, 2])):
+        ev = [D(1, rng.getrandbits(64)), B(2, rand_str(rng))] + gen_attrs(rng, 3, SPAN_KEYS, rng.randint(0, 2))
+        if rng.random() < 0.3:
+            ev.append(V(4, rng.getrandbits(10)))
+        fields.append(M(11, ev))
+    for _ in range(rng.choice([0, 0, 1, 2])):
+        link = [B(1, rand_id(rng, 16)), B(2, rand_id(rng, 8))] + gen_attrs(rng, 4, SPAN_KEYS, rng.randint(0, 2))
+        link += [m for p, m in [(0.3, B(3, rand_str(rng))), (0.3, V(5, 3)), (0.3, F(6, rng.getrandbits(32)))] if rng.random() < p]
+        fields.append(M(13, link))
+    return fields
+
+
+def gen_request(rng) -> list:
+    rs_list = []
+    for _ in range(rng.choice([0, 1, 1, 2, 3])):
+        rs = []
+        if rng.random() < 0.85:
+            res = gen_attrs(rng, 1, RES_KEYS, rng.randint(0, 7))
+            if rng.random() < 0.2:
+                res.append(V(2, rng.getrandbits(8)))
+            if rng.random() < 0.2:
+                res.append(M(3, [B(1, "schema"), B(2, "device"), B(3, "device.id"), B(3, "x"), B(4, rand_str(rng))]))
+            rs.append(M(1, res, split=True))
+        for _ in range(rng.choice([0, 1, 1, 2])):
+            ss = []
+            if rng.random() < 0.7:
+                scope = [B(1, rand_str(rng)), B(2, rand_str(rng))] + gen_attrs(rng, 3, SPAN_KEYS, rng.randint(0, 2))
+                if rng.random() < 0.2:
+                    scope.append(V(4, 1))
+                ss.append(M(1, scope, split=True))
+            ss += [M(2, gen_span(rng)) for _ in range(rng.randint(0, 5))]
+            if rng.random() < 0.2:
+                ss.append(B(3, "https://opentelemetry.io/schemas/1.26.0"))
+            rs.append(M(2, ss))
+        if rng.random() < 0.2:
+            rs.append(B(3, rand_str(rng)))
+        rs_list.append(M(1, rs))
+    return rs_list
+
+
+def test_generator_encoding_matches_protobuf():
+    rng = random.Random(7)
+    for _ in range(50):
+        data = encode(gen_request(rng))
+        assert ExportTraceServiceRequest.FromString(data).SerializeToString() is not None
+
+
+def test_random_requests_with_noise_are_equal(c_decode):
+    rng = random.Random(20261123)
+    seen_reject = seen_nested = 0
+    for i in range(400):
+        fields = gen_request(rng)
+        clean = encode(fields)
+        out = ok(c_decode, clean)
+        seen_reject += out["rejected"] > 0
+        seen_nested += any(a and ("[" in a or "{" in a[1:]) for a in out["attributes"])
+        for _ in range(2):
+            noisy = encode(fields, random.Random(rng.getrandbits(32)))
+            assert ok(c_decode, noisy) == out, f"request {i}: noise changed the result"
+    assert seen_reject > 20 and seen_nested > 20  # the generator reaches the interesting paths
+
+
+def test_unknown_fields_in_every_message_are_skipped(c_decode):
+    rng = random.Random(3)
+    fields = gen_request(rng)
+    while not fields:
+        fields = gen_request(rng)
+
+    def salt(fs, sub_rng):  # an unknown field in every message, every time
+        out = []
+        for f in fs:
+            if f[0] == "m":
+                out.append(M(f[1], salt(f[2], sub_rng), f[3], f[4]))
+            else:
+                out.append(f)
+        return out + [("raw", None, _unknown(sub_rng))]
+
+    def enc(fs):
+        parts = []
+        for f in fs:
+            if f[0] == "raw":
+                parts.append(f[2])
+            elif f[0] == "m":
+                parts.append(ld(f[1], enc(f[2])))
+            else:
+                parts.append(encode([f]))
+        return b"".join(parts)
+
+    assert ok(c_decode, enc(salt(fields, random.Random(4)))) == ok(c_decode, encode(fields))
+
+
+# ---------------------------------------------------------------- oneof, merge, nesting
+
+
+def test_merged_and_overridden_submessages(c_decode):
+    kv_fields = [
+        B(1, "arr"), M(2, [M(5, [M(1, [V(3, 1)])]), M(5, [M(1, [V(3, 2)])])], shuffle=False),  # merged array
+    ]
+    kv2 = [B(1, "dropped"), M(2, [M(5, [M(1, [V(3, 1)])]), B(1, "s"), M(5, [M(1, [V(3, 2)])])], shuffle=False)]
+    kv3 = [B(1, "val2x"), M(2, [B(1, "x")]), M(2, [V(3, 7)])]  # KeyValue.value sent twice -> int wins
+    sp = [B(1, TID), B(2, SID), D(7, 1), D(8, 2), M(9, kv_fields), M(9, kv2), M(9, kv3),
+          M(15, [B(2, "m")]), M(15, [V(3, 2)])]  # fmt: skip
+    res = [M(1, [B(1, "service.name"), M(2, [B(1, "a")])]), M(1, [B(1, "device.id"), M(2, [B(1, "d")])])]
+    data = encode([M(1, [M(2, [M(2, sp), M(1, [B(1, "sc")])]), M(1, res[:1]), M(1, res[1:])])])
+    out = ok(c_decode, data)
+    assert out["attributes"] == ['{"arr":[1,2],"dropped":[2],"val2x":7}']
+    assert out["status_message"] == ["m"] and out["status_code"] == b"\x02"
+    assert out["service_name"] == ["a"] and out["device_id"] == ["d"] and out["scope_name"] == ["sc"]
+
+
+def _nested_value(levels: int, kvlist: bool = False) -> list:
+    value = [V(3, 1)]
+    for _ in range(levels):
+        value = [M(6, [M(1, [B(1, "k"), M(2, value)])])] if kvlist else [M(5, [M(1, value)])]
+    return value
+
+
+def _with_value(value, where="span") -> bytes:
+    kv = M(9 if where == "span" else 1, [B(1, "deep"), M(2, value)])
+    if where == "span":
+        return encode([M(1, [M(2, [M(2, [B(1, TID), B(2, SID), D(7, 1), D(8, 2), kv])])])])
+    return encode([M(1, [M(1, [kv])])])
+
+
+@pytest.mark.parametrize("kvlist", [False, True])
+@pytest.mark.parametrize("where", ["span", "resource"])
+def test_value_nesting_limit(c_decode, kvlist, where):
+    out = ok(c_decode, _with_value(_nested_value(32 if not kvlist else 30, kvlist), where))
+    assert out is not None
+    if not kvlist:
+        bad(c_decode, _with_value(_nested_value(33, kvlist), where))
+    bad(c_decode, _with_value(_nested_value(60, kvlist), where))
+
+
+def test_nesting_limit_applies_to_rejected_spans_too(c_decode):
+    kv = M(9, [B(1, "deep"), M(2, _nested_value(33))])
+    bad(c_decode, encode([M(1, [M(2, [M(2, [B(1, b""), kv])])])]))
+
+
+def test_dropped_oneof_member_is_validated_but_not_limited(c_decode):
+    deep = _nested_value(40)  # 40 arrays, then overridden by a string: upb parses it, then drops it
+    out = ok(c_decode, _with_value(deep + [B(1, "kept")]))
+    assert out["attributes"] == ['{"deep":"kept"}']
+    bad(c_decode, _with_value([M(5, [M(1, [B(1, b"\xff")])]), B(1, "kept")]))  # bad UTF-8 inside it
+
+
+def test_dropped_oneof_member_keeps_upb_rules(c_decode):
+    # a known field with the wrong wire type inside a dropped member is just an unknown field for upb
+    out = ok(c_decode, _with_value([M(5, [M(1, [V(1, 5)])]), B(1, "kept")]))
+    assert out["attributes"] == ['{"deep":"kept"}']
+    bad(c_decode, _with_value([B(1, "first"), M(5, [M(1, [V(1, 5)])])]))  # in the kept member it is an error
+    # upb's limit of 100 nested messages still holds there: the span's AnyValue is at depth 5
+    assert ok(c_decode, _with_value(_nested_value(47) + [B(1, "kept")]))["attributes"] == ['{"deep":"kept"}']
+    bad(c_decode, _with_value(_nested_value(48) + [B(1, "kept")]))
+
+
+def test_group_nesting_limit(c_decode):
+    def groups(n):
+        return b"".join(tag(99, 3) for _ in range(n)) + b"".join(tag(99, 4) for _ in range(n))
+
+    ok(c_decode, groups(100))  # at the request level: 100 nested groups is upb's limit
+    bad(c_decode, groups(101))
+    ok(c_decode, ld(1, groups(99)))
+    bad(c_decode, ld(1, groups(100)))
+
+
+# ---------------------------------------------------------------- (d) malformed input
+
+
+def test_wire_errors_raise_value_error(c_decode):
+    good = encode([M(1, [M(2, [M(2, [B(1, TID), B(2, SID), D(7, 1), D(8, 2)])])])])
+    ok(c_decode, good)
+    cases = [
+        b"\x0a\x05abc",  # length past the end
+        b"\x0a" + b"\xff" * 10 + b"\x01",  # length varint too long
+        b"\x0a\x81\x80\x80\x80\x80\x00" + b"x",  # length: 6-byte varint
+        b"\x88\x80\x80\x80\x80\x00\x01",  # tag: 6 bytes
+        b"\xf8\xff\xff\xff\x1f\x01",  # tag above 2^32
+        b"\x00\x01",  # field number 0
+        tag(9, 0) + b"\xff" * 10 + b"\x01",  # varint of 11 bytes
+        tag(9, 0) + b"\xff\xff",  # truncated varint
+        tag(9, 1) + b"1234567",  # truncated fixed64
+        tag(9, 5) + b"123",  # truncated fixed32
+        tag(9, 6),
+        tag(9, 7),  # invalid wire types
+        tag(9, 4),  # end group outside a group
+        tag(9, 3) + tag(10, 4),  # mismatched end group
+        tag(9, 3) + tag(1, 0) + b"\x01",  # unterminated group
+        ld(1, ld(2, ld(2, ld(5, b"\xc3\x28")))),  # invalid UTF-8 in span name
+        ld(1, ld(2, ld(2, ld(3, b"\xed\xa0\x80")))),  # surrogate in trace_state
+        ld(1, ld(1, ld(1, ld(1, b"\xf4\x90\x80\x80")))),  # > U+10FFFF in a resource key
+        ld(1, ld(3, b"\xff")),  # bad UTF-8 in schema_url
+        ld(1, ld(1, ld(3, ld(2, b"\xff")))),  # bad UTF-8 in an EntityRef
+        tag(1, 0) + b"\x01",  # known field, wrong wire type (request)
+        ld(1, tag(1, 5) + b"abcd"),  # ResourceSpans.resource as fixed32
+        ld(1, ld(2, ld(2, tag(7, 0) + b"\x05"))),  # Span.start_time as varint
+        ld(1, ld(2, ld(2, ld(15, tag(3, 2) + b"\x00")))),  # Status.code as bytes
+        ld(1, ld(2, ld(2, ld(9, ld(2, tag(4, 0) + b"\x01"))))),  # AnyValue.double as varint
+        ld(1, ld(2, ld(2, ld(9, tag(1, 3) + tag(1, 4))))),  # KeyValue.key as a group
+        ld(1, ld(2, ld(2, ld(5, b"\x00")))) + b"\x0a",  # trailing truncated field
+        ld(1, ld(2, ld(2, ld(9, ld(2, tag(5, 2) + b"\x03" + tag(2, 5) + b"\x00\x00\x00"))))),  # unterminated inner
+    ]
+    for data in cases:
+        bad(c_decode, data)
+
+
+def test_truncation_at_every_offset(c_decode):
+    rng = random.Random(11)
+    fields = [M(1, [M(1, gen_attrs(rng, 1, RES_KEYS, 3)), M(2, [M(1, [B(1, "s")]), M(2, gen_span(rng)), M(2, gen_span(rng))])])]
+    data = encode(fields)
+    assert len(data) > 100
+    raised = 0
+    for i in range(len(data)):
+        raised += both(c_decode, data[:i]) is None
+    assert raised > len(data) // 2
+
+
+def test_random_bytes(c_decode):
+    rng = random.Random(5)
+    for n in range(2000):
+        both(c_decode, rng.randbytes(rng.randint(0, 64)))
+    for n in range(300):  # random bytes inside a plausible frame
+        both(c_decode, ld(1, ld(2, ld(2, rng.randbytes(rng.randint(0, 40))))))
+
+
+def test_mutated_requests(c_decode):
+    rng = random.Random(9)
+    for _ in range(400):
+        data = bytearray(encode(gen_request(rng), random.Random(rng.getrandbits(32))))
+        if not data:
+            continue
+        for _ in range(rng.randint(1, 3)):
+            op = rng.random()
+            pos = rng.randrange(len(data))
+            if op < 0.5:
+                data[pos] = rng.getrandbits(8)
+            elif op < 0.7:
+                data.insert(pos, rng.getrandbits(8))
+            elif op < 0.9 and len(data) > 1:
+                del data[pos]
+            else:
+                data[pos] ^= 1 << rng.randrange(8)
+        both(c_decode, bytes(data))
+
+
+# ---------------------------------------------------------------- doubles
+
+
+def test_double_text_matches_repr(c_decode):
+    rng = random.Random(13)
+    values = [math.ldexp(1.0, e) for e in range(-1074, 1024)] + [float(k) for k in range(-1000, 1000)]
+    values += [struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0] for _ in range(100_000)]
+    values += [rng.random() * 10 ** rng.randint(-30, 30) for _ in range(50_000)]
+    for x in values:
+        if math.isfinite(x):
+            assert _speedups._repr_double(x) == repr(x)
+    assert [_speedups._repr_double(x) for x in (math.nan, math.inf, -math.inf)] == ['"NaN"', '"Infinity"', '"-Infinity"']
+
+
+def test_bytes_base64(c_decode):
+    for n in range(10):
+        blob = bytes(range(250, 250 - n, -1))
+        expected = '{"b":"' + base64.b64encode(blob).decode() + '"}'
+        assert attrs_of(c_decode, ("b", blob)) == expected
