@@ -213,6 +213,10 @@ class DuckDBExporterConfig:
     dedup_window: float = 24 * 3600.0
     dedup_max_entries: int = 2_000_000
     memory_limit_mib: int = 256
+    # DuckDB's default (16 MiB) checkpoints so often that partly filled row
+    # groups are compressed and rewritten several times: measured 1.6x the
+    # CPU per row and 1.6x the file size of 64 MiB on the ingest benchmark.
+    checkpoint_threshold_mib: int = 64
     threads: int = 2
 
     def validate(self, key: str) -> None:
@@ -227,6 +231,8 @@ class DuckDBExporterConfig:
             raise ConfigError(f"{key}.memory_limit_mib: must be at least 64")
         if self.threads < 1:
             raise ConfigError(f"{key}.threads: must be at least 1")
+        if self.checkpoint_threshold_mib < 1:
+            raise ConfigError(f"{key}.checkpoint_threshold_mib: must be at least 1")
 
 
 @dataclass

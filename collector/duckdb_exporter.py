@@ -92,12 +92,21 @@ class DuckDBExporter:
         path = os.path.expanduser(self.config.path)
         self._con = open_database(
             path,
-            config={"memory_limit": f"{self.config.memory_limit_mib}MB", "threads": str(self.config.threads)},
+            config={
+                "memory_limit": f"{self.config.memory_limit_mib}MB",
+                "threads": str(self.config.threads),
+                "checkpoint_threshold": f"{self.config.checkpoint_threshold_mib}MB",
+            },
         )
         for statement in ddl():
             self._con.execute(statement)
         self._path = path
         self.metrics.disk_bytes.set(file_bytes(path))
+        # A cursor is a separate connection, safe to use from the scrape thread.
+        probe = self._con.cursor()
+        self.metrics.duckdb_memory_bytes.bind(
+            lambda: probe.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0]
+        )
         self._thread = threading.Thread(target=self._run, name="duckdb-writer", daemon=True)
         self._thread.start()
         log.info("duckdb exporter started", extra={"path": path})

@@ -104,6 +104,10 @@ class Gauge(_Metric):
     def set(self, value: float) -> None:
         self._value = float(value)
 
+    def bind(self, fn: Callable[[], float]) -> None:
+        """Read the value from ``fn`` at scrape time from now on."""
+        self._fn = fn
+
     def value(self) -> float:
         return float(self._fn()) if self._fn else self._value
 
@@ -244,4 +248,5 @@ class CollectorMetrics:
         self.queue_requests = r.gauge("fleetwatch_queue_requests", "Requests waiting for their batch to commit.")
         self.queue_limit_bytes = r.gauge("fleetwatch_queue_limit_bytes", "The memory budget for queued bytes.")
         self.disk_bytes = r.gauge("fleetwatch_duckdb_file_bytes", "Size of the DuckDB file plus its write-ahead log.")
+        self.duckdb_memory_bytes = r.gauge("fleetwatch_duckdb_memory_bytes", "Memory DuckDB's buffer manager holds.")
         r.gauge_callback("process_resident_memory_bytes", "Resident memory of this process.", resident_memory_bytes)
