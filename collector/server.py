@@ -132,7 +132,21 @@ async def serve(config: CollectorConfig) -> None:
         await collector.stop()
 
 
+def _raise_open_file_limit() -> None:
+    """A thousand devices reconnecting at once need more sockets than the usual soft limit of 1024."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ImportError, ValueError, OSError) as exc:
+        log.warning("could not raise the open-file limit: %s", exc)
+
+
 def run(config: CollectorConfig) -> int:
     configure_logging(config.service.telemetry.logs.level)
+    _raise_open_file_limit()
     asyncio.run(serve(config))
     return 0
