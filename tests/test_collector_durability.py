@@ -103,3 +103,39 @@ def test_second_process_on_same_file_fails_clearly(tmp_path):
             raise AssertionError("a second collector started on the same file")
         except RuntimeError as exc:
             assert "already open in another process" in str(exc)
+
+
+def test_a_thousand_devices_reconnecting_at_once(tmp_path):
+    """After an outage every device reconnects at the same moment; all their data lands, nothing crashes."""
+    import asyncio
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    db = tmp_path / "fw.duckdb"
+    devices = 1000
+    bodies = [trace_request(10, device=f"dev-{i}") for i in range(devices)]
+
+    async def device(port: int, body: bytes) -> int:
+        for _ in range(50):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /v1/traces HTTP/1.1\r\nHost: gw\r\nContent-Type: application/x-protobuf\r\n"
+                         + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+            await writer.drain()
+            status_line = await reader.readline()
+            await reader.read()
+            writer.close()
+            status = int(status_line.split()[1])
+            if status not in (429, 503):
+                return status
+            await asyncio.sleep(0.5)
+        return 0
+
+    async def storm(port: int) -> list[int]:
+        return await asyncio.gather(*(device(port, body) for body, _ in bodies))
+
+    with CollectorProcess(db) as collector:
+        statuses = asyncio.run(storm(collector.http_port))
+        assert collector.ready()
+    assert statuses.count(200) == devices, {s: statuses.count(s) for s in set(statuses)}
+    assert query(db, "SELECT count(*), count(DISTINCT device_id) FROM spans") == [(devices * 10, devices)]
