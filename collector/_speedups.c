@@ -590,16 +590,56 @@ static int json_str(Buf *b, const uint8_t *s, size_t n, int nonascii)
     return 0;
 }
 
+static const char DIGITS2[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+static int fmt_u32(char *out, uint32_t v)
+{
+    char tmp[12], *p = tmp + sizeof tmp;
+    while (v >= 100) {
+        uint32_t q = v / 100;
+        p -= 2;
+        memcpy(p, DIGITS2 + 2 * (v - 100 * q), 2);
+        v = q;
+    }
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, DIGITS2 + 2 * v, 2);
+    }
+    else
+        *--p = (char)('0' + v);
+    int n = (int)(tmp + sizeof tmp - p);
+    memcpy(out, p, (size_t)n);
+    return n;
+}
+
+static void fmt_8digits(char *out, uint32_t v) /* v < 10^8, zero-padded */
+{
+    uint32_t a = v / 10000, b = v - 10000 * a;
+    memcpy(out, DIGITS2 + 2 * (a / 100), 2);
+    memcpy(out + 2, DIGITS2 + 2 * (a % 100), 2);
+    memcpy(out + 4, DIGITS2 + 2 * (b / 100), 2);
+    memcpy(out + 6, DIGITS2 + 2 * (b % 100), 2);
+}
+
 static int fmt_u64(char *out, uint64_t v)
 {
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (int i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
-    return n;
+    if (v < 100000000u) return fmt_u32(out, (uint32_t)v);
+    uint64_t hi = v / 100000000u;
+    uint32_t lo = (uint32_t)(v - 100000000u * hi);
+    int n;
+    if (hi < 100000000u)
+        n = fmt_u32(out, (uint32_t)hi);
+    else {
+        uint64_t top = hi / 100000000u; /* v < 2^64: top < 10^4 */
+        n = fmt_u32(out, (uint32_t)top);
+        fmt_8digits(out + n, (uint32_t)(hi - 100000000u * top));
+        n += 8;
+    }
+    fmt_8digits(out + n, lo);
+    return n + 8;
 }
 
 static int fmt_i64(char *out, int64_t v)
@@ -1008,14 +1048,37 @@ static PyObject *new_str(const uint8_t *s, size_t n, int nonascii)
     return PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)n, "strict");
 }
 
+static inline int same_bytes(const uint8_t *a, const uint8_t *b, uint32_t n)
+{
+    while (n >= 8) {
+        if (load64(a) != load64(b)) return 0;
+        a += 8;
+        b += 8;
+        n -= 8;
+    }
+    while (n--)
+        if (*a++ != *b++) return 0;
+    return 1;
+}
+
 static PyObject *cached_str(Dec *d, const uint8_t *s, uint32_t n, int nonascii)
 {
     if (n > CACHE_MAXLEN) return new_str(s, n, nonascii);
-    uint32_t h = 2166136261u;
-    for (uint32_t i = 0; i < n; i++) h = (h ^ s[i]) * 16777619u;
-    h ^= n;
-    CacheEntry *e = &d->cache[(h ^ (h >> 8)) & (CACHE_SIZE - 1)];
-    if (e->obj && e->hash == h && e->len == n && memcmp(e->bytes, s, n) == 0) {
+    uint64_t x; /* a quick hash of short strings: collisions only cost cache hits */
+    if (n >= 8)
+        x = load64(s) * 0x9E3779B97F4A7C15ull ^ load64(s + n - 8);
+    else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        x = ((uint64_t)a << 32) | b;
+    }
+    else
+        x = n ? ((uint64_t)s[0] << 16) | ((uint64_t)s[n / 2] << 8) | s[n - 1] : 0;
+    x = (x ^ n) * 0x9E3779B97F4A7C15ull;
+    uint32_t h = (uint32_t)(x >> 32);
+    CacheEntry *e = &d->cache[h & (CACHE_SIZE - 1)];
+    if (e->obj && e->hash == h && e->len == n && same_bytes(e->bytes, s, n)) {
         Py_INCREF(e->obj);
         return e->obj;
     }
@@ -1398,10 +1461,22 @@ static int render_kv(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, int d
     return rc;
 }
 
-static int slot_of(const Promo *table, int nslots, const uint8_t *key, uint32_t len)
+static uint64_t RES_TAIL[6], SPAN_TAIL[10]; /* last 8 bytes of each key (all keys have >= 8) */
+
+static void promo_init(void)
 {
+    for (int i = 0; i < 6; i++) RES_TAIL[i] = load64((const uint8_t *)RES_PROMO[i].key + RES_PROMO[i].len - 8);
+    for (int i = 0; i < 10; i++)
+        SPAN_TAIL[i] = load64((const uint8_t *)SPAN_PROMO[i].key + SPAN_PROMO[i].len - 8);
+}
+
+static int slot_of(const Promo *table, const uint64_t *tails, int nslots, const uint8_t *key, uint32_t len)
+{
+    if (len < 8) return -1;
+    uint64_t tail = load64(key + len - 8);
     for (int i = 0; i < nslots; i++)
-        if (table[i].len == len && memcmp(table[i].key, key, len) == 0) return i;
+        if (tails[i] == tail && table[i].len == len && same_bytes((const uint8_t *)table[i].key, key, len))
+            return i;
     return -1;
 }
 
@@ -1420,12 +1495,7 @@ static int push_kv(Dec *d, const uint8_t *p, const uint8_t *end, int depth, cons
     }
     KVRef *r = &d->kv[d->nkv];
     if (kv_scan(d, p, end, depth, r)) return -1;
-    if (table == SPAN_PROMO) {
-        if (r->keylen >= 8 && r->key[0] == 'm' && r->key[1] == 'l' && r->key[2] == '.')
-            r->slot = slot_of(table, nslots, r->key, r->keylen);
-    }
-    else
-        r->slot = slot_of(table, nslots, r->key, r->keylen);
+    r->slot = slot_of(table, table == SPAN_PROMO ? SPAN_TAIL : RES_TAIL, nslots, r->key, r->keylen);
     d->nkv++;
     return 0;
 }
@@ -2227,15 +2297,20 @@ static PyMethodDef methods[] = {
     {"_repr_double", py_repr_double, METH_O, "JSON text of a double as the decoder writes it (tests)."},
     {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "collector._speedups",
-                                       "C decoder for OTLP trace requests (see collector.trace_decode).",
-                                       -1, methods};
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "collector._speedups",
+    .m_doc = "C decoder for OTLP trace requests (see collector.trace_decode).",
+    .m_size = -1,
+    .m_methods = methods,
+};
 
 PyMODINIT_FUNC PyInit__speedups(void)
 {
 #ifdef __SIZEOF_INT128__
     if (!ryu_ready) ryu_init();
 #endif
+    promo_init();
     if (!math_nan) {
         PyObject *math = PyImport_ImportModule("math");
         if (!math) return NULL;

@@ -79,11 +79,13 @@ import math
 import os
 import sys
 from array import array
+from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 __all__ = [
     "SPEEDUPS_AVAILABLE",
@@ -120,8 +122,6 @@ SPAN_PROMOTED = {
 }
 _RESOURCE_TABLE = {key: (column, "str") for key, column in RESOURCE_PROMOTED.items()}
 _SPAN_COLUMNS = [column for column, _ in SPAN_PROMOTED.values()]
-_U64_COLUMNS = ["trace_id_hi", "trace_id_lo", "span_id", "parent_span_id", "start_time", "duration_ns"]
-_U32_COLUMNS = ["flags", "dropped_attributes_count", "dropped_events_count", "dropped_links_count"]
 
 _esc = json.encoder.encode_basestring  # the C accelerated one: json.dumps(s, ensure_ascii=False)
 _LITTLE = sys.byteorder == "little"
@@ -158,7 +158,7 @@ def _value_json(value, level: int) -> str:
     return "null"  # no value, or string_value_strindex
 
 
-def attributes_json(attributes) -> str | None:
+def attributes_json(attributes: Sequence[KeyValue]) -> str | None:
     """Compact JSON object of repeated KeyValue in wire order, None when empty."""
     if not len(attributes):
         return None
@@ -168,36 +168,35 @@ def attributes_json(attributes) -> str | None:
 def _promote(attributes, table: dict) -> tuple[dict[str, Any], str | None]:
     """Split attributes into promoted columns and the JSON of the rest."""
     items = list(attributes)
-    last = {}
-    for i, kv in enumerate(items):
-        if kv.key in table:
-            last[kv.key] = i
+    keys = [kv.key for kv in items]
+    last = {key: i for i, key in enumerate(keys) if key in table}  # the last occurrence wins
     promoted: dict[str, Any] = {}
-    skip = set()
     for key, i in last.items():
         column, kind = table[key]
         value = items[i].value
         which = value.WhichOneof("value")
         if kind == "str":
-            if which == "string_value":
-                promoted[column] = value.string_value
-                skip.add(i)
+            if which != "string_value":
+                continue
+            promoted[column] = value.string_value
         elif kind == "float":
             if which == "double_value":
                 x = value.double_value
                 promoted[column] = x if x == x else math.nan  # one NaN object: results compare equal
-                skip.add(i)
             elif which == "int_value":
                 promoted[column] = float(value.int_value)
-                skip.add(i)
+            else:
+                continue
         elif which == "bool_value":
             promoted[column] = value.bool_value
-            skip.add(i)
-    parts = [_esc(kv.key) + ":" + _value_json(kv.value, 0) for i, kv in enumerate(items) if i not in skip]
+        else:
+            continue
+        items[i] = None
+    parts = [_esc(keys[i]) + ":" + _value_json(kv.value, 0) for i, kv in enumerate(items) if kv is not None]
     return promoted, ("{" + ",".join(parts) + "}" if parts else None)
 
 
-def resource_columns(attributes) -> dict[str, Any]:
+def resource_columns(attributes: Sequence[KeyValue]) -> dict[str, Any]:
     """The six promoted resource columns plus ``resource_attributes`` (JSON of the rest)."""
     promoted, rest = _promote(attributes, _RESOURCE_TABLE)
     out = {column: promoted.get(column) for column in RESOURCE_PROMOTED.values()}
@@ -307,85 +306,65 @@ def _le(values: array) -> bytes:
     return values.tobytes()
 
 
+_SHARED_COLUMNS = ("scope_name", "scope_version", "scope_attributes", *RESOURCE_PROMOTED.values(), "resource_attributes")
+_ROW_COLUMNS = ("attributes", "events", "links", *_SPAN_COLUMNS)
+
+
 def decode_traces_python(data: bytes) -> dict[str, Any]:
     """Reference decoder (upb backend); see the module docstring for the output."""
     request = _parse(data)
-    lists: dict[str, list] = {
-        name: []
-        for name in (
-            "name", "trace_state", "status_message", "scope_name", "scope_version", "resource_attributes",
-            "scope_attributes", "attributes", "events", "links", *RESOURCE_PROMOTED.values(), *_SPAN_COLUMNS,
-        )
-    }
-    trace_ids: list[bytes] = []
-    span_ids: list[bytes] = []
-    parent_ids: list[bytes] = []
-    start, duration = array("Q"), array("Q")
-    kind, status_code = array("B"), array("B")
-    u32 = {name: array("I") for name in _U32_COLUMNS}
+    spans: list = []  # accepted spans
+    rows: list[tuple] = []  # per accepted span: _ROW_COLUMNS values
+    shared_rows: list[tuple] = []  # per accepted span: _SHARED_COLUMNS values
     reasons: dict[str, int] = {}
     first_error = None
-    shared_columns = ("scope_name", "scope_version", "scope_attributes", *RESOURCE_PROMOTED.values(), "resource_attributes")
     for ri, resource_spans in enumerate(request.resource_spans):
         resource = resource_columns(resource_spans.resource.attributes)
         for si, scope_spans in enumerate(resource_spans.scope_spans):
             scope = scope_spans.scope
-            shared = dict(resource)
-            shared.update(
-                scope_name=scope.name or None,
-                scope_version=scope.version or None,
-                scope_attributes=attributes_json(scope.attributes),
-            )
+            shared = {"scope_name": scope.name or None, "scope_version": scope.version or None,
+                      "scope_attributes": attributes_json(scope.attributes), **resource}  # fmt: skip
+            shared_row = tuple(shared[column] for column in _SHARED_COLUMNS)
             for i, span in enumerate(scope_spans.spans):
                 promoted, attributes = _promote(span.attributes, SPAN_PROMOTED)
-                events, links = _events_json(span.events), _links_json(span.links)
-                rejection = _rejection(span)
+                row = (attributes, _events_json(span.events), _links_json(span.links))
+                rejection = _rejection(span)  # after the JSON: its errors count for rejected spans too
                 if rejection is not None:
                     reason, detail = rejection
                     reasons[reason] = reasons.get(reason, 0) + 1
                     if first_error is None:
                         first_error = f"span {i} in resource_spans[{ri}].scope_spans[{si}]: {detail}"
                     continue
-                trace_ids.append(span.trace_id)
-                span_ids.append(span.span_id)
-                parent_ids.append(span.parent_span_id or bytes(8))
-                start.append(span.start_time_unix_nano)
-                duration.append(span.end_time_unix_nano - span.start_time_unix_nano)
-                kind.append(span.kind & 0xFF)
-                status = span.status
-                status_code.append(status.code & 0xFF)
-                u32["flags"].append(span.flags)
-                u32["dropped_attributes_count"].append(span.dropped_attributes_count)
-                u32["dropped_events_count"].append(span.dropped_events_count)
-                u32["dropped_links_count"].append(span.dropped_links_count)
-                lists["name"].append(span.name or None)
-                lists["trace_state"].append(span.trace_state or None)
-                lists["status_message"].append(status.message or None)
-                lists["attributes"].append(attributes)
-                lists["events"].append(events)
-                lists["links"].append(links)
-                for column in _SPAN_COLUMNS:
-                    lists[column].append(promoted.get(column))
-                for column in shared_columns:
-                    lists[column].append(shared[column])
-    ids = _u64_be(trace_ids)
+                spans.append(span)
+                rows.append(row + tuple(promoted.get(column) for column in _SPAN_COLUMNS))
+                shared_rows.append(shared_row)
+    statuses = [span.status for span in spans]
+    ids = _u64_be([span.trace_id for span in spans])
     out: dict[str, Any] = {
-        "count": len(span_ids),
+        "count": len(spans),
         "rejected": sum(reasons.values()),
         "reject_reasons": reasons,
         "first_error": first_error,
         "trace_id_hi": _le(ids[0::2]),
         "trace_id_lo": _le(ids[1::2]),
-        "span_id": _le(_u64_be(span_ids)),
-        "parent_span_id": _le(_u64_be(parent_ids)),
-        "start_time": _le(start),
-        "duration_ns": _le(duration),
-        "kind": kind.tobytes(),
-        "status_code": status_code.tobytes(),
+        "span_id": _le(_u64_be([span.span_id for span in spans])),
+        "parent_span_id": _le(_u64_be([span.parent_span_id or bytes(8) for span in spans])),
+        "start_time": _le(array("Q", [span.start_time_unix_nano for span in spans])),
+        "duration_ns": _le(array("Q", [span.end_time_unix_nano - span.start_time_unix_nano for span in spans])),
+        "kind": bytes([span.kind & 0xFF for span in spans]),
+        "status_code": bytes([status.code & 0xFF for status in statuses]),
+        "flags": _le(array("I", [span.flags for span in spans])),
+        "dropped_attributes_count": _le(array("I", [span.dropped_attributes_count for span in spans])),
+        "dropped_events_count": _le(array("I", [span.dropped_events_count for span in spans])),
+        "dropped_links_count": _le(array("I", [span.dropped_links_count for span in spans])),
+        "name": [span.name or None for span in spans],
+        "trace_state": [span.trace_state or None for span in spans],
+        "status_message": [status.message or None for status in statuses],
     }
-    for name, values in u32.items():
-        out[name] = _le(values)
-    out.update(lists)
+    for columns, values in ((_ROW_COLUMNS, rows), (_SHARED_COLUMNS, shared_rows)):
+        transposed = list(zip(*values)) or [()] * len(columns)
+        for column, column_values in zip(columns, transposed):
+            out[column] = list(column_values)
     return out
 
 
