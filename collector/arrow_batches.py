@@ -1,76 +1,92 @@
 """Decoded OTLP columns to Arrow tables shaped like the DuckDB storage tables.
 
-Fixed-width columns arrive from the decoder as little-endian ``bytes`` and are
-wrapped without copying; string and nullable columns arrive as lists. Every
-row is stamped with the gateway's receive time and id::
+Requests are decoded one by one, but Arrow arrays are built once per write
+batch: a builder collects the decoded columns of many requests (list extends
+and byte-buffer appends, no per-request Arrow work) and turns them into one
+table when the batch is written. That keeps the cost of a request with two
+spans close to the cost of its two spans::
 
-    table = spans_table(decode_traces(payload), received_at_ns, "gw-01")
-    tables = metric_tables(decode_metrics(payload), received_at_ns, "gw-01")
+    builder = TableBuilder("span_rows")
+    builder.add(decode_traces(payload), received_at_ns, "gw-01")   # per request
+    table = builder.build()                                        # per batch
+
+Fixed-width span columns arrive from the decoder as little-endian ``bytes``
+and are wrapped without conversion. Every row is stamped with the gateway's
+receive time and id.
 """
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 import pyarrow as pa
 
 from collector.schema import arrow_schema
 
-_SPAN_SCHEMA = arrow_schema("span_rows")
-_BUFFER_COLUMNS = {
-    "trace_id_hi",
-    "trace_id_lo",
-    "span_id",
-    "parent_span_id",
-    "start_time",
-    "duration_ns",
-    "kind",
-    "status_code",
-    "flags",
-    "dropped_attributes_count",
-    "dropped_events_count",
-    "dropped_links_count",
-}
+#: span_rows columns that the trace decoder returns as packed little-endian buffers
+BUFFER_COLUMNS = frozenset(
+    {
+        "trace_id_hi",
+        "trace_id_lo",
+        "span_id",
+        "parent_span_id",
+        "start_time",
+        "duration_ns",
+        "kind",
+        "status_code",
+        "flags",
+        "dropped_attributes_count",
+        "dropped_events_count",
+        "dropped_links_count",
+    }
+)
+_RECEIPT = ("received_at", "gateway_id")
 
 
-def _receipt(n: int, received_at_ns: int, gateway_id: str) -> tuple[pa.Array, pa.Array]:
-    return pa.repeat(pa.scalar(received_at_ns, pa.timestamp("ns")), n), pa.repeat(pa.scalar(gateway_id), n)
+class TableBuilder:
+    """Accumulates decoded columns for one storage table; see the module docstring."""
 
-
-def spans_table(decoded: dict[str, Any], received_at_ns: int, gateway_id: str) -> pa.Table:
-    """Arrow table for ``span_rows`` from :func:`collector.trace_decode.decode_traces` output."""
-    n = decoded["count"]
-    received, gateway = _receipt(n, received_at_ns, gateway_id)
-    arrays = []
-    for field in _SPAN_SCHEMA:
-        if field.name == "received_at":
-            arrays.append(received)
-        elif field.name == "gateway_id":
-            arrays.append(gateway)
-        elif field.name in _BUFFER_COLUMNS:
-            arrays.append(pa.Array.from_buffers(field.type, n, [None, pa.py_buffer(decoded[field.name])]))
-        else:
-            arrays.append(pa.array(decoded[field.name], field.type))
-    return pa.Table.from_arrays(arrays, schema=_SPAN_SCHEMA)
-
-
-def metric_tables(decoded: dict[str, Any], received_at_ns: int, gateway_id: str) -> dict[str, pa.Table]:
-    """Arrow tables for ``metric_points`` and ``histogram_points`` (only non-empty ones)."""
-    tables = {}
-    for table in ("metric_points", "histogram_points"):
-        columns = decoded[table]
-        n = len(columns["time"])
-        if not n:
-            continue
-        schema = arrow_schema(table)
-        received, gateway = _receipt(n, received_at_ns, gateway_id)
-        arrays = []
-        for field in schema:
-            if field.name == "received_at":
-                arrays.append(received)
-            elif field.name == "gateway_id":
-                arrays.append(gateway)
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.schema = arrow_schema(table)
+        self.rows = 0
+        self._buffers: dict[str, list[bytes]] = {}
+        self._lists: dict[str, list[Any]] = {}
+        for field in self.schema:
+            if field.name in _RECEIPT:
+                continue
+            if table == "span_rows" and field.name in BUFFER_COLUMNS:
+                self._buffers[field.name] = []
             else:
-                arrays.append(pa.array(columns[field.name], field.type))
-        tables[table] = pa.Table.from_arrays(arrays, schema=schema)
-    return tables
+                self._lists[field.name] = []
+        self._received = array("q")
+        self._gateways: list[str] = []
+
+    def add(self, columns: dict[str, Any], rows: int, received_at_ns: int, gateway_id: str) -> None:
+        """Append ``rows`` decoded rows (column name → list, or packed bytes for span buffers)."""
+        if not rows:
+            return
+        for name, chunks in self._buffers.items():
+            chunks.append(columns[name])
+        for name, values in self._lists.items():
+            values.extend(columns[name])
+        self._received.extend(array("q", [received_at_ns]) * rows)
+        self._gateways.extend([gateway_id] * rows)
+        self.rows += rows
+
+    def build(self) -> pa.Table:
+        arrays = []
+        for field in self.schema:
+            name = field.name
+            if name == "received_at":
+                arrays.append(pa.Array.from_buffers(field.type, self.rows, [None, pa.py_buffer(self._received)]))
+            elif name == "gateway_id":
+                arrays.append(pa.array(self._gateways, field.type))
+            elif name in self._buffers:
+                data = b"".join(self._buffers[name])
+                arrays.append(pa.Array.from_buffers(field.type, self.rows, [None, pa.py_buffer(data)]))
+            else:
+                arrays.append(pa.array(self._lists[name], field.type))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+

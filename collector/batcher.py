@@ -9,7 +9,7 @@ so under load transactions get larger and cheaper rather than more
 numerous, and the writer never idles while requests wait::
 
     batcher = Batcher(exporter, BatchConfig(send_batch_size=65536, timeout=0.2))
-    await batcher.add({"span_rows": table}, log_row, rows=table.num_rows)
+    await batcher.add({"span_rows": (decoded_columns, rows)}, log_row)
     await batcher.flush_and_wait()   # at shutdown
 """
 
@@ -18,8 +18,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-import pyarrow as pa
-
+from collector.arrow_batches import TableBuilder
 from collector.config import BatchConfig
 from collector.duckdb_exporter import DuckDBExporter, WriteBatch
 
@@ -30,7 +29,7 @@ class WriteFailed(RuntimeError):
 
 @dataclass
 class _Pending:
-    tables: dict[str, list[pa.Table]] = field(default_factory=dict)
+    tables: dict[str, TableBuilder] = field(default_factory=dict)
     log_rows: list[tuple[str, str, int, int, str]] = field(default_factory=list)
     futures: list[asyncio.Future] = field(default_factory=list)
     rows: int = 0
@@ -55,13 +54,19 @@ class Batcher:
     def waiting_requests(self) -> int:
         return len(self._pending.futures)
 
-    def add(self, tables: dict[str, pa.Table], log_row: tuple[str, str, int, int, str], rows: int) -> asyncio.Future:
-        """Queue one request's rows; the returned future resolves when they are durable."""
+    def add(self, tables: dict[str, tuple[dict, int]], log_row: tuple[str, str, int, int, str]) -> asyncio.Future:
+        """Queue one request's decoded rows; the returned future resolves when they are durable."""
         loop = self._loop = asyncio.get_running_loop()
         future = loop.create_future()
         pending = self._pending
-        for name, table in tables.items():
-            pending.tables.setdefault(name, []).append(table)
+        _, _, _, received_at_ns, gateway_id = log_row
+        rows = 0
+        for name, (columns, count) in tables.items():
+            builder = pending.tables.get(name)
+            if builder is None:
+                builder = pending.tables[name] = TableBuilder(name)
+            builder.add(columns, count, received_at_ns, gateway_id)
+            rows += count
         pending.log_rows.append(log_row)
         pending.futures.append(future)
         pending.rows += rows

@@ -31,7 +31,7 @@ _ITEM_NAMES = {"traces": "spans", "metrics": "points"}
 
 
 async def ingest_records(
-    records: Iterable[RequestRecord], config: CollectorConfig, *, concurrency: int = 256
+    records: Iterable[RequestRecord], config: CollectorConfig, *, concurrency: int = 1024
 ) -> dict[str, int]:
     """Feed records through a private Ingestor into ``config.exporters.duckdb.path``.
 

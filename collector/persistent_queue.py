@@ -1,0 +1,494 @@
+"""The gateway's durable FIFO of upstream requests: segment files, checksums, a disk budget.
+
+Usage::
+
+    queue = PersistentQueue("/var/lib/fleetwatch/queue", max_bytes=2 << 30,
+                            on_drop=lambda items, nbytes: drops.inc(items))
+    report = queue.open()              # never raises for bad bytes on disk
+    for seq, meta in queue.iter_meta(): ...   # rebuild the dedup window
+
+    seqs = queue.append_many([(payload, meta), ...])   # durable when it returns
+    batch = queue.peek(max_items=16, max_bytes=4 << 20)  # oldest first
+    send(batch)
+    queue.ack(batch[-1].seq)           # delivered: never handed out again
+    queue.close()                      # keeps everything not acknowledged
+
+Guarantees (docs/persistent-queue.md has the format and the reasoning):
+
+- With ``fsync=True`` (the default) an append returns only after its records
+  are fdatasync'ed, and the directory is fsync'ed when a segment is created;
+  after ``kill -9`` or a power cut every item whose append returned and that
+  was not acknowledged comes back, in order. A batch is one write and one
+  fdatasync (group commit). With ``fsync=False`` appends survive ``kill -9``
+  but not a power cut; :meth:`close` still syncs.
+- ``ack`` persists the head atomically (temp file, fsync, rename, fsync dir)
+  before deleting consumed segments: an acknowledged item is never handed
+  out again, except the last ``ack``'s items if the process died inside it
+  (at-least-once).
+- :meth:`open` truncates a torn tail of the newest segment (a write cut off
+  by a crash), quarantines a damaged segment into ``quarantine/`` while
+  keeping every record in it that still checks out (rewritten in place),
+  and falls back to the oldest item when the head file is missing or bad.
+  Everything is counted in :meth:`stats` and logged once per event on the
+  ``fleetwatch.queue`` logger.
+- ``max_bytes`` bounds the segment files. An append that would pass it
+  first deletes the oldest segments, counts the unacknowledged items in them
+  as dropped and calls ``on_drop(items, payload_and_meta_bytes)``. Segments
+  are at most ``max_bytes / 16`` (and ``segment_bytes``), so one drop loses
+  at most about a sixteenth of the budget.
+- One writer thread and one reader thread may call concurrently; the fsync
+  of an append runs without the lock that ``peek`` and ``ack`` take.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from collector import queue_format as fmt
+from collector.queue_recovery import RecoveryReport, SegmentIndex, recover, segment_path
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: no protection against a second process
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["PersistentQueue", "QueueItem", "QueueStats", "RecoveryReport", "QueueInUseError"]
+
+log = logging.getLogger("fleetwatch.queue")
+
+MIN_BYTES = 4096
+_DROP_LOG_INTERVAL = 60.0
+
+
+class QueueInUseError(RuntimeError):
+    """Another process (or another PersistentQueue object) has the queue directory open."""
+
+
+class QueueItem(NamedTuple):
+    """One queued upstream request."""
+
+    seq: int
+    payload: bytes
+    meta: bytes
+
+
+@dataclass
+class QueueStats:
+    """Counters since :meth:`PersistentQueue.open` (``items`` and ``bytes`` are current)."""
+
+    items: int  # queued, not acknowledged
+    bytes: int  # size of the segment files
+    segments: int
+    dropped_items: int  # removed unacknowledged by the disk budget
+    dropped_bytes: int  # their payload + meta bytes
+    quarantined_segments: int
+    torn_records: int
+    corrupt_items: int  # records lost to damage (found at open or at read)
+    appended: int
+    acked: int
+    acked_through: int
+    next_seq: int
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}: expected an integer number of bytes, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+class PersistentQueue:
+    """A durable FIFO of ``(payload, meta)`` items in segment files under ``directory``.
+
+    ``open()`` before use (or ``with PersistentQueue(...) as q``, which opens
+    and closes; ``q.recovery`` is the :class:`RecoveryReport`). Sequence
+    numbers start at 1 and strictly increase, across segments and restarts.
+    ``peek`` hands out the oldest unacknowledged items without removing them;
+    ``ack(seq)`` removes everything up to and including ``seq``.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, max_bytes: int, segment_bytes: int = 32 << 20,
+                 fsync: bool = True, on_drop: Callable[[int, int], None] | None = None) -> None:
+        self.max_bytes = _check_int("max_bytes", max_bytes, MIN_BYTES)
+        self.segment_bytes = _check_int("segment_bytes", segment_bytes, MIN_BYTES)
+        if not isinstance(fsync, bool):
+            raise ValueError(f"fsync: expected True or False, got {fsync!r}")
+        if on_drop is not None and not callable(on_drop):
+            raise ValueError("on_drop: expected a callable(items, bytes)")
+        self.directory = Path(directory)
+        self.fsync = fsync
+        # Dropping one segment must not throw away a large share of the budget.
+        self.segment_limit = min(segment_bytes, max(max_bytes // 16, MIN_BYTES))
+        self._on_drop = on_drop
+        self._lock = threading.Lock()  # in-memory state; never held during an fsync
+        self._write_lock = threading.Lock()  # one append at a time
+        self._ack_lock = threading.Lock()  # one head write at a time
+        self._segments: list[SegmentIndex] = []
+        self._active: SegmentIndex | None = None  # segment appended to, with its write fd
+        self._write_fd: int | None = None
+        self._lock_fd: int | None = None
+        self._state = "new"
+        self._acked_through = 0
+        self._published = 0  # highest seq visible to readers
+        self._next_seq = 1
+        self._next_segment_id = 1
+        self._disk_bytes = 0
+        self._items = 0
+        self._counts = dict.fromkeys(("dropped_items", "dropped_bytes", "quarantined_segments", "torn_records",
+                                      "corrupt_items", "appended", "acked"), 0)
+        self._drop_logged_at = float("-inf")
+        self._drops_unlogged = [0, 0]
+        self.recovery: RecoveryReport | None = None
+
+    # -- life cycle --------------------------------------------------------
+    def __enter__(self) -> PersistentQueue:
+        if self._state == "new":
+            self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def open(self) -> RecoveryReport:
+        """Scan and verify every segment, repair what a crash left, restore the head."""
+        if self._state != "new":
+            raise ValueError("PersistentQueue.open() may be called once")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_directory()
+        try:
+            found = recover(self.directory, self.fsync)
+        except BaseException:
+            self._unlock_directory()
+            raise
+        with self._lock:
+            self._segments = found.segments
+            self._acked_through = found.acked_through
+            self._published = max([found.acked_through] + [s.seqs[-1] for s in found.segments if s.seqs])
+            self._next_seq = found.next_seq
+            self._next_segment_id = found.next_segment_id
+            self._disk_bytes = found.report.bytes
+            self._items = found.report.items
+            for name in ("torn_records", "corrupt_items"):
+                self._counts[name] = getattr(found.report, name)
+            self._counts["quarantined_segments"] = len(found.report.quarantined)
+            self._state = "open"
+        self.recovery = found.report
+        return found.report
+
+    def close(self) -> None:
+        """Sync and close files. Never deletes an unacknowledged item."""
+        with self._write_lock, self._lock:
+            if self._state != "open":
+                self._state = "closed"
+                return
+            self._state = "closed"
+            if self._write_fd is not None:
+                try:
+                    fmt.fdatasync(self._write_fd)  # also with fsync=False: a clean stop keeps the backlog
+                finally:
+                    os.close(self._write_fd)
+                    self._write_fd = None
+            fmt.fsync_dir(self.directory)
+            for segment in self._segments:
+                segment.close()
+            self._unlock_directory()
+
+    def _lock_directory(self) -> None:
+        fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise QueueInUseError(f"{self.directory}: the queue is open in another process or object") from None
+        self._lock_fd = fd
+
+    def _unlock_directory(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise ValueError("the queue is closed" if self._state == "closed" else "call open() first")
+
+    # -- writer ------------------------------------------------------------
+    def append(self, payload: bytes, meta: bytes = b"") -> int:
+        """Append one item; durable when this returns. Returns its sequence number."""
+        return self.append_many([(payload, meta)])[0]
+
+    def append_many(self, items: list[tuple[bytes, bytes]]) -> list[int]:
+        """Append ``(payload, meta)`` items with one write and one fsync; return their sequence numbers.
+
+        Raises ValueError if an item, or the whole batch, is larger than the
+        budget (``max_bytes`` less a 32-byte segment header).
+        """
+        batch: list[tuple[bytes, bytes]] = []
+        for payload, meta in items:
+            if not isinstance(payload, (bytes, bytearray, memoryview)) or not isinstance(
+                    meta, (bytes, bytearray, memoryview)):
+                raise TypeError("payload and meta must be bytes")
+            record = fmt.RECORD_OVERHEAD + len(payload) + len(meta)
+            if len(payload) + len(meta) > fmt.MAX_RECORD or fmt.HEADER_SIZE + record > self.max_bytes:
+                raise ValueError(f"item of {len(payload) + len(meta)} bytes is larger than the queue's whole "
+                                 f"budget (max_bytes={self.max_bytes})")
+            batch.append((payload, meta))
+        if not batch:
+            self._check_open()
+            return []
+        need = sum(fmt.RECORD_OVERHEAD + len(p) + len(m) for p, m in batch)
+        if fmt.HEADER_SIZE + need > self.max_bytes:
+            raise ValueError(f"batch of {need} bytes is larger than the queue's budget (max_bytes="
+                             f"{self.max_bytes}); append fewer items at a time")
+        with self._write_lock:
+            with self._lock:
+                self._check_open()
+                active = self._active
+                roll = active is None or active.size + need > self.segment_limit
+                dropped, roll = self._make_room(need, roll)
+                first_seq = self._next_seq
+                self._next_seq += len(batch)
+                segment_id = self._next_segment_id if roll else 0
+                if roll:
+                    self._next_segment_id += 1
+            try:
+                buffers, sizes, meta_lens = fmt.encode_records(batch, first_seq)
+                if roll:
+                    segment, fd = self._create_segment(segment_id, first_seq, buffers)
+                    offset = fmt.HEADER_SIZE
+                else:
+                    segment, fd, offset = active, self._write_fd, active.size
+                    self._write(fd, buffers, offset, need)
+            finally:
+                self._remove_files(dropped)
+            with self._lock:
+                if roll:
+                    if self._write_fd is not None:
+                        os.close(self._write_fd)
+                    self._segments.append(segment)
+                    self._active, self._write_fd = segment, fd
+                    self._disk_bytes += fmt.HEADER_SIZE
+                for index, size in enumerate(sizes):
+                    segment.add(offset, first_seq + index, size, meta_lens[index])
+                    offset += size
+                segment.size = offset
+                self._disk_bytes += need
+                self._items += len(batch)
+                self._counts["appended"] += len(batch)
+                self._published = first_seq + len(batch) - 1
+                consumed = self._take_consumed() if roll else []
+            self._remove_files(consumed)
+        self._report_drops(dropped)
+        return list(range(first_seq, first_seq + len(batch)))
+
+    def _make_room(self, need: int, roll: bool) -> tuple[list[tuple[SegmentIndex, int, int]], bool]:
+        """Remove the oldest segments until ``need`` more bytes fit (lock held). Returns them and ``roll``."""
+        dropped = []
+        while self._segments and self._disk_bytes + need + (fmt.HEADER_SIZE if roll else 0) > self.max_bytes:
+            if not roll and len(self._segments) == 1:
+                roll = True  # the active segment is the only one left: start a new one and drop it
+                continue
+            segment = self._segments.pop(0)
+            if segment is self._active:
+                self._active = None
+                if self._write_fd is not None:
+                    os.close(self._write_fd)
+                    self._write_fd = None
+            count, nbytes = segment.unacked(self._acked_through)
+            self._disk_bytes -= segment.size
+            self._items -= count
+            self._counts["dropped_items"] += count
+            self._counts["dropped_bytes"] += nbytes
+            dropped.append((segment, count, nbytes))
+        return dropped, roll
+
+    def _create_segment(self, segment_id: int, first_seq: int, buffers: list[bytes]) -> tuple[SegmentIndex, int]:
+        path = segment_path(self.directory, segment_id)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fmt.write_all(fd, [fmt.encode_header(segment_id, first_seq), *buffers], 0)
+            if self.fsync:
+                fmt.fdatasync(fd)
+                fmt.fsync_dir(self.directory)
+        except BaseException:
+            os.close(fd)
+            _unlink_quietly(path)
+            raise
+        return SegmentIndex(segment_id, path, fmt.HEADER_SIZE), fd
+
+    def _write(self, fd: int, buffers: list[bytes], offset: int, need: int) -> None:
+        try:
+            fmt.write_all(fd, buffers, offset)
+            if self.fsync:
+                fmt.fdatasync(fd)
+        except BaseException:
+            # Cut the partial write off and never write to this file again:
+            # after a failed fsync the page cache cannot be trusted.
+            try:
+                os.ftruncate(fd, offset)
+            except OSError:
+                pass
+            with self._lock:
+                self._active = None
+            raise
+
+    def _report_drops(self, dropped: list[tuple[SegmentIndex, int, int]]) -> None:
+        items = sum(count for _, count, _ in dropped)
+        nbytes = sum(n for _, _, n in dropped)
+        if not items:
+            return
+        if self._on_drop is not None:
+            try:
+                self._on_drop(items, nbytes)
+            except Exception:
+                log.exception("queue on_drop callback failed")
+            return
+        self._drops_unlogged[0] += items
+        self._drops_unlogged[1] += nbytes
+        now = time.monotonic()
+        if now - self._drop_logged_at >= _DROP_LOG_INTERVAL:
+            log.warning("queue over its %d-byte budget: dropped the oldest %d items (%d bytes)",
+                        self.max_bytes, *self._drops_unlogged)
+            self._drop_logged_at, self._drops_unlogged = now, [0, 0]
+
+    # -- reader ------------------------------------------------------------
+    def peek(self, max_items: int, max_bytes: int) -> list[QueueItem]:
+        """The oldest unacknowledged items, not removed: at most ``max_items`` and ``max_bytes`` of payload.
+
+        Always at least one item when the queue is not empty, even a larger one.
+        """
+        if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
+            raise ValueError(f"max_items: expected a positive integer, got {max_items!r}")
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+            raise ValueError(f"max_bytes: expected a non-negative integer, got {max_bytes!r}")
+        out: list[QueueItem] = []
+        total = 0
+        with self._lock:
+            self._check_open()
+            for segment in self._segments:
+                index = bisect_right(segment.seqs, self._acked_through)
+                while index < len(segment.seqs):
+                    payload_len = segment.sizes[index] - fmt.RECORD_OVERHEAD - segment.meta_lens[index]
+                    if len(out) >= max_items or (out and total + payload_len > max_bytes):
+                        return out
+                    item = self._read(segment, index)
+                    if item is None:
+                        continue  # removed from the index; the next record moved into ``index``
+                    out.append(item)
+                    total += payload_len
+                    index += 1
+        return out
+
+    def _read(self, segment: SegmentIndex, index: int) -> QueueItem | None:
+        """Read and verify one record (lock held); a damaged one is dropped from the index."""
+        if segment.read_fd is None:
+            segment.read_fd = os.open(segment.path, os.O_RDONLY)
+        offset, size, meta_len = segment.offsets[index], segment.sizes[index], segment.meta_lens[index]
+        head = os.pread(segment.read_fd, fmt.RECORD_OVERHEAD + meta_len, offset)
+        payload = os.pread(segment.read_fd, size - len(head), offset + len(head)) if len(head) == (
+            fmt.RECORD_OVERHEAD + meta_len) else b""
+        seq = segment.seqs[index]
+        if len(head) + len(payload) == size:
+            length, found_seq, found_meta_len, ok = fmt.decode_record(head, payload)
+            if ok and length == size - 8 and found_seq == seq and found_meta_len == meta_len:
+                return QueueItem(seq, payload, head[fmt.RECORD_OVERHEAD:])
+        if not segment.bad_logged:
+            log.error("queue segment %s: record %d no longer matches its checksum; skipping it "
+                      "(further damage in this segment is counted, not logged)", segment.path, seq)
+            segment.bad_logged = True
+        for column in (segment.seqs, segment.offsets, segment.sizes, segment.meta_lens):
+            del column[index]
+        self._items -= 1
+        self._counts["corrupt_items"] += 1
+        return None
+
+    def ack(self, through_seq: int) -> None:
+        """Everything up to and including ``through_seq`` was delivered: persist the head, free segments."""
+        if isinstance(through_seq, bool) or not isinstance(through_seq, int):
+            raise ValueError(f"through_seq: expected an integer, got {through_seq!r}")
+        with self._ack_lock:
+            with self._lock:
+                self._check_open()
+                if through_seq > self._published:
+                    raise ValueError(f"ack({through_seq}): nothing was appended past seq {self._published}")
+                if through_seq <= self._acked_through:
+                    return
+                count = 0
+                for segment in self._segments:
+                    count += (bisect_right(segment.seqs, through_seq)
+                              - bisect_right(segment.seqs, self._acked_through))
+                self._acked_through = through_seq
+                self._items -= count
+                self._counts["acked"] += count
+                head = fmt.encode_head(through_seq, self._next_seq)
+            self.write_head(head)
+            with self._lock:
+                consumed = self._take_consumed()
+            self._remove_files(consumed)
+
+    def write_head(self, head: bytes) -> None:
+        """Replace the head file atomically (temp file, fsync, rename, fsync dir)."""
+        fmt.write_file_atomic(str(self.directory / "head"), head, self.fsync)
+
+    def _take_consumed(self) -> list[tuple[SegmentIndex, int, int]]:
+        """Unlink-ready segments with nothing left to deliver (lock held); the newest always stays."""
+        consumed = []
+        while len(self._segments) > 1 and (not self._segments[0].seqs
+                                           or self._segments[0].seqs[-1] <= self._acked_through):
+            segment = self._segments.pop(0)
+            self._disk_bytes -= segment.size
+            consumed.append((segment, 0, 0))
+        return consumed
+
+    def _remove_files(self, segments: list[tuple[SegmentIndex, int, int]]) -> None:
+        for segment, _, _ in segments:
+            with self._lock:
+                segment.close()
+            _unlink_quietly(segment.path)
+
+    def iter_meta(self) -> Iterator[tuple[int, bytes]]:
+        """``(seq, meta)`` of every item queued when called, oldest first (reads only the metas)."""
+        with self._lock:
+            self._check_open()
+            snapshot = []
+            for segment in self._segments:
+                start = bisect_right(segment.seqs, self._acked_through)
+                if start < len(segment.seqs):
+                    snapshot.append((segment.path, segment.seqs[start:], segment.offsets[start:],
+                                     segment.meta_lens[start:]))
+        for path, seqs, offsets, meta_lens in snapshot:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # acknowledged or dropped meanwhile
+            try:
+                for seq, offset, meta_len in zip(seqs, offsets, meta_lens):
+                    data = os.pread(fd, fmt.RECORD_OVERHEAD + meta_len, offset)
+                    if len(data) == fmt.RECORD_OVERHEAD + meta_len:
+                        yield seq, data[fmt.RECORD_OVERHEAD:]
+            finally:
+                os.close(fd)
+
+    def stats(self) -> QueueStats:
+        with self._lock:
+            return QueueStats(items=self._items, bytes=self._disk_bytes, segments=len(self._segments),
+                              acked_through=self._acked_through, next_seq=self._next_seq, **self._counts)
+
+    def __len__(self) -> int:
+        return self._items
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
