@@ -186,7 +186,7 @@ class PersistentQueue:
 
     def close(self) -> None:
         """Sync and close files. Never deletes an unacknowledged item."""
-        with self._write_lock, self._lock:
+        with self._ack_lock, self._write_lock, self._lock:
             if self._state != "open":
                 self._state = "closed"
                 return
@@ -198,8 +198,6 @@ class PersistentQueue:
                     os.close(self._write_fd)
                     self._write_fd = None
             fmt.fsync_dir(self.directory)
-            for segment in self._segments:
-                segment.close()
             self._unlock_directory()
 
     def _lock_directory(self) -> None:
@@ -364,52 +362,83 @@ class PersistentQueue:
     def peek(self, max_items: int, max_bytes: int) -> list[QueueItem]:
         """The oldest unacknowledged items, not removed: at most ``max_items`` and ``max_bytes`` of payload.
 
-        Always at least one item when the queue is not empty, even a larger one.
+        Always at least one item when the queue is not empty, even a larger
+        one. Reads happen outside the lock, so an append is not held up.
         """
         if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
             raise ValueError(f"max_items: expected a positive integer, got {max_items!r}")
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
             raise ValueError(f"max_bytes: expected a non-negative integer, got {max_bytes!r}")
-        out: list[QueueItem] = []
-        total = 0
-        with self._lock:
-            self._check_open()
-            for segment in self._segments:
-                index = bisect_right(segment.seqs, self._acked_through)
-                while index < len(segment.seqs):
-                    payload_len = segment.sizes[index] - fmt.RECORD_OVERHEAD - segment.meta_lens[index]
-                    if len(out) >= max_items or (out and total + payload_len > max_bytes):
-                        return out
-                    item = self._read(segment, index)
-                    if item is None:
-                        continue  # removed from the index; the next record moved into ``index``
-                    out.append(item)
-                    total += payload_len
-                    index += 1
-        return out
+        while True:
+            plan: list[tuple[SegmentIndex, int, int, int, int]] = []  # segment, seq, offset, size, meta_len
+            total = 0
+            with self._lock:
+                self._check_open()
+                for segment in self._segments:
+                    for index in range(bisect_right(segment.seqs, self._acked_through), len(segment.seqs)):
+                        size, meta_len = segment.sizes[index], segment.meta_lens[index]
+                        payload_len = size - fmt.RECORD_OVERHEAD - meta_len
+                        if len(plan) >= max_items or (plan and total + payload_len > max_bytes):
+                            break
+                        plan.append((segment, segment.seqs[index], segment.offsets[index], size, meta_len))
+                        total += payload_len
+                    else:
+                        continue
+                    break
+            items, problem = self._read_plan(plan)
+            if problem is None:
+                return items
+            kind, segment, seq = problem  # forget it and plan again (rare: damage or a race with a drop)
+            with self._lock:
+                listed = any(s is segment for s in self._segments)
+            if kind == "damaged" or listed:  # a file deleted behind our back counts as damage
+                self._discard(segment, seq)
 
-    def _read(self, segment: SegmentIndex, index: int) -> QueueItem | None:
-        """Read and verify one record (lock held); a damaged one is dropped from the index."""
-        if segment.read_fd is None:
-            segment.read_fd = os.open(segment.path, os.O_RDONLY)
-        offset, size, meta_len = segment.offsets[index], segment.sizes[index], segment.meta_lens[index]
-        head = os.pread(segment.read_fd, fmt.RECORD_OVERHEAD + meta_len, offset)
-        payload = os.pread(segment.read_fd, size - len(head), offset + len(head)) if len(head) == (
-            fmt.RECORD_OVERHEAD + meta_len) else b""
-        seq = segment.seqs[index]
-        if len(head) + len(payload) == size:
-            length, found_seq, found_meta_len, ok = fmt.decode_record(head, payload)
-            if ok and length == size - 8 and found_seq == seq and found_meta_len == meta_len:
-                return QueueItem(seq, payload, head[fmt.RECORD_OVERHEAD:])
-        if not segment.bad_logged:
-            log.error("queue segment %s: record %d no longer matches its checksum; skipping it "
-                      "(further damage in this segment is counted, not logged)", segment.path, seq)
-            segment.bad_logged = True
-        for column in (segment.seqs, segment.offsets, segment.sizes, segment.meta_lens):
-            del column[index]
-        self._items -= 1
-        self._counts["corrupt_items"] += 1
-        return None
+    @staticmethod
+    def _read_plan(plan: list[tuple[SegmentIndex, int, int, int, int]]
+                   ) -> tuple[list[QueueItem], tuple[str, SegmentIndex, int] | None]:
+        """Read planned records in order; stop at a damaged one ("damaged") or a deleted file ("gone")."""
+        items: list[QueueItem] = []
+        fd, fd_segment = None, None
+        try:
+            for segment, seq, offset, size, meta_len in plan:
+                if fd_segment is not segment:
+                    if fd is not None:
+                        os.close(fd)
+                        fd = None
+                    try:
+                        fd, fd_segment = os.open(segment.path, os.O_RDONLY), segment
+                    except FileNotFoundError:  # acknowledged or dropped by the budget meanwhile
+                        return items, ("gone", segment, seq)
+                head = os.pread(fd, fmt.RECORD_OVERHEAD + meta_len, offset)
+                payload = os.pread(fd, size - len(head), offset + len(head)) if len(head) == (
+                    fmt.RECORD_OVERHEAD + meta_len) else b""
+                if len(head) + len(payload) == size:
+                    length, found_seq, found_meta_len, ok = fmt.decode_record(head, payload)
+                    if ok and length == size - 8 and found_seq == seq and found_meta_len == meta_len:
+                        items.append(QueueItem(seq, payload, head[fmt.RECORD_OVERHEAD:]))
+                        continue
+                return items, ("damaged", segment, seq)
+            return items, None
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _discard(self, segment: SegmentIndex, seq: int) -> None:
+        """Forget a record that no longer matches its checksum (bit rot after open)."""
+        with self._lock:
+            index = bisect_right(segment.seqs, seq) - 1
+            if index < 0 or segment.seqs[index] != seq:
+                return  # already gone
+            for column in (segment.seqs, segment.offsets, segment.sizes, segment.meta_lens):
+                del column[index]
+            if seq > self._acked_through:
+                self._items -= 1
+                self._counts["corrupt_items"] += 1
+            if not segment.bad_logged:
+                segment.bad_logged = True
+                log.error("queue segment %s: record %d no longer matches its checksum; skipped "
+                          "(more damage in this segment is counted, not logged)", segment.path, seq)
 
     def ack(self, through_seq: int) -> None:
         """Everything up to and including ``through_seq`` was delivered: persist the head, free segments."""
@@ -449,10 +478,9 @@ class PersistentQueue:
             consumed.append((segment, 0, 0))
         return consumed
 
-    def _remove_files(self, segments: list[tuple[SegmentIndex, int, int]]) -> None:
+    @staticmethod
+    def _remove_files(segments: list[tuple[SegmentIndex, int, int]]) -> None:
         for segment, _, _ in segments:
-            with self._lock:
-                segment.close()
             _unlink_quietly(segment.path)
 
     def iter_meta(self) -> Iterator[tuple[int, bytes]]:

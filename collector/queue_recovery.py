@@ -72,7 +72,7 @@ class RecoveryReport:
 class SegmentIndex:
     """In-memory index of one segment file: per record its seq, offset, size and meta length."""
 
-    __slots__ = ("id", "path", "size", "seqs", "offsets", "sizes", "meta_lens", "read_fd", "bad_logged")
+    __slots__ = ("id", "path", "size", "seqs", "offsets", "sizes", "meta_lens", "bad_logged")
 
     def __init__(self, segment_id: int, path: str, size: int) -> None:
         self.id = segment_id
@@ -82,7 +82,6 @@ class SegmentIndex:
         self.offsets = array("Q")
         self.sizes = array("Q")  # whole record, RECORD_OVERHEAD included
         self.meta_lens = array("Q")
-        self.read_fd: int | None = None
         self.bad_logged = False
 
     def add(self, offset: int, seq: int, size: int, meta_len: int) -> None:
@@ -96,11 +95,6 @@ class SegmentIndex:
         start = bisect_right(self.seqs, acked_through)
         count = len(self.seqs) - start
         return count, sum(self.sizes[start:]) - count * fmt.RECORD_OVERHEAD
-
-    def close(self) -> None:
-        if self.read_fd is not None:
-            os.close(self.read_fd)
-            self.read_fd = None
 
 
 @dataclass
