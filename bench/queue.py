@@ -115,8 +115,9 @@ def main(argv: list[str] | None = None) -> dict:
         for batch in (1, 16):
             name = f"fsync_{'on' if fsync else 'off'}_batch{batch}"
             results[name] = r = append_rate(base, payloads, batch, fsync, seconds, max_total)
-            print(f"append  fsync={'on ' if fsync else 'off'} {batch:2d} items/commit: {r['items_per_s']:9,.0f} items/s "
-                  f"{r['mb_per_s']:8.1f} MB/s  {r['ms_per_append']:7.2f} ms per append_many")
+            print(f"append  fsync={'on ' if fsync else 'off'} {batch:2d} items/commit: "
+                  f"{r['items_per_s']:9,.0f} items/s {r['mb_per_s']:8.1f} MB/s  "
+                  f"{r['ms_per_append']:7.2f} ms per append_many")
     drain = drain_rate(base, payloads, backlog, 16, True)
     drain_off = drain_rate(base, payloads, backlog, 16, False)
     print(f"open    {backlog} items ({backlog * ITEM / 1e6:.0f} MB): {drain['open_seconds']:.2f} s "

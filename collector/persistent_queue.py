@@ -34,8 +34,9 @@ Guarantees (docs/persistent-queue.md has the format and the reasoning):
 - ``max_bytes`` bounds the segment files. An append that would pass it
   first deletes the oldest segments, counts the unacknowledged items in them
   as dropped and calls ``on_drop(items, payload_and_meta_bytes)``. Segments
-  are at most ``max_bytes / 16`` (and ``segment_bytes``), so one drop loses
-  at most about a sixteenth of the budget.
+  are at most ``max_bytes / 16`` (and ``segment_bytes``; a batch larger than
+  that gets a segment of its own), so one drop loses about a sixteenth of
+  the budget at most.
 - One writer thread and one reader thread may call concurrently; the fsync
   of an append runs without the lock that ``peek`` and ``ack`` take.
 """
@@ -53,12 +54,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from collector import queue_format as fmt
-from collector.queue_recovery import RecoveryReport, SegmentIndex, recover, segment_path
-
-try:
-    import fcntl
-except ImportError:  # not on POSIX: no protection against a second process
-    fcntl = None  # type: ignore[assignment]
+from collector.queue_recovery import (DirectoryLock, QueueInUseError, RecoveryReport, SegmentIndex, recover,
+                                      segment_path)
 
 __all__ = ["PersistentQueue", "QueueItem", "QueueStats", "RecoveryReport", "QueueInUseError"]
 
@@ -66,10 +63,6 @@ log = logging.getLogger("fleetwatch.queue")
 
 MIN_BYTES = 4096
 _DROP_LOG_INTERVAL = 60.0
-
-
-class QueueInUseError(RuntimeError):
-    """Another process (or another PersistentQueue object) has the queue directory open."""
 
 
 class QueueItem(NamedTuple):
@@ -100,7 +93,7 @@ class QueueStats:
 
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name}: expected an integer number of bytes, got {value!r}")
+        raise ValueError(f"{name}: expected an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name}: must be at least {minimum}, got {value}")
     return value
@@ -135,7 +128,7 @@ class PersistentQueue:
         self._segments: list[SegmentIndex] = []
         self._active: SegmentIndex | None = None  # segment appended to, with its write fd
         self._write_fd: int | None = None
-        self._lock_fd: int | None = None
+        self._dir_lock = DirectoryLock(self.directory / "lock")
         self._state = "new"
         self._acked_through = 0
         self._published = 0  # highest seq visible to readers
@@ -163,11 +156,11 @@ class PersistentQueue:
         if self._state != "new":
             raise ValueError("PersistentQueue.open() may be called once")
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_directory()
+        self._dir_lock.acquire()
         try:
             found = recover(self.directory, self.fsync)
         except BaseException:
-            self._unlock_directory()
+            self._dir_lock.release()
             raise
         with self._lock:
             self._segments = found.segments
@@ -191,29 +184,20 @@ class PersistentQueue:
                 self._state = "closed"
                 return
             self._state = "closed"
-            if self._write_fd is not None:
-                try:
-                    fmt.fdatasync(self._write_fd)  # also with fsync=False: a clean stop keeps the backlog
-                finally:
+            try:
+                if self._write_fd is not None:
                     os.close(self._write_fd)
                     self._write_fd = None
-            fmt.fsync_dir(self.directory)
-            self._unlock_directory()
-
-    def _lock_directory(self) -> None:
-        fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                raise QueueInUseError(f"{self.directory}: the queue is open in another process or object") from None
-        self._lock_fd = fd
-
-    def _unlock_directory(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None
+                if not self.fsync:  # a clean stop keeps the backlog even without per-append fsync
+                    for path in [s.path for s in self._segments] + [str(self.directory / "head")]:
+                        fd = os.open(path, os.O_RDONLY)
+                        try:
+                            os.fsync(fd)
+                        finally:
+                            os.close(fd)
+                    fmt.fsync_dir(self.directory)
+            finally:
+                self._dir_lock.release()
 
     def _check_open(self) -> None:
         if self._state != "open":
@@ -247,50 +231,58 @@ class PersistentQueue:
         if fmt.HEADER_SIZE + need > self.max_bytes:
             raise ValueError(f"batch of {need} bytes is larger than the queue's budget (max_bytes="
                              f"{self.max_bytes}); append fewer items at a time")
-        with self._write_lock:
-            with self._lock:
-                self._check_open()
-                active = self._active
-                roll = active is None or active.size + need > self.segment_limit
-                dropped, roll = self._make_room(need, roll)
-                first_seq = self._next_seq
-                self._next_seq += len(batch)
-                segment_id = self._next_segment_id if roll else 0
-                if roll:
-                    self._next_segment_id += 1
-            try:
-                buffers, sizes, meta_lens = fmt.encode_records(batch, first_seq)
-                if roll:
-                    segment, fd = self._create_segment(segment_id, first_seq, buffers)
-                    offset = fmt.HEADER_SIZE
-                else:
-                    segment, fd, offset = active, self._write_fd, active.size
-                    self._write(fd, buffers, offset, need)
-            finally:
-                self._remove_files(dropped)
-            with self._lock:
-                if roll:
-                    if self._write_fd is not None:
-                        os.close(self._write_fd)
-                    self._segments.append(segment)
-                    self._active, self._write_fd = segment, fd
-                    self._disk_bytes += fmt.HEADER_SIZE
-                for index, size in enumerate(sizes):
-                    segment.add(offset, first_seq + index, size, meta_lens[index])
-                    offset += size
-                segment.size = offset
-                self._disk_bytes += need
-                self._items += len(batch)
-                self._counts["appended"] += len(batch)
-                self._published = first_seq + len(batch) - 1
-                consumed = self._take_consumed() if roll else []
-            self._remove_files(consumed)
-        self._report_drops(dropped)
+        dropped: list[tuple[SegmentIndex, int, int]] = []
+        try:
+            with self._write_lock:
+                first_seq = self._append_locked(batch, need, dropped)
+        finally:
+            self._report_drops(dropped)  # also when the write failed: the drop happened
         return list(range(first_seq, first_seq + len(batch)))
 
-    def _make_room(self, need: int, roll: bool) -> tuple[list[tuple[SegmentIndex, int, int]], bool]:
-        """Remove the oldest segments until ``need`` more bytes fit (lock held). Returns them and ``roll``."""
-        dropped = []
+    def _append_locked(self, batch: list[tuple[bytes, bytes]], need: int,
+                       dropped: list[tuple[SegmentIndex, int, int]]) -> int:
+        """Reserve seqs, write, sync, publish (write lock held; the state lock only for bookkeeping)."""
+        with self._lock:
+            self._check_open()
+            active = self._active
+            roll = active is None or active.size + need > self.segment_limit
+            roll = self._make_room(need, roll, dropped)
+            first_seq = self._next_seq
+            self._next_seq += len(batch)
+            segment_id = self._next_segment_id if roll else 0
+            if roll:
+                self._next_segment_id += 1
+        try:
+            buffers, sizes, meta_lens = fmt.encode_records(batch, first_seq)
+            if roll:
+                segment, fd = self._create_segment(segment_id, first_seq, buffers)
+                offset = fmt.HEADER_SIZE
+            else:
+                segment, fd, offset = active, self._write_fd, active.size
+                self._write(fd, buffers, offset)
+        finally:
+            self._remove_files(dropped)
+        with self._lock:
+            if roll:
+                if self._write_fd is not None:
+                    os.close(self._write_fd)
+                self._segments.append(segment)
+                self._active, self._write_fd = segment, fd
+                self._disk_bytes += fmt.HEADER_SIZE
+            for index, size in enumerate(sizes):
+                segment.add(offset, first_seq + index, size, meta_lens[index])
+                offset += size
+            segment.size = offset
+            self._disk_bytes += need
+            self._items += len(batch)
+            self._counts["appended"] += len(batch)
+            self._published = first_seq + len(batch) - 1
+            consumed = self._take_consumed() if roll else []
+        self._remove_files(consumed)
+        return first_seq
+
+    def _make_room(self, need: int, roll: bool, dropped: list[tuple[SegmentIndex, int, int]]) -> bool:
+        """Remove the oldest segments into ``dropped`` until ``need`` more bytes fit (lock held); returns ``roll``."""
         while self._segments and self._disk_bytes + need + (fmt.HEADER_SIZE if roll else 0) > self.max_bytes:
             if not roll and len(self._segments) == 1:
                 roll = True  # the active segment is the only one left: start a new one and drop it
@@ -307,7 +299,7 @@ class PersistentQueue:
             self._counts["dropped_items"] += count
             self._counts["dropped_bytes"] += nbytes
             dropped.append((segment, count, nbytes))
-        return dropped, roll
+        return roll
 
     def _create_segment(self, segment_id: int, first_seq: int, buffers: list[bytes]) -> tuple[SegmentIndex, int]:
         path = segment_path(self.directory, segment_id)
@@ -323,7 +315,7 @@ class PersistentQueue:
             raise
         return SegmentIndex(segment_id, path, fmt.HEADER_SIZE), fd
 
-    def _write(self, fd: int, buffers: list[bytes], offset: int, need: int) -> None:
+    def _write(self, fd: int, buffers: list[bytes], offset: int) -> None:
         try:
             fmt.write_all(fd, buffers, offset)
             if self.fsync:
@@ -350,13 +342,15 @@ class PersistentQueue:
             except Exception:
                 log.exception("queue on_drop callback failed")
             return
-        self._drops_unlogged[0] += items
-        self._drops_unlogged[1] += nbytes
-        now = time.monotonic()
-        if now - self._drop_logged_at >= _DROP_LOG_INTERVAL:
-            log.warning("queue over its %d-byte budget: dropped the oldest %d items (%d bytes)",
-                        self.max_bytes, *self._drops_unlogged)
-            self._drop_logged_at, self._drops_unlogged = now, [0, 0]
+        with self._lock:
+            self._drops_unlogged[0] += items
+            self._drops_unlogged[1] += nbytes
+            now = time.monotonic()
+            if now - self._drop_logged_at < _DROP_LOG_INTERVAL:
+                return
+            summary, self._drop_logged_at, self._drops_unlogged = self._drops_unlogged, now, [0, 0]
+        log.warning("queue over its %d-byte budget: dropped the oldest %d items (%d bytes); "
+                    "pass on_drop to count them", self.max_bytes, *summary)
 
     # -- reader ------------------------------------------------------------
     def peek(self, max_items: int, max_bytes: int) -> list[QueueItem]:
@@ -365,10 +359,8 @@ class PersistentQueue:
         Always at least one item when the queue is not empty, even a larger
         one. Reads happen outside the lock, so an append is not held up.
         """
-        if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
-            raise ValueError(f"max_items: expected a positive integer, got {max_items!r}")
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
-            raise ValueError(f"max_bytes: expected a non-negative integer, got {max_bytes!r}")
+        _check_int("max_items", max_items, 1)
+        _check_int("max_bytes", max_bytes, 0)
         while True:
             plan: list[tuple[SegmentIndex, int, int, int, int]] = []  # segment, seq, offset, size, meta_len
             total = 0
@@ -385,44 +377,17 @@ class PersistentQueue:
                     else:
                         continue
                     break
-            items, problem = self._read_plan(plan)
+            records, problem = fmt.read_records([(s.path, seq, o, n, m) for s, seq, o, n, m in plan])
+            items = [QueueItem(*record) for record in records]
             if problem is None:
                 return items
-            kind, segment, seq = problem  # forget it and plan again (rare: damage or a race with a drop)
+            # Forget the record and plan again (rare: damage, or a race with a drop or an ack).
+            kind, index = problem
+            segment, seq = plan[index][0], plan[index][1]
             with self._lock:
                 listed = any(s is segment for s in self._segments)
             if kind == "damaged" or listed:  # a file deleted behind our back counts as damage
                 self._discard(segment, seq)
-
-    @staticmethod
-    def _read_plan(plan: list[tuple[SegmentIndex, int, int, int, int]]
-                   ) -> tuple[list[QueueItem], tuple[str, SegmentIndex, int] | None]:
-        """Read planned records in order; stop at a damaged one ("damaged") or a deleted file ("gone")."""
-        items: list[QueueItem] = []
-        fd, fd_segment = None, None
-        try:
-            for segment, seq, offset, size, meta_len in plan:
-                if fd_segment is not segment:
-                    if fd is not None:
-                        os.close(fd)
-                        fd = None
-                    try:
-                        fd, fd_segment = os.open(segment.path, os.O_RDONLY), segment
-                    except FileNotFoundError:  # acknowledged or dropped by the budget meanwhile
-                        return items, ("gone", segment, seq)
-                head = os.pread(fd, fmt.RECORD_OVERHEAD + meta_len, offset)
-                payload = os.pread(fd, size - len(head), offset + len(head)) if len(head) == (
-                    fmt.RECORD_OVERHEAD + meta_len) else b""
-                if len(head) + len(payload) == size:
-                    length, found_seq, found_meta_len, ok = fmt.decode_record(head, payload)
-                    if ok and length == size - 8 and found_seq == seq and found_meta_len == meta_len:
-                        items.append(QueueItem(seq, payload, head[fmt.RECORD_OVERHEAD:]))
-                        continue
-                return items, ("damaged", segment, seq)
-            return items, None
-        finally:
-            if fd is not None:
-                os.close(fd)
 
     def _discard(self, segment: SegmentIndex, seq: int) -> None:
         """Forget a record that no longer matches its checksum (bit rot after open)."""
@@ -442,8 +407,7 @@ class PersistentQueue:
 
     def ack(self, through_seq: int) -> None:
         """Everything up to and including ``through_seq`` was delivered: persist the head, free segments."""
-        if isinstance(through_seq, bool) or not isinstance(through_seq, int):
-            raise ValueError(f"through_seq: expected an integer, got {through_seq!r}")
+        _check_int("through_seq", through_seq, 0)
         with self._ack_lock:
             with self._lock:
                 self._check_open()
@@ -494,17 +458,7 @@ class PersistentQueue:
                     snapshot.append((segment.path, segment.seqs[start:], segment.offsets[start:],
                                      segment.meta_lens[start:]))
         for path, seqs, offsets, meta_lens in snapshot:
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue  # acknowledged or dropped meanwhile
-            try:
-                for seq, offset, meta_len in zip(seqs, offsets, meta_lens):
-                    data = os.pread(fd, fmt.RECORD_OVERHEAD + meta_len, offset)
-                    if len(data) == fmt.RECORD_OVERHEAD + meta_len:
-                        yield seq, data[fmt.RECORD_OVERHEAD:]
-            finally:
-                os.close(fd)
+            yield from fmt.read_metas(path, seqs, offsets, meta_lens)
 
     def stats(self) -> QueueStats:
         with self._lock:

@@ -37,7 +37,7 @@ import errno
 import os
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 MAGIC = b"FWQUEUE\x00"
@@ -104,13 +104,6 @@ def encode_records(items: Sequence[tuple[bytes, bytes]], first_seq: int) -> tupl
         sizes.append(RECORD_OVERHEAD + len(meta) + len(payload))
         meta_lens.append(len(meta))
     return buffers, sizes, meta_lens
-
-
-def decode_record(head: bytes, payload: bytes) -> tuple[int, int, int, bool]:
-    """``(length, seq, meta_len, crc_ok)`` of a record read as head+meta and payload."""
-    length, crc, seq, meta_len = _RECORD_HEAD.unpack_from(head)
-    ok = zlib.crc32(payload, zlib.crc32(memoryview(head)[8:])) == crc
-    return length, seq, meta_len, ok
 
 
 def encode_head(acked_through: int, next_seq: int) -> bytes:
@@ -236,6 +229,57 @@ def write_all(fd: int, buffers: Sequence[bytes], offset: int) -> int:
                 rest = rest[n:]
         written += want
     return written
+
+
+def read_records(plan: Sequence[tuple[str, int, int, int, int]]
+                 ) -> tuple[list[tuple[int, bytes, bytes]], tuple[str, int] | None]:
+    """Read and verify ``(path, seq, offset, size, meta_len)`` records in order into ``(seq, payload, meta)``.
+
+    Stops at the first record that does not check out (``("damaged", i)``)
+    or whose file is gone (``("gone", i)``), ``i`` being its index in ``plan``.
+    """
+    out: list[tuple[int, bytes, bytes]] = []
+    fd, fd_path = None, None
+    try:
+        for index, (path, seq, offset, size, meta_len) in enumerate(plan):
+            if fd_path != path:
+                if fd is not None:
+                    os.close(fd)
+                    fd = None
+                try:
+                    fd, fd_path = os.open(path, os.O_RDONLY), path
+                except FileNotFoundError:
+                    return out, ("gone", index)
+            head = os.pread(fd, RECORD_OVERHEAD + meta_len, offset)
+            payload = os.pread(fd, size - len(head), offset + len(head)) if len(head) == (
+                RECORD_OVERHEAD + meta_len) else b""
+            if len(head) + len(payload) == size:
+                length, crc, found_seq, found_meta_len = _RECORD_HEAD.unpack_from(head)
+                if (length == size - 8 and found_seq == seq and found_meta_len == meta_len
+                        and zlib.crc32(payload, zlib.crc32(memoryview(head)[8:])) == crc):
+                    out.append((seq, payload, head[RECORD_OVERHEAD:]))
+                    continue
+            return out, ("damaged", index)
+        return out, None
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def read_metas(path: str, seqs: Sequence[int], offsets: Sequence[int],
+               meta_lens: Sequence[int]) -> Iterator[tuple[int, bytes]]:
+    """``(seq, meta)`` of the given records, reading only their heads; nothing if the file is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        for seq, offset, meta_len in zip(seqs, offsets, meta_lens):
+            data = os.pread(fd, RECORD_OVERHEAD + meta_len, offset)
+            if len(data) == RECORD_OVERHEAD + meta_len and _SEQ.unpack_from(data, 8)[0] == seq:
+                yield seq, data[RECORD_OVERHEAD:]
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

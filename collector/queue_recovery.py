@@ -37,9 +37,41 @@ from pathlib import Path
 
 from collector import queue_format as fmt
 
+try:
+    import fcntl
+except ImportError:  # not on POSIX: no protection against a second process
+    fcntl = None  # type: ignore[assignment]
+
 log = logging.getLogger("fleetwatch.queue")
 
 _SEGMENT_NAME = re.compile(r"^segment-(\d+)\.fwq$")
+
+
+class QueueInUseError(RuntimeError):
+    """Another process (or another PersistentQueue object) has the queue directory open."""
+
+
+class DirectoryLock:
+    """An exclusive ``flock`` on ``<directory>/lock``; the kernel releases it when the process dies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise QueueInUseError(f"{self.path.parent}: the queue is open in another process or object") from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def segment_path(directory: Path, segment_id: int) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import shutil
 import signal
@@ -145,9 +144,11 @@ def test_iter_meta_lists_every_queued_item(tmp_path):
     queue.append_many(make_items(0, 12))
     queue.ack(5)
     queue.close()
-    queue = open_queue(tmp_path)
-    assert list(queue.iter_meta()) == [(seq, f"item-{seq - 1}".encode()) for seq in range(6, 13)]
-    queue.close()
+    with PersistentQueue(tmp_path, max_bytes=1 << 20, segment_bytes=4096) as queue:
+        assert queue.recovery.items == 7
+        assert list(queue.iter_meta()) == [(seq, f"item-{seq - 1}".encode()) for seq in range(6, 13)]
+    with pytest.raises(ValueError):
+        list(queue.iter_meta())  # closed
 
 
 def test_concurrent_writer_and_reader(tmp_path):
@@ -173,6 +174,29 @@ def test_concurrent_writer_and_reader(tmp_path):
     assert [i.meta for i in received] == [f"item-{i}".encode() for i in range(total)]
     assert_intact(received)
     assert queue.stats().items == 0 and queue.stats().acked == total
+    queue.close()
+
+
+def test_a_failed_fsync_fails_the_append_and_the_queue_goes_on_in_a_new_segment(tmp_path, monkeypatch):
+    queue = open_queue(tmp_path, segment_bytes=1 << 20)
+    queue.append_many(make_items(0, 3))
+    real = fmt.fdatasync
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(fmt, "fdatasync", failing)
+    with pytest.raises(OSError):
+        queue.append_many(make_items(3, 2))
+    monkeypatch.setattr(fmt, "fdatasync", real)
+    assert len(segment_files(tmp_path)) == 1
+    later = queue.append_many(make_items(5, 2))  # never written after a failed fsync: a new segment
+    assert len(segment_files(tmp_path)) == 2 and later[0] > 5
+    assert [i.meta for i in everything(queue)] == [f"item-{n}".encode() for n in (0, 1, 2, 5, 6)]
+    queue.close()
+    queue = open_queue(tmp_path, segment_bytes=1 << 20)
+    assert queue.recovery.clean
+    assert [i.meta for i in everything(queue)] == [f"item-{n}".encode() for n in (0, 1, 2, 5, 6)]
     queue.close()
 
 
