@@ -192,7 +192,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run")
     args = parser.parse_args()
-    load = {"processes": 2, "threads": 16, "spans": 512,
+    load = {"processes": 2, "threads": 32, "spans": 512,
             "requests_per_process": 60 if args.quick else 1000}
     from collector.trace_decode import SPEEDUPS_AVAILABLE
 

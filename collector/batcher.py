@@ -8,7 +8,7 @@ the writer is busy a due batch keeps growing instead of queueing behind it,
 so under load transactions get larger and cheaper rather than more
 numerous, and the writer never idles while requests wait::
 
-    batcher = Batcher(exporter, BatchConfig(send_batch_size=65536, timeout=0.2))
+    batcher = Batcher(exporter, BatchConfig(send_batch_size=65536, timeout=0.05))
     await batcher.add({"span_rows": (decoded_columns, rows)}, log_row)
     await batcher.flush_and_wait()   # at shutdown
 """

@@ -20,8 +20,10 @@ requests finish and commit, checkpoints and closes the database, and exits 0.
 from __future__ import annotations
 
 import asyncio
+import importlib.abc
 import logging
 import signal
+import sys
 import time
 
 from collector.auth import BearerAuth, server_ssl_context
@@ -145,8 +147,44 @@ def _raise_open_file_limit() -> None:
         log.warning("could not raise the open-file limit: %s", exc)
 
 
+class _KeepOut(importlib.abc.MetaPathFinder):
+    """Refuses to import the named packages in this process."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname.split(".")[0] in self.names:
+            raise ModuleNotFoundError(f"{fullname} is kept out of the collector process", name=fullname)
+        return None
+
+
+def keep_pandas_out() -> None:
+    """Stop DuckDB and pyarrow from importing pandas into the collector.
+
+    Both import pandas, when it happens to be installed, just to check
+    whether an object is a DataFrame: about 50 MB of resident memory for
+    nothing. The collector never hands them a DataFrame, and a gateway
+    install (the collector's own dependencies) has no pandas at all; this
+    makes every install behave like that one.
+    """
+    if "pandas" not in sys.modules and not any(isinstance(f, _KeepOut) for f in sys.meta_path):
+        sys.meta_path.insert(0, _KeepOut(("pandas",)))
+
+
+def _use_system_allocator_for_arrow() -> None:
+    """Arrow buffers live for one batch; with malloc they are returned by the
+    writer's malloc_trim, whereas Arrow's default pool keeps them (measured:
+    about 20 MB lower peak RSS on the ingest benchmark)."""
+    import pyarrow
+
+    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+
+
 def run(config: CollectorConfig) -> int:
     configure_logging(config.service.telemetry.logs.level)
     _raise_open_file_limit()
+    keep_pandas_out()
+    _use_system_allocator_for_arrow()
     asyncio.run(serve(config))
     return 0

@@ -192,10 +192,11 @@ def test_collector_loads_no_analytics_or_dashboard_packages(tmp_path):
         f"""
         import asyncio, sys, urllib.request
         from collector.config import default_config
-        from collector.server import Collector
+        from collector.server import Collector, keep_pandas_out
         from tests.otlp_requests import trace_request
 
         async def main():
+            keep_pandas_out()  # as collector.server.run does
             config = default_config()
             config.exporters.duckdb.path = {str(tmp_path / 'fw.duckdb')!r}
             config.receivers.otlp.protocols.http.endpoint = "127.0.0.1:0"
@@ -211,9 +212,7 @@ def test_collector_loads_no_analytics_or_dashboard_packages(tmp_path):
             await collector.stop()
 
         asyncio.run(main())
-        # (pandas is not on this list: DuckDB's Python API imports it whenever it is
-        # installed, and the collector's own dependencies do not include it.)
-        banned = ("scipy", "streamlit", "plotly", "polars", "analytics", "dashboards", "apscheduler")
+        banned = ("scipy", "streamlit", "plotly", "polars", "pandas", "analytics", "dashboards", "apscheduler")
         print(sorted(m for m in sys.modules if m.split(".")[0] in banned))
         """
     )

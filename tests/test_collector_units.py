@@ -24,7 +24,7 @@ def test_defaults_validate_and_listen_on_loopback():
     config = config_from_dict({})
     assert config.receivers.otlp.protocols.http.endpoint == "127.0.0.1:4318"
     assert config.receivers.otlp.protocols.grpc.endpoint == "127.0.0.1:4317"
-    assert config.processors.batch.timeout == 0.2
+    assert config.processors.batch.timeout == 0.05
     assert config.signals() == {"traces", "metrics"}
 
 

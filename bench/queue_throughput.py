@@ -1,8 +1,8 @@
 """Persistent queue speed: append with and without fsync, group commit, drain, start-up scan.
 
-    python bench/queue.py            # about 3 s per measurement
-    python bench/queue.py --quick    # short run
-    python bench/queue.py --dir /var/lib/fleetwatch   # measure the disk the gateway uses
+    python bench/queue_throughput.py            # about 3 s per measurement
+    python bench/queue_throughput.py --quick    # short run
+    python bench/queue_throughput.py --dir /var/lib/fleetwatch   # measure the disk the gateway uses
 
 Appends 64 KB items of random bytes (compressed requests do not compress
 further) to a fresh queue in a temporary directory: one item per
