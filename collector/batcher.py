@@ -9,7 +9,7 @@ so under load transactions get larger and cheaper rather than more
 numerous, and the writer never idles while requests wait::
 
     batcher = Batcher(exporter, BatchConfig(send_batch_size=65536, timeout=0.05))
-    await batcher.add({"span_rows": (decoded_columns, rows)}, log_row)
+    await batcher.add({"span_rows": (decoded_columns, rows)}, request)   # request: BatchedRequest
     await batcher.flush_and_wait()   # at shutdown
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from collector.arrow_batches import TableBuilder
 from collector.config import BatchConfig
-from collector.duckdb_exporter import DuckDBExporter, WriteBatch
+from collector.exporters import BatchedRequest, Exporter, WriteBatch
 
 
 class WriteFailed(RuntimeError):
@@ -30,7 +30,7 @@ class WriteFailed(RuntimeError):
 @dataclass
 class _Pending:
     tables: dict[str, TableBuilder] = field(default_factory=dict)
-    log_rows: list[tuple[str, str, int, int, str]] = field(default_factory=list)
+    requests: list[BatchedRequest] = field(default_factory=list)
     futures: list[asyncio.Future] = field(default_factory=list)
     rows: int = 0
 
@@ -38,7 +38,7 @@ class _Pending:
 class Batcher:
     """Collects requests into write batches; see the module docstring."""
 
-    def __init__(self, exporter: DuckDBExporter, config: BatchConfig, max_in_flight: int = 1) -> None:
+    def __init__(self, exporter: Exporter, config: BatchConfig, max_in_flight: int = 1) -> None:
         self._exporter = exporter
         self._config = config
         self._max_in_flight = max_in_flight
@@ -54,20 +54,19 @@ class Batcher:
     def waiting_requests(self) -> int:
         return len(self._pending.futures)
 
-    def add(self, tables: dict[str, tuple[dict, int]], log_row: tuple[str, str, int, int, str]) -> asyncio.Future:
+    def add(self, tables: dict[str, tuple[dict, int]], request: BatchedRequest) -> asyncio.Future:
         """Queue one request's decoded rows; the returned future resolves when they are durable."""
         loop = self._loop = asyncio.get_running_loop()
         future = loop.create_future()
         pending = self._pending
-        _, _, _, received_at_ns, gateway_id = log_row
         rows = 0
         for name, (columns, count) in tables.items():
             builder = pending.tables.get(name)
             if builder is None:
                 builder = pending.tables[name] = TableBuilder(name)
-            builder.add(columns, count, received_at_ns, gateway_id)
+            builder.add(columns, count, request.received_at_ns, request.gateway_id)
             rows += count
-        pending.log_rows.append(log_row)
+        pending.requests.append(request)
         pending.futures.append(future)
         pending.rows += rows
         self._idle.clear()
@@ -100,7 +99,7 @@ class Batcher:
         def on_done(error: BaseException | None) -> None:  # runs on the writer thread
             loop.call_soon_threadsafe(self._complete, pending.futures, error)
 
-        self._exporter.submit(WriteBatch(pending.tables, pending.log_rows, on_done, pending.rows))
+        self._exporter.submit(WriteBatch(pending.tables, pending.requests, on_done, pending.rows))
 
     def _complete(self, futures: list[asyncio.Future], error: BaseException | None) -> None:
         self._in_flight -= 1
@@ -110,7 +109,7 @@ class Batcher:
             if error is None:
                 future.set_result(None)
             else:
-                future.set_exception(WriteFailed(f"could not commit to DuckDB: {error}"))
+                future.set_exception(WriteFailed(f"could not make the batch durable: {str(error)[:300]}"))
         # The writer is free and requests are waiting: hand them over now.
         # Under load every batch is what arrived during the previous commit,
         # so the writer never idles while acknowledgements wait.

@@ -162,6 +162,10 @@ class OtlpReceiverConfig:
     protocols: ProtocolsConfig = field(default_factory=ProtocolsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    # Take received_at and gateway_id from a forwarding gateway's
+    # X-Fleetwatch-Received-At / X-Fleetwatch-Gateway-Id headers, so that
+    # freshness and clock skew are measured where the device connected.
+    trust_gateway_headers: bool = True
 
     def validate(self, key: str) -> None:
         self.protocols.http.validate(f"{key}.protocols.http")
@@ -225,6 +229,9 @@ class DuckDBExporterConfig:
     # Appends gain nothing from a second DuckDB thread (measured) and each
     # thread keeps its own buffers.
     threads: int = 1
+    # A device whose freshest telemetry arrives more than this far ahead of
+    # or behind the gateway's clock is taken to have a skewed clock.
+    clock_skew_threshold: float = 120.0
 
     def validate(self, key: str) -> None:
         if not self.path:
@@ -240,6 +247,72 @@ class DuckDBExporterConfig:
             raise ConfigError(f"{key}.threads: must be at least 1")
         if self.checkpoint_threshold_mib < 1:
             raise ConfigError(f"{key}.checkpoint_threshold_mib: must be at least 1")
+
+
+@dataclass
+class RetryConfig:
+    """Exponential backoff with jitter; ``max_elapsed_time`` 0 retries forever (edge outages last days)."""
+
+    initial_interval: float = 1.0
+    max_interval: float = 60.0
+    multiplier: float = 1.5
+    jitter: float = 0.5
+    max_elapsed_time: float = 0.0
+
+    def validate(self, key: str) -> None:
+        if self.initial_interval <= 0 or self.max_interval < self.initial_interval:
+            raise ConfigError(f"{key}: need 0 < initial_interval <= max_interval")
+        if self.multiplier < 1:
+            raise ConfigError(f"{key}.multiplier: must be at least 1")
+        if not 0 <= self.jitter <= 1:
+            raise ConfigError(f"{key}.jitter: must be between 0 and 1")
+
+
+@dataclass
+class QueueConfig:
+    directory: str = "fleetwatch-queue"
+    max_size_mib: float = 2048.0
+    fsync: bool = True
+
+    def validate(self, key: str) -> None:
+        if self.max_size_mib <= 0:
+            raise ConfigError(f"{key}.max_size_mib: must be positive")
+        parent = Path(self.directory).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise ConfigError(f"{key}.directory: parent directory {str(parent)!r} does not exist")
+
+
+@dataclass
+class OtlpExporterConfig:
+    """Forward upstream over OTLP/HTTP protobuf through a persistent queue (see docs/forwarding.md)."""
+
+    endpoint: str = ""
+    compression: str = "zstd"
+    headers: dict = field(default_factory=dict)
+    timeout: float = 30.0
+    # Device requests are merged into upstream requests of up to this many
+    # (uncompressed) bytes: bigger requests compress better.
+    max_request_size_mib: float = 4.0
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    dead_letter_file: str = "fleetwatch-dead-letter.jsonl"
+    ca_file: str | None = None
+
+    def validate(self, key: str) -> None:
+        if not self.endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}.endpoint: an http:// or https:// URL of an OTLP/HTTP receiver is required")
+        if self.compression not in ("zstd", "gzip", "none"):
+            raise ConfigError(f"{key}.compression: one of zstd, gzip, none; got {self.compression!r}")
+        if self.timeout <= 0:
+            raise ConfigError(f"{key}.timeout: must be positive")
+        if self.max_request_size_mib <= 0:
+            raise ConfigError(f"{key}.max_request_size_mib: must be positive")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()):
+            raise ConfigError(f"{key}.headers: a mapping of header names to string values")
+        if self.ca_file and not Path(self.ca_file).is_file():
+            raise ConfigError(f"{key}.ca_file: no such file {self.ca_file!r}")
+        self.queue.validate(f"{key}.queue")
+        self.retry.validate(f"{key}.retry")
 
 
 @dataclass
@@ -287,6 +360,7 @@ class ProcessorsConfig:
 @dataclass
 class ExportersConfig:
     duckdb: DuckDBExporterConfig = field(default_factory=DuckDBExporterConfig)
+    otlp: OtlpExporterConfig | None = None
 
 
 _KNOWN_SIGNALS = ("traces", "metrics")
@@ -304,7 +378,10 @@ class CollectorConfig:
         self.receivers.otlp.validate("receivers.otlp")
         self.processors.memory_limiter.validate("processors.memory_limiter")
         self.processors.batch.validate("processors.batch")
-        self.exporters.duckdb.validate("exporters.duckdb")
+        if "duckdb" in self.exporter_names():
+            self.exporters.duckdb.validate("exporters.duckdb")
+        if self.exporters.otlp is not None:
+            self.exporters.otlp.validate("exporters.otlp")
         self.service.telemetry.logs.validate("service.telemetry.logs")
         if not self.service.gateway_id:
             raise ConfigError("service.gateway_id: must not be empty")
@@ -326,12 +403,21 @@ class CollectorConfig:
                 for component in listed:
                     if component not in known:
                         raise ConfigError(f"{key}.{kind}: unknown component {component!r}; known: {sorted(known)}")
+                    if kind == "exporters" and component == "otlp" and self.exporters.otlp is None:
+                        raise ConfigError(f"{key}.exporters: 'otlp' is listed but exporters.otlp is not configured")
+        if len({frozenset(p.exporters) for p in self.service.pipelines.values()}) > 1:
+            raise ConfigError("service.pipelines: every pipeline must list the same exporters (one write path)")
 
     def signals(self) -> set[str]:
         return {name.split("/")[0] for name in self.service.pipelines}
 
+    def exporter_names(self) -> set[str]:
+        """The exporters the pipelines write to (a request is acknowledged once all hold it)."""
+        return {e for p in self.service.pipelines.values() for e in p.exporters}
 
-_DURATION_FIELDS = {"timeout", "retry_after", "dedup_window", "shutdown_timeout"}
+
+_DURATION_FIELDS = {"timeout", "retry_after", "dedup_window", "shutdown_timeout", "initial_interval",
+                    "max_interval", "max_elapsed_time", "clock_skew_threshold"}
 
 
 def _build(cls: type, data: Any, key: str) -> Any:
@@ -358,6 +444,12 @@ def _convert(f: dataclasses.Field, value: Any, path: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping of pipeline name to pipeline")
         return {name: _build(PipelineConfig, spec, f"{path}.{name}") for name, spec in value.items()}
+    if f.name == "otlp" and annotation.startswith("OtlpExporterConfig"):
+        return _build(OtlpExporterConfig, value, path)
+    if annotation == "dict":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping")
+        return {str(k): str(v) for k, v in value.items()}
     default_type = type(f.default_factory()) if f.default_factory is not dataclasses.MISSING else None
     if default_type is not None and dataclasses.is_dataclass(default_type):
         return _build(default_type, value, path)

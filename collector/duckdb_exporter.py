@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from collector.arrow_batches import TableBuilder
 from collector.config import DuckDBExporterConfig
+from collector.exporters import WriteBatch
 from collector.schema import arrow_schema, ddl
 from collector.selfmetrics import CollectorMetrics
 
@@ -38,17 +38,6 @@ log = logging.getLogger("fleetwatch.exporter.duckdb")
 
 class DatabaseLockedError(RuntimeError):
     """Another process holds the DuckDB file open."""
-
-
-@dataclass
-class WriteBatch:
-    """Rows for one transaction and the callback that acknowledges their requests."""
-
-    tables: dict[str, TableBuilder]
-    log_rows: list[tuple[str, str, int, int, str]]  # digest, signal, items, received_at_ns, gateway
-    on_done: Callable[[BaseException | None], None]
-    rows: int = 0
-    created: float = field(default_factory=time.monotonic)
 
 
 def open_database(path: str, *, read_only: bool = False, config: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
@@ -199,8 +188,10 @@ class DuckDBExporter:
                 finally:
                     con.unregister("incoming_rows")
                 written[table] = arrow.num_rows
-            if batch.log_rows:
-                digests, signals, items, received, gateways = zip(*batch.log_rows)
+            if batch.requests:
+                digests, signals, items, received, gateways = zip(
+                    *((r.digest, r.signal, r.items, r.received_at_ns, r.gateway_id) for r in batch.requests)
+                )
                 log_table = pa.Table.from_arrays(
                     [
                         pa.array(digests, pa.string()),
@@ -225,7 +216,7 @@ class DuckDBExporter:
                 pass
             self.metrics.write_failures.inc()
             self.healthy = False
-            log.error("batch commit failed; %d requests get a retryable error: %s", len(batch.log_rows), exc)
+            log.error("batch commit failed; %d requests get a retryable error: %.500s", len(batch.requests), exc)
             return exc
         self.healthy = True
         self.metrics.commit_seconds.observe(time.perf_counter() - started)

@@ -26,7 +26,7 @@ from typing import Any
 from collector.admission import DigestWindow, MemoryBudget
 from collector.batcher import Batcher, WriteFailed
 from collector.config import CollectorConfig
-from collector.duckdb_exporter import DuckDBExporter
+from collector.exporters import BatchedRequest, Exporter
 from collector.metric_decode import decode_metrics
 from collector.otlp_json import json_to_protobuf
 from collector.selfmetrics import CollectorMetrics
@@ -66,6 +66,7 @@ class IngestOutcome:
 @dataclass
 class _Decoded:
     tables: dict[str, tuple[dict[str, Any], int]]  # storage table -> (decoded columns, rows)
+    payload: bytes  # the request as protobuf (JSON requests converted), for forwarding
     count: int
     rejected: int
     reasons: dict[str, int]
@@ -86,7 +87,9 @@ def decode_request(signal: str, payload: bytes, is_json: bool = False) -> _Decod
             for name in ("metric_points", "histogram_points")
             if decoded[name]["time"]
         }
-    return _Decoded(tables, decoded["count"], decoded["rejected"], decoded["reject_reasons"], decoded["first_error"])
+    return _Decoded(
+        tables, payload, decoded["count"], decoded["rejected"], decoded["reject_reasons"], decoded["first_error"]
+    )
 
 
 def request_digest(signal: str, payload: bytes) -> str:
@@ -96,7 +99,7 @@ def request_digest(signal: str, payload: bytes) -> str:
 class Ingestor:
     """Admits, decodes and batches requests; see the module docstring."""
 
-    def __init__(self, config: CollectorConfig, metrics: CollectorMetrics, exporter: DuckDBExporter) -> None:
+    def __init__(self, config: CollectorConfig, metrics: CollectorMetrics, exporter: Exporter) -> None:
         self.config = config
         self.metrics = metrics
         self.gateway_id = config.service.gateway_id
@@ -113,8 +116,17 @@ class Ingestor:
         metrics.queue_limit_bytes.set(self.budget.limit)
 
     async def ingest(
-        self, signal: str, payload: bytes, *, receiver: str, received_at_ns: int, json: bool = False
+        self,
+        signal: str,
+        payload: bytes,
+        *,
+        receiver: str,
+        received_at_ns: int,
+        json: bool = False,
+        gateway_id: str | None = None,
     ) -> IngestOutcome:
+        """Admit, decode and commit one request. ``gateway_id`` overrides this
+        process's id for requests a trusted gateway forwarded."""
         if signal not in SIGNALS:
             raise BadRequest(f"unknown signal {signal!r}")
         digest = request_digest(signal, payload)
@@ -144,16 +156,18 @@ class Ingestor:
             if not decoded.count:
                 self.metrics.requests.inc(receiver=receiver, signal=signal, outcome=self._outcome_name(outcome))
                 return outcome
-            await self._commit(signal, digest, decoded, received_at_ns, receiver)
+            request = BatchedRequest(digest, signal, decoded.count, received_at_ns, gateway_id or self.gateway_id,
+                                     decoded.payload)
+            await self._commit(request, decoded, receiver)
             self.metrics.requests.inc(receiver=receiver, signal=signal, outcome=self._outcome_name(outcome))
             return outcome
         finally:
             self.budget.release(reserved)
             self._update_gauges()
 
-    async def _commit(self, signal: str, digest: str, decoded: _Decoded, received_at_ns: int, receiver: str) -> None:
-        log_row = (digest, signal, decoded.count, received_at_ns, self.gateway_id)
-        future = self.batcher.add(decoded.tables, log_row)
+    async def _commit(self, request: BatchedRequest, decoded: _Decoded, receiver: str) -> None:
+        signal, digest = request.signal, request.digest
+        future = self.batcher.add(decoded.tables, request)
         self.digests.reserve(digest, future)
         self._update_gauges()
         try:

@@ -42,6 +42,17 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
 
+def _gateway_receipt(headers, received_at_ns: int) -> tuple[int, str | None]:
+    """The receive time and id a forwarding gateway stamped, when present and well-formed."""
+    stamped = headers.get("X-Fleetwatch-Received-At", "")
+    gateway = headers.get("X-Fleetwatch-Gateway-Id") or None
+    if stamped.isdigit() and 0 < int(stamped) < 2**63:
+        received_at_ns = int(stamped)
+    if gateway is not None and (len(gateway) > 256 or not gateway.isprintable()):
+        gateway = None
+    return received_at_ns, gateway
+
+
 class HttpReceiver:
     """aiohttp server for OTLP/HTTP; see the module docstring for its answers."""
 
@@ -54,6 +65,7 @@ class HttpReceiver:
         ssl_context=None,
         health=None,
         shutdown_timeout: float = 30.0,
+        trust_gateway_headers: bool = True,
     ) -> None:
         self.config = config
         self.ingestor = ingestor
@@ -62,6 +74,7 @@ class HttpReceiver:
         self.ssl_context = ssl_context
         self.health = health or (lambda: (True, {}))
         self.shutdown_timeout = shutdown_timeout
+        self.trust_gateway_headers = trust_gateway_headers
         self.max_bytes = int(config.max_request_body_size_mib * (1 << 20))
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -130,9 +143,12 @@ class HttpReceiver:
             return self._error(400, StatusCode.INVALID_ARGUMENT, str(exc), as_json)
         self.metrics.bytes_received.inc(len(wire), receiver="http", stage="wire")
         self.metrics.bytes_received.inc(len(body), receiver="http", stage="decompressed")
+        gateway_id = None
+        if self.trust_gateway_headers:
+            received_at_ns, gateway_id = _gateway_receipt(request.headers, received_at_ns)
         try:
             outcome = await self.ingestor.ingest(
-                signal, body, receiver="http", received_at_ns=received_at_ns, json=as_json
+                signal, body, receiver="http", received_at_ns=received_at_ns, json=as_json, gateway_id=gateway_id
             )
         except BadRequest as exc:
             return self._error(400, StatusCode.INVALID_ARGUMENT, str(exc), as_json)

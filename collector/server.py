@@ -29,6 +29,7 @@ import time
 from collector.auth import BearerAuth, server_ssl_context
 from collector.config import CollectorConfig
 from collector.duckdb_exporter import DuckDBExporter
+from collector.exporters import FanOut
 from collector.logs import configure_logging
 from collector.pipeline import Ingestor
 from collector.receiver_grpc import GrpcReceiver
@@ -39,13 +40,27 @@ from collector.trace_decode import SPEEDUPS_AVAILABLE
 log = logging.getLogger("fleetwatch.collector")
 
 
+def build_exporters(config: CollectorConfig, metrics: CollectorMetrics) -> list:
+    """The exporters the pipelines name, in a fixed order (local copy first)."""
+    names = config.exporter_names()
+    exporters: list = []
+    if "duckdb" in names:
+        exporters.append(DuckDBExporter(config.exporters.duckdb, metrics))
+    if "otlp" in names:
+        from collector.otlp_forwarder import ForwardingExporter
+
+        assert config.exporters.otlp is not None  # validated
+        exporters.append(ForwardingExporter(config.exporters.otlp, metrics, config.service.gateway_id))
+    return exporters
+
+
 class Collector:
-    """One process that owns a DuckDB file and receives OTLP into it."""
+    """One process that receives OTLP and owns its exporters (a DuckDB file, a forwarding queue)."""
 
     def __init__(self, config: CollectorConfig) -> None:
         self.config = config
         self.metrics = CollectorMetrics()
-        self.exporter = DuckDBExporter(config.exporters.duckdb, self.metrics)
+        self.exporter = FanOut(build_exporters(config, self.metrics))
         self.ingestor: Ingestor | None = None
         self.http: HttpReceiver | None = None
         self.grpc: GrpcReceiver | None = None
@@ -75,6 +90,7 @@ class Collector:
                     ssl_context=server_ssl_context(otlp.tls),
                     health=self.health,
                     shutdown_timeout=self.config.service.shutdown_timeout,
+                    trust_gateway_headers=otlp.trust_gateway_headers,
                 )
                 await self.http.start()
             if otlp.protocols.grpc.enabled:
@@ -90,7 +106,7 @@ class Collector:
             extra={
                 "http_port": self.http.port if self.http else None,
                 "grpc_port": self.grpc.port if self.grpc else None,
-                "database": self.config.exporters.duckdb.path,
+                "exporters": sorted(self.config.exporter_names()),
                 "gateway_id": self.config.service.gateway_id,
                 "auth": auth.enabled,
                 "c_decoder": SPEEDUPS_AVAILABLE,

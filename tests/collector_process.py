@@ -35,14 +35,15 @@ class CollectorProcess:
     """Starts ``fleetwatch serve`` as a subprocess and waits until /healthz is ready."""
 
     def __init__(self, db_path: Path | str, config: dict | None = None, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, startup_timeout: float = 60.0) -> None:
+                 env: dict[str, str] | None = None, startup_timeout: float = 60.0,
+                 http_port: int | None = None, grpc_port: int | None = None) -> None:
         self.db_path = Path(db_path)
         self.config = config
         self.extra_args = extra_args or []
         self.env = env
         self.startup_timeout = startup_timeout
-        self.http_port = free_port()
-        self.grpc_port = free_port()
+        self.http_port = http_port or free_port()
+        self.grpc_port = grpc_port or free_port()
         self.proc: subprocess.Popen | None = None
         self.stderr_path = self.db_path.with_suffix(f".{self.http_port}.log")
 

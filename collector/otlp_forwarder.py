@@ -1,0 +1,335 @@
+"""The forwarding exporter: store on the gateway's disk, then forward upstream over OTLP/HTTP.
+
+A gateway acknowledges a device once its request is in the persistent queue
+(fsync'ed); a sender thread drains the queue in order to the upstream
+endpoint — a central fleetwatch or any OTLP/HTTP receiver::
+
+    exporter = ForwardingExporter(config.exporters.otlp, metrics, gateway_id="gw-7")
+    exporter.start()            # opens (and repairs) the queue, starts the sender
+    exporter.submit(batch)      # merges the batch's requests into upstream requests, appends, fsyncs
+    exporter.close()            # stops; whatever was not delivered stays on disk
+
+Upstream requests are built once, when they are queued: device requests of
+one signal are concatenated (protobuf messages of one type merge by
+concatenation) up to ``max_request_size_mib`` and compressed. A re-sent
+upstream request is therefore byte-identical, and the central instance
+recognises it by its digest: exactly once in results even when a send's
+outcome was unknown. Each upstream request carries the gateway's receive
+time and id in ``X-Fleetwatch-Received-At`` / ``X-Fleetwatch-Gateway-Id``.
+
+Answers: 2xx (partial success included) → delivered; 429/502/503/504,
+401/403, timeouts and connection errors → retried with exponential backoff
+and jitter, honouring Retry-After, without a time limit by default; any
+other status (400 above all) → the request goes to the dead-letter file with
+the reason, and the queue moves on.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import http.client
+import json
+import logging
+import os
+import queue
+import ssl
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+
+import zstandard
+
+from collector.config import OtlpExporterConfig
+from collector.exporters import BatchedRequest, WriteBatch
+from collector.persistent_queue import PersistentQueue, QueueItem
+from collector.retry import Backoff, parse_retry_after, retryable_status
+from collector.selfmetrics import CollectorMetrics
+from collector.sent_digests import SentDigestJournal
+
+log = logging.getLogger("fleetwatch.exporter.otlp")
+
+_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics"}
+_DROP_LOG_INTERVAL = 60.0
+
+
+@dataclass
+class SendResult:
+    delivered: bool
+    permanent: bool = False
+    status: int | None = None
+    reason: str = ""
+    retry_after: float | None = None
+
+
+class _Upstream:
+    """One keep-alive HTTP(S) connection to the upstream receiver."""
+
+    def __init__(self, config: OtlpExporterConfig) -> None:
+        url = urllib.parse.urlsplit(config.endpoint)
+        self.https = url.scheme == "https"
+        self.host = url.hostname or "127.0.0.1"
+        self.port = url.port or (443 if self.https else 80)
+        self.base_path = url.path.rstrip("/")
+        self.timeout = config.timeout
+        self.ssl_context = ssl.create_default_context(cafile=config.ca_file) if self.https else None
+        self._conn: http.client.HTTPConnection | None = None
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> SendResult:
+        if self._conn is None:
+            if self.https:
+                self._conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                                         context=self.ssl_context)
+            else:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            self._conn.request("POST", self.base_path + path, body=body, headers=headers)
+            response = self._conn.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            return SendResult(False, reason=f"{type(exc).__name__}: {exc}")
+        if 200 <= response.status < 300:
+            return SendResult(True, status=response.status)
+        if response.getheader("Connection", "").lower() == "close":
+            self.close()
+        return SendResult(
+            False,
+            permanent=not retryable_status(response.status),
+            status=response.status,
+            reason=f"HTTP {response.status} {response.reason}",
+            retry_after=parse_retry_after(response.getheader("Retry-After")),
+        )
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class ForwardingExporter:
+    """Persistent queue plus sender thread; see the module docstring."""
+
+    def __init__(self, config: OtlpExporterConfig, metrics: CollectorMetrics, gateway_id: str) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.gateway_id = gateway_id
+        self.healthy = True
+        self.max_request_bytes = int(config.max_request_size_mib * (1 << 20))
+        self.queue = PersistentQueue(config.queue.directory, max_bytes=int(config.queue.max_size_mib * (1 << 20)),
+                                     fsync=config.queue.fsync, on_drop=self._on_drop)
+        self.journal = SentDigestJournal(config.queue.directory.rstrip("/") + ".sent-digests")
+        self._upstream = _Upstream(config)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._batches: queue.Queue[WriteBatch | None] = queue.Queue()
+        self._appender: threading.Thread | None = None
+        self._sender: threading.Thread | None = None
+        self._drops = {"items": 0, "bytes": 0, "logged_at": 0.0}
+        self._register_metrics()
+
+    def _register_metrics(self) -> None:
+        r = self.metrics.registry
+        self.m_requests = r.counter("fleetwatch_forward_requests_total",
+                                    "Upstream send attempts by outcome (delivered, retry, dead_letter).", ["outcome"])
+        self.m_items = r.counter("fleetwatch_forward_items_delivered_total",
+                                 "Device requests delivered upstream.", ["signal"])
+        self.m_bytes = r.counter("fleetwatch_forward_bytes_sent_total",
+                                 "Compressed bytes of delivered upstream requests.")
+        self.m_dropped = r.counter("fleetwatch_forward_queue_dropped_items_total",
+                                   "Queued upstream requests dropped, oldest first, because the disk budget was full.")
+        r.gauge_callback("fleetwatch_forward_queue_items", "Upstream requests waiting in the persistent queue.",
+                         lambda: len(self.queue))
+        r.gauge_callback("fleetwatch_forward_queue_bytes", "Bytes of the persistent queue's segment files.",
+                         lambda: self.queue.stats().bytes)
+        r.gauge_callback("fleetwatch_forward_queue_quarantined_segments",
+                         "Damaged queue segments moved to quarantine (their intact records were kept).",
+                         lambda: self.queue.stats().quarantined_segments)
+        self.m_up = r.gauge("fleetwatch_forward_upstream_up", "1 when the last upstream send succeeded.")
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> None:
+        report = self.queue.open()
+        self.journal.open()
+        log.info("forwarding queue opened", extra={"directory": self.config.queue.directory,
+                                                   "endpoint": self.config.endpoint, "report": str(report)})
+        self._appender = threading.Thread(target=self._append_loop, name="otlp-queue-writer", daemon=True)
+        self._appender.start()
+        self._sender = threading.Thread(target=self._send_loop, name="otlp-forwarder", daemon=True)
+        self._sender.start()
+
+    def recent_digests(self, window_seconds: float, limit: int) -> list[tuple[str, int]]:
+        """Device-request digests still queued or delivered within the window."""
+        found: dict[str, int] = dict(self.journal.recent(window_seconds))
+        for _, meta in self.queue.iter_meta():
+            try:
+                info = json.loads(meta)
+            except ValueError:
+                continue
+            for digest in info.get("digests", []):
+                found[digest] = info.get("queued_at", 0)
+        return sorted(found.items(), key=lambda item: item[1])[-limit:] if limit else []
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Queue what was submitted, stop sending; undelivered requests stay on disk."""
+        if self._appender is not None:
+            self._batches.put(None)
+            self._appender.join(timeout)
+        self._stop.set()
+        self._wake.set()
+        if self._sender is not None:
+            self._sender.join(timeout)
+        self._upstream.close()
+        self.queue.close()
+        self.journal.close()
+
+    # -- the write side --------------------------------------------------
+    def submit(self, batch: WriteBatch) -> None:
+        """Hand a batch to the queue writer thread; it acknowledges once the batch is on disk."""
+        self._batches.put(batch)
+
+    def _append_loop(self) -> None:
+        while True:
+            batch = self._batches.get()
+            if batch is None:
+                return
+            self._append(batch)
+
+    def _append(self, batch: WriteBatch) -> None:
+        try:
+            items = [self._upstream_item(group) for group in self._groups(batch.requests)]
+            self.queue.append_many(items)
+        except Exception as exc:  # disk full, I/O error: the devices get a retryable error
+            self.healthy = False
+            log.error("could not queue %d requests: %.300s", len(batch.requests), exc)
+            batch.on_done(exc)
+            return
+        self.healthy = True
+        self._wake.set()
+        batch.on_done(None)
+
+    def _groups(self, requests: list[BatchedRequest]) -> list[list[BatchedRequest]]:
+        """Requests of one signal and gateway, in order, up to the upstream size cap."""
+        groups: list[list[BatchedRequest]] = []
+        open_groups: dict[tuple[str, str], tuple[list[BatchedRequest], list[int]]] = {}
+        for request in requests:
+            key = (request.signal, request.gateway_id)
+            group, size = open_groups.get(key, (None, [0]))
+            if group is None or size[0] + len(request.payload) > self.max_request_bytes:
+                group, size = [], [0]
+                open_groups[key] = (group, size)
+                groups.append(group)
+            group.append(request)
+            size[0] += len(request.payload)
+        return groups
+
+    def _upstream_item(self, group: list[BatchedRequest]) -> tuple[bytes, bytes]:
+        raw = b"".join(r.payload for r in group)
+        meta = {
+            "signal": group[0].signal,
+            "gateway_id": group[0].gateway_id,
+            "received_at": min(r.received_at_ns for r in group),
+            "queued_at": time.time_ns(),
+            "items": sum(r.items for r in group),
+            "raw_bytes": len(raw),
+            "encoding": self.config.compression,
+            "digests": [r.digest for r in group],
+        }
+        return self._compress(raw), json.dumps(meta, separators=(",", ":")).encode()
+
+    def _compress(self, raw: bytes) -> bytes:
+        if self.config.compression == "zstd":
+            return zstandard.ZstdCompressor(level=3).compress(raw)
+        if self.config.compression == "gzip":
+            return gzip.compress(raw, compresslevel=6)
+        return raw
+
+    def _on_drop(self, items: int, nbytes: int) -> None:
+        self.m_dropped.inc(items)
+        self._drops["items"] += items
+        self._drops["bytes"] += nbytes
+        now = time.monotonic()
+        if now - self._drops["logged_at"] >= _DROP_LOG_INTERVAL:
+            log.error("disk budget full: dropped the oldest queued upstream requests",
+                      extra={"dropped_items": self._drops["items"], "dropped_bytes": self._drops["bytes"],
+                             "max_size_mib": self.config.queue.max_size_mib})
+            self._drops.update(items=0, bytes=0, logged_at=now)
+
+    # -- the send side ---------------------------------------------------
+    def _send_loop(self) -> None:
+        backoff = Backoff(self.config.retry)
+        last_failure_log = 0.0
+        while not self._stop.is_set():
+            items = self.queue.peek(1, self.max_request_bytes)
+            if not items:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            item = items[0]
+            meta = self._meta(item)
+            result = self._send(item, meta)
+            if result.delivered:
+                self.journal.add(meta.get("digests", []))
+                self.queue.ack(item.seq)
+                backoff.reset()
+                self.m_up.set(1)
+                self.m_requests.inc(outcome="delivered")
+                self.m_items.inc(len(meta.get("digests", [])), signal=meta.get("signal", "unknown"))
+                self.m_bytes.inc(len(item.payload))
+                continue
+            self.m_up.set(0)
+            if result.permanent or backoff.expired():
+                reason = result.reason if result.permanent else f"gave up after retrying: {result.reason}"
+                self._dead_letter(item, meta, reason, result.status)
+                self.queue.ack(item.seq)
+                backoff.reset()
+                self.m_requests.inc(outcome="dead_letter")
+                continue
+            self.m_requests.inc(outcome="retry")
+            delay = backoff.next_delay(result.retry_after)
+            now = time.monotonic()
+            if now - last_failure_log >= _DROP_LOG_INTERVAL:
+                log.warning("upstream unavailable; keeping the queue and retrying",
+                            extra={"reason": result.reason, "retry_in_seconds": round(delay, 1),
+                                   "queued_requests": len(self.queue)})
+                last_failure_log = now
+            self._stop.wait(delay)
+
+    @staticmethod
+    def _meta(item: QueueItem) -> dict:
+        try:
+            return json.loads(item.meta)
+        except ValueError:
+            return {"signal": "traces", "encoding": "unknown", "digests": []}
+
+    def _send(self, item: QueueItem, meta: dict) -> SendResult:
+        signal = meta.get("signal", "traces")
+        headers = {"Content-Type": "application/x-protobuf", **self.config.headers,
+                   "X-Fleetwatch-Gateway-Id": str(meta.get("gateway_id", self.gateway_id))}
+        if meta.get("received_at"):
+            headers["X-Fleetwatch-Received-At"] = str(meta["received_at"])
+        encoding = meta.get("encoding", self.config.compression)
+        if encoding in ("zstd", "gzip"):
+            headers["Content-Encoding"] = encoding
+        return self._upstream.post(_PATHS.get(signal, "/v1/traces"), item.payload, headers)
+
+    def _dead_letter(self, item: QueueItem, meta: dict, reason: str, status: int | None) -> None:
+        record = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "reason": reason,
+            "status": status,
+            "seq": item.seq,
+            **{k: meta.get(k) for k in ("signal", "gateway_id", "received_at", "items", "encoding", "digests")},
+            "payload_base64": base64.b64encode(item.payload).decode("ascii"),
+        }
+        line = (json.dumps(record) + "\n").encode()
+        fd = os.open(self.config.dead_letter_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        log.error("upstream refused a request permanently; written to the dead-letter file",
+                  extra={"reason": reason, "status": status, "file": self.config.dead_letter_file,
+                         "items": meta.get("items")})

@@ -1,0 +1,201 @@
+"""Gateway → central over real sockets: outages, crashes, dead letters, disk budget, corruption."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tests.collector_process import CollectorProcess, free_port, metric_value, query
+from tests.otlp_requests import trace_request
+from tests.test_collector_bad_input import post
+
+
+def gateway_config(tmp_path: Path, endpoint: str, **queue) -> dict:
+    return {
+        "exporters": {
+            "otlp": {
+                "endpoint": endpoint,
+                "queue": {"directory": str(tmp_path / "gw-queue"), **queue},
+                "retry": {"initial_interval": "100ms", "max_interval": "1s"},
+                "dead_letter_file": str(tmp_path / "dead-letter.jsonl"),
+            }
+        },
+        "service": {
+            "gateway_id": "gw-test",
+            "pipelines": {
+                "traces": {"receivers": ["otlp"], "exporters": ["otlp"]},
+                "metrics": {"receivers": ["otlp"], "exporters": ["otlp"]},
+            },
+        },
+    }
+
+
+def wait_until(condition, timeout: float = 120.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def queue_empty(gateway: CollectorProcess) -> bool:
+    try:
+        return metric_value(gateway.metrics_text(), "fleetwatch_forward_queue_items") == 0
+    except OSError:
+        return False
+
+
+class Device(threading.Thread):
+    """A device using the real SDK exporter; it re-sends a batch until the gateway acknowledges it."""
+
+    def __init__(self, index: int, endpoint: str) -> None:
+        super().__init__(daemon=True)
+        self.provider = TracerProvider(resource=Resource.create({"service.name": "cam", "device.id": f"cam-{index}"}))
+        self.memory = InMemorySpanExporter()
+        self.provider.add_span_processor(SimpleSpanProcessor(self.memory))
+        self.exporter = OTLPSpanExporter(endpoint=endpoint, timeout=3)
+        self.acked: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        tracer = self.provider.get_tracer("device")
+        while not self.stop.is_set():
+            for _ in range(40):
+                with tracer.start_as_current_span("inference") as span:
+                    span.set_attribute("ml.model.name", "kws")
+            batch = self.memory.get_finished_spans()
+            self.memory.clear()
+            while self.exporter.export(batch) != SpanExportResult.SUCCESS:
+                time.sleep(0.2)  # same spans again: the gateway must not count them twice
+            self.acked.extend(format(s.context.span_id, "016x") for s in batch)
+            time.sleep(0.05)
+
+
+def test_exactly_the_acknowledged_spans_reach_central_through_outages_and_kill_9(tmp_path):
+    central = CollectorProcess(tmp_path / "central.duckdb").start()
+    gw_ports = {"http_port": free_port(), "grpc_port": free_port()}
+    config = gateway_config(tmp_path, central.http_url)
+    gateway = CollectorProcess(tmp_path / "unused.duckdb", config=config, **gw_ports).start()
+    devices = [Device(i, gateway.http_url + "/v1/traces") for i in range(4)]
+    for device in devices:
+        device.start()
+    acked = lambda: sum(len(d.acked) for d in devices)  # noqa: E731
+    wait_until(lambda: acked() > 800, what="first spans")
+
+    assert central.stop() == 0  # upstream outage: the gateway keeps acknowledging from its disk
+    mark = acked()
+    wait_until(lambda: acked() > mark + 800, what="spans acknowledged while central is down")
+    central = CollectorProcess(tmp_path / "central.duckdb", http_port=central.http_port,
+                               grpc_port=central.grpc_port).start()
+
+    gateway.kill()  # kill -9 mid-load
+    time.sleep(0.5)
+    gateway = CollectorProcess(tmp_path / "unused.duckdb", config=config, **gw_ports).start()
+    mark = acked()
+    wait_until(lambda: acked() > mark + 800, what="spans after the gateway restart")
+
+    for device in devices:
+        device.stop.set()
+    for device in devices:
+        device.join(60)
+    wait_until(lambda: queue_empty(gateway), what="the gateway queue to drain")
+    assert gateway.stop() == 0
+    assert central.stop() == 0
+
+    expected = [span for device in devices for span in device.acked]
+    rows = query(tmp_path / "central.duckdb", "SELECT span_id, gateway_id FROM spans")
+    stored = [r[0] for r in rows]
+    assert len(stored) == len(set(stored)), "a span was counted twice"
+    assert set(stored) == set(expected)
+    assert {r[1] for r in rows} == {"gw-test"}
+
+
+class _Upstream400(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(400)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_upstream_400_goes_to_the_dead_letter_file(tmp_path):
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream400)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    config = gateway_config(tmp_path, f"http://127.0.0.1:{upstream.server_address[1]}")
+    with CollectorProcess(tmp_path / "unused.duckdb", config=config) as gateway:
+        body, ids = trace_request(20)
+        assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200
+        wait_until(lambda: queue_empty(gateway), what="the rejected request to leave the queue")
+        text = gateway.metrics_text()
+        assert metric_value(text, "fleetwatch_forward_requests_total", outcome="dead_letter") == 1
+        assert metric_value(text, "fleetwatch_forward_requests_total", outcome="retry") == 0
+    upstream.shutdown()
+    records = [json.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_text().splitlines()]
+    assert len(records) == 1
+    assert records[0]["status"] == 400 and "400" in records[0]["reason"] and records[0]["items"] == 20
+
+
+def test_disk_budget_drops_the_oldest_and_counts_it(tmp_path):
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens here: a long outage
+    config = gateway_config(tmp_path, down, max_size_mib=0.1)
+    gw_ports = {"http_port": free_port(), "grpc_port": free_port()}
+    sent = []
+    with CollectorProcess(tmp_path / "unused.duckdb", config=config, **gw_ports) as gateway:
+        for i in range(100):
+            body, ids = trace_request(40, device=f"dev-{i}")
+            assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200
+            sent.append(ids)
+        dropped = metric_value(gateway.metrics_text(), "fleetwatch_forward_queue_dropped_items_total")
+        assert dropped > 0
+        assert '"disk budget full' in gateway.logs()
+    # the outage ends: central comes up where the gateway forwards to
+    central = CollectorProcess(tmp_path / "central.duckdb", http_port=int(down.rsplit(":", 1)[1])).start()
+    with CollectorProcess(tmp_path / "unused.duckdb", config=config, **gw_ports) as gateway:
+        wait_until(lambda: queue_empty(gateway), what="the backlog to drain")
+    assert central.stop() == 0
+    stored = {r[0] for r in query(tmp_path / "central.duckdb", "SELECT span_id FROM spans")}
+    delivered = [i for i, ids in enumerate(sent) if set(ids) <= stored]
+    lost = [i for i, ids in enumerate(sent) if not set(ids) & stored]
+    assert len(delivered) + len(lost) == len(sent)  # whole requests, never half of one
+    assert lost and delivered and max(lost) < min(delivered), "the oldest data must go first"
+
+
+def test_corrupt_segment_is_quarantined_and_the_rest_delivered(tmp_path):
+    down_port = free_port()
+    config = gateway_config(tmp_path, f"http://127.0.0.1:{down_port}", max_size_mib=0.1)
+    gw_ports = {"http_port": free_port(), "grpc_port": free_port()}
+    sent = []
+    with CollectorProcess(tmp_path / "unused.duckdb", config=config, **gw_ports) as gateway:
+        for i in range(30):
+            body, ids = trace_request(30, device=f"dev-{i}")
+            assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200
+            sent.append(ids)
+    segments = sorted(p for p in (tmp_path / "gw-queue").iterdir() if p.is_file() and p.stat().st_size > 4096)
+    assert len(segments) >= 3, [p.name for p in (tmp_path / "gw-queue").iterdir()]
+    victim = segments[len(segments) // 2]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a bit flip in the middle of a middle segment
+    victim.write_bytes(bytes(data))
+
+    central = CollectorProcess(tmp_path / "central.duckdb", http_port=down_port).start()
+    with CollectorProcess(tmp_path / "unused.duckdb", config=config, **gw_ports) as gateway:
+        wait_until(lambda: queue_empty(gateway), what="the rest of the queue to drain")
+        assert metric_value(gateway.metrics_text(), "fleetwatch_forward_queue_quarantined_segments") == 1
+    assert central.stop() == 0
+    assert any((tmp_path / "gw-queue" / "quarantine").iterdir())
+    stored = {r[0] for r in query(tmp_path / "central.duckdb", "SELECT span_id FROM spans")}
+    delivered = sum(1 for ids in sent if set(ids) <= stored)
+    assert len(sent) - 2 <= delivered < len(sent)  # only what the flipped byte hit is lost
