@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
+from collector.clock_skew import DeviceClocks
 from collector.config import DuckDBExporterConfig
 from collector.exporters import WriteBatch
 from collector.schema import arrow_schema, ddl
@@ -100,6 +101,8 @@ class DuckDBExporter:
         self._last_prune = time.monotonic()
         self._path = ""
         self.healthy = True
+        self.clocks = DeviceClocks(config.clock_skew_threshold)
+        self._touched: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
@@ -114,6 +117,10 @@ class DuckDBExporter:
         )
         for statement in ddl():
             self._con.execute(statement)
+        for device_id, min_lag, seen_ns, event_ns, requests in self._con.execute(
+            "SELECT device_id, min_lag_ns, epoch_ns(last_seen), epoch_ns(last_event_time), requests FROM devices"
+        ).fetchall():
+            self.clocks.seed(device_id, min_lag, seen_ns, event_ns, requests)
         self._path = path
         self.metrics.disk_bytes.set(file_bytes(path))
         # A cursor is a separate connection, safe to use from the scrape thread.
@@ -178,16 +185,26 @@ class DuckDBExporter:
         written: dict[str, int] = {}
         try:
             con.execute("BEGIN TRANSACTION")
-            for table, builder in batch.tables.items():
-                # Built here, once per batch: one contiguous chunk per column
-                # scans about twice as fast as many request-sized chunks.
-                arrow = builder.build()
+            arrows = {table: builder.build() for table, builder in batch.tables.items()}
+            offsets = self._observe_clocks(arrows)
+            for table, arrow in arrows.items():
+                # Built once per batch: one contiguous chunk per column scans
+                # about twice as fast as many request-sized chunks.
                 con.register("incoming_rows", arrow)
                 try:
-                    con.execute(f"INSERT INTO {table} SELECT * FROM incoming_rows")
+                    if offsets is None:
+                        con.execute(f"INSERT INTO {table} SELECT *, NULL FROM incoming_rows")
+                    else:
+                        con.execute(
+                            f"INSERT INTO {table} SELECT r.*, o.clock_offset_ns FROM incoming_rows r "
+                            "LEFT JOIN incoming_offsets o ON r.device_id = o.device_id"
+                        )
                 finally:
                     con.unregister("incoming_rows")
                 written[table] = arrow.num_rows
+            if offsets is not None:
+                con.unregister("incoming_offsets")
+            self._write_devices(con)
             if batch.requests:
                 digests, signals, items, received, gateways = zip(
                     *((r.digest, r.signal, r.items, r.received_at_ns, r.gateway_id) for r in batch.requests)
@@ -225,6 +242,55 @@ class DuckDBExporter:
             self.metrics.rows_written.inc(rows, table=table)
         self.metrics.disk_bytes.set(file_bytes(self._path))
         return None
+
+    def _observe_clocks(self, arrows: dict[str, pa.Table]):
+        """Feed each request's newest event time to the clock estimator; register skewed offsets.
+
+        Returns None when no device in the batch is skewed (the common case),
+        else registers ``incoming_offsets`` (device_id, clock_offset_ns).
+        """
+        import pyarrow.compute as pc
+
+        self._touched: set[str] = set()
+        for table, arrow in arrows.items():
+            if table == "span_rows":
+                event = pc.add(arrow["start_time"].cast(pa.int64()), arrow["duration_ns"])
+            else:
+                event = arrow["time"].cast(pa.int64())
+            grouped = pa.table({"device_id": arrow["device_id"], "received": arrow["received_at"].cast(pa.int64()),
+                                "event": event}).group_by(["device_id", "received"]).aggregate([("event", "max")])
+            for device_id, received, newest in zip(*(grouped[c].to_pylist() for c in
+                                                     ("device_id", "received", "event_max"))):
+                if device_id is not None:
+                    self.clocks.observe(device_id, received, newest)
+                    self._touched.add(device_id)
+        skewed = {d: o for d in self._touched if (o := self.clocks.offset_ns(d)) is not None}
+        if not skewed:
+            return None
+        assert self._con is not None
+        self._con.register("incoming_offsets", pa.table({"device_id": pa.array(list(skewed), pa.string()),
+                                                         "clock_offset_ns": pa.array(list(skewed.values()), pa.int64())}))
+        return skewed
+
+    def _write_devices(self, con: duckdb.DuckDBPyConnection) -> None:
+        if not self._touched:
+            return
+        rows = self.clocks.snapshot(sorted(self._touched))
+        table = pa.table({
+            "device_id": pa.array([r[0] for r in rows], pa.string()),
+            "last_seen": pa.array([r[1] for r in rows], pa.timestamp("ns")),
+            "last_event_time": pa.array([r[2] for r in rows], pa.timestamp("ns")),
+            "min_lag_ns": pa.array([r[3] for r in rows], pa.int64()),
+            "clock_offset_ns": pa.array([r[4] for r in rows], pa.int64()),
+            "clock_skewed": pa.array([r[5] for r in rows], pa.bool_()),
+            "requests": pa.array([r[6] for r in rows], pa.uint64()),
+            "updated_at": pa.array([r[7] for r in rows], pa.timestamp("ns")),
+        })
+        con.register("incoming_devices", table)
+        try:
+            con.execute("INSERT OR REPLACE INTO devices SELECT * FROM incoming_devices")
+        finally:
+            con.unregister("incoming_devices")
 
     def _maybe_prune(self) -> None:
         """Drop ingest_log rows older than the dedup window, at most once an hour."""

@@ -165,6 +165,28 @@ NOT_NULL = {
 }
 
 
+#: Columns the writer adds at insert time, after the decoded ones: the device's
+#: estimated clock offset (device minus gateway, ns) when it is skewed.
+DERIVED_COLUMNS = {
+    "span_rows": [_col("clock_offset_ns", "BIGINT")],
+    "metric_points": [_col("clock_offset_ns", "BIGINT")],
+    "histogram_points": [_col("clock_offset_ns", "BIGINT")],
+}
+
+DEVICES_TABLE = """
+CREATE TABLE IF NOT EXISTS devices (
+    device_id VARCHAR PRIMARY KEY,
+    last_seen TIMESTAMP_NS,        -- gateway receive time of the newest request
+    last_event_time TIMESTAMP_NS,  -- newest event time, device clock
+    min_lag_ns BIGINT,             -- smallest receive-minus-event lag over recent requests
+    clock_offset_ns BIGINT,        -- device clock minus gateway clock, NULL when within the threshold
+    clock_skewed BOOLEAN,
+    requests UBIGINT,
+    updated_at TIMESTAMP_NS
+)
+"""
+
+
 def arrow_schema(table: str) -> pa.Schema:
     return pa.schema([pa.field(c.name, c.arrow_type, c.name not in NOT_NULL[table]) for c in TABLES[table]])
 
@@ -196,6 +218,11 @@ SELECT
     events, links, trace_state, flags,
     dropped_attributes_count, dropped_events_count, dropped_links_count,
     received_at, gateway_id,
+    clock_offset_ns,
+    CASE WHEN clock_offset_ns IS NULL THEN start_time
+         ELSE make_timestamp_ns(epoch_ns(start_time) - clock_offset_ns) END AS corrected_start_time,
+    CASE WHEN clock_offset_ns IS NULL THEN make_timestamp_ns(epoch_ns(start_time) + duration_ns)
+         ELSE make_timestamp_ns(epoch_ns(start_time) + duration_ns - clock_offset_ns) END AS corrected_end_time,
     trace_id_hi, trace_id_lo, span_id AS span_id_int
 FROM span_rows
 """
@@ -216,6 +243,9 @@ def ddl() -> list[str]:
             for c in columns
         )
         statements.append(f"CREATE TABLE IF NOT EXISTS {table} ({defs})")
+        for column in DERIVED_COLUMNS.get(table, []):
+            statements.append(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column.name} {column.sql_type}")
+    statements.append(DEVICES_TABLE)
     statements.append(SPANS_VIEW)
     statements.append(
         "INSERT INTO fleetwatch_meta VALUES ('schema_version', "
