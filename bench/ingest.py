@@ -51,8 +51,8 @@ def _proc_stat(pid: int) -> tuple[float, int]:
 
 
 def _client_worker(worker: int, n_requests: int, spans: int, port: int, threads: int,
-                   start_barrier, results) -> None:
-    bodies = [realistic_trace_request(spans, seed=worker * 100_000 + i, device=(worker * 997 + i) % 5000)
+                   start_barrier, results, shape, seed_base: int) -> None:
+    bodies = [shape(spans, seed=seed_base + worker * 100_000 + i, device=(worker * 997 + i) % 5000)
               for i in range(n_requests)]
     raw_bytes = sum(len(b) for b in bodies)
     lock = threading.Lock()
@@ -94,13 +94,18 @@ def _client_worker(worker: int, n_requests: int, spans: int, port: int, threads:
                  "started": started, "finished": time.perf_counter()})
 
 
-def drive_load(port: int, pid: int, *, processes: int, threads: int, requests_per_process: int, spans: int) -> dict:
-    """Run the client processes against ``port``; measure the server process ``pid``."""
+def drive_load(port: int, pid: int, *, processes: int, threads: int, requests_per_process: int, spans: int,
+               shape=realistic_trace_request, seed_base: int = 0) -> dict:
+    """Run the client processes against ``port``; measure the server process ``pid``.
+
+    ``shape(n_spans, seed=, device=)`` builds each request body (forked, so any callable works).
+    """
     ctx = mp.get_context("fork")
     barrier = ctx.Barrier(processes + 1)
     results = ctx.Queue()
     workers = [ctx.Process(target=_client_worker,
-                           args=(w, requests_per_process, spans, port, threads, barrier, results))
+                           args=(w, requests_per_process, spans, port, threads, barrier, results, shape,
+                                 seed_base))
                for w in range(processes)]
     for w in workers:
         w.start()
