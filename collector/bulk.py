@@ -17,6 +17,7 @@ recognised as re-sent).
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 from collections import Counter
 from collections.abc import Iterable
@@ -39,6 +40,7 @@ async def ingest_records(
     applies); with nobody waiting on an answer, batches are handed to the
     writer as soon as it is free instead of after the live batch timeout.
     """
+    config = copy.deepcopy(config)
     config.processors.batch.timeout = min(config.processors.batch.timeout, 0.005)
     metrics = CollectorMetrics()
     exporter = DuckDBExporter(config.exporters.duckdb, metrics)
@@ -85,7 +87,7 @@ async def ingest_records(
 def ingest_request_log(db_path: str | os.PathLike[str], log_path: str | os.PathLike[str],
                        config: CollectorConfig | None = None) -> dict[str, int]:
     """Ingest every record of the request log at ``log_path`` into the DuckDB file ``db_path``."""
-    config = config or default_config()
+    config = copy.deepcopy(config) if config is not None else default_config()
     config.exporters.duckdb.path = os.fspath(db_path)
     config.validate()
     return asyncio.run(ingest_records(read_request_log(log_path), config))

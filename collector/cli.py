@@ -3,6 +3,7 @@
 Verbs::
 
     fleetwatch serve [--config FILE] [--db PATH] [--http-port N] [--grpc-port N] [--host ADDR]
+    fleetwatch demo [--db PATH] [--http-port N] [--grpc-port N]   (sample data loaded, then serve)
     fleetwatch ingest --db PATH LOG [LOG ...]   (request logs, e.g. backfills and sample data)
     fleetwatch simulate ...        (see fleetwatch simulate --help)
 
@@ -22,8 +23,12 @@ from collector.config import ConfigError, load_config
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="receive OTLP and write it into a DuckDB file")
+    _serve_flags(p, default_db=None)
+
+
+def _serve_flags(p: argparse.ArgumentParser, default_db: str | None) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML config (OpenTelemetry Collector shape)")
-    p.add_argument("--db", metavar="PATH", help="DuckDB file (overrides exporters.duckdb.path)")
+    p.add_argument("--db", metavar="PATH", default=default_db, help="DuckDB file (overrides exporters.duckdb.path)")
     p.add_argument("--http-port", type=int, metavar="N", help="OTLP/HTTP port (default 4318; 0 = any free port)")
     p.add_argument("--grpc-port", type=int, metavar="N", help="OTLP/gRPC port (default 4317; 0 = any free port)")
     p.add_argument("--host", metavar="ADDR", help="listen address for both receivers (default 127.0.0.1)")
@@ -63,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fleetwatch", description="Fleet observability for edge AI.")
     sub = parser.add_subparsers(dest="verb", required=True)
     _serve_parser(sub)
+    demo = sub.add_parser("demo", help="load the shipped sample fleet into a DuckDB file, then serve")
+    _serve_flags(demo, default_db="fleetwatch-demo.duckdb")
     ingest = sub.add_parser("ingest", help="load request logs into a DuckDB file through the collector's pipeline")
     ingest.add_argument("--db", required=True, metavar="PATH", help="DuckDB file (must not be owned by a server)")
     ingest.add_argument("logs", nargs="+", metavar="LOG", help="request log files")
@@ -72,12 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb == "ingest":
         return _ingest(args)
 
-    if args.verb == "serve":
+    if args.verb in ("serve", "demo"):
         from collector.duckdb_exporter import DatabaseLockedError
         from collector.server import run
 
         try:
             config = _apply_serve_flags(args)
+            if args.verb == "demo":
+                _load_sample(config)
             return run(config)
         except ConfigError as exc:
             print(f"fleetwatch: configuration error: {exc}", file=sys.stderr)
@@ -90,6 +99,22 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     parser.error(f"unknown verb {args.verb}")
     return 2
+
+
+def _load_sample(config) -> None:
+    """Load the shipped sample fleet (idempotent: a second run recognises every request)."""
+    import time
+    from importlib.resources import files
+
+    from collector.bulk import ingest_request_log
+
+    sample = files("sample_data").joinpath("fleet-sample.otlp.zst")
+    print(f"loading the sample fleet into {config.exporters.duckdb.path} ...", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    counts = ingest_request_log(config.exporters.duckdb.path, str(sample), config)
+    print(f"sample fleet loaded in {time.monotonic() - started:.0f} s: {counts['spans']} spans and "
+          f"{counts['points']} metric points new, {counts['duplicates']} requests already there",
+          file=sys.stderr, flush=True)
 
 
 def _ingest(args: argparse.Namespace) -> int:
