@@ -36,10 +36,10 @@ def test_ingest_request_log_counts_and_is_idempotent(tmp_path, request_log):
     log_path, ids = request_log
     db = tmp_path / "fw.duckdb"
     counts = ingest_request_log(db, log_path)
-    assert counts == {"requests": 22, "spans": 1000, "points": 6, "rejected": 1, "duplicates": 0,
+    assert counts == {"requests": 23, "spans": 1000, "points": 6, "rejected": 1, "duplicates": 0,
                       "bad_requests": 1}
     again = ingest_request_log(db, log_path)
-    assert again["duplicates"] == 22 and again["spans"] == 0
+    assert again["duplicates"] == 22 and again["bad_requests"] == 1 and again["spans"] == 0
     assert sorted(r[0] for r in query(db, "SELECT span_id FROM spans")) == sorted(ids)
     received = query(db, "SELECT min(epoch_ns(received_at)), max(epoch_ns(received_at)) FROM spans")[0]
     assert received == (BACKFILL_NS, BACKFILL_NS + 19)
