@@ -199,3 +199,20 @@ def test_corrupt_segment_is_quarantined_and_the_rest_delivered(tmp_path):
     stored = {r[0] for r in query(tmp_path / "central.duckdb", "SELECT span_id FROM spans")}
     delivered = sum(1 for ids in sent if set(ids) <= stored)
     assert len(sent) - 2 <= delivered < len(sent)  # only what the flipped byte hit is lost
+
+
+def test_gateway_keeps_a_local_copy_while_forwarding(tmp_path):
+    central = CollectorProcess(tmp_path / "central.duckdb").start()
+    config = gateway_config(tmp_path, central.http_url)
+    for pipeline in config["service"]["pipelines"].values():
+        pipeline["exporters"] = ["duckdb", "otlp"]
+    sent = []
+    with CollectorProcess(tmp_path / "gateway.duckdb", config=config) as gateway:
+        for i in range(5):
+            body, ids = trace_request(10, device=f"dev-{i}")
+            assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200
+            sent += ids
+        wait_until(lambda: queue_empty(gateway), what="forwarding")
+    assert central.stop() == 0
+    for db in ("gateway.duckdb", "central.duckdb"):
+        assert sorted(r[0] for r in query(tmp_path / db, "SELECT span_id FROM spans")) == sorted(sent), db
