@@ -8,14 +8,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from tests.collector_process import free_port, query
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_demo_loads_the_sample_and_serves(tmp_path):
     db = tmp_path / "demo.duckdb"
     port = free_port()
-    manifest = json.loads(open("sample_data/manifest.json").read())
+    manifest = json.loads((ROOT / "sample_data" / "manifest.json").read_text())
     proc = subprocess.Popen([sys.executable, "-m", "collector.cli", "demo", "--db", str(db), "--http-port", str(port),
                              "--grpc-port", str(free_port())], stderr=subprocess.PIPE, text=True)
     try:
