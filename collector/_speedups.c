@@ -1,6 +1,9 @@
 /*
  * collector._speedups: a hand-written decoder of OTLP ExportTraceServiceRequest
- * protobuf bytes into the column dict described in collector/trace_decode.py.
+ * protobuf bytes into the column dict described in collector/trace_decode.py:
+ * every column is Arrow buffers (fixed-width values; text as int32 offsets +
+ * UTF-8 data + validity bitmap), no Python object per value. concat_column()
+ * joins the columns of many requests for collector/arrow_batches.py.
  *
  * No libprotobuf: the wire format is parsed here, with every read checked
  * against the end of its enclosing message. The output must equal
@@ -49,7 +52,6 @@
 typedef struct {
     char *p;
     size_t n, cap;
-    int nonascii;
 } Buf;
 
 static int buf_grow(Buf *b, size_t need)
@@ -94,7 +96,6 @@ static inline int buf_putc(Buf *b, char c)
 static inline void buf_reset(Buf *b)
 {
     b->n = 0;
-    b->nonascii = 0;
 }
 
 typedef struct {
@@ -145,20 +146,30 @@ static int segs_push(Segs *s, const uint8_t *p, const uint8_t *e)
 /* ------------------------------------------------------------------------ */
 /* Output columns and decoder state                                           */
 
+/* Text columns: Arrow string arrays (int32 offsets, UTF-8 data, validity bitmap). */
 enum {
     C_NAME, C_TRACE_STATE, C_STATUS_MESSAGE, C_SCOPE_NAME, C_SCOPE_VERSION,
     C_RESOURCE_ATTRS, C_SCOPE_ATTRS, C_ATTRS, C_EVENTS, C_LINKS,
     C_RES0, /* six promoted resource columns */
-    C_SPAN0 = C_RES0 + 6, /* ten promoted span columns */
-    N_OBJ = C_SPAN0 + 10
+    C_SPAN0 = C_RES0 + 6, /* six promoted span string columns (span slots 0-5) */
+    N_STR = C_SPAN0 + 6
 };
-static const char *OBJ_NAMES[N_OBJ] = {
+static const char *STR_NAMES[N_STR] = {
     "name", "trace_state", "status_message", "scope_name", "scope_version",
     "resource_attributes", "scope_attributes", "attributes", "events", "links",
     "service_name", "device_id", "site", "region", "device_class", "firmware_version",
     "model_name", "model_version", "inference_mode", "request_id", "prediction_label", "label",
-    "prediction_score", "prediction_value", "label_value", "cold_start",
 };
+/* Promoted float columns (span slots 6-8) and the bool column (slot 9). */
+#define SLOT_F64 6
+#define N_F64 3
+#define SLOT_BOOL 9
+static const char *F64_NAMES[N_F64] = {"prediction_score", "prediction_value", "label_value"};
+static const char *BOOL_NAME = "cold_start";
+/* Validity bitmaps: the text columns, then the floats, then the bool. */
+#define V_F64 N_STR
+#define V_BOOL (N_STR + N_F64)
+#define N_VALID (V_BOOL + 1)
 
 enum { F_TID_HI, F_TID_LO, F_SPAN_ID, F_PARENT, F_START, F_DURATION, N_U64 };
 static const char *U64_NAMES[N_U64] = {
@@ -180,28 +191,27 @@ typedef struct {
     const char *key;
     uint32_t len;
     int kind;
-    int cache; /* intern through the per-call string cache */
 } Promo;
 
 static const Promo RES_PROMO[6] = {
-    {"service.name", 12, K_STR, 0},
-    {"device.id", 9, K_STR, 0},
-    {"fleet.site", 10, K_STR, 0},
-    {"fleet.region", 12, K_STR, 0},
-    {"device.class", 12, K_STR, 0},
-    {"device.firmware.version", 23, K_STR, 0},
+    {"service.name", 12, K_STR},
+    {"device.id", 9, K_STR},
+    {"fleet.site", 10, K_STR},
+    {"fleet.region", 12, K_STR},
+    {"device.class", 12, K_STR},
+    {"device.firmware.version", 23, K_STR},
 };
-static const Promo SPAN_PROMO[10] = {
-    {"ml.model.name", 13, K_STR, 1},
-    {"ml.model.version", 16, K_STR, 1},
-    {"ml.inference.mode", 17, K_STR, 1},
-    {"ml.request.id", 13, K_STR, 0},
-    {"ml.prediction.label", 19, K_STR, 1},
-    {"ml.label", 8, K_STR, 1},
-    {"ml.prediction.score", 19, K_FLOAT, 0},
-    {"ml.prediction.value", 19, K_FLOAT, 0},
-    {"ml.label.value", 14, K_FLOAT, 0},
-    {"ml.inference.cold_start", 23, K_BOOL, 0},
+static const Promo SPAN_PROMO[10] = { /* slots: C_SPAN0 + 0..5, SLOT_F64 + 0..2, SLOT_BOOL */
+    {"ml.model.name", 13, K_STR},
+    {"ml.model.version", 16, K_STR},
+    {"ml.inference.mode", 17, K_STR},
+    {"ml.request.id", 13, K_STR},
+    {"ml.prediction.label", 19, K_STR},
+    {"ml.label", 8, K_STR},
+    {"ml.prediction.score", 19, K_FLOAT},
+    {"ml.prediction.value", 19, K_FLOAT},
+    {"ml.label.value", 14, K_FLOAT},
+    {"ml.inference.cold_start", 23, K_BOOL},
 };
 #define MAX_SLOTS 10
 
@@ -209,24 +219,34 @@ typedef struct {
     const uint8_t *kv, *kvend;  /* KeyValue payload */
     const uint8_t *key;
     uint32_t keylen;
-    int key_na;                 /* key has non-ASCII bytes */
     const uint8_t *val, *valend; /* first `value` payload */
     int nval;                   /* number of `value` occurrences (merged) */
     int slot;                   /* promotion slot or -1 */
 } KVRef;
 
-#define CACHE_SIZE 256
-#define CACHE_MAXLEN 40
+/* A promoted value: a string slice of the request, or the bits of a double / a bool */
 typedef struct {
-    PyObject *obj;
-    uint32_t len, hash;
-    uint8_t bytes[CACHE_MAXLEN];
-} CacheEntry;
+    int set;
+    const uint8_t *s;
+    uint32_t n;
+    uint64_t bits;
+} PromoVal;
+
+/* Text of one request across all text columns is limited so that int32
+   offsets cannot overflow (and a small request repeating a large resource
+   across many spans cannot take unbounded memory); settable for tests. */
+static size_t max_text = 0x7FFFFFFF;
 
 typedef struct {
     const uint8_t *base, *limit;
     Py_ssize_t n, cap; /* accepted spans */
-    PyObject **obj[N_OBJ];
+    Buf sdata[N_STR];      /* text column data */
+    int32_t *soff[N_STR];  /* text column offsets, cap + 1 */
+    uint8_t *valid[N_VALID]; /* validity bitmaps, cap / 8 bytes, zeroed */
+    Py_ssize_t nulls[N_VALID];
+    uint64_t *f64[N_F64];  /* bits of the doubles */
+    uint8_t *bools;        /* values bitmap of the bool column, cap / 8 bytes, zeroed */
+    size_t text_room;      /* text bytes left before max_text */
     uint64_t *u64[N_U64];
     uint32_t *u32[N_U32];
     uint8_t *u8[N_U8];
@@ -235,12 +255,14 @@ typedef struct {
     Buf attrs, events, links, scratch;
     KVRef *kv;
     Py_ssize_t nkv, kvcap;
-    CacheEntry cache[CACHE_SIZE];
 } Dec;
 
+/* Shared by the spans of one scope: slices of the request, framed JSON text */
 typedef struct {
-    PyObject *res[6], *res_json;
-    PyObject *scope_name, *scope_version, *scope_json;
+    PromoVal res[6];
+    Buf res_json, scope_json; /* framed JSON; n == 0 for none */
+    const uint8_t *scope_name, *scope_version;
+    uint32_t scope_namen, scope_versionn;
     Py_ssize_t ri, si;
 } Ctx;
 
@@ -466,7 +488,7 @@ static inline uint64_t load64(const uint8_t *p)
 }
 
 /* 1 if valid UTF-8 (no surrogates, no overlongs, <= U+10FFFF) */
-static int utf8_valid(const uint8_t *s, size_t n, int *nonascii)
+static int utf8_valid(const uint8_t *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -479,7 +501,6 @@ static int utf8_valid(const uint8_t *s, size_t n, int *nonascii)
             i++;
             continue;
         }
-        *nonascii = 1;
         if (c >= 0xC2 && c <= 0xDF) {
             if (i + 1 >= n || (s[i + 1] & 0xC0) != 0x80) return 0;
             i += 2;
@@ -519,12 +540,10 @@ static int utf8_valid(const uint8_t *s, size_t n, int *nonascii)
 }
 
 /* string field: length + UTF-8 check */
-static inline int rd_str(Dec *d, const uint8_t **pp, const uint8_t *end, const uint8_t **s, uint32_t *n,
-                         int *na)
+static inline int rd_str(Dec *d, const uint8_t **pp, const uint8_t *end, const uint8_t **s, uint32_t *n)
 {
     if (rd_len(d, pp, end, s, n)) return -1;
-    *na = 0;
-    if (UNLIKELY(!utf8_valid(*s, *n, na))) return fail(d, *s, "invalid UTF-8 in a string field");
+    if (UNLIKELY(!utf8_valid(*s, *n))) return fail(d, *s, "invalid UTF-8 in a string field");
     return 0;
 }
 
@@ -542,7 +561,7 @@ static inline int json_plain8(uint64_t x)
 static const char HEXD[] = "0123456789abcdef";
 
 /* JSON string literal of valid UTF-8, escaped like json.dumps(ensure_ascii=False) */
-static int json_str(Buf *b, const uint8_t *s, size_t n, int nonascii)
+static int json_str(Buf *b, const uint8_t *s, size_t n)
 {
     if (n > ((size_t)PY_SSIZE_T_MAX - 16) / 6) {
         PyErr_NoMemory();
@@ -586,7 +605,6 @@ static int json_str(Buf *b, const uint8_t *s, size_t n, int nonascii)
     }
     *o++ = '"';
     b->n = (size_t)(o - b->p);
-    if (nonascii) b->nonascii = 1;
     return 0;
 }
 
@@ -1034,19 +1052,7 @@ static int put_double(Buf *b, double v)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Python objects                                                             */
-
-static PyObject *math_nan; /* math.nan: every promoted NaN is this object */
-
-static PyObject *new_str(const uint8_t *s, size_t n, int nonascii)
-{
-    if (!nonascii) {
-        PyObject *o = PyUnicode_New((Py_ssize_t)n, 127);
-        if (o && n) memcpy(PyUnicode_DATA(o), s, n);
-        return o;
-    }
-    return PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)n, "strict");
-}
+/* Output columns                                                             */
 
 static inline int same_bytes(const uint8_t *a, const uint8_t *b, uint32_t n)
 {
@@ -1061,52 +1067,54 @@ static inline int same_bytes(const uint8_t *a, const uint8_t *b, uint32_t n)
     return 1;
 }
 
-static PyObject *cached_str(Dec *d, const uint8_t *s, uint32_t n, int nonascii)
+/* JSON entries in b (each with a leading ','): frame them in place as open...close */
+static int frame(Buf *b, char open, char close)
 {
-    if (n > CACHE_MAXLEN) return new_str(s, n, nonascii);
-    uint64_t x; /* a quick hash of short strings: collisions only cost cache hits */
-    if (n >= 8)
-        x = load64(s) * 0x9E3779B97F4A7C15ull ^ load64(s + n - 8);
-    else if (n >= 4) {
-        uint32_t a, b;
-        memcpy(&a, s, 4);
-        memcpy(&b, s + n - 4, 4);
-        x = ((uint64_t)a << 32) | b;
+    if (b->n == 0) return 0;
+    b->p[0] = open; /* replaces the leading ',' */
+    return buf_putc(b, close);
+}
+
+static int fail_text(void)
+{
+    PyErr_Format(PyExc_ValueError,
+                 "OTLP trace request too large: its spans hold more than %zu bytes of text "
+                 "(string and JSON columns); send fewer spans per request",
+                 max_text);
+    return -1;
+}
+
+static inline void set_bit(uint8_t *bitmap, Py_ssize_t i)
+{
+    bitmap[i >> 3] |= (uint8_t)(1u << (i & 7));
+}
+
+/* Row i of text column c: n bytes at s, or null when s is NULL. */
+static inline int put_text(Dec *d, int c, Py_ssize_t i, const void *s, size_t n)
+{
+    Buf *b = &d->sdata[c];
+    if (s) {
+        if (UNLIKELY(n > d->text_room)) return fail_text();
+        d->text_room -= n;
+        if (n && buf_put(b, (const char *)s, n)) return -1;
+        set_bit(d->valid[c], i);
     }
     else
-        x = n ? ((uint64_t)s[0] << 16) | ((uint64_t)s[n / 2] << 8) | s[n - 1] : 0;
-    x = (x ^ n) * 0x9E3779B97F4A7C15ull;
-    uint32_t h = (uint32_t)(x >> 32);
-    CacheEntry *e = &d->cache[h & (CACHE_SIZE - 1)];
-    if (e->obj && e->hash == h && e->len == n && same_bytes(e->bytes, s, n)) {
-        Py_INCREF(e->obj);
-        return e->obj;
-    }
-    PyObject *o = new_str(s, n, nonascii);
-    if (!o) return NULL;
-    Py_XDECREF(e->obj);
-    Py_INCREF(o);
-    e->obj = o;
-    e->hash = h;
-    e->len = n;
-    memcpy(e->bytes, s, n);
-    return o;
+        d->nulls[c]++;
+    d->soff[c][i + 1] = (int32_t)b->n; /* <= max_text: no overflow */
+    return 0;
 }
 
-/* str, or None when empty */
-static PyObject *str_or_none(Dec *d, const uint8_t *s, uint32_t n, int nonascii)
+/* Row i of text column c from a framed JSON buffer (empty: null). */
+static inline int put_json(Dec *d, int c, Py_ssize_t i, const Buf *b)
 {
-    if (!n) Py_RETURN_NONE;
-    return cached_str(d, s, n, nonascii);
+    return put_text(d, c, i, b->n ? b->p : NULL, b->n);
 }
 
-/* JSON text in b, framed by open/close over the leading comma; None if empty */
-static PyObject *json_obj(Buf *b, char open, char close)
+/* Row i of text column c from a promoted string (unset: null; "" stays "") */
+static inline int put_promoted(Dec *d, int c, Py_ssize_t i, const PromoVal *v)
 {
-    if (b->n == 0) Py_RETURN_NONE;
-    b->p[0] = open; /* replaces the leading ',' */
-    if (buf_putc(b, close)) return NULL;
-    return new_str((const uint8_t *)b->p, b->n, b->nonascii);
+    return put_text(d, c, i, v->set ? (v->s ? (const void *)v->s : (const void *)"") : NULL, v->n);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1120,11 +1128,10 @@ static int lv_kv(Dec *d, const uint8_t *p, const uint8_t *end, int depth)
         const uint8_t *at = p, *s;
         uint32_t tag, n;
         uint64_t v;
-        int na;
         if (rd_tag(d, &p, end, &tag)) return -1;
         switch (tag) {
         case TAG(1, WT_LEN):
-            if (rd_str(d, &p, end, &s, &n, &na)) return -1;
+            if (rd_str(d, &p, end, &s, &n)) return -1;
             break;
         case TAG(2, WT_LEN):
             if (rd_len(d, &p, end, &s, &n)) return -1;
@@ -1165,11 +1172,10 @@ static int lv_any(Dec *d, const uint8_t *p, const uint8_t *end, int depth)
         const uint8_t *at = p, *s;
         uint32_t tag, n;
         uint64_t v;
-        int na;
         if (rd_tag(d, &p, end, &tag)) return -1;
         switch (tag) {
         case TAG(1, WT_LEN):
-            if (rd_str(d, &p, end, &s, &n, &na)) return -1;
+            if (rd_str(d, &p, end, &s, &n)) return -1;
             break;
         case TAG(2, WT_VARINT):
         case TAG(3, WT_VARINT):
@@ -1206,7 +1212,6 @@ typedef struct {
     int which; /* final oneof field number, 0 = none */
     const uint8_t *s;
     uint32_t slen;
-    int s_na;
     uint64_t u;
     int nmsg;           /* occurrences of array_value / kvlist_value */
     Py_ssize_t run_seg; /* where the final array/kvlist run starts */
@@ -1220,7 +1225,6 @@ static int any_scan(Dec *d, const Segs *segs, int depth, AnyScan *a)
     a->nmsg = 0;
     a->s = NULL;
     a->slen = 0;
-    a->s_na = 0;
     a->u = 0;
     a->run_seg = 0;
     a->run_at = NULL;
@@ -1229,22 +1233,13 @@ static int any_scan(Dec *d, const Segs *segs, int depth, AnyScan *a)
         while (p < end) {
             const uint8_t *at = p, *s;
             uint32_t tag, n;
-            int na;
             if (rd_tag(d, &p, end, &tag)) return -1;
             switch (tag) {
             case TAG(1, WT_LEN):
             case TAG(7, WT_LEN):
-                if (tag == TAG(1, WT_LEN)) {
-                    na = 0;
-                    if (rd_str(d, &p, end, &s, &n, &na)) return -1;
-                }
-                else {
-                    na = 0;
-                    if (rd_len(d, &p, end, &s, &n)) return -1;
-                }
+                if (tag == TAG(1, WT_LEN) ? rd_str(d, &p, end, &s, &n) : rd_len(d, &p, end, &s, &n)) return -1;
                 a->s = s;
                 a->slen = n;
-                a->s_na = na;
                 a->which = (int)(tag >> 3);
                 break;
             case TAG(2, WT_VARINT):
@@ -1308,7 +1303,6 @@ static int kv_scan(Dec *d, const uint8_t *p, const uint8_t *end, int depth, KVRe
     r->kvend = end;
     r->key = p;
     r->keylen = 0;
-    r->key_na = 0;
     r->val = r->valend = NULL;
     r->nval = 0;
     r->slot = -1;
@@ -1319,7 +1313,7 @@ static int kv_scan(Dec *d, const uint8_t *p, const uint8_t *end, int depth, KVRe
         if (rd_tag(d, &p, end, &tag)) return -1;
         switch (tag) {
         case TAG(1, WT_LEN):
-            if (rd_str(d, &p, end, &r->key, &r->keylen, &r->key_na)) return -1;
+            if (rd_str(d, &p, end, &r->key, &r->keylen)) return -1;
             break;
         case TAG(2, WT_LEN):
             if (rd_len(d, &p, end, &s, &n)) return -1;
@@ -1373,7 +1367,7 @@ static int render_any(Dec *d, Buf *b, const Segs *segs, int depth, int level)
     if (a.nmsg && any_runs(d, segs, &a, depth, &run)) goto done;
     switch (a.which) {
     case 1:
-        rc = json_str(b, a.s, a.slen, a.s_na);
+        rc = json_str(b, a.s, a.slen);
         goto done;
     case 2:
         rc = a.u ? PUTS(b, "true") : PUTS(b, "false");
@@ -1451,7 +1445,7 @@ static int render_kv(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, int d
     KVRef r;
     Segs vs;
     if (kv_scan(d, p, end, depth, &r)) return -1;
-    if (json_str(b, r.key, r.keylen, r.key_na) || buf_putc(b, ':')) return -1;
+    if (json_str(b, r.key, r.keylen) || buf_putc(b, ':')) return -1;
     if (kv_value_segs(d, &r, &vs)) {
         segs_free(&vs);
         return -1;
@@ -1501,8 +1495,9 @@ static int push_kv(Dec *d, const uint8_t *p, const uint8_t *end, int depth, cons
 }
 
 /* Promote the last occurrence of each table key when its type fits; JSON of the rest
-   into b (entries with a leading ','). out[slot] gets new references or stays NULL. */
-static int attrs_promote(Dec *d, Buf *b, int kv_depth, const Promo *table, int nslots, PyObject **out)
+   into b (entries with a leading ','). out[slot] is set for the promoted slots
+   (the caller zeroes out[]). */
+static int attrs_promote(Dec *d, Buf *b, int kv_depth, const Promo *table, int nslots, PromoVal *out)
 {
     Py_ssize_t last[MAX_SLOTS];
     for (int i = 0; i < nslots; i++) last[i] = -1;
@@ -1518,42 +1513,34 @@ static int attrs_promote(Dec *d, Buf *b, int kv_depth, const Promo *table, int n
             if (any_scan(d, &vs, kv_depth + 1, &a)) goto error;
             if (a.nmsg && a.which != 5 && a.which != 6 && any_runs(d, &vs, &a, kv_depth + 1, NULL))
                 goto error;
-            const Promo *pr = &table[r->slot];
-            PyObject *o = NULL;
-            if (pr->kind == K_STR && a.which == 1)
-                o = pr->cache ? cached_str(d, a.s, a.slen, a.s_na) : new_str(a.s, a.slen, a.s_na);
-            else if (pr->kind == K_FLOAT && a.which == 4) {
-                double x;
-                memcpy(&x, &a.u, 8);
-                if (x != x) { /* the math.nan object, as the Python decoder returns */
-                    o = math_nan;
-                    Py_INCREF(o);
-                }
-                else
-                    o = PyFloat_FromDouble(x);
+            PromoVal *o = &out[r->slot];
+            int kind = table[r->slot].kind;
+            if (kind == K_STR && a.which == 1) {
+                o->s = a.s;
+                o->n = a.slen;
             }
-            else if (pr->kind == K_FLOAT && a.which == 3)
-                o = PyFloat_FromDouble((double)(int64_t)a.u);
-            else if (pr->kind == K_BOOL && a.which == 2) {
-                o = a.u ? Py_True : Py_False;
-                Py_INCREF(o);
+            else if (kind == K_FLOAT && a.which == 4)
+                o->bits = a.u; /* the double's bits, NaN payloads included */
+            else if (kind == K_FLOAT && a.which == 3) {
+                double x = (double)(int64_t)a.u;
+                memcpy(&o->bits, &x, 8);
             }
+            else if (kind == K_BOOL && a.which == 2)
+                o->bits = a.u != 0;
             else
                 goto render;
-            if (!o) goto error;
-            out[r->slot] = o;
+            o->set = 1;
             segs_free(&vs);
             continue;
         }
     render:
-        if (buf_putc(b, ',') || json_str(b, r->key, r->keylen, r->key_na) || buf_putc(b, ':') ||
+        if (buf_putc(b, ',') || json_str(b, r->key, r->keylen) || buf_putc(b, ':') ||
             render_any(d, b, &vs, kv_depth + 1, 0))
             goto error;
         segs_free(&vs);
         continue;
     error:
         segs_free(&vs);
-        for (int k = 0; k < nslots; k++) Py_CLEAR(out[k]);
         return -1;
     }
     return 0;
@@ -1576,11 +1563,25 @@ static int attrs_promote(Dec *d, Buf *b, int kv_depth, const Promo *table, int n
 static int cols_reserve(Dec *d)
 {
     if (d->n < d->cap) return 0;
-    Py_ssize_t cap = d->cap ? d->cap * 2 : 512;
-    for (int c = 0; c < N_OBJ; c++) {
-        void *np = PyMem_Realloc(d->obj[c], (size_t)cap * sizeof(PyObject *));
+    Py_ssize_t cap = d->cap ? d->cap * 2 : 512; /* a multiple of 8: whole bitmap bytes */
+    size_t old_bytes = (size_t)d->cap / 8, new_bytes = (size_t)cap / 8;
+    for (int c = 0; c < N_STR; c++) {
+        int32_t *np = PyMem_Realloc(d->soff[c], ((size_t)cap + 1) * 4);
         if (!np) goto nomem;
-        d->obj[c] = np;
+        if (!d->soff[c]) np[0] = 0;
+        d->soff[c] = np;
+    }
+    for (int c = 0; c < N_VALID + 1; c++) { /* the validity bitmaps, then the bool values */
+        uint8_t **bm = c < N_VALID ? &d->valid[c] : &d->bools;
+        uint8_t *np = PyMem_Realloc(*bm, new_bytes);
+        if (!np) goto nomem;
+        memset(np + old_bytes, 0, new_bytes - old_bytes);
+        *bm = np;
+    }
+    for (int c = 0; c < N_F64; c++) {
+        void *np = PyMem_Realloc(d->f64[c], (size_t)cap * 8);
+        if (!np) goto nomem;
+        d->f64[c] = np;
     }
     for (int c = 0; c < N_U64; c++) {
         void *np = PyMem_Realloc(d->u64[c], (size_t)cap * 8);
@@ -1609,10 +1610,9 @@ static int entity_ref(Dec *d, const uint8_t *p, const uint8_t *end, int depth)
     while (p < end) {
         const uint8_t *at = p, *s;
         uint32_t tag, n;
-        int na;
         if (rd_tag(d, &p, end, &tag)) return -1;
         if ((tag & 7) == WT_LEN && (tag >> 3) >= 1 && (tag >> 3) <= 4) {
-            if (rd_str(d, &p, end, &s, &n, &na)) return -1;
+            if (rd_str(d, &p, end, &s, &n)) return -1;
         }
         else if (other_field(d, &p, end, tag, at, depth, KNOWN_ENTITY, "EntityRef"))
             return -1;
@@ -1626,7 +1626,7 @@ static int render_event(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, in
     uint64_t t = 0, v;
     const uint8_t *name = NULL, *s;
     uint32_t namelen = 0, dropped = 0, n;
-    int name_na = 0, nattr = 0;
+    int nattr = 0;
     Buf *ab = &d->scratch;
     buf_reset(ab);
     while (p < end) {
@@ -1638,7 +1638,7 @@ static int render_event(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, in
             if (rd_fixed64(d, &p, end, &t)) return -1;
             break;
         case TAG(2, WT_LEN):
-            if (rd_str(d, &p, end, &name, &namelen, &name_na)) return -1;
+            if (rd_str(d, &p, end, &name, &namelen)) return -1;
             break;
         case TAG(3, WT_LEN):
             if (rd_len(d, &p, end, &s, &n)) return -1;
@@ -1655,12 +1655,11 @@ static int render_event(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, in
         }
     }
     if (PUTS(b, ",{\"time_unix_nano\":") || put_u64(b, t) || PUTS(b, ",\"name\":") ||
-        json_str(b, name, namelen, name_na))
+        json_str(b, name, namelen))
         return -1;
     if (nattr) {
         ab->p[0] = '{';
         if (PUTS(b, ",\"attributes\":") || buf_put(b, ab->p, ab->n) || buf_putc(b, '}')) return -1;
-        if (ab->nonascii) b->nonascii = 1;
     }
     if (dropped && (PUTS(b, ",\"dropped_attributes_count\":") || put_u64(b, dropped))) return -1;
     return buf_putc(b, '}');
@@ -1671,7 +1670,7 @@ static int render_link(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, int
 {
     const uint8_t *tid = NULL, *sid = NULL, *ts = NULL, *s;
     uint32_t tidn = 0, sidn = 0, tsn = 0, dropped = 0, flags = 0, n;
-    int ts_na = 0, nattr = 0;
+    int nattr = 0;
     uint64_t v;
     Buf *ab = &d->scratch;
     buf_reset(ab);
@@ -1687,7 +1686,7 @@ static int render_link(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, int
             if (rd_len(d, &p, end, &sid, &sidn)) return -1;
             break;
         case TAG(3, WT_LEN):
-            if (rd_str(d, &p, end, &ts, &tsn, &ts_na)) return -1;
+            if (rd_str(d, &p, end, &ts, &tsn)) return -1;
             break;
         case TAG(4, WT_LEN):
             if (rd_len(d, &p, end, &s, &n)) return -1;
@@ -1709,11 +1708,10 @@ static int render_link(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, int
     if (PUTS(b, ",{\"trace_id\":") || put_hex(b, tid, tidn) || PUTS(b, ",\"span_id\":") ||
         put_hex(b, sid, sidn))
         return -1;
-    if (tsn && (PUTS(b, ",\"trace_state\":") || json_str(b, ts, tsn, ts_na))) return -1;
+    if (tsn && (PUTS(b, ",\"trace_state\":") || json_str(b, ts, tsn))) return -1;
     if (nattr) {
         ab->p[0] = '{';
         if (PUTS(b, ",\"attributes\":") || buf_put(b, ab->p, ab->n) || buf_putc(b, '}')) return -1;
-        if (ab->nonascii) b->nonascii = 1;
     }
     if (flags && (PUTS(b, ",\"flags\":") || put_u64(b, flags))) return -1;
     if (dropped && (PUTS(b, ",\"dropped_attributes_count\":") || put_u64(b, dropped))) return -1;
@@ -1743,10 +1741,10 @@ static int parse_span(Dec *d, const uint8_t *p, const uint8_t *end, int depth, c
 {
     const uint8_t *tid = NULL, *sid = NULL, *pid = NULL, *ts = NULL, *name = NULL, *smsg = NULL, *s;
     uint32_t tidn = 0, sidn = 0, pidn = 0, tsn = 0, namen = 0, smsgn = 0, n;
-    int ts_na = 0, name_na = 0, smsg_na = 0;
     uint64_t kind = 0, start = 0, endt = 0, code = 0, v;
     uint32_t flags = 0, dattr = 0, devents = 0, dlinks = 0;
-    PyObject *prom[MAX_SLOTS] = {NULL};
+    PromoVal prom[MAX_SLOTS];
+    memset(prom, 0, sizeof prom);
     buf_reset(&d->events);
     buf_reset(&d->links);
     d->nkv = 0;
@@ -1762,13 +1760,13 @@ static int parse_span(Dec *d, const uint8_t *p, const uint8_t *end, int depth, c
             if (rd_len(d, &p, end, &sid, &sidn)) return -1;
             break;
         case TAG(3, WT_LEN):
-            if (rd_str(d, &p, end, &ts, &tsn, &ts_na)) return -1;
+            if (rd_str(d, &p, end, &ts, &tsn)) return -1;
             break;
         case TAG(4, WT_LEN):
             if (rd_len(d, &p, end, &pid, &pidn)) return -1;
             break;
         case TAG(5, WT_LEN):
-            if (rd_str(d, &p, end, &name, &namen, &name_na)) return -1;
+            if (rd_str(d, &p, end, &name, &namen)) return -1;
             break;
         case TAG(6, WT_VARINT):
             if (rd_varint(d, &p, end, &kind)) return -1;
@@ -1816,7 +1814,7 @@ static int parse_span(Dec *d, const uint8_t *p, const uint8_t *end, int depth, c
                 uint32_t qtag;
                 if (rd_tag(d, &q, qe, &qtag)) return -1;
                 if (qtag == TAG(2, WT_LEN)) {
-                    if (rd_str(d, &q, qe, &smsg, &smsgn, &smsg_na)) return -1;
+                    if (rd_str(d, &q, qe, &smsg, &smsgn)) return -1;
                 }
                 else if (qtag == TAG(3, WT_VARINT)) {
                     if (rd_varint(d, &q, qe, &code)) return -1;
@@ -1873,7 +1871,6 @@ static int parse_span(Dec *d, const uint8_t *p, const uint8_t *end, int depth, c
                       (unsigned long long)endt, (unsigned long long)start);
     }
     if (reason >= 0) {
-        for (int k = 0; k < MAX_SLOTS; k++) Py_CLEAR(prom[k]);
         d->rejected++;
         d->reasons[reason]++;
         if (!d->first_error) {
@@ -1884,44 +1881,34 @@ static int parse_span(Dec *d, const uint8_t *p, const uint8_t *end, int depth, c
         return 0;
     }
 
-    if (cols_reserve(d)) goto error;
-    PyObject *o[N_OBJ];
-    memset(o, 0, sizeof o);
-    o[C_NAME] = str_or_none(d, name, namen, name_na);
-    o[C_TRACE_STATE] = str_or_none(d, ts, tsn, ts_na);
-    o[C_STATUS_MESSAGE] = str_or_none(d, smsg, smsgn, smsg_na);
-    o[C_ATTRS] = json_obj(&d->attrs, '{', '}');
-    o[C_EVENTS] = json_obj(&d->events, '[', ']');
-    o[C_LINKS] = json_obj(&d->links, '[', ']');
-    if (!o[C_NAME] || !o[C_TRACE_STATE] || !o[C_STATUS_MESSAGE] || !o[C_ATTRS] || !o[C_EVENTS] ||
-        !o[C_LINKS]) {
-        for (int c = 0; c < N_OBJ; c++) Py_XDECREF(o[c]);
-        goto error;
-    }
-    o[C_SCOPE_NAME] = ctx->scope_name;
-    o[C_SCOPE_VERSION] = ctx->scope_version;
-    o[C_SCOPE_ATTRS] = ctx->scope_json;
-    o[C_RESOURCE_ATTRS] = ctx->res_json;
-    Py_INCREF(ctx->scope_name);
-    Py_INCREF(ctx->scope_version);
-    Py_INCREF(ctx->scope_json);
-    Py_INCREF(ctx->res_json);
-    for (int k = 0; k < 6; k++) {
-        o[C_RES0 + k] = ctx->res[k];
-        Py_INCREF(ctx->res[k]);
-    }
-    for (int k = 0; k < 10; k++) {
-        if (prom[k]) {
-            o[C_SPAN0 + k] = prom[k];
-            prom[k] = NULL;
-        }
-        else {
-            o[C_SPAN0 + k] = Py_None;
-            Py_INCREF(Py_None);
-        }
-    }
+    if (cols_reserve(d) || frame(&d->attrs, '{', '}') || frame(&d->events, '[', ']') ||
+        frame(&d->links, '[', ']'))
+        return -1;
     Py_ssize_t i = d->n;
-    for (int c = 0; c < N_OBJ; c++) d->obj[c][i] = o[c];
+    if (put_text(d, C_NAME, i, namen ? name : NULL, namen) || put_text(d, C_TRACE_STATE, i, tsn ? ts : NULL, tsn) ||
+        put_text(d, C_STATUS_MESSAGE, i, smsgn ? smsg : NULL, smsgn) ||
+        put_text(d, C_SCOPE_NAME, i, ctx->scope_namen ? ctx->scope_name : NULL, ctx->scope_namen) ||
+        put_text(d, C_SCOPE_VERSION, i, ctx->scope_versionn ? ctx->scope_version : NULL, ctx->scope_versionn) ||
+        put_json(d, C_RESOURCE_ATTRS, i, &ctx->res_json) || put_json(d, C_SCOPE_ATTRS, i, &ctx->scope_json) ||
+        put_json(d, C_ATTRS, i, &d->attrs) || put_json(d, C_EVENTS, i, &d->events) ||
+        put_json(d, C_LINKS, i, &d->links))
+        return -1;
+    for (int k = 0; k < 6; k++)
+        if (put_promoted(d, C_RES0 + k, i, &ctx->res[k]) || put_promoted(d, C_SPAN0 + k, i, &prom[k])) return -1;
+    for (int k = 0; k < N_F64; k++) {
+        const PromoVal *v = &prom[SLOT_F64 + k];
+        d->f64[k][i] = v->bits; /* 0.0 for null */
+        if (v->set)
+            set_bit(d->valid[V_F64 + k], i);
+        else
+            d->nulls[V_F64 + k]++;
+    }
+    if (prom[SLOT_BOOL].set) {
+        set_bit(d->valid[V_BOOL], i);
+        if (prom[SLOT_BOOL].bits) set_bit(d->bools, i);
+    }
+    else
+        d->nulls[V_BOOL]++;
     d->u64[F_TID_HI][i] = be64(tid);
     d->u64[F_TID_LO][i] = be64(tid + 8);
     d->u64[F_SPAN_ID][i] = be64(sid);
@@ -1936,18 +1923,13 @@ static int parse_span(Dec *d, const uint8_t *p, const uint8_t *end, int depth, c
     d->u8[F_STATUS][i] = (uint8_t)code;
     d->n++;
     return 0;
-error:
-    for (int k = 0; k < MAX_SLOTS; k++) Py_CLEAR(prom[k]);
-    return -1;
 }
 
 static void ctx_clear(Ctx *c)
 {
-    for (int k = 0; k < 6; k++) Py_CLEAR(c->res[k]);
-    Py_CLEAR(c->res_json);
-    Py_CLEAR(c->scope_name);
-    Py_CLEAR(c->scope_version);
-    Py_CLEAR(c->scope_json);
+    PyMem_Free(c->res_json.p);
+    PyMem_Free(c->scope_json.p);
+    memset(c, 0, sizeof *c);
 }
 
 static int parse_scope_spans(Dec *d, const uint8_t *p0, const uint8_t *end, Ctx *ctx)
@@ -1957,7 +1939,6 @@ static int parse_scope_spans(Dec *d, const uint8_t *p0, const uint8_t *end, Ctx 
     segs_init(&scope);
     const uint8_t *p = p0, *s;
     uint32_t n;
-    int na;
     while (p < end) { /* pass 1: scope (may come after the spans), schema_url */
         const uint8_t *at = p;
         uint32_t tag;
@@ -1971,7 +1952,7 @@ static int parse_scope_spans(Dec *d, const uint8_t *p0, const uint8_t *end, Ctx 
             if (tag == TAG(1, WT_LEN) && segs_push(&scope, s, s + n)) goto error;
         }
         else if (tag == TAG(3, WT_LEN)) {
-            if (rd_str(d, &p, end, &s, &n, &na)) goto error;
+            if (rd_str(d, &p, end, &s, &n)) goto error;
         }
         else if (other_field(d, &p, end, tag, at, depth, KNOWN_SS, "ScopeSpans"))
             goto error;
@@ -1980,7 +1961,6 @@ static int parse_scope_spans(Dec *d, const uint8_t *p0, const uint8_t *end, Ctx 
     {
         const uint8_t *name = NULL, *version = NULL;
         uint32_t namen = 0, versionn = 0;
-        int name_na = 0, version_na = 0;
         uint64_t v;
         Buf *ab = &d->scratch;
         buf_reset(ab);
@@ -1992,10 +1972,10 @@ static int parse_scope_spans(Dec *d, const uint8_t *p0, const uint8_t *end, Ctx 
                 if (rd_tag(d, &q, qe, &tag)) goto error;
                 switch (tag) {
                 case TAG(1, WT_LEN):
-                    if (rd_str(d, &q, qe, &name, &namen, &name_na)) goto error;
+                    if (rd_str(d, &q, qe, &name, &namen)) goto error;
                     break;
                 case TAG(2, WT_LEN):
-                    if (rd_str(d, &q, qe, &version, &versionn, &version_na)) goto error;
+                    if (rd_str(d, &q, qe, &version, &versionn)) goto error;
                     break;
                 case TAG(3, WT_LEN):
                     if (rd_len(d, &q, qe, &s, &n)) goto error;
@@ -2014,10 +1994,12 @@ static int parse_scope_spans(Dec *d, const uint8_t *p0, const uint8_t *end, Ctx 
                 }
             }
         }
-        ctx->scope_name = str_or_none(d, name, namen, name_na);
-        ctx->scope_version = str_or_none(d, version, versionn, version_na);
-        ctx->scope_json = json_obj(ab, '{', '}');
-        if (!ctx->scope_name || !ctx->scope_version || !ctx->scope_json) goto error;
+        ctx->scope_name = name;
+        ctx->scope_namen = namen;
+        ctx->scope_version = version;
+        ctx->scope_versionn = versionn;
+        buf_reset(&ctx->scope_json); /* the spans' events and links reuse the scratch buffer */
+        if (frame(ab, '{', '}') || (ab->n && buf_put(&ctx->scope_json, ab->p, ab->n))) goto error;
     }
     /* pass 2: spans */
     {
@@ -2036,15 +2018,9 @@ static int parse_scope_spans(Dec *d, const uint8_t *p0, const uint8_t *end, Ctx 
         }
     }
     segs_free(&scope);
-    Py_CLEAR(ctx->scope_name);
-    Py_CLEAR(ctx->scope_version);
-    Py_CLEAR(ctx->scope_json);
     return 0;
 error:
     segs_free(&scope);
-    Py_CLEAR(ctx->scope_name);
-    Py_CLEAR(ctx->scope_version);
-    Py_CLEAR(ctx->scope_json);
     return -1;
 }
 
@@ -2058,7 +2034,6 @@ static int parse_resource_spans(Dec *d, const uint8_t *p0, const uint8_t *end, P
     segs_init(&res);
     const uint8_t *p = p0, *s;
     uint32_t n;
-    int na;
     while (p < end) { /* pass 1: resource (may come after the scope spans), schema_url */
         const uint8_t *at = p;
         uint32_t tag;
@@ -2072,14 +2047,13 @@ static int parse_resource_spans(Dec *d, const uint8_t *p0, const uint8_t *end, P
             if (tag == TAG(1, WT_LEN) && segs_push(&res, s, s + n)) goto error;
         }
         else if (tag == TAG(3, WT_LEN)) {
-            if (rd_str(d, &p, end, &s, &n, &na)) goto error;
+            if (rd_str(d, &p, end, &s, &n)) goto error;
         }
         else if (other_field(d, &p, end, tag, at, depth, KNOWN_RS, "ResourceSpans"))
             goto error;
     }
     /* Resource (depth 2), merged */
     {
-        PyObject *out[MAX_SLOTS] = {NULL};
         uint64_t v;
         d->nkv = 0;
         for (Py_ssize_t i = 0; i < res.n; i++) {
@@ -2108,17 +2082,9 @@ static int parse_resource_spans(Dec *d, const uint8_t *p0, const uint8_t *end, P
                 }
             }
         }
-        if (attrs_promote(d, &d->attrs, depth + 2, RES_PROMO, 6, out)) goto error;
-        for (int k = 0; k < 6; k++) {
-            if (out[k])
-                ctx.res[k] = out[k];
-            else {
-                ctx.res[k] = Py_None;
-                Py_INCREF(Py_None);
-            }
-        }
-        ctx.res_json = json_obj(&d->attrs, '{', '}');
-        if (!ctx.res_json) goto error;
+        if (attrs_promote(d, &d->attrs, depth + 2, RES_PROMO, 6, ctx.res) || frame(&d->attrs, '{', '}') ||
+            (d->attrs.n && buf_put(&ctx.res_json, d->attrs.p, d->attrs.n)))
+            goto error;
     }
     /* pass 2: scope spans */
     {
@@ -2168,12 +2134,13 @@ static int parse_request(Dec *d, const uint8_t *p, const uint8_t *end)
 
 static void dec_free(Dec *d)
 {
-    for (int c = 0; c < N_OBJ; c++) {
-        if (d->obj[c]) {
-            for (Py_ssize_t i = 0; i < d->n; i++) Py_XDECREF(d->obj[c][i]);
-            PyMem_Free(d->obj[c]);
-        }
+    for (int c = 0; c < N_STR; c++) {
+        PyMem_Free(d->sdata[c].p);
+        PyMem_Free(d->soff[c]);
     }
+    for (int c = 0; c < N_VALID; c++) PyMem_Free(d->valid[c]);
+    for (int c = 0; c < N_F64; c++) PyMem_Free(d->f64[c]);
+    PyMem_Free(d->bools);
     for (int c = 0; c < N_U64; c++) PyMem_Free(d->u64[c]);
     for (int c = 0; c < N_U32; c++) PyMem_Free(d->u32[c]);
     for (int c = 0; c < N_U8; c++) PyMem_Free(d->u8[c]);
@@ -2182,7 +2149,6 @@ static void dec_free(Dec *d)
     PyMem_Free(d->links.p);
     PyMem_Free(d->scratch.p);
     PyMem_Free(d->kv);
-    for (int i = 0; i < CACHE_SIZE; i++) Py_XDECREF(d->cache[i].obj);
     Py_XDECREF(d->first_error);
     PyMem_Free(d);
 }
@@ -2195,8 +2161,81 @@ static int set_item(PyObject *dict, const char *key, PyObject *value)
     return rc;
 }
 
+/* n little-endian values of `size` bytes (native order in src) */
+static PyObject *le_bytes(const void *src, Py_ssize_t n, int size)
+{
+    if (!n) return PyBytes_FromStringAndSize(NULL, 0);
+#if PY_BIG_ENDIAN
+    PyObject *b = PyBytes_FromStringAndSize(NULL, n * size);
+    if (!b) return NULL;
+    char *dst = PyBytes_AS_STRING(b);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (size == 8) {
+            uint64_t v;
+            memcpy(&v, (const char *)src + 8 * i, 8);
+            v = __builtin_bswap64(v);
+            memcpy(dst + 8 * i, &v, 8);
+        }
+        else if (size == 4) {
+            uint32_t v;
+            memcpy(&v, (const char *)src + 4 * i, 4);
+            v = __builtin_bswap32(v);
+            memcpy(dst + 4 * i, &v, 4);
+        }
+        else
+            dst[i] = ((const char *)src)[i];
+    }
+    return b;
+#else
+    return PyBytes_FromStringAndSize((const char *)src, n * size);
+#endif
+}
+
+/* validity bitmap of column c: bytes, or None when it has no nulls */
+static PyObject *validity(Dec *d, int c)
+{
+    if (!d->nulls[c]) Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize((const char *)d->valid[c], (d->n + 7) / 8);
+}
+
+/* (first, second, third) stealing the references; NULL if any is NULL */
+static PyObject *triple(PyObject *a, PyObject *b, PyObject *c)
+{
+    if (!a || !b || !c) {
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        Py_XDECREF(c);
+        return NULL;
+    }
+    PyObject *t = PyTuple_New(3);
+    if (!t) {
+        Py_DECREF(a);
+        Py_DECREF(b);
+        Py_DECREF(c);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, a);
+    PyTuple_SET_ITEM(t, 1, b);
+    PyTuple_SET_ITEM(t, 2, c);
+    return t;
+}
+
+static PyObject *pair(PyObject *a, PyObject *b)
+{
+    if (!a || !b) {
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        return NULL;
+    }
+    PyObject *t = PyTuple_Pack(2, a, b);
+    Py_DECREF(a);
+    Py_DECREF(b);
+    return t;
+}
+
 static PyObject *build_result(Dec *d)
 {
+    static const int32_t zero_offset = 0;
     Py_ssize_t n = d->n;
     PyObject *out = PyDict_New();
     if (!out) return NULL;
@@ -2212,44 +2251,22 @@ static PyObject *build_result(Dec *d)
     }
     if (set_item(out, "reject_reasons", reasons)) goto error;
     if (PyDict_SetItemString(out, "first_error", d->first_error ? d->first_error : Py_None)) goto error;
-    for (int c = 0; c < N_U64; c++) {
-        PyObject *b = PyBytes_FromStringAndSize(NULL, n * 8);
-        if (!b) goto error;
-        char *dst = PyBytes_AS_STRING(b);
-        for (Py_ssize_t i = 0; i < n; i++) {
-            uint64_t v = d->u64[c][i];
-#if PY_BIG_ENDIAN
-            v = __builtin_bswap64(v);
-#endif
-            memcpy(dst + 8 * i, &v, 8);
-        }
-        if (set_item(out, U64_NAMES[c], b)) goto error;
+    for (int c = 0; c < N_U64; c++)
+        if (set_item(out, U64_NAMES[c], le_bytes(d->u64[c], n, 8))) goto error;
+    for (int c = 0; c < N_U32; c++)
+        if (set_item(out, U32_NAMES[c], le_bytes(d->u32[c], n, 4))) goto error;
+    for (int c = 0; c < N_U8; c++)
+        if (set_item(out, U8_NAMES[c], le_bytes(d->u8[c], n, 1))) goto error;
+    for (int c = 0; c < N_STR; c++) {
+        PyObject *offsets = le_bytes(n ? d->soff[c] : &zero_offset, n + 1, 4);
+        PyObject *data = PyBytes_FromStringAndSize(d->sdata[c].p, (Py_ssize_t)d->sdata[c].n);
+        if (set_item(out, STR_NAMES[c], triple(offsets, data, validity(d, c)))) goto error;
     }
-    for (int c = 0; c < N_U32; c++) {
-        PyObject *b = PyBytes_FromStringAndSize(NULL, n * 4);
-        if (!b) goto error;
-        char *dst = PyBytes_AS_STRING(b);
-        for (Py_ssize_t i = 0; i < n; i++) {
-            uint32_t v = d->u32[c][i];
-#if PY_BIG_ENDIAN
-            v = __builtin_bswap32(v);
-#endif
-            memcpy(dst + 4 * i, &v, 4);
-        }
-        if (set_item(out, U32_NAMES[c], b)) goto error;
-    }
-    for (int c = 0; c < N_U8; c++) {
-        if (set_item(out, U8_NAMES[c], PyBytes_FromStringAndSize((const char *)d->u8[c], n))) goto error;
-    }
-    for (int c = 0; c < N_OBJ; c++) {
-        PyObject *list = PyList_New(n);
-        if (!list) goto error;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            PyList_SET_ITEM(list, i, d->obj[c][i]); /* steals */
-            d->obj[c][i] = NULL;
-        }
-        if (set_item(out, OBJ_NAMES[c], list)) goto error;
-    }
+    for (int c = 0; c < N_F64; c++)
+        if (set_item(out, F64_NAMES[c], pair(le_bytes(d->f64[c], n, 8), validity(d, V_F64 + c)))) goto error;
+    if (set_item(out, BOOL_NAME, pair(PyBytes_FromStringAndSize((const char *)d->bools, (n + 7) / 8),
+                                      validity(d, V_BOOL))))
+        goto error;
     return out;
 error:
     Py_DECREF(out);
@@ -2268,6 +2285,7 @@ static PyObject *py_decode_traces(PyObject *self, PyObject *arg)
     }
     d->base = (const uint8_t *)view.buf;
     d->limit = d->base + view.len;
+    d->text_room = max_text;
     PyObject *result = NULL;
     if (parse_request(d, d->base, d->limit) == 0) result = build_result(d);
     dec_free(d);
@@ -2290,11 +2308,214 @@ static PyObject *py_repr_double(PyObject *self, PyObject *arg)
     return s;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Concatenating decoded columns of many requests (collector.arrow_batches)    */
+
+/* n bits of src (LSB first; NULL: all set) into dst at bit pos; dst zeroed past pos */
+static void append_bits(uint8_t *dst, Py_ssize_t pos, const uint8_t *src, Py_ssize_t n)
+{
+    Py_ssize_t nbytes = (n + 7) / 8;
+    int shift = (int)(pos & 7);
+    dst += pos >> 3;
+    for (Py_ssize_t b = 0; b < nbytes; b++) {
+        uint8_t v = src ? src[b] : 0xFF;
+        if (b == nbytes - 1 && (n & 7)) v &= (uint8_t)((1u << (n & 7)) - 1); /* padding bits */
+        dst[b] |= (uint8_t)(v << shift);
+        if (shift && (v >> (8 - shift))) dst[b + 1] |= (uint8_t)(v >> (8 - shift));
+    }
+}
+
+enum { K_TEXT, K_FLOAT64, K_BITMAP };
+
+static int bad_chunk(Py_ssize_t j, const char *what)
+{
+    PyErr_Format(PyExc_ValueError, "concat_column: chunk %zd: %s", j, what);
+    return -1;
+}
+
+/* bytes or None of the expected size */
+static int check_bitmap(PyObject *m, Py_ssize_t n, int allow_none, Py_ssize_t j)
+{
+    if (m == Py_None && allow_none) return 0;
+    if (!PyBytes_Check(m) || PyBytes_GET_SIZE(m) != (n + 7) / 8) return bad_chunk(j, "bitmap of the wrong size");
+    return 0;
+}
+
+static int check_chunk(int kind, PyObject *c, Py_ssize_t n, Py_ssize_t j, Py_ssize_t *data_bytes)
+{
+    Py_ssize_t size = kind == K_TEXT ? 3 : 2;
+    if (!PyTuple_Check(c) || PyTuple_GET_SIZE(c) != size) return bad_chunk(j, "not a column tuple");
+    PyObject *values = PyTuple_GET_ITEM(c, 0), *validity = PyTuple_GET_ITEM(c, size - 1);
+    if (check_bitmap(validity, n, 1, j)) return -1;
+    if (kind == K_BITMAP) return check_bitmap(values, n, 0, j);
+    if (!PyBytes_Check(values)) return bad_chunk(j, "values are not bytes");
+    if (kind == K_FLOAT64) return PyBytes_GET_SIZE(values) == 8 * n ? 0 : bad_chunk(j, "not n float64 values");
+    PyObject *data = PyTuple_GET_ITEM(c, 1);
+    if (PyBytes_GET_SIZE(values) != 4 * (n + 1) || !PyBytes_Check(data)) return bad_chunk(j, "not n + 1 offsets");
+    *data_bytes += PyBytes_GET_SIZE(data);
+    return 0;
+}
+
+static int32_t rd_i32le(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+#if PY_BIG_ENDIAN
+    v = __builtin_bswap32(v);
+#endif
+    return (int32_t)v;
+}
+
+static void wr_i32le(uint8_t *p, int32_t x)
+{
+    uint32_t v = (uint32_t)x;
+#if PY_BIG_ENDIAN
+    v = __builtin_bswap32(v);
+#endif
+    memcpy(p, &v, 4);
+}
+
+/* concat_column(kind, chunks, counts[, max_text]) -> tuple: decoded columns of
+   many requests (tuples in the decode_traces layout with counts[i] rows each)
+   concatenated into one tuple of the same layout. kind: 0 text (offsets, data,
+   validity), 1 float64 (values, validity), 2 bool (values bitmap, validity).
+   OverflowError when the text exceeds max_text (default and at most 2**31 - 1,
+   what int32 offsets address). */
+static PyObject *py_concat_column(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int kind;
+    PyObject *chunks, *counts;
+    Py_ssize_t limit = 0x7FFFFFFF;
+    if (!PyArg_ParseTuple(args, "iO!O!|n:concat_column", &kind, &PyList_Type, &chunks, &PyList_Type, &counts,
+                          &limit))
+        return NULL;
+    if (limit < 0 || limit > 0x7FFFFFFF) limit = 0x7FFFFFFF;
+    Py_ssize_t k = PyList_GET_SIZE(chunks), rows = 0, data_bytes = 0;
+    if (kind < K_TEXT || kind > K_BITMAP) {
+        PyErr_SetString(PyExc_ValueError, "concat_column: kind must be 0 (text), 1 (float64) or 2 (bool)");
+        return NULL;
+    }
+    if (PyList_GET_SIZE(counts) != k) {
+        PyErr_SetString(PyExc_ValueError, "concat_column: chunks and counts differ in length");
+        return NULL;
+    }
+    int any_null = 0;
+    for (Py_ssize_t j = 0; j < k; j++) {
+        Py_ssize_t n = PyLong_AsSsize_t(PyList_GET_ITEM(counts, j));
+        if (n == -1 && PyErr_Occurred()) return NULL;
+        if (n < 0 || n > PY_SSIZE_T_MAX / 16 - rows) {
+            PyErr_SetString(PyExc_ValueError, "concat_column: bad row count");
+            return NULL;
+        }
+        PyObject *c = PyList_GET_ITEM(chunks, j);
+        if (check_chunk(kind, c, n, j, &data_bytes)) return NULL;
+        any_null |= PyTuple_GET_ITEM(c, PyTuple_GET_SIZE(c) - 1) != Py_None;
+        rows += n;
+    }
+    if (kind == K_TEXT && data_bytes > limit) {
+        PyErr_SetString(PyExc_OverflowError, "concat_column: more text than one array holds");
+        return NULL;
+    }
+    Py_ssize_t bitmap_bytes = (rows + 7) / 8;
+    PyObject *first = NULL, *second = NULL, *validity = NULL;
+    if (any_null) {
+        validity = PyBytes_FromStringAndSize(NULL, bitmap_bytes);
+        if (!validity) return NULL;
+        memset(PyBytes_AS_STRING(validity), 0, (size_t)bitmap_bytes);
+    }
+    else {
+        validity = Py_None;
+        Py_INCREF(validity);
+    }
+    if (kind == K_TEXT) {
+        first = PyBytes_FromStringAndSize(NULL, 4 * (rows + 1));
+        second = PyBytes_FromStringAndSize(NULL, data_bytes);
+    }
+    else if (kind == K_FLOAT64)
+        first = PyBytes_FromStringAndSize(NULL, 8 * rows);
+    else {
+        first = PyBytes_FromStringAndSize(NULL, bitmap_bytes);
+        if (first) memset(PyBytes_AS_STRING(first), 0, (size_t)bitmap_bytes);
+    }
+    if (!first || (kind == K_TEXT && !second)) goto error;
+    uint8_t *o = (uint8_t *)PyBytes_AS_STRING(first), *od = second ? (uint8_t *)PyBytes_AS_STRING(second) : NULL;
+    uint8_t *ov = any_null ? (uint8_t *)PyBytes_AS_STRING(validity) : NULL;
+    Py_ssize_t pos = 0;
+    int32_t base = 0;
+    if (kind == K_TEXT) {
+        wr_i32le(o, 0);
+        o += 4;
+    }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        PyObject *c = PyList_GET_ITEM(chunks, j);
+        Py_ssize_t n = PyLong_AsSsize_t(PyList_GET_ITEM(counts, j));
+        const uint8_t *values = (const uint8_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(c, 0));
+        PyObject *m = PyTuple_GET_ITEM(c, PyTuple_GET_SIZE(c) - 1);
+        if (ov) append_bits(ov, pos, m == Py_None ? NULL : (const uint8_t *)PyBytes_AS_STRING(m), n);
+        if (kind == K_TEXT) {
+            PyObject *data = PyTuple_GET_ITEM(c, 1);
+            Py_ssize_t len = PyBytes_GET_SIZE(data);
+            if (rd_i32le(values) != 0 || rd_i32le(values + 4 * n) != len) {
+                bad_chunk(j, "offsets must run from 0 to the length of the data");
+                goto error;
+            }
+            int32_t last = 0;
+            for (Py_ssize_t i = 1; i <= n; i++) {
+                int32_t v = rd_i32le(values + 4 * i);
+                if (v < last) {
+                    bad_chunk(j, "offsets must not decrease");
+                    goto error;
+                }
+                wr_i32le(o, base + v); /* base + v <= data_bytes <= INT32_MAX */
+                o += 4;
+                last = v;
+            }
+            if (len) memcpy(od, PyBytes_AS_STRING(data), (size_t)len);
+            od += len;
+            base += (int32_t)len;
+        }
+        else if (kind == K_FLOAT64) {
+            if (n) memcpy(o, values, (size_t)(8 * n));
+            o += 8 * n;
+        }
+        else
+            append_bits(o, pos, values, n);
+        pos += n;
+    }
+    return kind == K_TEXT ? triple(first, second, validity) : pair(first, validity);
+error:
+    Py_XDECREF(first);
+    Py_XDECREF(second);
+    Py_XDECREF(validity);
+    return NULL;
+}
+
+static PyObject *py_set_max_text_bytes(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    Py_ssize_t v = PyLong_AsSsize_t(arg);
+    if (v == -1 && PyErr_Occurred()) return NULL;
+    if (v < 0 || v > 0x7FFFFFFF) {
+        PyErr_SetString(PyExc_ValueError, "max text bytes must be in [0, 2**31 - 1]");
+        return NULL;
+    }
+    size_t old = max_text;
+    max_text = (size_t)v;
+    return PyLong_FromSize_t(old);
+}
+
 static PyMethodDef methods[] = {
     {"decode_traces", py_decode_traces, METH_O,
      "decode_traces(data: bytes) -> dict\n\nDecode an OTLP ExportTraceServiceRequest into columns "
      "(see collector.trace_decode). Raises ValueError on malformed input."},
     {"_repr_double", py_repr_double, METH_O, "JSON text of a double as the decoder writes it (tests)."},
+    {"concat_column", py_concat_column, METH_VARARGS,
+     "concat_column(kind: int, chunks: list[tuple], counts: list[int], max_text: int = 2**31 - 1) -> tuple"
+     "\n\nDecoded columns of many requests (kind 0 text, 1 float64, 2 bool; counts[i] rows each) "
+     "concatenated in the same layout. OverflowError when the text exceeds max_text."},
+    {"_set_max_text_bytes", py_set_max_text_bytes, METH_O,
+     "Set the per-request text limit (default 2**31 - 1), return the previous one (tests)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {
@@ -2311,12 +2532,5 @@ PyMODINIT_FUNC PyInit__speedups(void)
     if (!ryu_ready) ryu_init();
 #endif
     promo_init();
-    if (!math_nan) {
-        PyObject *math = PyImport_ImportModule("math");
-        if (!math) return NULL;
-        math_nan = PyObject_GetAttrString(math, "nan");
-        Py_DECREF(math);
-        if (!math_nan) return NULL;
-    }
     return PyModule_Create(&moduledef);
 }

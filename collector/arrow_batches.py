@@ -1,30 +1,45 @@
 """Decoded OTLP columns to Arrow tables shaped like the DuckDB storage tables.
 
 Requests are decoded one by one, but Arrow arrays are built once per write
-batch: a builder collects the decoded columns of many requests (list extends
-and byte-buffer appends, no per-request Arrow work) and turns them into one
-table when the batch is written. That keeps the cost of a request with two
-spans close to the cost of its two spans::
+batch: a builder collects the decoded columns of many requests and turns them
+into one table when the batch is written::
 
     builder = TableBuilder("span_rows")
-    builder.add(decode_traces(payload), received_at_ns, "gw-01")   # per request
-    table = builder.build()                                        # per batch
+    builder.add(decode_traces(payload), rows, received_at_ns, "gw-01")   # per request
+    table = builder.build()                                              # per batch
 
-Fixed-width span columns arrive from the decoder as little-endian ``bytes``
-and are wrapped without conversion. Every row is stamped with the gateway's
-receive time and id.
+Span columns arrive from the trace decoder as Arrow buffers (see
+:mod:`collector.trace_decode`): ``add`` only keeps each request's decoded
+dict (no per-request Arrow work, so a request with two spans stays cheap) and
+``build`` concatenates each column's buffers once per batch, one C call per
+column (``collector._speedups.concat_column``), and wraps the result with
+``pa.Array.from_buffers`` without a further copy; no Python object per value
+is made. Without the extension each request's buffers are wrapped and joined
+with ``pa.concat_arrays``, which gives the same table. A text column holding
+more than 2**31 - 1 bytes in one batch becomes a chunked column (int32
+offsets). Metric columns arrive as lists and are converted with
+``pa.array``. Every row is stamped with the gateway's receive time and id.
 """
 
 from __future__ import annotations
 
+import os
 from array import array
+from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
 
 from collector.schema import arrow_schema
 
-#: span_rows columns that the trace decoder returns as packed little-endian buffers
+try:
+    if os.environ.get("FLEETWATCH_PURE_PYTHON") == "1":
+        raise ImportError("FLEETWATCH_PURE_PYTHON=1")
+    from collector._speedups import concat_column as _concat_column
+except ImportError:
+    _concat_column = None
+
+#: span_rows columns that the trace decoder returns as packed little-endian fixed-width values
 BUFFER_COLUMNS = frozenset(
     {
         "trace_id_hi",
@@ -42,6 +57,61 @@ BUFFER_COLUMNS = frozenset(
     }
 )
 _RECEIPT = ("received_at", "gateway_id")
+#: text bytes one Arrow string array can hold (int32 offsets)
+_MAX_ARRAY_TEXT = 2**31 - 1
+
+
+def _buffer(data: bytes | None) -> pa.Buffer | None:
+    return None if data is None else pa.py_buffer(data)
+
+
+def wrap_column(field_type: pa.DataType, rows: int, buffers: tuple) -> pa.Array:
+    """Arrow array over a decoded nullable span column's buffers (no copy)."""
+    if pa.types.is_string(field_type):
+        offsets, data, validity = buffers
+        return pa.Array.from_buffers(field_type, rows, [_buffer(validity), pa.py_buffer(offsets), pa.py_buffer(data)])
+    values, validity = buffers
+    return pa.Array.from_buffers(field_type, rows, [_buffer(validity), pa.py_buffer(values)])
+
+
+def _kind(field_type: pa.DataType) -> int:
+    """concat_column's kind: 0 text, 1 float64, 2 bool."""
+    return 0 if pa.types.is_string(field_type) else 2 if pa.types.is_boolean(field_type) else 1
+
+
+def _concat(field_type: pa.DataType, chunks: list[tuple], counts: list[int]) -> pa.Array:
+    """One array of the requests' decoded buffers (OverflowError past _MAX_ARRAY_TEXT bytes of text)."""
+    if _concat_column is None:  # no C extension: wrap each request's buffers, let Arrow concatenate
+        if pa.types.is_string(field_type) and sum(len(chunk[1]) for chunk in chunks) > _MAX_ARRAY_TEXT:
+            raise OverflowError("more text than one array holds")
+        return pa.concat_arrays([wrap_column(field_type, n, chunk) for chunk, n in zip(chunks, counts)])
+    return wrap_column(field_type, sum(counts), _concat_column(_kind(field_type), chunks, counts, _MAX_ARRAY_TEXT))
+
+
+def _runs(sizes: list[int], limit: int) -> list[tuple[int, int]]:
+    """Consecutive [start, stop) ranges whose sizes add up to at most ``limit`` (or one item each)."""
+    runs, start, total = [], 0, 0
+    for i, size in enumerate(sizes):
+        if total + size > limit and i > start:
+            runs.append((start, i))
+            start, total = i, 0
+        total += size
+    runs.append((start, len(sizes)))
+    return runs
+
+
+def _column(field_type: pa.DataType, chunks: list[tuple], counts: list[int]) -> pa.Array | pa.ChunkedArray:
+    """One column of the requests' decoded buffers; chunked when its text exceeds one array."""
+    try:
+        return _concat(field_type, chunks, counts)
+    except OverflowError:  # more text than int32 offsets address: one array per run
+        pass
+    runs = _runs([len(chunk[1]) for chunk in chunks], _MAX_ARRAY_TEXT)
+    arrays = [
+        wrap_column(field_type, counts[a], chunks[a]) if b == a + 1 else _concat(field_type, chunks[a:b], counts[a:b])
+        for a, b in runs
+    ]
+    return arrays[0] if len(arrays) == 1 else pa.chunked_array(arrays, field_type)
 
 
 class TableBuilder:
@@ -51,28 +121,30 @@ class TableBuilder:
         self.table = table
         self.schema = arrow_schema(table)
         self.rows = 0
-        self._buffers: dict[str, list[bytes]] = {}
-        self._lists: dict[str, list[Any]] = {}
-        for field in self.schema:
-            if field.name in _RECEIPT:
-                continue
-            if table == "span_rows" and field.name in BUFFER_COLUMNS:
-                self._buffers[field.name] = []
-            else:
-                self._lists[field.name] = []
+        self._spans = table == "span_rows"  # columns arrive as the trace decoder's buffers
+        self._decoded: list[dict[str, Any]] = []  # span_rows: each request's decoded columns
+        self._counts: list[int] = []  # span_rows: rows per request
+        self._lists: dict[str, list[Any]] = {}  # other tables: column values
+        if not self._spans:
+            self._lists = {field.name: [] for field in self.schema if field.name not in _RECEIPT}
         self._received = array("q")
-        self._gateways: list[str] = []
+        self._gateways: list[list] = []  # [gateway_id, rows] runs
 
     def add(self, columns: dict[str, Any], rows: int, received_at_ns: int, gateway_id: str) -> None:
-        """Append ``rows`` decoded rows (column name → list, or packed bytes for span buffers)."""
+        """Append ``rows`` decoded rows (span_rows: the trace decoder's buffers; metric tables: lists)."""
         if not rows:
             return
-        for name, chunks in self._buffers.items():
-            chunks.append(columns[name])
-        for name, values in self._lists.items():
-            values.extend(columns[name])
+        if self._spans:  # kept as decoded: no per-request work, columns are joined in build()
+            self._decoded.append(columns)
+            self._counts.append(rows)
+        else:
+            for name, values in self._lists.items():
+                values.extend(columns[name])
         self._received.extend(array("q", [received_at_ns]) * rows)
-        self._gateways.extend([gateway_id] * rows)
+        if self._gateways and self._gateways[-1][0] == gateway_id:
+            self._gateways[-1][1] += rows
+        else:
+            self._gateways.append([gateway_id, rows])
         self.rows += rows
 
     def build(self) -> pa.Table:
@@ -82,11 +154,15 @@ class TableBuilder:
             if name == "received_at":
                 arrays.append(pa.Array.from_buffers(field.type, self.rows, [None, pa.py_buffer(self._received)]))
             elif name == "gateway_id":
-                arrays.append(pa.array(self._gateways, field.type))
-            elif name in self._buffers:
-                data = b"".join(self._buffers[name])
+                runs = [pa.repeat(pa.scalar(gateway, field.type), rows) for gateway, rows in self._gateways]
+                arrays.append(pa.concat_arrays(runs) if runs else pa.array([], field.type))
+            elif not self._spans:
+                arrays.append(pa.array(self._lists[name], field.type))
+            elif not self._decoded:
+                arrays.append(pa.array([], field.type))
+            elif name in BUFFER_COLUMNS:
+                data = b"".join(map(itemgetter(name), self._decoded))
                 arrays.append(pa.Array.from_buffers(field.type, self.rows, [None, pa.py_buffer(data)]))
             else:
-                arrays.append(pa.array(self._lists[name], field.type))
+                arrays.append(_column(field.type, list(map(itemgetter(name), self._decoded)), self._counts))
         return pa.Table.from_arrays(arrays, schema=self.schema)
-

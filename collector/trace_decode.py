@@ -6,12 +6,18 @@ Usage::
     cols = decode_traces(payload)          # raises ValueError on a malformed request
     n = cols["count"]
     span_ids = pyarrow.py_buffer(cols["span_id"])   # n little-endian uint64, no copy
+    offsets, data, validity = cols["name"]          # Arrow string buffers
+    names = pyarrow.Array.from_buffers(pyarrow.string(), n,
+        [validity and pyarrow.py_buffer(validity), pyarrow.py_buffer(offsets), pyarrow.py_buffer(data)])
 
 ``decode_traces`` uses the C decoder ``collector._speedups`` when it is
 importable and ``FLEETWATCH_PURE_PYTHON`` is not ``1``; otherwise
 ``decode_traces_python``, the reference built on the upb protobuf backend.
 Both return equal dicts for every input (the tests check it) and both raise
 ValueError for the same inputs.
+
+Every column is Arrow-ready: a table is built by wrapping the buffers
+(``pa.Array.from_buffers``, no copy), no Python object per value is made.
 
 Output contract: a dict with
   count                 int, accepted spans n
@@ -27,27 +33,39 @@ Output contract: a dict with
     kind, status_code          uint8 (the enum value modulo 256)
     flags, dropped_attributes_count, dropped_events_count,
     dropped_links_count        uint32
-  per-span lists of str or None (None when empty):
-    name, trace_state, status_message, scope_name, scope_version
-  promoted resource attributes (str or None; string_value only):
-    service_name (service.name), device_id (device.id), site (fleet.site),
-    region (fleet.region), device_class (device.class),
-    firmware_version (device.firmware.version)
-  promoted span attributes: str or None (string_value only): model_name
-    (ml.model.name), model_version (ml.model.version), inference_mode
-    (ml.inference.mode), request_id (ml.request.id), prediction_label
-    (ml.prediction.label), label (ml.label); float or None (double_value, or
-    int_value as float; a NaN is always the math.nan object, so that results
-    compare equal): prediction_score (ml.prediction.score),
-    prediction_value (ml.prediction.value), label_value (ml.label.value);
-    bool or None (bool_value only): cold_start (ml.inference.cold_start).
-    Only the LAST occurrence of a key is a candidate: if its value has the
-    right type it is promoted (an empty string is promoted as "") and left out
-    of the JSON; earlier occurrences, and a last one of another type, stay in
-    the JSON.
-  JSON text, str or None (None when there is nothing to write):
-    resource_attributes (not promoted), scope_attributes, attributes (span,
-    not promoted), events, links.
+  Nullable columns, as Arrow buffers (all bytes). ``validity`` is a bitmap of
+  ceil(n / 8) bytes, bit i (least significant bit first) set when row i is not
+  null, padding bits 0; it is None when the column has no null. Null rows
+  hold zero bytes (no text, 0.0, false).
+    text columns: (offsets, data, validity) of an Arrow ``string`` array:
+      offsets n + 1 little-endian int32 (the first 0), data the rows' UTF-8
+      text concatenated (row i is data[offsets[i]:offsets[i + 1]]).
+    float columns: (values, validity), values n little-endian float64 holding
+      the double's bits as sent (a NaN keeps its payload; an int_value is
+      converted to the nearest double).
+    the bool column: (values, validity), values a bitmap like validity.
+  text columns:
+    name, trace_state, status_message, scope_name, scope_version: null when
+    empty.
+    promoted resource attributes (string_value only): service_name
+    (service.name), device_id (device.id), site (fleet.site), region
+    (fleet.region), device_class (device.class), firmware_version
+    (device.firmware.version).
+    promoted span attributes (string_value only): model_name (ml.model.name),
+    model_version (ml.model.version), inference_mode (ml.inference.mode),
+    request_id (ml.request.id), prediction_label (ml.prediction.label), label
+    (ml.label).
+    JSON text (null when there is nothing to write): resource_attributes (not
+    promoted), scope_attributes, attributes (span, not promoted), events, links.
+  float columns (double_value, or int_value): prediction_score
+    (ml.prediction.score), prediction_value (ml.prediction.value), label_value
+    (ml.label.value).
+  bool column (bool_value only): cold_start (ml.inference.cold_start).
+  Promotion: only the LAST occurrence of a key is a candidate: if its value has
+    the right type it is promoted (an empty string is promoted as "", not
+    null) and left out of the JSON; earlier occurrences, and a last one of
+    another type, stay in the JSON.
+  JSON text:
     Attributes: {"key":value,...} in wire order, duplicates kept, no spaces.
     string -> JSON string; bool -> true/false; int -> decimal; double ->
     repr(float), non-finite as "NaN", "Infinity", "-Infinity" (strings);
@@ -65,8 +83,12 @@ Rejected spans (counted, left out of every column; checked in this order):
   missing_timestamp (start or end is 0), end_before_start.
 ValueError for the whole request: malformed protobuf, invalid UTF-8 in a
 string field, a known field with the wrong wire type (any message), message
-nesting deeper than upb's limit of 100, or an attribute value with arrays /
-kvlists nested more than 32 deep (checked in every span, rejected ones too).
+nesting deeper than upb's limit of 100, an attribute value with arrays /
+kvlists nested more than 32 deep (checked in every span, rejected ones too),
+or more than MAX_TEXT_BYTES (2**31 - 1) bytes of text in all text columns of
+the accepted spans together (so int32 offsets cannot overflow; resource and
+scope values are repeated in every span's row, so a small request can reach
+it).
 Unknown fields are skipped. A merged singular sub-message (a field sent
 twice) and oneof overrides behave as protobuf parsing defines them.
 """
@@ -75,11 +97,11 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 import sys
 from array import array
 from collections.abc import Sequence
+from itertools import accumulate
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -125,7 +147,7 @@ _SPAN_COLUMNS = [column for column, _ in SPAN_PROMOTED.values()]
 
 _esc = json.encoder.encode_basestring  # the C accelerated one: json.dumps(s, ensure_ascii=False)
 _LITTLE = sys.byteorder == "little"
-assert array("I").itemsize == 4 and array("Q").itemsize == 8
+assert array("i").itemsize == array("I").itemsize == 4 and array("Q").itemsize == array("d").itemsize == 8
 
 
 def _double(x: float) -> str:
@@ -181,8 +203,7 @@ def _promote(attributes, table: dict) -> tuple[dict[str, Any], str | None]:
             promoted[column] = value.string_value
         elif kind == "float":
             if which == "double_value":
-                x = value.double_value
-                promoted[column] = x if x == x else math.nan  # one NaN object: results compare equal
+                promoted[column] = value.double_value
             elif which == "int_value":
                 promoted[column] = float(value.int_value)
             else:
@@ -308,6 +329,45 @@ def _le(values: array) -> bytes:
 
 _SHARED_COLUMNS = ("scope_name", "scope_version", "scope_attributes", *RESOURCE_PROMOTED.values(), "resource_attributes")
 _ROW_COLUMNS = ("attributes", "events", "links", *_SPAN_COLUMNS)
+_FLOAT_COLUMNS = tuple(column for column, kind in SPAN_PROMOTED.values() if kind == "float")
+_BOOL_COLUMNS = tuple(column for column, kind in SPAN_PROMOTED.values() if kind == "bool")
+
+#: Text (string and JSON columns) of one request's accepted spans above this -> ValueError.
+MAX_TEXT_BYTES = 2**31 - 1
+
+
+def _bitmap(bits: list[bool]) -> bytes:
+    """Arrow bitmap: bit i (LSB first) of byte i // 8 is bits[i]; padding bits 0."""
+    if not bits:
+        return b""
+    return int("".join(["1" if bit else "0" for bit in reversed(bits)]), 2).to_bytes((len(bits) + 7) // 8, "little")
+
+
+def _validity(values: list) -> bytes | None:
+    return _bitmap([value is not None for value in values]) if None in values else None
+
+
+def _text_columns(columns: dict[str, list[str | None]]) -> dict[str, tuple[bytes, bytes, bytes | None]]:
+    """Arrow string buffers (offsets, data, validity) of each column; ValueError above MAX_TEXT_BYTES."""
+    encoded = {}
+    total = 0
+    for name, values in columns.items():
+        cache: dict[str, bytes] = {}  # shared values are one str object repeated: encode (and hold) it once
+        chunks = [b"" if v is None else cache.get(v) or cache.setdefault(v, v.encode()) for v in values]
+        lengths = list(map(len, chunks))
+        total += sum(lengths)
+        encoded[name] = chunks, lengths
+    if total > MAX_TEXT_BYTES:  # checked before joining: a repeated resource must not take unbounded memory
+        raise ValueError(
+            f"OTLP trace request too large: its spans hold more than {MAX_TEXT_BYTES} bytes of text "
+            "(string and JSON columns); send fewer spans per request"
+        )
+    out = {}
+    for name, (chunks, lengths) in encoded.items():
+        offsets = array("i", [0])
+        offsets.extend(accumulate(lengths))
+        out[name] = (_le(offsets), b"".join(chunks), _validity(columns[name]))
+    return out
 
 
 def decode_traces_python(data: bytes) -> dict[str, Any]:
@@ -357,6 +417,8 @@ def decode_traces_python(data: bytes) -> dict[str, Any]:
         "dropped_attributes_count": _le(array("I", [span.dropped_attributes_count for span in spans])),
         "dropped_events_count": _le(array("I", [span.dropped_events_count for span in spans])),
         "dropped_links_count": _le(array("I", [span.dropped_links_count for span in spans])),
+    }
+    lists = {
         "name": [span.name or None for span in spans],
         "trace_state": [span.trace_state or None for span in spans],
         "status_message": [status.message or None for status in statuses],
@@ -364,7 +426,14 @@ def decode_traces_python(data: bytes) -> dict[str, Any]:
     for columns, values in ((_ROW_COLUMNS, rows), (_SHARED_COLUMNS, shared_rows)):
         transposed = list(zip(*values)) or [()] * len(columns)
         for column, column_values in zip(columns, transposed):
-            out[column] = list(column_values)
+            lists[column] = list(column_values)
+    for column in _FLOAT_COLUMNS:  # the double's bits as sent, NaN payloads included; 0.0 for null
+        values = lists.pop(column)
+        out[column] = (_le(array("d", [0.0 if x is None else x for x in values])), _validity(values))
+    for column in _BOOL_COLUMNS:
+        values = lists.pop(column)
+        out[column] = (_bitmap([bool(x) for x in values]), _validity(values))
+    out.update(_text_columns(lists))
     return out
 
 

@@ -61,8 +61,12 @@ from opentelemetry.proto.common.v1.common_pb2 import (  # noqa: E402
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource  # noqa: E402
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status  # noqa: E402
 
+import pyarrow as pa  # noqa: E402
+
 from bench.otlp_shapes import realistic_trace_request  # noqa: E402
-from collector import trace_decode  # noqa: E402
+from collector import arrow_batches, trace_decode  # noqa: E402
+from collector.arrow_batches import TableBuilder, wrap_column  # noqa: E402
+from collector.schema import arrow_schema  # noqa: E402
 from collector.trace_decode import decode_traces_python  # noqa: E402
 
 
@@ -98,7 +102,13 @@ def both(c_decode, data: bytes):
 def ok(c_decode, data: bytes) -> dict:
     out = both(c_decode, data)
     assert out is not None, "both decoders raised on a valid request"
+    check_layout(out)
     return out
+
+
+def decoded(c_decode, data: bytes) -> dict:
+    """ok(), with every nullable column as a list of values (the pre-Arrow representation)."""
+    return lists(ok(c_decode, data))
 
 
 def bad(c_decode, data: bytes) -> None:
@@ -110,6 +120,75 @@ def bad(c_decode, data: bytes) -> None:
 
 def u64s(buf: bytes) -> list[int]:
     return list(struct.unpack(f"<{len(buf) // 8}Q", buf))
+
+
+# ---------------------------------------------------------------- the Arrow buffer contract
+
+FIXED = {"trace_id_hi": 8, "trace_id_lo": 8, "span_id": 8, "parent_span_id": 8, "start_time": 8, "duration_ns": 8,
+         "kind": 1, "status_code": 1, "flags": 4, "dropped_attributes_count": 4, "dropped_events_count": 4,
+         "dropped_links_count": 4}  # fmt: skip
+FLOATS = {"prediction_score", "prediction_value", "label_value"}
+BOOLS = {"cold_start"}
+TEXT = {"name", "trace_state", "status_message", "scope_name", "scope_version", "resource_attributes",
+        "scope_attributes", "attributes", "events", "links", "service_name", "device_id", "site", "region",
+        "device_class", "firmware_version", "model_name", "model_version", "inference_mode", "request_id",
+        "prediction_label", "label"}  # fmt: skip
+
+
+def bit(bitmap: bytes | None, i: int) -> bool:
+    return bitmap is None or bool(bitmap[i >> 3] >> (i & 7) & 1)
+
+
+def check_layout(out: dict, only: str | None = None) -> None:
+    """Every column (or only one) has the documented Arrow layout (sizes, offsets, bitmaps, zeroed null rows)."""
+    n = out["count"]
+    if only is None:
+        assert set(out) == {"count", "rejected", "reject_reasons", "first_error"} | set(FIXED) | FLOATS | BOOLS | TEXT
+        for name, size in FIXED.items():
+            assert type(out[name]) is bytes and len(out[name]) == n * size, name
+    for name in [only] if only else FLOATS | BOOLS | TEXT:
+        value = out[name]
+        assert type(value) is tuple and len(value) == (3 if name in TEXT else 2), name
+        assert all(type(b) is bytes for b in value[:-1]), name
+        validity = value[-1]
+        if validity is not None:
+            assert type(validity) is bytes and len(validity) == (n + 7) // 8, name
+            assert not any(validity[-1] >> k & 1 for k in range(n % 8 or 8, 8)), f"{name}: padding bits set"
+            assert not all(bit(validity, i) for i in range(n)), f"{name}: a validity bitmap without nulls"
+        if name in TEXT:
+            offsets, data, _ = value
+            assert len(offsets) == 4 * (n + 1), name
+            offs = struct.unpack(f"<{n + 1}i", offsets)
+            assert offs[0] == 0 and offs[-1] == len(data), name
+            assert all(a <= b for a, b in zip(offs, offs[1:])), name
+            assert all(offs[i] == offs[i + 1] for i in range(n) if not bit(validity, i)), f"{name}: text in a null row"
+            data.decode("utf-8")
+        elif name in FLOATS:
+            values = value[0]
+            assert len(values) == 8 * n, name
+            assert all(values[8 * i:8 * i + 8] == bytes(8) for i in range(n) if not bit(validity, i)), name
+        else:
+            values = value[0]
+            assert len(values) == (n + 7) // 8, name
+            assert not any(bit(values, i) for i in range(n, len(values) * 8)), f"{name}: padding bits set"
+            assert not any(bit(values, i) for i in range(n) if not bit(validity, i)), f"{name}: true in a null row"
+
+
+def column(out: dict, name: str) -> list:
+    """The values of a nullable column: str / float / bool, None for null."""
+    n, value = out["count"], out[name]
+    validity = value[-1]
+    if name in TEXT:
+        offs = struct.unpack(f"<{n + 1}i", value[0])
+        return [value[1][offs[i]:offs[i + 1]].decode() if bit(validity, i) else None for i in range(n)]
+    if name in FLOATS:
+        xs = struct.unpack(f"<{n}d", value[0])
+        return [xs[i] if bit(validity, i) else None for i in range(n)]
+    return [bit(value[0], i) if bit(validity, i) else None for i in range(n)]
+
+
+def lists(out: dict) -> dict:
+    return {name: column(out, name) if name in TEXT | FLOATS | BOOLS else value for name, value in out.items()}
 
 
 # ---------------------------------------------------------------- builders
@@ -160,7 +239,7 @@ def request(spans, resource_attrs=(), scope=None) -> bytes:
 
 
 def attrs_of(c_decode, *pairs, **span_kw) -> str | None:
-    out = ok(c_decode, request([span(attributes=kvs(pairs), **span_kw)]))
+    out = decoded(c_decode, request([span(attributes=kvs(pairs), **span_kw)]))
     return out["attributes"][0]
 
 
@@ -170,7 +249,7 @@ def attrs_of(c_decode, *pairs, **span_kw) -> str | None:
 @pytest.mark.parametrize("seed,device", [(0, 0), (1, 7), (2, 42)])
 def test_realistic_requests_equal(c_decode, seed, device):
     data = realistic_trace_request(512, seed=seed, device=device)
-    out = ok(c_decode, data)
+    out = decoded(c_decode, data)
     req = ExportTraceServiceRequest.FromString(data)
     spans = list(req.resource_spans[0].scope_spans[0].spans)
     assert out["count"] == 512 and out["rejected"] == 0 and out["first_error"] is None
@@ -193,22 +272,27 @@ def test_realistic_requests_equal(c_decode, seed, device):
 
 
 def test_columns_wrap_in_pyarrow_without_copy(c_decode):
-    pa = pytest.importorskip("pyarrow")
     out = c_decode(realistic_trace_request(64))
     arr = pa.Array.from_buffers(pa.uint64(), 64, [None, pa.py_buffer(out["span_id"])])
     assert arr.to_pylist() == u64s(out["span_id"])
     kinds = pa.Array.from_buffers(pa.uint8(), 64, [None, pa.py_buffer(out["kind"])])
     assert kinds.to_pylist() == [1] * 64
+    offsets, data, validity = out["status_message"]
+    messages = wrap_column(pa.string(), 64, out["status_message"])
+    assert messages.buffers()[1].address == pa.py_buffer(offsets).address  # the decoder's bytes, not a copy
+    assert messages.buffers()[2].address == pa.py_buffer(data).address
+    assert messages.to_pylist() == column(out, "status_message") and messages.null_count > 0
 
 
 def test_dispatch_and_pure_python_switch(c_decode):
     assert trace_decode.SPEEDUPS_AVAILABLE is True
     data = realistic_trace_request(8)
     assert trace_decode.decode_traces(data) == decode_traces_python(data)
-    code = "import collector.trace_decode as t; print(t.SPEEDUPS_AVAILABLE)"
+    code = ("import collector.trace_decode as t, collector.arrow_batches as a; "
+            "print(t.SPEEDUPS_AVAILABLE, a._concat_column)")
     env = dict(os.environ, FLEETWATCH_PURE_PYTHON="1", PYTHONPATH=str(ROOT))
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
-    assert res.stdout.strip() == "False", res.stderr
+    assert res.stdout.strip() == "False None", res.stderr
 
 
 def test_accepts_bytes_like_and_rejects_str(c_decode):
@@ -246,7 +330,7 @@ def test_string_value_strindex_is_null(c_decode):
     ["", "plain", 'q"uote', "back\\slash", "\n\r\t\b\f", "\x00\x01\x1f\x7f", "é日本😀", "\u2028\u2029", "x" * 100 + '"'],
 )
 def test_string_escaping_matches_json_dumps(c_decode, text):
-    out = ok(c_decode, request([span(name=text, attributes=kvs([(text, text)]))]))
+    out = decoded(c_decode, request([span(name=text, attributes=kvs([(text, text)]))]))
     esc = json.dumps(text, ensure_ascii=False)
     assert out["attributes"][0] == "{" + esc + ":" + esc + "}"
     assert out["name"][0] == (text or None)
@@ -256,7 +340,7 @@ def test_missing_fields_give_none_and_zero(c_decode):
     data = ExportTraceServiceRequest(
         resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span(name="")])])]
     ).SerializeToString()
-    out = ok(c_decode, data)
+    out = decoded(c_decode, data)
     assert out["count"] == 1
     for col in ("name", "trace_state", "status_message", "scope_name", "scope_version", "resource_attributes",
                 "scope_attributes", "attributes", "events", "links", "service_name", "model_name",
@@ -271,7 +355,7 @@ def test_ids_times_kind_status_flags(c_decode):
         status=Status(code=2, message="boom"), dropped_attributes_count=1, dropped_events_count=2,
         dropped_links_count=3, start_time_unix_nano=2**63 + 5, end_time_unix_nano=2**64 - 1,
     )  # fmt: skip
-    out = ok(c_decode, request([s]))
+    out = decoded(c_decode, request([s]))
     assert u64s(out["trace_id_hi"]) == [0x0102030405060708] and u64s(out["trace_id_lo"]) == [0x090A0B0C0D0E0F10]
     assert u64s(out["span_id"]) == [0x0102030405060708] and u64s(out["parent_span_id"]) == [2**64 - 1]
     assert u64s(out["start_time"]) == [2**63 + 5] and u64s(out["duration_ns"]) == [2**63 - 6]
@@ -293,7 +377,7 @@ def test_events_and_links_json(c_decode):
                       dropped_attributes_count=4),
         ],
     )  # fmt: skip
-    out = ok(c_decode, request([s]))
+    out = decoded(c_decode, request([s]))
     assert out["events"][0] == (
         '[{"time_unix_nano":5,"name":"e1"},'
         '{"time_unix_nano":18446744073709551615,"name":"q\\"","attributes":{"a":1},"dropped_attributes_count":2}]'
@@ -319,7 +403,7 @@ def test_multiple_resources_and_scopes(c_decode):
     data = ExportTraceServiceRequest(
         resource_spans=[rs("a", [("s1", 2), ("s2", 0), ("s3", 1)]), rs("b", []), rs("c", [("s4", 3)])]
     ).SerializeToString()
-    out = ok(c_decode, data)
+    out = decoded(c_decode, data)
     assert out["count"] == 6
     assert out["name"] == ["a/s1/0", "a/s1/1", "a/s3/0", "c/s4/0", "c/s4/1", "c/s4/2"]
     assert out["service_name"] == ["a", "a", "a", "c", "c", "c"]
@@ -330,7 +414,7 @@ def test_multiple_resources_and_scopes(c_decode):
 
 
 def test_promotion_types_and_duplicates(c_decode):
-    out = ok(
+    out = decoded(
         c_decode,
         request(
             [
@@ -382,7 +466,7 @@ def test_promotion_types_and_duplicates(c_decode):
 def test_rejected_span_reasons(c_decode, kw, reason, detail):
     scopes = [ScopeSpans(spans=[span(name="keep")]), ScopeSpans(spans=[span(), span(), span(), span(name="bad", **kw)])]
     data = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=scopes)]).SerializeToString()
-    out = ok(c_decode, data)
+    out = decoded(c_decode, data)
     assert out["count"] == 4 and out["rejected"] == 1 and out["reject_reasons"] == {reason: 1}
     assert out["first_error"] == f"span 3 in resource_spans[0].scope_spans[1]: {detail}"
     assert "bad" not in out["name"] and len(out["span_id"]) == 32
@@ -390,7 +474,7 @@ def test_rejected_span_reasons(c_decode, kw, reason, detail):
 
 def test_rejections_counted_per_reason(c_decode):
     spans = [span(trace_id=b""), span(span_id=b""), span(trace_id=b""), span(), span(end_time_unix_nano=1)]
-    out = ok(c_decode, request(spans))
+    out = decoded(c_decode, request(spans))
     assert out["count"] == 1 and out["rejected"] == 4
     assert out["reject_reasons"] == {"invalid_trace_id": 2, "invalid_span_id": 1, "end_before_start": 1}
     assert out["first_error"].startswith("span 0 in resource_spans[0].scope_spans[0]: trace_id")
@@ -674,7 +758,7 @@ def test_random_requests_with_noise_are_equal(c_decode):
         clean = encode(fields)
         out = ok(c_decode, clean)
         seen_reject += out["rejected"] > 0
-        seen_nested += any(a and ("[" in a or "{" in a[1:]) for a in out["attributes"])
+        seen_nested += any(a and ("[" in a or "{" in a[1:]) for a in column(out, "attributes"))
         for _ in range(2):
             noisy = encode(fields, random.Random(rng.getrandbits(32)))
             assert ok(c_decode, noisy) == out, f"request {i}: noise changed the result"
@@ -723,7 +807,7 @@ def test_merged_and_overridden_submessages(c_decode):
           M(15, [B(2, "m")]), M(15, [V(3, 2)])]  # fmt: skip
     res = [M(1, [B(1, "service.name"), M(2, [B(1, "a")])]), M(1, [B(1, "device.id"), M(2, [B(1, "d")])])]
     data = encode([M(1, [M(2, [M(2, sp), M(1, [B(1, "sc")])]), M(1, res[:1]), M(1, res[1:])])])
-    out = ok(c_decode, data)
+    out = decoded(c_decode, data)
     assert out["attributes"] == ['{"arr":[1,2],"dropped":[2],"val2x":7}']
     assert out["status_message"] == ["m"] and out["status_code"] == b"\x02"
     assert out["service_name"] == ["a"] and out["device_id"] == ["d"] and out["scope_name"] == ["sc"]
@@ -760,18 +844,18 @@ def test_nesting_limit_applies_to_rejected_spans_too(c_decode):
 
 def test_dropped_oneof_member_is_validated_but_not_limited(c_decode):
     deep = _nested_value(40)  # 40 arrays, then overridden by a string: upb parses it, then drops it
-    out = ok(c_decode, _with_value(deep + [B(1, "kept")]))
+    out = decoded(c_decode, _with_value(deep + [B(1, "kept")]))
     assert out["attributes"] == ['{"deep":"kept"}']
     bad(c_decode, _with_value([M(5, [M(1, [B(1, b"\xff")])]), B(1, "kept")]))  # bad UTF-8 inside it
 
 
 def test_dropped_oneof_member_keeps_upb_rules(c_decode):
     # a known field with the wrong wire type inside a dropped member is just an unknown field for upb
-    out = ok(c_decode, _with_value([M(5, [M(1, [V(1, 5)])]), B(1, "kept")]))
+    out = decoded(c_decode, _with_value([M(5, [M(1, [V(1, 5)])]), B(1, "kept")]))
     assert out["attributes"] == ['{"deep":"kept"}']
     bad(c_decode, _with_value([B(1, "first"), M(5, [M(1, [V(1, 5)])])]))  # in the kept member it is an error
     # upb's limit of 100 nested messages still holds there: the span's AnyValue is at depth 5
-    assert ok(c_decode, _with_value(_nested_value(47) + [B(1, "kept")]))["attributes"] == ['{"deep":"kept"}']
+    assert decoded(c_decode, _with_value(_nested_value(47) + [B(1, "kept")]))["attributes"] == ['{"deep":"kept"}']
     bad(c_decode, _with_value(_nested_value(48) + [B(1, "kept")]))
 
 
@@ -883,3 +967,361 @@ def test_bytes_base64(c_decode):
         blob = bytes(range(250, 250 - n, -1))
         expected = '{"b":"' + base64.b64encode(blob).decode() + '"}'
         assert attrs_of(c_decode, ("b", blob)) == expected
+
+
+# ---------------------------------------------------------------- Arrow buffers: nulls, NaN, size limit
+
+
+def test_no_accepted_spans_gives_empty_buffers(c_decode):
+    for data in (b"", request([]), request([span(trace_id=b""), span(span_id=bytes(8))])):
+        out = ok(c_decode, data)
+        assert out["count"] == 0
+        for name in TEXT:
+            assert out[name] == (bytes(4), b"", None), name
+        for name in FLOATS | BOOLS:
+            assert out[name] == (b"", None), name
+
+
+def test_null_rows_and_bitmaps_across_byte_boundaries(c_decode):
+    # 19 spans: every third has a status message, cold_start cycles true / false / missing
+    spans = []
+    for i in range(19):
+        attrs = [("ml.inference.cold_start", bool(i % 3 == 0))] if i % 3 != 2 else []
+        attrs += [("ml.prediction.score", float(i))] if i % 2 else []
+        spans.append(span(name=f"s{i}" if i % 5 else "", status=Status(message="m" if i % 3 == 0 else ""),
+                          attributes=kvs(attrs)))  # fmt: skip
+    out = decoded(c_decode, request(spans))
+    assert out["name"] == [f"s{i}" if i % 5 else None for i in range(19)]
+    assert out["status_message"] == ["m" if i % 3 == 0 else None for i in range(19)]
+    assert out["cold_start"] == [(i % 3 == 0) if i % 3 != 2 else None for i in range(19)]
+    assert out["prediction_score"] == [float(i) if i % 2 else None for i in range(19)]
+
+
+def test_float_columns_keep_the_bits_sent(c_decode):
+    bits = [0x7FF0000000000001, 0x7FF8000000000000, 0xFFF8000000000000, 0x7FF8DEADBEEF0001, 0x8000000000000000,
+            0x7FF0000000000000, 0x0000000000000001]  # signalling NaN, NaNs with sign / payload, -0.0, inf, subnormal
+    for b in bits:
+        value = M(2, [D(4, b)])
+        kv = M(9, [B(1, "ml.prediction.score"), value])
+        data = encode([M(1, [M(2, [M(2, [B(1, TID), B(2, SID), D(7, 1), D(8, 2), kv])])])])
+        out = ok(c_decode, data)
+        assert out["prediction_score"] == (struct.pack("<Q", b), None), hex(b)
+    out = ok(c_decode, request([span(attributes=kvs([("ml.label.value", 2**63 - 1), ("ml.prediction.value", -3)]))]))
+    assert out["label_value"][0] == struct.pack("<d", float(2**63 - 1))  # int_value: the nearest double
+    assert out["prediction_value"][0] == struct.pack("<d", -3.0)
+
+
+@pytest.fixture
+def text_limit(c_decode, monkeypatch):
+    """set(limit): both decoders raise ValueError above ``limit`` bytes of text per request."""
+    previous = _speedups._set_max_text_bytes(2**31 - 1)
+    assert previous == 2**31 - 1 == trace_decode.MAX_TEXT_BYTES  # the default: int32 offsets
+
+    def set_limit(limit: int) -> None:
+        _speedups._set_max_text_bytes(limit)
+        monkeypatch.setattr(trace_decode, "MAX_TEXT_BYTES", limit)
+
+    yield set_limit
+    _speedups._set_max_text_bytes(previous)
+
+
+def text_bytes(out: dict) -> int:
+    return sum(len(out[name][1]) for name in TEXT)
+
+
+def test_text_limit_per_request(c_decode, text_limit):
+    rng = random.Random(17)
+    requests = [realistic_trace_request(40, seed=3)] + [encode(gen_request(rng)) for _ in range(60)]
+    checked = 0
+    for data in requests:
+        total = text_bytes(ok(c_decode, data))
+        if not total:
+            continue
+        text_limit(total)
+        assert text_bytes(ok(c_decode, data)) == total  # exactly at the limit: fine
+        text_limit(total - 1)
+        bad(c_decode, data)
+        text_limit(2**31 - 1)
+        checked += 1
+    assert checked > 20
+
+
+def test_text_limit_counts_repeated_resource_text(c_decode, text_limit):
+    # a small request whose resource text is repeated in every span's row
+    big = "x" * 5000
+    spans = [span(name="n")] * 100 + [span(trace_id=b"")] * 50  # rejected spans take no room
+    data = request(spans, resource_attrs=[("service.name", big), ("host", big)])
+    assert len(data) < 20_000
+    out = decoded(c_decode, data)
+    assert out["count"] == 100 and out["service_name"] == [big] * 100
+    assert text_bytes(ok(c_decode, data)) == 100 * (1 + 5000 + len('{"host":""}') + 5000)
+    text_limit(100 * 10_012)
+    ok(c_decode, data)
+    text_limit(100 * 10_012 - 1)
+    with pytest.raises(ValueError, match="too large"):
+        c_decode(data)
+    with pytest.raises(ValueError, match="too large"):
+        decode_traces_python(data)
+
+
+def test_set_max_text_bytes_checks_its_argument(c_decode):
+    for value in (-1, 2**31):
+        with pytest.raises(ValueError):
+            _speedups._set_max_text_bytes(value)
+    assert _speedups._set_max_text_bytes(2**31 - 1) == 2**31 - 1
+
+
+# ---------------------------------------------------------------- concatenating decoded columns
+
+
+def _random_chunk(rng, kind: int, n: int) -> tuple:
+    nulls = rng.random() < 0.6
+    valid = [not nulls or rng.random() < 0.6 for _ in range(n)]
+    validity = trace_decode._bitmap(valid) if not all(valid) else None
+    if kind == 0:
+        texts = [rng.choice(TRICKY) if ok else "" for ok in valid]
+        lengths = [len(t.encode()) for t in texts]
+        offsets = struct.pack(f"<{n + 1}i", 0, *[sum(lengths[:k + 1]) for k in range(n)])
+        return offsets, "".join(texts).encode(), validity
+    if kind == 1:
+        return struct.pack(f"<{n}d", *[rng.uniform(-1, 1) if ok else 0.0 for ok in valid]), validity
+    return trace_decode._bitmap([ok and rng.random() < 0.5 for ok in valid]), validity
+
+
+@pytest.mark.parametrize("kind,name", [(0, "name"), (1, "prediction_score"), (2, "cold_start")])
+def test_concat_column_matches_a_reference(c_decode, kind, name):
+    rng = random.Random(23 + kind)
+    for _ in range(300):
+        counts = [rng.choice([0, 1, 3, 7, 8, 9, 15, 16, 17, rng.randint(0, 100)]) for _ in range(rng.randint(0, 6))]
+        chunks = [_random_chunk(rng, kind, n) for n in counts]
+        got = _speedups.concat_column(kind, chunks, counts)
+        rows = sum(counts)
+        want = [v for chunk, n in zip(chunks, counts) for v in column({"count": n, name: chunk}, name)]
+        assert column({"count": rows, name: got}, name) == want
+        check_layout({"count": rows, name: got}, only=name)
+        assert _same(wrap_column(arrow_schema("span_rows").field(name).type, rows, got).to_pylist(), want)
+
+
+def test_concat_column_rejects_bad_input(c_decode):
+    text = (struct.pack("<3i", 0, 1, 3), b"abc", None)
+    cases = [
+        (0, [text], [3]),  # wrong count
+        (0, [text], [2, 1]),  # counts and chunks differ
+        (0, [(struct.pack("<3i", 0, 2, 1), b"ab", None)], [2]),  # decreasing
+        (0, [(struct.pack("<3i", 1, 2, 3), b"abc", None)], [2]),  # not from 0
+        (0, [(struct.pack("<3i", 0, 1, 2), b"abc", None)], [2]),  # does not end at len(data)
+        (0, [(struct.pack("<3i", 0, 1, 3), b"abc")], [2]),  # not a text tuple
+        (0, [(struct.pack("<3i", 0, 1, 3), b"abc", b"\x01\x00")], [2]),  # validity of the wrong size
+        (1, [(bytes(8), None)], [2]),
+        (2, [(b"\x00\x00", None)], [8]),
+        (2, [(None, None)], [1]),
+        (3, [], []),
+        (1, [(bytes(8), None)], [-1]),
+    ]
+    for kind, chunks, counts in cases:
+        with pytest.raises(ValueError):
+            _speedups.concat_column(kind, chunks, counts)
+    with pytest.raises(OverflowError):
+        _speedups.concat_column(0, [text, text], [2, 2], 5)
+    assert _speedups.concat_column(0, [text, text], [2, 2], 6)[1] == b"abcabc"
+    assert _speedups.concat_column(0, [], []) == (bytes(4), b"", None)
+    assert _speedups.concat_column(2, [], []) == (b"", None)
+
+
+# ---------------------------------------------------------------- TableBuilder over decoded buffers
+
+
+def _py(value: AnyValue):
+    which = value.WhichOneof("value")
+    return getattr(value, which) if which else None
+
+
+def expected_columns(data: bytes) -> dict[str, list]:
+    """Columns of a request whose spans are all valid, from the protobuf classes (no duplicate keys)."""
+    promoted = {**trace_decode.RESOURCE_PROMOTED, **{k: c for k, (c, _) in trace_decode.SPAN_PROMOTED.items()}}
+    kinds = {c: kind for c, kind in trace_decode.SPAN_PROMOTED.values()}
+    cols: dict[str, list] = {}
+
+    def put(name, value):
+        cols.setdefault(name, []).append(value)
+
+    def rest_json(attributes):
+        rest = {kv.key: _py(kv.value) for kv in attributes if kv.key not in promoted}
+        return rest or None
+
+    for rs in ExportTraceServiceRequest.FromString(data).resource_spans:
+        res = {kv.key: kv.value for kv in rs.resource.attributes}
+        for ss in rs.scope_spans:
+            for sp in ss.spans:
+                attrs = {kv.key: kv.value for kv in sp.attributes}
+                put("trace_id_hi", int.from_bytes(sp.trace_id[:8], "big"))
+                put("trace_id_lo", int.from_bytes(sp.trace_id[8:], "big"))
+                put("span_id", int.from_bytes(sp.span_id, "big"))
+                put("parent_span_id", int.from_bytes(sp.parent_span_id or bytes(8), "big"))
+                put("start_time", sp.start_time_unix_nano)
+                put("duration_ns", sp.end_time_unix_nano - sp.start_time_unix_nano)
+                for name in ("kind", "flags", "dropped_attributes_count", "dropped_events_count",
+                             "dropped_links_count"):  # fmt: skip
+                    put(name, getattr(sp, name))
+                put("name", sp.name or None)
+                put("trace_state", sp.trace_state or None)
+                put("status_code", sp.status.code)
+                put("status_message", sp.status.message or None)
+                put("scope_name", ss.scope.name or None)
+                put("scope_version", ss.scope.version or None)
+                for key, name in trace_decode.RESOURCE_PROMOTED.items():
+                    value = res.get(key)
+                    put(name, value.string_value if value is not None and value.HasField("string_value") else None)
+                for key, (name, kind) in trace_decode.SPAN_PROMOTED.items():
+                    value = attrs.get(key)
+                    which = value.WhichOneof("value") if value is not None else None
+                    if kinds[name] == "str":
+                        put(name, value.string_value if which == "string_value" else None)
+                    elif kinds[name] == "float":
+                        put(name, float(_py(value)) if which in ("double_value", "int_value") else None)
+                    else:
+                        put(name, value.bool_value if which == "bool_value" else None)
+                put("resource_attributes", rest_json(rs.resource.attributes))
+                put("scope_attributes", rest_json(ss.scope.attributes))
+                put("attributes", rest_json(sp.attributes))
+                put("events", [{"time_unix_nano": e.time_unix_nano, "name": e.name} for e in sp.events] or None)
+                put("links", [{"trace_id": li.trace_id.hex(), "span_id": li.span_id.hex()} for li in sp.links] or None)
+    return cols
+
+
+def handmade_request(n_a: int, n_b: int) -> bytes:
+    """Two resources and three scopes; nulls, empty and non-ASCII strings, ints as floats, events and links."""
+    def sp(i: int) -> Span:
+        attrs = [("ml.model.name", "m" * (i % 4)), ("ml.feature.x", i)] if i % 3 else [("ml.label.value", i)]
+        if i % 4 == 1:
+            attrs += [("ml.inference.cold_start", i % 8 == 1), ("ml.prediction.score", 0.5 + i)]
+        return Span(
+            trace_id=bytes([i + 1]) * 16, span_id=bytes([i + 2]) * 8,
+            parent_span_id=bytes([i + 3]) * 8 if i % 2 else b"",
+            name=["", "inference", "日本😀", 'q"\n'][i % 4], kind=i % 6, trace_state="k=v" if i % 7 == 0 else "",
+            start_time_unix_nano=10**18 + i, end_time_unix_nano=10**18 + 2 * i + 1, flags=i,
+            status=Status(code=i % 3, message="boom é" if i % 5 == 0 else ""), attributes=kvs(attrs),
+            events=[Span.Event(time_unix_nano=i, name="ev")] if i % 6 == 0 else [],
+            links=[Span.Link(trace_id=TID, span_id=SID)] if i % 9 == 0 else [], dropped_links_count=i % 2,
+        )  # fmt: skip
+
+    return ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                resource=Resource(attributes=kvs([("service.name", "svc-a"), ("device.id", "dev-1"), ("host", "h")])),
+                scope_spans=[
+                    ScopeSpans(scope=InstrumentationScope(name="sc", version="1.0", attributes=kvs([("k", 1)])),
+                               spans=[sp(i) for i in range(n_a)]),
+                    ScopeSpans(spans=[sp(i) for i in range(n_a, n_a + 2)]),
+                ],
+            ),  # fmt: skip
+            ResourceSpans(scope_spans=[ScopeSpans(spans=[sp(i) for i in range(100, 100 + n_b)])]),
+        ]
+    ).SerializeToString()
+
+
+def _same(a: list, b: list) -> bool:
+    """Equal lists, floats compared by their bits (NaN too)."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if isinstance(x, float) and isinstance(y, float):
+            if struct.pack("<d", x) != struct.pack("<d", y):
+                return False
+        elif x != y or type(x) is not type(y):
+            return False
+    return True
+
+
+def test_decoded_buffers_hold_the_protobuf_values(c_decode):
+    for data in (realistic_trace_request(37, seed=5, device=3), handmade_request(13, 6), handmade_request(1, 0)):
+        out = ok(c_decode, data)
+        want = expected_columns(data)
+        assert out["count"] == len(want["name"])
+        for field in arrow_schema("span_rows"):
+            name = field.name
+            if name in ("received_at", "gateway_id"):
+                continue
+            if name in FIXED:
+                got = pa.Array.from_buffers(field.type, out["count"], [None, pa.py_buffer(out[name])])
+                got = got.cast(pa.int64()).to_pylist() if name == "start_time" else got.to_pylist()
+            else:
+                got = wrap_column(field.type, out["count"], out[name]).to_pylist()
+                assert _same(got, column(out, name)), name  # pyarrow reads the buffers as the tests do
+            if name in ("resource_attributes", "scope_attributes", "attributes", "events", "links"):
+                got = [None if text is None else json.loads(text) for text in got]
+                keep = {"events": ("time_unix_nano", "name"), "links": ("trace_id", "span_id")}.get(name)
+                if keep:  # the fields expected_columns() writes
+                    got = [None if items is None else [{k: x[k] for k in keep} for x in items] for items in got]
+            assert _same(got, want[name]), name
+
+
+def _list_table(outs: list[dict], receipts: list[tuple[int, str]]) -> pa.Table:
+    """The table as building from per-value lists with pa.array gives it (the representation before buffers)."""
+    schema = arrow_schema("span_rows")
+    values: dict[str, list] = {field.name: [] for field in schema}
+    for out, (received, gateway) in zip(outs, receipts):
+        n = out["count"]
+        for field in schema:
+            name = field.name
+            if name == "received_at":
+                values[name] += [received] * n
+            elif name == "gateway_id":
+                values[name] += [gateway] * n
+            elif name in FIXED:
+                code = {8: "Q", 4: "I", 1: "B"}[FIXED[name]]
+                if name in ("start_time", "duration_ns"):  # stored as int64: the same bits read signed
+                    code = "q"
+                values[name] += list(struct.unpack(f"<{n}{code}", out[name]))
+            else:
+                values[name] += column(out, name)
+    arrays = [pa.array(values[field.name], field.type) for field in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def assert_same_table(got: pa.Table, want: pa.Table) -> None:
+    assert got.schema == want.schema and got.num_rows == want.num_rows
+    for name in want.column_names:
+        g, w = got[name].combine_chunks(), want[name].combine_chunks()
+        assert g.null_count == w.null_count and g.is_null().equals(w.is_null()), name
+        if pa.types.is_floating(w.type):  # NaN != NaN: compare the bits
+            g, w = g.view(pa.int64()), w.view(pa.int64())
+        assert g.equals(w), name
+
+
+@pytest.mark.parametrize("path", ["c", "fallback", "chunked", "chunked-fallback"])
+def test_table_builder_matches_building_from_lists(c_decode, monkeypatch, path):
+    if "fallback" in path:  # no C extension: wrap each request, pa.concat_arrays
+        monkeypatch.setattr(arrow_batches, "_concat_column", None)
+    if "chunked" in path:  # more text than one array holds: a chunked column
+        monkeypatch.setattr(arrow_batches, "_MAX_ARRAY_TEXT", 3000)
+    rng = random.Random(41)
+    payloads = [realistic_trace_request(37, seed=1), handmade_request(13, 6), request([]),
+                handmade_request(1, 0), realistic_trace_request(64, seed=2, device=9)]  # fmt: skip
+    payloads += [encode(gen_request(rng)) for _ in range(40)]
+    outs = [ok(c_decode, p) for p in payloads]
+    receipts = [(1_700_000_000_000_000_000 + i, "gw-a" if i % 7 < 4 else "gw-b") for i in range(len(outs))]
+    builder = TableBuilder("span_rows")
+    for out, (received, gateway) in zip(outs, receipts):
+        builder.add(out, out["count"], received, gateway)
+    assert builder.rows == sum(out["count"] for out in outs) > 150
+    table = builder.build()
+    assert_same_table(table, _list_table(outs, receipts))
+    if "chunked" in path:
+        assert table["attributes"].num_chunks > 1
+    else:
+        assert all(table[name].num_chunks == 1 for name in table.column_names)
+
+
+def test_table_builder_empty_and_metric_tables(c_decode):
+    empty = TableBuilder("span_rows")
+    empty.add(c_decode(request([])), 0, 1, "gw")
+    table = empty.build()
+    assert table.num_rows == 0 and table.schema == arrow_schema("span_rows")
+    metrics = TableBuilder("metric_points")  # metric columns still arrive as lists
+    columns = {field.name: [None, None] for field in arrow_schema("metric_points")}
+    columns.update(metric_name=["a", "b"], time=[1, 2], value=[0.5, math.nan], metric_type=["gauge", "sum"])
+    metrics.add(columns, 2, 7, "gw")
+    table = metrics.build()
+    assert table["metric_name"].to_pylist() == ["a", "b"] and table["gateway_id"].to_pylist() == ["gw", "gw"]
+    assert table["received_at"].cast(pa.int64()).to_pylist() == [7, 7] and math.isnan(table["value"][1].as_py())
