@@ -39,10 +39,6 @@ class MemoryBudget:
         self.used += nbytes
         return True
 
-    def adjust(self, old: int, new: int) -> None:
-        """Replace an estimate with the real size, without refusing."""
-        self.used += new - old
-
     def release(self, nbytes: int) -> None:
         self.used = max(0, self.used - nbytes)
 

@@ -136,7 +136,7 @@ def test_memory_budget():
     assert not budget.try_acquire(1)
     budget.release(500)
     assert budget.try_acquire(60) and budget.try_acquire(40) and not budget.try_acquire(1)
-    budget.adjust(60, 10)
+    budget.release(50)
     assert budget.used == 50
     with pytest.raises(ValueError):
         MemoryBudget(0)
