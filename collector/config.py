@@ -444,15 +444,14 @@ def _convert(f: dataclasses.Field, value: Any, path: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping of pipeline name to pipeline")
         return {name: _build(PipelineConfig, spec, f"{path}.{name}") for name, spec in value.items()}
-    if f.name == "otlp" and annotation.startswith("OtlpExporterConfig"):
-        return _build(OtlpExporterConfig, value, path)
     if annotation == "dict":
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping")
         return {str(k): str(v) for k, v in value.items()}
-    default_type = type(f.default_factory()) if f.default_factory is not dataclasses.MISSING else None
-    if default_type is not None and dataclasses.is_dataclass(default_type):
-        return _build(default_type, value, path)
+    # Nested sections, optional ones included ("OtlpExporterConfig | None").
+    section = globals().get(annotation.split(" | ")[0])
+    if isinstance(section, type) and dataclasses.is_dataclass(section):
+        return _build(section, value, path)
     if annotation.startswith("list"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{path}: expected a list of strings")

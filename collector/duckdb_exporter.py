@@ -22,8 +22,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 
 import duckdb
 import pyarrow as pa
@@ -38,6 +37,16 @@ log = logging.getLogger("fleetwatch.exporter.duckdb")
 
 
 _ROW_GROUP_ROWS = 122_880  # DuckDB's row group size
+
+
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table):
+    """``table`` visible to SQL as ``name`` for the duration of the block."""
+    con.register(name, table)
+    try:
+        yield
+    finally:
+        con.unregister(name)
 
 
 class DatabaseLockedError(RuntimeError):
@@ -105,7 +114,6 @@ class DuckDBExporter:
         self._path = ""
         self.healthy = True
         self.clocks = DeviceClocks(config.clock_skew_threshold)
-        self._touched: set[str] = set()
         self._rows_since_checkpoint = 0
 
     # -- lifecycle -------------------------------------------------------
@@ -193,45 +201,27 @@ class DuckDBExporter:
         try:
             con.execute("BEGIN TRANSACTION")
             arrows = {table: builder.build() for table, builder in batch.tables.items()}
-            offsets = self._observe_clocks(arrows)
+            touched = self._observe_clocks(arrows)
+            offsets = self._skewed_offsets(touched)
             for table, arrow in arrows.items():
                 # Built once per batch: one contiguous chunk per column scans
                 # about twice as fast as many request-sized chunks.
-                con.register("incoming_rows", arrow)
-                try:
+                with _registered(con, "incoming_rows", arrow):
                     if offsets is None:
                         con.execute(f"INSERT INTO {table} SELECT *, NULL FROM incoming_rows")
                     else:
-                        con.execute(
-                            f"INSERT INTO {table} SELECT r.*, o.clock_offset_ns FROM incoming_rows r "
-                            "LEFT JOIN incoming_offsets o ON r.device_id = o.device_id"
-                        )
-                finally:
-                    con.unregister("incoming_rows")
+                        with _registered(con, "incoming_offsets", offsets):
+                            con.execute(
+                                f"INSERT INTO {table} SELECT r.*, o.clock_offset_ns FROM incoming_rows r "
+                                "LEFT JOIN incoming_offsets o ON r.device_id = o.device_id"
+                            )
                 written[table] = arrow.num_rows
-            if offsets is not None:
-                con.unregister("incoming_offsets")
-            self._write_devices(con)
+            if touched:
+                with _registered(con, "incoming_devices", self._devices_table(touched)):
+                    con.execute("INSERT OR REPLACE INTO devices SELECT * FROM incoming_devices")
             if batch.requests:
-                digests, signals, items, received, gateways = zip(
-                    *((r.digest, r.signal, r.items, r.received_at_ns, r.gateway_id) for r in batch.requests)
-                )
-                log_table = pa.Table.from_arrays(
-                    [
-                        pa.array(digests, pa.string()),
-                        pa.array(signals, pa.string()),
-                        pa.array(items, pa.uint64()),
-                        pa.array(received, pa.timestamp("ns")),
-                        pa.array(gateways, pa.string()),
-                        pa.repeat(pa.scalar(time.time_ns(), pa.timestamp("ns")), len(digests)),
-                    ],
-                    schema=arrow_schema("ingest_log"),
-                )
-                con.register("incoming_log", log_table)
-                try:
+                with _registered(con, "incoming_log", self._log_table(batch.requests)):
                     con.execute("INSERT INTO ingest_log SELECT * FROM incoming_log")
-                finally:
-                    con.unregister("incoming_log")
             con.execute("COMMIT")
         except Exception as exc:  # duckdb.Error, OSError (disk full), ...
             try:
@@ -250,15 +240,11 @@ class DuckDBExporter:
         self.metrics.disk_bytes.set(file_bytes(self._path))
         return None
 
-    def _observe_clocks(self, arrows: dict[str, pa.Table]):
-        """Feed each request's newest event time to the clock estimator; register skewed offsets.
-
-        Returns None when no device in the batch is skewed (the common case),
-        else registers ``incoming_offsets`` (device_id, clock_offset_ns).
-        """
+    def _observe_clocks(self, arrows: dict[str, pa.Table]) -> set[str]:
+        """Feed each request's newest event time to the clock estimator; return the devices seen."""
         import pyarrow.compute as pc
 
-        self._touched: set[str] = set()
+        touched: set[str] = set()
         for table, arrow in arrows.items():
             if table == "span_rows":
                 event = pc.add(arrow["start_time"].cast(pa.int64()), arrow["duration_ns"])
@@ -270,34 +256,41 @@ class DuckDBExporter:
                                                      ("device_id", "received", "event_max"))):
                 if device_id is not None:
                     self.clocks.observe(device_id, received, newest)
-                    self._touched.add(device_id)
-        skewed = {d: o for d in self._touched if (o := self.clocks.offset_ns(d)) is not None}
+                    touched.add(device_id)
+        return touched
+
+    def _skewed_offsets(self, devices: set[str]) -> pa.Table | None:
+        """(device_id, clock_offset_ns) of the skewed devices among ``devices``; None when none is (the common case)."""
+        skewed = {d: o for d in devices if (o := self.clocks.offset_ns(d)) is not None}
         if not skewed:
             return None
-        assert self._con is not None
-        self._con.register("incoming_offsets", pa.table({"device_id": pa.array(list(skewed), pa.string()),
-                                                         "clock_offset_ns": pa.array(list(skewed.values()), pa.int64())}))
-        return skewed
+        return pa.table({"device_id": pa.array(list(skewed), pa.string()),
+                         "clock_offset_ns": pa.array(list(skewed.values()), pa.int64())})
 
-    def _write_devices(self, con: duckdb.DuckDBPyConnection) -> None:
-        if not self._touched:
-            return
-        rows = self.clocks.snapshot(sorted(self._touched))
-        table = pa.table({
-            "device_id": pa.array([r[0] for r in rows], pa.string()),
-            "last_seen": pa.array([r[1] for r in rows], pa.timestamp("ns")),
-            "last_event_time": pa.array([r[2] for r in rows], pa.timestamp("ns")),
-            "min_lag_ns": pa.array([r[3] for r in rows], pa.int64()),
-            "clock_offset_ns": pa.array([r[4] for r in rows], pa.int64()),
-            "clock_skewed": pa.array([r[5] for r in rows], pa.bool_()),
-            "requests": pa.array([r[6] for r in rows], pa.uint64()),
-            "updated_at": pa.array([r[7] for r in rows], pa.timestamp("ns")),
-        })
-        con.register("incoming_devices", table)
-        try:
-            con.execute("INSERT OR REPLACE INTO devices SELECT * FROM incoming_devices")
-        finally:
-            con.unregister("incoming_devices")
+    def _devices_table(self, devices: set[str]) -> pa.Table:
+        columns = list(zip(*self.clocks.snapshot(sorted(devices))))
+        types = [pa.string(), pa.timestamp("ns"), pa.timestamp("ns"), pa.int64(), pa.int64(), pa.bool_(),
+                 pa.uint64(), pa.timestamp("ns")]
+        names = ["device_id", "last_seen", "last_event_time", "min_lag_ns", "clock_offset_ns", "clock_skewed",
+                 "requests", "updated_at"]
+        return pa.table({name: pa.array(values, type_) for name, values, type_ in zip(names, columns, types)})
+
+    @staticmethod
+    def _log_table(requests: list) -> pa.Table:
+        digests, signals, items, received, gateways = zip(
+            *((r.digest, r.signal, r.items, r.received_at_ns, r.gateway_id) for r in requests)
+        )
+        return pa.Table.from_arrays(
+            [
+                pa.array(digests, pa.string()),
+                pa.array(signals, pa.string()),
+                pa.array(items, pa.uint64()),
+                pa.array(received, pa.timestamp("ns")),
+                pa.array(gateways, pa.string()),
+                pa.repeat(pa.scalar(time.time_ns(), pa.timestamp("ns")), len(digests)),
+            ],
+            schema=arrow_schema("ingest_log"),
+        )
 
     def _maybe_checkpoint(self, rows: int) -> None:
         """Checkpoint once a row group's worth of rows has arrived (or the log has grown large).

@@ -17,9 +17,8 @@ once every one of them holds it.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from collector.arrow_batches import TableBuilder
@@ -45,7 +44,6 @@ class WriteBatch:
     requests: list[BatchedRequest]
     on_done: Callable[[BaseException | None], None]
     rows: int = 0
-    created: float = field(default_factory=time.monotonic)
 
 
 class Exporter(Protocol):
@@ -106,7 +104,7 @@ class FanOut:
                 batch.on_done(state["error"])
 
         for exporter in self.exporters:
-            exporter.submit(WriteBatch(batch.tables, batch.requests, one_done, batch.rows, batch.created))
+            exporter.submit(WriteBatch(batch.tables, batch.requests, one_done, batch.rows))
 
     def close(self, timeout: float = 30.0) -> None:
         for exporter in self.exporters:
