@@ -40,7 +40,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from bench.ingest import drive_load, machine  # noqa: E402
 from bench.otlp_shapes import realistic_trace_request  # noqa: E402
-from tests.collector_process import CollectorProcess, free_port, metric_value, query  # noqa: E402
+from tests.collector_process import CollectorProcess, free_port, metric_value, query, wait_until  # noqa: E402
 
 
 def _float32(value: float) -> float:
@@ -57,14 +57,6 @@ def edge_trace_request(n_spans: int = 512, seed: int = 0, device: int = 0) -> by
             elif kv.key == "ml.request.id":
                 kv.value.string_value = span.trace_id.hex()
     return request.SerializeToString()
-
-
-def _wait(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _drained(gateway: CollectorProcess) -> bool:
@@ -98,7 +90,7 @@ def run(quick: bool, rate: float, outage_seconds: float) -> dict:
         gateway = _gateway(workdir, central.http_url, gw_ports).start()
         acked = drive_load(gateway.http_port, gateway.proc.pid, shape=edge_trace_request, **load)
         load_done = time.perf_counter()
-        _wait(lambda: _drained(gateway), 600, "the forward queue to drain")
+        wait_until(lambda: _drained(gateway), 600, "the forward queue to drain")
         # from the first request (after the clients built their bodies) to the last upstream commit
         forward_seconds = acked["wall_seconds"] + (time.perf_counter() - load_done)
         sent_bytes = metric_value(gateway.metrics_text(), "fleetwatch_forward_bytes_sent_total")
@@ -109,7 +101,7 @@ def run(quick: bool, rate: float, outage_seconds: float) -> dict:
         random_load = {**load, "requests_per_process": 20}
         random_acked = drive_load(gateway.http_port, gateway.proc.pid, shape=realistic_trace_request,
                                   seed_base=10**7, **random_load)
-        _wait(lambda: _drained(gateway), 600, "the forward queue to drain")
+        wait_until(lambda: _drained(gateway), 600, "the forward queue to drain")
         random_bytes = metric_value(gateway.metrics_text(), "fleetwatch_forward_bytes_sent_total") - before
 
         # outage: central down while the fleet keeps producing
@@ -122,7 +114,7 @@ def run(quick: bool, rate: float, outage_seconds: float) -> dict:
         queued = metric_value(gateway.metrics_text(), "fleetwatch_forward_queue_items")
         central = CollectorProcess(workdir / "central.duckdb", http_port=central_port).start()
         drain_start = time.perf_counter()
-        _wait(lambda: _drained(gateway), 3600, "the backlog to drain")
+        wait_until(lambda: _drained(gateway), 3600, "the backlog to drain")
         drain_seconds = time.perf_counter() - drain_start
         gateway_rss = metric_value(gateway.metrics_text(), "process_resident_memory_bytes")
         assert gateway.stop() == 0 and central.stop() == 0

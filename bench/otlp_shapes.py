@@ -31,7 +31,8 @@ _SCENES = ["indoor", "outdoor", "night", "low-light"]
 _ERRORS = ["inference timeout after 250 ms", "CUDA out of memory", "input frame decode failed"]
 
 
-def _kv(key: str, value) -> KeyValue:
+def kv(key: str, value) -> KeyValue:
+    """A KeyValue whose AnyValue type follows the Python type (bool, int, float, else str)."""
     if isinstance(value, bool):
         return KeyValue(key=key, value=AnyValue(bool_value=value))
     if isinstance(value, int):
@@ -45,16 +46,16 @@ def realistic_resource(device: int = 0) -> Resource:
     """The resource of one edge device (ten attributes, six of them promoted)."""
     return Resource(
         attributes=[
-            _kv("service.name", "edge-inference"),
-            _kv("device.id", f"dev-{device:05d}"),
-            _kv("fleet.site", f"site-{device % 23:02d}"),
-            _kv("fleet.region", _REGIONS[device % len(_REGIONS)]),
-            _kv("device.class", _CLASSES[device % len(_CLASSES)]),
-            _kv("device.firmware.version", f"2.{device % 4}.1"),
-            _kv("telemetry.sdk.language", "python"),
-            _kv("telemetry.sdk.name", "opentelemetry"),
-            _kv("telemetry.sdk.version", "1.45.2"),
-            _kv("host.name", f"edge-{device:05d}.fleet.local"),
+            kv("service.name", "edge-inference"),
+            kv("device.id", f"dev-{device:05d}"),
+            kv("fleet.site", f"site-{device % 23:02d}"),
+            kv("fleet.region", _REGIONS[device % len(_REGIONS)]),
+            kv("device.class", _CLASSES[device % len(_CLASSES)]),
+            kv("device.firmware.version", f"2.{device % 4}.1"),
+            kv("telemetry.sdk.language", "python"),
+            kv("telemetry.sdk.name", "opentelemetry"),
+            kv("telemetry.sdk.version", "1.45.2"),
+            kv("host.name", f"edge-{device:05d}.fleet.local"),
         ]
     )
 
@@ -73,17 +74,17 @@ def realistic_span(rng: random.Random, start_ns: int, device: int = 0) -> Span:
         start_time_unix_nano=start_ns,
         end_time_unix_nano=start_ns + duration,
         attributes=[
-            _kv("ml.model.name", model),
-            _kv("ml.model.version", version),
-            _kv("ml.inference.mode", "realtime" if rng.random() < 0.9 else "batch"),
-            _kv("ml.request.id", uuid.UUID(int=rng.getrandbits(128), version=4).hex),
-            _kv("ml.prediction.label", rng.choice(_LABELS)),
-            _kv("ml.prediction.score", rng.betavariate(5, 1.5)),
-            _kv("ml.inference.cold_start", rng.random() < 0.01),
-            _kv("ml.feature.brightness", rng.random()),
-            _kv("ml.feature.temperature", rng.gauss(48.0, 6.0)),
-            _kv("ml.feature.motion", rng.expovariate(4.0)),
-            _kv("ml.feature.scene", rng.choice(_SCENES)),
+            kv("ml.model.name", model),
+            kv("ml.model.version", version),
+            kv("ml.inference.mode", "realtime" if rng.random() < 0.9 else "batch"),
+            kv("ml.request.id", uuid.UUID(int=rng.getrandbits(128), version=4).hex),
+            kv("ml.prediction.label", rng.choice(_LABELS)),
+            kv("ml.prediction.score", rng.betavariate(5, 1.5)),
+            kv("ml.inference.cold_start", rng.random() < 0.01),
+            kv("ml.feature.brightness", rng.random()),
+            kv("ml.feature.temperature", rng.gauss(48.0, 6.0)),
+            kv("ml.feature.motion", rng.expovariate(4.0)),
+            kv("ml.feature.scene", rng.choice(_SCENES)),
         ],
     )
     if status is not None:

@@ -117,6 +117,14 @@ def _common(metric, point, shared: dict[str, Any], temporality: str | None) -> d
     }
 
 
+def _histogram_summary(point) -> dict[str, Any]:
+    """count, and sum/min/max where the point has them (they are optional in OTLP)."""
+    return {
+        "count": point.count,
+        **{name: getattr(point, name) if point.HasField(name) else None for name in ("sum", "min", "max")},
+    }
+
+
 def _append(columns: dict[str, list], row: dict[str, Any]) -> None:
     for name, values in columns.items():
         values.append(row.get(name))
@@ -159,10 +167,7 @@ def _decode_metric(metric, where, shared, numbers, histograms, rejections: _Reje
                 continue
             row.update(
                 histogram_type="explicit",
-                count=point.count,
-                sum=point.sum if point.HasField("sum") else None,
-                min=point.min if point.HasField("min") else None,
-                max=point.max if point.HasField("max") else None,
+                **_histogram_summary(point),
                 explicit_bounds=bounds,
                 bucket_counts=counts,
             )
@@ -170,10 +175,7 @@ def _decode_metric(metric, where, shared, numbers, histograms, rejections: _Reje
         else:  # exponential_histogram
             row.update(
                 histogram_type="exponential",
-                count=point.count,
-                sum=point.sum if point.HasField("sum") else None,
-                min=point.min if point.HasField("min") else None,
-                max=point.max if point.HasField("max") else None,
+                **_histogram_summary(point),
                 scale=point.scale,
                 zero_count=point.zero_count,
                 zero_threshold=point.zero_threshold,

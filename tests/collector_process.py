@@ -130,6 +130,15 @@ class CollectorProcess:
             raise AssertionError(f"collector exited with {code}:\n{self.logs()}")
 
 
+def wait_until(condition, timeout: float = 120.0, what: str = "condition") -> None:
+    """Poll ``condition`` until it holds; AssertionError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
 def query(db_path: Path | str, sql: str, params: list | None = None) -> list[tuple]:
     """Open the (closed) file read-only and run one query."""
     con = duckdb.connect(str(db_path), read_only=True)

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.collector_process import CollectorProcess, free_port, metric_value, query
+from tests.collector_process import CollectorProcess, free_port, metric_value, query, wait_until
 from tests.otlp_requests import trace_request
 from tests.test_collector_bad_input import post
 
@@ -37,14 +37,6 @@ def gateway_config(tmp_path: Path, endpoint: str, **queue) -> dict:
             },
         },
     }
-
-
-def wait_until(condition, timeout: float = 120.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def queue_empty(gateway: CollectorProcess) -> bool:
