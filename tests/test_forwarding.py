@@ -39,6 +39,16 @@ def gateway_config(tmp_path: Path, endpoint: str, **queue) -> dict:
     }
 
 
+def send_requests(collector: CollectorProcess, count: int, spans: int) -> list[list[str]]:
+    """``count`` requests of ``spans`` spans from devices dev-0.., each acknowledged; their span ids."""
+    sent = []
+    for i in range(count):
+        body, ids = trace_request(spans, device=f"dev-{i}")
+        assert post(collector.http_port, "/v1/traces", body, token=None)[0] == 200
+        sent.append(ids)
+    return sent
+
+
 def queue_empty(gateway: CollectorProcess) -> bool:
     try:
         return metric_value(gateway.metrics_text(), "fleetwatch_forward_queue_items") == 0
@@ -143,12 +153,8 @@ def test_disk_budget_drops_the_oldest_and_counts_it(tmp_path):
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens here: a long outage
     config = gateway_config(tmp_path, down, max_size_mib=0.1)
     gw_ports = {"http_port": free_port(), "grpc_port": free_port()}
-    sent = []
     with CollectorProcess(tmp_path / "unused.duckdb", config=config, **gw_ports) as gateway:
-        for i in range(100):
-            body, ids = trace_request(40, device=f"dev-{i}")
-            assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200
-            sent.append(ids)
+        sent = send_requests(gateway, 100, 40)
         dropped = metric_value(gateway.metrics_text(), "fleetwatch_forward_queue_dropped_items_total")
         assert dropped > 0
         assert '"disk budget full' in gateway.logs()
@@ -168,12 +174,8 @@ def test_corrupt_segment_is_quarantined_and_the_rest_delivered(tmp_path):
     down_port = free_port()
     config = gateway_config(tmp_path, f"http://127.0.0.1:{down_port}", max_size_mib=0.1)
     gw_ports = {"http_port": free_port(), "grpc_port": free_port()}
-    sent = []
     with CollectorProcess(tmp_path / "unused.duckdb", config=config, **gw_ports) as gateway:
-        for i in range(30):
-            body, ids = trace_request(30, device=f"dev-{i}")
-            assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200
-            sent.append(ids)
+        sent = send_requests(gateway, 30, 30)
     segments = sorted(p for p in (tmp_path / "gw-queue").iterdir() if p.is_file() and p.stat().st_size > 4096)
     assert len(segments) >= 3, [p.name for p in (tmp_path / "gw-queue").iterdir()]
     victim = segments[len(segments) // 2]
@@ -197,12 +199,8 @@ def test_gateway_keeps_a_local_copy_while_forwarding(tmp_path):
     config = gateway_config(tmp_path, central.http_url)
     for pipeline in config["service"]["pipelines"].values():
         pipeline["exporters"] = ["duckdb", "otlp"]
-    sent = []
     with CollectorProcess(tmp_path / "gateway.duckdb", config=config) as gateway:
-        for i in range(5):
-            body, ids = trace_request(10, device=f"dev-{i}")
-            assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200
-            sent += ids
+        sent = [span for ids in send_requests(gateway, 5, 10) for span in ids]
         wait_until(lambda: queue_empty(gateway), what="forwarding")
     assert central.stop() == 0
     for db in ("gateway.duckdb", "central.duckdb"):
