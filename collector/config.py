@@ -225,7 +225,7 @@ class DuckDBExporterConfig:
     # groups are compressed and rewritten several times: measured 1.6x the
     # CPU per row and 1.6x the file size of 48 MiB on the ingest benchmark;
     # larger thresholds gain little and hold more unflushed rows in memory.
-    checkpoint_threshold_mib: int = 48
+    checkpoint_threshold_mib: int = 256
     # Appends gain nothing from a second DuckDB thread (measured) and each
     # thread keeps its own buffers.
     threads: int = 1

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 import duckdb
 import pyarrow as pa
 
+from collector.checkpoints import CheckpointPolicy, drop_orphaned_heads, forget_heads, record_head
 from collector.clock_skew import DeviceClocks
 from collector.config import DuckDBExporterConfig
 from collector.exporters import WriteBatch
@@ -34,9 +35,6 @@ from collector.schema import arrow_schema, ddl
 from collector.selfmetrics import CollectorMetrics
 
 log = logging.getLogger("fleetwatch.exporter.duckdb")
-
-
-_ROW_GROUP_ROWS = 122_880  # DuckDB's row group size
 
 
 @contextmanager
@@ -114,7 +112,8 @@ class DuckDBExporter:
         self._path = ""
         self.healthy = True
         self.clocks = DeviceClocks(config.clock_skew_threshold)
-        self._rows_since_checkpoint = 0
+        self.checkpoints = CheckpointPolicy(config.checkpoint_threshold_mib << 20)
+        self._orphaned_head = False
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
@@ -124,12 +123,13 @@ class DuckDBExporter:
             config={
                 "memory_limit": f"{self.config.memory_limit_mib}MB",
                 "threads": str(self.config.threads),
-                # Our own trigger (_maybe_checkpoint) runs first; DuckDB's is the safety net.
+                # Ours (collector.checkpoints) come first; DuckDB's own threshold is a last resort.
                 "checkpoint_threshold": f"{self.config.checkpoint_threshold_mib * 4}MB",
             },
         )
         for statement in ddl():
             self._con.execute(statement)
+        drop_orphaned_heads(self._con)  # fails start-up rather than guess, see its docstring
         for device_id, min_lag, seen_ns, event_ns, requests in self._con.execute(
             "SELECT device_id, min_lag_ns, epoch_ns(last_seen), epoch_ns(last_event_time), requests FROM devices"
         ).fetchall():
@@ -189,56 +189,91 @@ class DuckDBExporter:
                 batch.on_done(error)
             except Exception:  # the callback must never kill the writer
                 log.exception("acknowledging a batch failed")
-            if error is None:
-                self._maybe_checkpoint(batch.rows)
+            if error is None and self.checkpoints.wal_due(self._wal_bytes()):
+                self._checkpoint()
             self._maybe_prune()
 
     def _write(self, batch: WriteBatch) -> BaseException | None:
+        """Commit the batch; checkpoint in the middle of it when it completes a row group (collector.checkpoints)."""
         assert self._con is not None
         con = self._con
         started = time.perf_counter()
-        written: dict[str, int] = {}
         try:
-            con.execute("BEGIN TRANSACTION")
+            if self._orphaned_head:  # a head without its tail goes before anything is appended after it
+                drop_orphaned_heads(con)
+                self._orphaned_head = False
             arrows = {table: builder.build() for table, builder in batch.tables.items()}
             touched = self._observe_clocks(arrows)
             offsets = self._skewed_offsets(touched)
-            for table, arrow in arrows.items():
-                # Built once per batch: one contiguous chunk per column scans
-                # about twice as fast as many request-sized chunks.
-                with _registered(con, "incoming_rows", arrow):
-                    if offsets is None:
-                        con.execute(f"INSERT INTO {table} SELECT *, NULL FROM incoming_rows")
-                    else:
-                        with _registered(con, "incoming_offsets", offsets):
-                            con.execute(
-                                f"INSERT INTO {table} SELECT r.*, o.clock_offset_ns FROM incoming_rows r "
-                                "LEFT JOIN incoming_offsets o ON r.device_id = o.device_id"
-                            )
-                written[table] = arrow.num_rows
-            if touched:
-                with _registered(con, "incoming_devices", self._devices_table(touched)):
-                    con.execute("INSERT OR REPLACE INTO devices SELECT * FROM incoming_devices")
-            if batch.requests:
-                with _registered(con, "incoming_log", self._log_table(batch.requests)):
-                    con.execute("INSERT INTO ingest_log SELECT * FROM incoming_log")
-            con.execute("COMMIT")
-        except Exception as exc:  # duckdb.Error, OSError (disk full), ...
+            tail_rows = {table: arrow.num_rows for table, arrow in arrows.items()}
+            split = self.checkpoints.split_point(tail_rows)
+            if split is not None:
+                table, head_rows = split
+                with self._transaction():
+                    self._append(table, arrows[table].slice(0, head_rows), offsets)
+                    record_head(con, table, head_rows)
+                self._checkpoint()
+                arrows[table] = arrows[table].slice(head_rows)
+                tail_rows[table] -= head_rows
             try:
-                con.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
+                with self._transaction():
+                    for table, arrow in arrows.items():
+                        self._append(table, arrow, offsets)
+                    if split is not None:
+                        forget_heads(con)
+                    if touched:
+                        with _registered(con, "incoming_devices", self._devices_table(touched)):
+                            con.execute("INSERT OR REPLACE INTO devices SELECT * FROM incoming_devices")
+                    if batch.requests:
+                        with _registered(con, "incoming_log", self._log_table(batch.requests)):
+                            con.execute("INSERT INTO ingest_log SELECT * FROM incoming_log")
+            except Exception:
+                self._orphaned_head = split is not None
+                raise
+        except Exception as exc:  # duckdb.Error, OSError (disk full), ...
             self.metrics.write_failures.inc()
             self.healthy = False
             log.error("batch commit failed; %d requests get a retryable error: %.500s", len(batch.requests), exc)
             return exc
         self.healthy = True
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
-        for table, rows in written.items():
+        self.checkpoints.written(tail_rows)
+        for table, builder in batch.tables.items():
             self.metrics.batches_written.inc(table=table)
-            self.metrics.rows_written.inc(rows, table=table)
+            self.metrics.rows_written.inc(builder.rows, table=table)
         self.metrics.disk_bytes.set(file_bytes(self._path))
         return None
+
+    @contextmanager
+    def _transaction(self):
+        """One DuckDB transaction: committed when the block ends, rolled back if it raises."""
+        assert self._con is not None
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+            self._con.execute("COMMIT")
+        except BaseException:
+            try:
+                self._con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            raise
+
+    def _append(self, table: str, arrow: pa.Table, offsets: pa.Table | None) -> None:
+        """Append Arrow rows to a telemetry table, adding each skewed device's clock offset."""
+        con = self._con
+        assert con is not None
+        # Built once per batch: one contiguous chunk per column scans about
+        # twice as fast as many request-sized chunks.
+        with _registered(con, "incoming_rows", arrow):
+            if offsets is None:
+                con.execute(f"INSERT INTO {table} SELECT *, NULL FROM incoming_rows")
+            else:
+                with _registered(con, "incoming_offsets", offsets):
+                    con.execute(
+                        f"INSERT INTO {table} SELECT r.*, o.clock_offset_ns FROM incoming_rows r "
+                        "LEFT JOIN incoming_offsets o ON r.device_id = o.device_id"
+                    )
 
     def _observe_clocks(self, arrows: dict[str, pa.Table]) -> set[str]:
         """Feed each request's newest event time to the clock estimator; return the devices seen."""
@@ -292,27 +327,20 @@ class DuckDBExporter:
             schema=arrow_schema("ingest_log"),
         )
 
-    def _maybe_checkpoint(self, rows: int) -> None:
-        """Checkpoint once a row group's worth of rows has arrived (or the log has grown large).
-
-        DuckDB compresses row groups (122,880 rows) at checkpoints and
-        rewrites a partly filled one at the next checkpoint; checkpointing
-        on its size threshold alone compressed every row group about twice.
-        Checkpointing when a row group has filled compresses each about once.
-        """
-        self._rows_since_checkpoint += rows
+    def _wal_bytes(self) -> int:
         try:
-            wal = os.path.getsize(self._path + ".wal")
+            return os.path.getsize(self._path + ".wal")
         except OSError:
-            wal = 0
-        if self._rows_since_checkpoint < _ROW_GROUP_ROWS and wal < self.config.checkpoint_threshold_mib << 20:
-            return
+            return 0
+
+    def _checkpoint(self) -> None:
         assert self._con is not None
         try:
             self._con.execute("CHECKPOINT")
         except duckdb.Error as exc:  # e.g. disk full: the WAL keeps the data, try again later
             log.warning("checkpoint failed: %.300s", exc)
-        self._rows_since_checkpoint = 0
+            return
+        self.checkpoints.checkpointed()
 
     def _maybe_prune(self) -> None:
         """Drop ingest_log rows older than the dedup window, at most once an hour."""

@@ -186,6 +186,16 @@ CREATE TABLE IF NOT EXISTS devices (
 )
 """
 
+# A write batch's head committed ahead of its tail (see collector.checkpoints);
+# empty except between the two commits.
+BATCH_HEADS_TABLE = """
+CREATE TABLE IF NOT EXISTS batch_heads (
+    table_name VARCHAR NOT NULL,  -- the table the head was appended to
+    row_count BIGINT NOT NULL,    -- rows in the head: the last rows of that table until the tail commits
+    written_at TIMESTAMP_NS NOT NULL
+)
+"""
+
 
 def arrow_schema(table: str) -> pa.Schema:
     return pa.schema([pa.field(c.name, c.arrow_type, c.name not in NOT_NULL[table]) for c in TABLES[table]])
@@ -246,6 +256,7 @@ def ddl() -> list[str]:
         for column in DERIVED_COLUMNS.get(table, []):
             statements.append(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column.name} {column.sql_type}")
     statements.append(DEVICES_TABLE)
+    statements.append(BATCH_HEADS_TABLE)
     statements.append(SPANS_VIEW)
     statements.append(
         "INSERT INTO fleetwatch_meta VALUES ('schema_version', "
