@@ -190,7 +190,7 @@ class DuckDBExporter:
             except Exception:  # the callback must never kill the writer
                 log.exception("acknowledging a batch failed")
             if error is None and self.checkpoints.wal_due(self._wal_bytes()):
-                self._checkpoint()
+                self._checkpoint("wal_size")
             self._maybe_prune()
 
     def _write(self, batch: WriteBatch) -> BaseException | None:
@@ -212,7 +212,7 @@ class DuckDBExporter:
                 with self._transaction():
                     self._append(table, arrows[table].slice(0, head_rows), offsets)
                     record_head(con, table, head_rows)
-                self._checkpoint()
+                self._checkpoint("row_group")
                 arrows[table] = arrows[table].slice(head_rows)
                 tail_rows[table] -= head_rows
             try:
@@ -333,14 +333,17 @@ class DuckDBExporter:
         except OSError:
             return 0
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, reason: str) -> None:
         assert self._con is not None
+        started = time.perf_counter()
         try:
             self._con.execute("CHECKPOINT")
         except duckdb.Error as exc:  # e.g. disk full: the WAL keeps the data, try again later
             log.warning("checkpoint failed: %.300s", exc)
             return
         self.checkpoints.checkpointed()
+        self.metrics.checkpoints.inc(reason=reason)
+        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
 
     def _maybe_prune(self) -> None:
         """Drop ingest_log rows older than the dedup window, at most once an hour."""

@@ -244,6 +244,17 @@ class CollectorMetrics:
             "Time to append and commit one batch.",
             [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
         )
+        self.checkpoints = r.counter(
+            "fleetwatch_exporter_checkpoints_total",
+            "DuckDB checkpoints by reason: row_group (a table's new rows filled whole row groups), "
+            "wal_size (the write-ahead log reached its threshold first).",
+            ["reason"],
+        )
+        self.checkpoint_seconds = r.histogram(
+            "fleetwatch_exporter_checkpoint_duration_seconds",
+            "Time to checkpoint: compress the new rows into the file and truncate the write-ahead log.",
+            [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+        )
         self.queue_bytes = r.gauge("fleetwatch_queue_bytes", "Decoded bytes queued in the process, not yet durable.")
         self.queue_requests = r.gauge("fleetwatch_queue_requests", "Requests waiting for their batch to commit.")
         self.queue_limit_bytes = r.gauge("fleetwatch_queue_limit_bytes", "The memory budget for queued bytes.")

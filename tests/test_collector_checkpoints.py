@@ -1,0 +1,128 @@
+"""Checkpoints on row-group boundaries: the batch that completes a row group is split around a checkpoint."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+
+import duckdb
+import pytest
+
+from collector.checkpoints import ROW_GROUP_ROWS, CheckpointPolicy
+from tests.collector_process import CollectorProcess, metric_value, query
+from tests.otlp_requests import trace_request
+
+
+def test_policy_cuts_the_batch_that_reaches_a_row_group_boundary():
+    policy = CheckpointPolicy(wal_threshold_bytes=1 << 20)
+    assert policy.split_point({"span_rows": ROW_GROUP_ROWS - 1}) is None
+    policy.written({"span_rows": ROW_GROUP_ROWS - 100})
+    assert policy.split_point({"span_rows": 99}) is None
+    assert policy.split_point({"span_rows": 100}) == ("span_rows", 100)
+    assert policy.split_point({"span_rows": 5_000, "metric_points": 7}) == ("span_rows", 100)
+    policy.checkpointed()
+    assert policy.split_point({"span_rows": 5_000}) is None
+
+
+def test_policy_lets_the_largest_crossing_table_lead_and_ignores_bookkeeping_tables():
+    policy = CheckpointPolicy(wal_threshold_bytes=1 << 20)
+    policy.written({"span_rows": ROW_GROUP_ROWS - 10, "metric_points": ROW_GROUP_ROWS - 2_000})
+    assert policy.split_point({"span_rows": 1_000, "metric_points": 3_000}) == ("metric_points", 2_000)
+    assert policy.split_point({"ingest_log": 10 * ROW_GROUP_ROWS}) is None
+    # a table that crossed unaligned (another table led) is cut at its next boundary
+    policy.written({"span_rows": 1_000})
+    assert policy.split_point({"span_rows": ROW_GROUP_ROWS}) == ("span_rows", ROW_GROUP_ROWS - 990)
+
+
+def test_policy_validates_and_reports_a_large_write_ahead_log():
+    with pytest.raises(ValueError, match="wal_threshold_bytes"):
+        CheckpointPolicy(wal_threshold_bytes=0)
+    policy = CheckpointPolicy(wal_threshold_bytes=1000)
+    assert not policy.wal_due(999)
+    assert policy.wal_due(1000)
+
+
+def _post_all(port: int, bodies: list[bytes], threads: int) -> list[int]:
+    statuses: list[int] = []
+    lock = threading.Lock()
+    queue = list(bodies)
+
+    def sender() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while True:
+            with lock:
+                if not queue:
+                    break
+                body = queue.pop()
+            conn.request("POST", "/v1/traces", body=body, headers={"Content-Type": "application/x-protobuf"})
+            response = conn.getresponse()
+            response.read()
+            with lock:
+                statuses.append(response.status)
+        conn.close()
+
+    workers = [threading.Thread(target=sender) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    return statuses
+
+
+def test_concurrent_load_across_a_row_group_boundary_is_stored_once_in_full_row_groups(tmp_path):
+    db = tmp_path / "fw.duckdb"
+    # 500-span requests: the boundary falls inside a request, whose rows are then split between head and tail
+    requests = [trace_request(500, device=f"dev-{i % 7}") for i in range(300)]
+    with CollectorProcess(db) as collector:
+        statuses = _post_all(collector.http_port, [body for body, _ in requests], threads=6)
+        metrics = collector.metrics_text()
+    assert statuses == [200] * len(requests)
+    assert metric_value(metrics, "fleetwatch_exporter_checkpoints_total", reason="row_group") == 1
+    assert metric_value(metrics, "fleetwatch_exporter_checkpoints_total", reason="wal_size") == 0
+
+    sent = sorted(span_id for _, ids in requests for span_id in ids)
+    assert sorted(r[0] for r in query(db, "SELECT span_id FROM spans")) == sent
+    assert query(db, "SELECT count(*) FROM batch_heads") == [(0,)]
+    first_row_group = query(db, "SELECT count FROM pragma_storage_info('span_rows') "
+                                "WHERE row_group_id = 0 AND column_id = 0 AND segment_type <> 'VALIDITY'")
+    assert sum(count for (count,) in first_row_group) == ROW_GROUP_ROWS
+
+
+def _one_collector_run(db, n_spans: int) -> list[str]:
+    body, ids = trace_request(n_spans)
+    with CollectorProcess(db) as collector:
+        assert _post_all(collector.http_port, [body], threads=1) == [200]
+    return ids
+
+
+def test_a_head_whose_tail_never_committed_is_removed_at_start_up(tmp_path):
+    """The state a kill -9 between a batch's head and tail leaves behind: unacknowledged rows, marked."""
+    db = tmp_path / "fw.duckdb"
+    ids = _one_collector_run(db, 1_000)
+    con = duckdb.connect(str(db))
+    con.execute("BEGIN TRANSACTION")
+    con.execute("INSERT INTO span_rows SELECT * FROM span_rows LIMIT 300")
+    con.execute("INSERT INTO batch_heads VALUES ('span_rows', 300, now()::TIMESTAMP_NS)")
+    con.execute("COMMIT")
+    con.close()
+
+    with CollectorProcess(db) as collector:
+        more, more_ids = trace_request(20)
+        assert _post_all(collector.http_port, [more], threads=1) == [200]
+    assert "removed 300 rows of a batch whose commit did not finish" in collector.logs()
+    assert sorted(r[0] for r in query(db, "SELECT span_id FROM spans")) == sorted(ids + more_ids)
+    assert query(db, "SELECT count(*) FROM batch_heads") == [(0,)]
+
+
+def test_start_up_refuses_a_head_record_that_does_not_match_the_table(tmp_path):
+    db = tmp_path / "fw.duckdb"
+    _one_collector_run(db, 100)
+    con = duckdb.connect(str(db))
+    con.execute("INSERT INTO batch_heads VALUES ('span_rows', 5000, now()::TIMESTAMP_NS)")
+    con.close()
+
+    with pytest.raises(RuntimeError) as failure:
+        CollectorProcess(db).start()
+    assert "batch_heads says the last 5000 rows of span_rows are an unfinished batch" in str(failure.value)
+    assert query(db, "SELECT count(*) FROM span_rows") == [(100,)], "nothing may be deleted on a mismatch"
+
