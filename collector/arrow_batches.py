@@ -148,6 +148,11 @@ class TableBuilder:
         self.rows += rows
 
     def build(self) -> pa.Table:
+        """The collected rows as one table; a builder builds once.
+
+        The collected columns are let go as soon as the table exists, so a
+        write batch is not held twice in memory while it is committed.
+        """
         arrays = []
         for field in self.schema:
             name = field.name
@@ -165,4 +170,6 @@ class TableBuilder:
                 arrays.append(pa.Array.from_buffers(field.type, self.rows, [None, pa.py_buffer(data)]))
             else:
                 arrays.append(_column(field.type, list(map(itemgetter(name), self._decoded)), self._counts))
+        self._decoded, self._counts, self._lists, self._gateways = [], [], {}, []
+        self._received = array("q")
         return pa.Table.from_arrays(arrays, schema=self.schema)

@@ -218,13 +218,15 @@ class DuckDBExporterConfig:
     # recognised by its content digest and not written twice.
     dedup_window: float = 24 * 3600.0
     dedup_max_entries: int = 2_000_000
-    # DuckDB caches written blocks up to this limit; the writer never reads
-    # them back, so a small cache costs nothing and keeps the gateway small.
-    memory_limit_mib: int = 128
-    # DuckDB's default (16 MiB) checkpoints so often that partly filled row
-    # groups are compressed and rewritten several times: measured 1.6x the
-    # CPU per row and 1.6x the file size of 48 MiB on the ingest benchmark;
-    # larger thresholds gain little and hold more unflushed rows in memory.
+    # DuckDB holds the rows written since the last checkpoint (at most about
+    # a row group per table: ~82 MiB for the ingest benchmark's spans) plus a
+    # cache of written blocks that the writer never reads back. Wider rows
+    # spill to a temporary file beyond this limit, which costs CPU (measured
+    # +20 % at 64 MiB) but no data.
+    memory_limit_mib: int = 100
+    # The writer checkpoints when a table's new rows fill a row group
+    # (collector.checkpoints); this write-ahead-log size forces one sooner,
+    # for rows so wide that a row group's log would be larger.
     checkpoint_threshold_mib: int = 256
     # Appends gain nothing from a second DuckDB thread (measured) and each
     # thread keeps its own buffers.
