@@ -136,11 +136,7 @@ class DuckDBExporter:
             self.clocks.seed(device_id, min_lag, seen_ns, event_ns, requests)
         self._path = path
         self.metrics.disk_bytes.set(file_bytes(path))
-        # A cursor is a separate connection, safe to use from the scrape thread.
-        probe = self._con.cursor()
-        self.metrics.duckdb_memory_bytes.bind(
-            lambda: probe.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0]
-        )
+        self._measure_memory()
         self._thread = threading.Thread(target=self._run, name="duckdb-writer", daemon=True)
         self._thread.start()
         log.info("duckdb exporter started", extra={"path": path})
@@ -192,6 +188,21 @@ class DuckDBExporter:
             if error is None and self.checkpoints.wal_due(self._wal_bytes()):
                 self._checkpoint("wal_size")
             self._maybe_prune()
+            self._measure_memory()
+
+    def _measure_memory(self) -> None:
+        """Refresh the DuckDB memory gauge from the writer's own connection.
+
+        Only the writer thread touches the database: a query on another
+        connection (a scrape) holds a transaction, and a CHECKPOINT fails
+        while any other transaction is open.
+        """
+        assert self._con is not None
+        try:
+            used = self._con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchall()[0][0]
+        except duckdb.Error:
+            return
+        self.metrics.duckdb_memory_bytes.set(used or 0)
 
     def _write(self, batch: WriteBatch) -> BaseException | None:
         """Commit the batch; checkpoint in the middle of it when it completes a row group (collector.checkpoints)."""
@@ -212,6 +223,7 @@ class DuckDBExporter:
                 with self._transaction():
                     self._append(table, arrows[table].slice(0, head_rows), offsets)
                     record_head(con, table, head_rows)
+                self.checkpoints.written({table: head_rows})
                 self._checkpoint("row_group")
                 arrows[table] = arrows[table].slice(head_rows)
                 tail_rows[table] -= head_rows
@@ -339,6 +351,7 @@ class DuckDBExporter:
         try:
             self._con.execute("CHECKPOINT")
         except duckdb.Error as exc:  # e.g. disk full: the WAL keeps the data, try again later
+            self.metrics.checkpoint_failures.inc()
             log.warning("checkpoint failed: %.300s", exc)
             return
         self.checkpoints.checkpointed()

@@ -104,10 +104,6 @@ class Gauge(_Metric):
     def set(self, value: float) -> None:
         self._value = float(value)
 
-    def bind(self, fn: Callable[[], float]) -> None:
-        """Read the value from ``fn`` at scrape time from now on."""
-        self._fn = fn
-
     def value(self) -> float:
         return float(self._fn()) if self._fn else self._value
 
@@ -249,6 +245,10 @@ class CollectorMetrics:
             "DuckDB checkpoints by reason: row_group (a table's new rows filled whole row groups), "
             "wal_size (the write-ahead log reached its threshold first).",
             ["reason"],
+        )
+        self.checkpoint_failures = r.counter(
+            "fleetwatch_exporter_checkpoint_failures_total",
+            "DuckDB checkpoints that failed (the write-ahead log keeps the data and grows until one succeeds).",
         )
         self.checkpoint_seconds = r.histogram(
             "fleetwatch_exporter_checkpoint_duration_seconds",

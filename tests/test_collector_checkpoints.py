@@ -74,11 +74,25 @@ def test_concurrent_load_across_a_row_group_boundary_is_stored_once_in_full_row_
     # 500-span requests: the boundary falls inside a request, whose rows are then split between head and tail
     requests = [trace_request(500, device=f"dev-{i % 7}") for i in range(300)]
     with CollectorProcess(db) as collector:
+        done = threading.Event()
+        scrapes: list[str] = []
+
+        def scrape() -> None:  # as Prometheus would; a scrape must never stand in a checkpoint's way
+            while not done.wait(0.2):
+                scrapes.append(collector.metrics_text())
+
+        scraper = threading.Thread(target=scrape)
+        scraper.start()
         statuses = _post_all(collector.http_port, [body for body, _ in requests], threads=6)
+        done.set()
+        scraper.join(30)
         metrics = collector.metrics_text()
     assert statuses == [200] * len(requests)
+    assert scrapes
     assert metric_value(metrics, "fleetwatch_exporter_checkpoints_total", reason="row_group") == 1
     assert metric_value(metrics, "fleetwatch_exporter_checkpoints_total", reason="wal_size") == 0
+    assert metric_value(metrics, "fleetwatch_exporter_checkpoint_failures_total") == 0
+    assert metric_value(metrics, "fleetwatch_duckdb_memory_bytes") > 0
 
     sent = sorted(span_id for _, ids in requests for span_id in ids)
     assert sorted(r[0] for r in query(db, "SELECT span_id FROM spans")) == sent
