@@ -223,25 +223,24 @@ class DuckDBExporter:
                 with self._transaction():
                     self._append(table, arrows[table].slice(0, head_rows), offsets)
                     record_head(con, table, head_rows)
+                # Until the tail commits, whatever goes wrong leaves the head orphaned.
+                self._orphaned_head = True
                 self.checkpoints.written({table: head_rows})
                 self._checkpoint("row_group")
                 arrows[table] = arrows[table].slice(head_rows)
                 tail_rows[table] -= head_rows
-            try:
-                with self._transaction():
-                    for table, arrow in arrows.items():
-                        self._append(table, arrow, offsets)
-                    if split is not None:
-                        forget_heads(con)
-                    if touched:
-                        with _registered(con, "incoming_devices", self._devices_table(touched)):
-                            con.execute("INSERT OR REPLACE INTO devices SELECT * FROM incoming_devices")
-                    if batch.requests:
-                        with _registered(con, "incoming_log", self._log_table(batch.requests)):
-                            con.execute("INSERT INTO ingest_log SELECT * FROM incoming_log")
-            except Exception:
-                self._orphaned_head = split is not None
-                raise
+            with self._transaction():
+                for table, arrow in arrows.items():
+                    self._append(table, arrow, offsets)
+                if split is not None:
+                    forget_heads(con)
+                if touched:
+                    with _registered(con, "incoming_devices", self._devices_table(touched)):
+                        con.execute("INSERT OR REPLACE INTO devices SELECT * FROM incoming_devices")
+                if batch.requests:
+                    with _registered(con, "incoming_log", self._log_table(batch.requests)):
+                        con.execute("INSERT INTO ingest_log SELECT * FROM incoming_log")
+            self._orphaned_head = False
         except Exception as exc:  # duckdb.Error, OSError (disk full), ...
             self.metrics.write_failures.inc()
             self.healthy = False
