@@ -26,7 +26,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from collector.schema import HISTOGRAM_POINT_COLUMNS, METRIC_POINT_COLUMNS
-from collector.trace_decode import attributes_json, resource_columns
+from collector.attributes import attributes_json, resource_columns
 
 _TEMPORALITY = {0: "unspecified", 1: "delta", 2: "cumulative"}
 _RECEIPT = {"received_at", "gateway_id"}

@@ -95,134 +95,34 @@ twice) and oneof overrides behave as protobuf parsing defines them.
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import sys
 from array import array
-from collections.abc import Sequence
 from itertools import accumulate
 from typing import Any
 
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+from collector.attributes import (
+    RESOURCE_PROMOTED,
+    SPAN_PROMOTED,
+    attributes_json,
+    json_string,
+    promote,
+    resource_columns,
+)
 
 __all__ = [
     "SPEEDUPS_AVAILABLE",
-    "attributes_json",
     "decode_traces",
     "decode_traces_python",
-    "resource_columns",
 ]
 
-#: Arrays / kvlists nested deeper than this in one attribute value -> ValueError.
-MAX_VALUE_DEPTH = 32
-
-#: resource attribute key -> column (string_value only)
-RESOURCE_PROMOTED = {
-    "service.name": "service_name",
-    "device.id": "device_id",
-    "fleet.site": "site",
-    "fleet.region": "region",
-    "device.class": "device_class",
-    "device.firmware.version": "firmware_version",
-}
-#: span attribute key -> (column, value kind)
-SPAN_PROMOTED = {
-    "ml.model.name": ("model_name", "str"),
-    "ml.model.version": ("model_version", "str"),
-    "ml.inference.mode": ("inference_mode", "str"),
-    "ml.request.id": ("request_id", "str"),
-    "ml.prediction.label": ("prediction_label", "str"),
-    "ml.label": ("label", "str"),
-    "ml.prediction.score": ("prediction_score", "float"),
-    "ml.prediction.value": ("prediction_value", "float"),
-    "ml.label.value": ("label_value", "float"),
-    "ml.inference.cold_start": ("cold_start", "bool"),
-}
-_RESOURCE_TABLE = {key: (column, "str") for key, column in RESOURCE_PROMOTED.items()}
 _SPAN_COLUMNS = [column for column, _ in SPAN_PROMOTED.values()]
-
-_esc = json.encoder.encode_basestring  # the C accelerated one: json.dumps(s, ensure_ascii=False)
 _LITTLE = sys.byteorder == "little"
 assert array("i").itemsize == array("I").itemsize == 4 and array("Q").itemsize == array("d").itemsize == 8
-
-
-def _double(x: float) -> str:
-    if x != x:
-        return '"NaN"'
-    if x in (float("inf"), float("-inf")):
-        return '"Infinity"' if x > 0 else '"-Infinity"'
-    return repr(x)
-
-
-def _value_json(value, level: int) -> str:
-    """JSON text of one AnyValue; ``level`` = arrays/kvlists around it."""
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        return _esc(value.string_value)
-    if which == "double_value":
-        return _double(value.double_value)
-    if which == "int_value":
-        return str(value.int_value)
-    if which == "bool_value":
-        return "true" if value.bool_value else "false"
-    if which == "bytes_value":
-        return '"' + base64.b64encode(value.bytes_value).decode("ascii") + '"'
-    if which == "array_value" or which == "kvlist_value":
-        if level >= MAX_VALUE_DEPTH:
-            raise ValueError(f"attribute value nested more than {MAX_VALUE_DEPTH} arrays/kvlists deep")
-        if which == "array_value":
-            return "[" + ",".join([_value_json(v, level + 1) for v in value.array_value.values]) + "]"
-        return "{" + ",".join([_esc(kv.key) + ":" + _value_json(kv.value, level + 1) for kv in value.kvlist_value.values]) + "}"
-    return "null"  # no value, or string_value_strindex
-
-
-def attributes_json(attributes: Sequence[KeyValue]) -> str | None:
-    """Compact JSON object of repeated KeyValue in wire order, None when empty."""
-    if not len(attributes):
-        return None
-    return "{" + ",".join([_esc(kv.key) + ":" + _value_json(kv.value, 0) for kv in attributes]) + "}"
-
-
-def _promote(attributes, table: dict) -> tuple[dict[str, Any], str | None]:
-    """Split attributes into promoted columns and the JSON of the rest."""
-    items = list(attributes)
-    keys = [kv.key for kv in items]
-    last = {key: i for i, key in enumerate(keys) if key in table}  # the last occurrence wins
-    promoted: dict[str, Any] = {}
-    for key, i in last.items():
-        column, kind = table[key]
-        value = items[i].value
-        which = value.WhichOneof("value")
-        if kind == "str":
-            if which != "string_value":
-                continue
-            promoted[column] = value.string_value
-        elif kind == "float":
-            if which == "double_value":
-                promoted[column] = value.double_value
-            elif which == "int_value":
-                promoted[column] = float(value.int_value)
-            else:
-                continue
-        elif which == "bool_value":
-            promoted[column] = value.bool_value
-        else:
-            continue
-        items[i] = None
-    parts = [_esc(keys[i]) + ":" + _value_json(kv.value, 0) for i, kv in enumerate(items) if kv is not None]
-    return promoted, ("{" + ",".join(parts) + "}" if parts else None)
-
-
-def resource_columns(attributes: Sequence[KeyValue]) -> dict[str, Any]:
-    """The six promoted resource columns plus ``resource_attributes`` (JSON of the rest)."""
-    promoted, rest = _promote(attributes, _RESOURCE_TABLE)
-    out = {column: promoted.get(column) for column in RESOURCE_PROMOTED.values()}
-    out["resource_attributes"] = rest
-    return out
 
 
 def _events_json(events) -> str | None:
@@ -230,7 +130,7 @@ def _events_json(events) -> str | None:
         return None
     parts = []
     for ev in events:
-        text = '{"time_unix_nano":%d,"name":%s' % (ev.time_unix_nano, _esc(ev.name))
+        text = '{"time_unix_nano":%d,"name":%s' % (ev.time_unix_nano, json_string(ev.name))
         attrs = attributes_json(ev.attributes)
         if attrs is not None:
             text += ',"attributes":' + attrs
@@ -247,7 +147,7 @@ def _links_json(links) -> str | None:
     for link in links:
         text = '{"trace_id":"%s","span_id":"%s"' % (link.trace_id.hex(), link.span_id.hex())
         if link.trace_state:
-            text += ',"trace_state":' + _esc(link.trace_state)
+            text += ',"trace_state":' + json_string(link.trace_state)
         attrs = attributes_json(link.attributes)
         if attrs is not None:
             text += ',"attributes":' + attrs
@@ -386,7 +286,7 @@ def decode_traces_python(data: bytes) -> dict[str, Any]:
                       "scope_attributes": attributes_json(scope.attributes), **resource}  # fmt: skip
             shared_row = tuple(shared[column] for column in _SHARED_COLUMNS)
             for i, span in enumerate(scope_spans.spans):
-                promoted, attributes = _promote(span.attributes, SPAN_PROMOTED)
+                promoted, attributes = promote(span.attributes, SPAN_PROMOTED)
                 row = (attributes, _events_json(span.events), _links_json(span.links))
                 rejection = _rejection(span)  # after the JSON: its errors count for rejected spans too
                 if rejection is not None:
