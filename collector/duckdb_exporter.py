@@ -3,8 +3,10 @@
 Batches arrive as Arrow tables (see :mod:`collector.batcher`); each batch is
 appended and committed in one transaction together with the digests of the
 requests it holds, and only then are those requests acknowledged (group
-commit: many concurrent requests share one commit). After a ``kill -9`` every
-acknowledged row is in the file, replayed from DuckDB's write-ahead log::
+commit: many concurrent requests share one commit). The batch that fills a
+row group is committed in two parts around a checkpoint (see
+:mod:`collector.checkpoints`). After a ``kill -9`` every acknowledged row is
+in the file, replayed from DuckDB's write-ahead log::
 
     exporter = DuckDBExporter(config.exporters.duckdb, metrics)
     exporter.start()                       # fails fast if another process owns the file
