@@ -26,14 +26,30 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from collector.schema import HISTOGRAM_POINT_COLUMNS, METRIC_POINT_COLUMNS
-from collector.attributes import attributes_json, resource_columns
+from collector.attributes import RESOURCE_PROMOTED, attributes_json, resource_columns
 
 _TEMPORALITY = {0: "unspecified", 1: "delta", 2: "cumulative"}
 _RECEIPT = {"received_at", "gateway_id"}
 
+# Rows are built as tuples in the storage tables' column order (one tuple
+# per point, columns made by one transposition per request): about three
+# times faster than a dict per point. The layout is checked against the
+# schema at import time.
+_NUMBER_NAMES = [c.name for c in METRIC_POINT_COLUMNS if c.name not in _RECEIPT]
+_HISTOGRAM_NAMES = [c.name for c in HISTOGRAM_POINT_COLUMNS if c.name not in _RECEIPT]
+_COMMON_LAYOUT = ["metric_name", "description", "unit", "time", "start_time", "aggregation_temporality", "flags",
+                  *RESOURCE_PROMOTED.values(), "attributes", "exemplars",
+                  "resource_attributes", "scope_name", "scope_version", "scope_attributes"]
+assert _NUMBER_NAMES == ["metric_type", "is_monotonic", "value", "int_value", *_COMMON_LAYOUT]
+assert _HISTOGRAM_NAMES == ["histogram_type", "count", "sum", "min", "max", "explicit_bounds", "bucket_counts",
+                            "scale", "zero_count", "zero_threshold", "positive_offset", "positive_bucket_counts",
+                            "negative_offset", "negative_bucket_counts", *_COMMON_LAYOUT]
 
-def _empty(columns) -> dict[str, list]:
-    return {c.name: [] for c in columns if c.name not in _RECEIPT}
+
+def _columns(names: list[str], rows: list[tuple]) -> dict[str, list]:
+    if not rows:
+        return {name: [] for name in names}
+    return dict(zip(names, map(list, zip(*rows))))
 
 
 def _exemplars(point) -> str | None:
@@ -78,110 +94,78 @@ def decode_metrics(payload: bytes) -> dict[str, Any]:
         request = ExportMetricsServiceRequest.FromString(payload)
     except (DecodeError, RuntimeError) as exc:  # upb raises DecodeError; bad UTF-8 too
         raise ValueError(f"body is not a valid OTLP ExportMetricsServiceRequest: {exc}") from None
-    numbers = _empty(METRIC_POINT_COLUMNS)
-    histograms = _empty(HISTOGRAM_POINT_COLUMNS)
+    numbers: list[tuple] = []
+    histograms: list[tuple] = []
     rejections = _Rejections()
     for r_index, rm in enumerate(request.resource_metrics):
         resource = resource_columns(rm.resource.attributes)
+        promoted = tuple(resource[column] for column in RESOURCE_PROMOTED.values())
         for s_index, sm in enumerate(rm.scope_metrics):
-            scope = {
-                "scope_name": sm.scope.name or None,
-                "scope_version": sm.scope.version or None,
-                "scope_attributes": attributes_json(sm.scope.attributes),
-            }
+            rest = (resource["resource_attributes"], sm.scope.name or None, sm.scope.version or None,
+                    attributes_json(sm.scope.attributes))
             for m_index, metric in enumerate(sm.metrics):
-                where = f"resource_metrics[{r_index}].scope_metrics[{s_index}].metrics[{m_index}]"
-                _decode_metric(metric, where, {**resource, **scope}, numbers, histograms, rejections)
+                where = (r_index, s_index, m_index)
+                _decode_metric(metric, where, promoted, rest, numbers, histograms, rejections)
     return {
-        "metric_points": numbers,
-        "histogram_points": histograms,
-        "count": len(numbers["time"]) + len(histograms["time"]),
+        "metric_points": _columns(_NUMBER_NAMES, numbers),
+        "histogram_points": _columns(_HISTOGRAM_NAMES, histograms),
+        "count": len(numbers) + len(histograms),
         "rejected": sum(rejections.reasons.values()),
         "reject_reasons": dict(rejections.reasons),
         "first_error": rejections.first_error,
     }
 
 
-def _common(metric, point, shared: dict[str, Any], temporality: str | None) -> dict[str, Any]:
-    return {
-        "metric_name": metric.name,
-        "description": metric.description or None,
-        "unit": metric.unit or None,
-        "time": point.time_unix_nano,
-        "start_time": point.start_time_unix_nano or None,
-        "aggregation_temporality": temporality,
-        "flags": point.flags,
-        "attributes": attributes_json(point.attributes),
-        "exemplars": _exemplars(point),
-        **shared,
-    }
+def _optional(point, name: str) -> float | None:
+    """sum, min and max are optional in OTLP histograms."""
+    return getattr(point, name) if point.HasField(name) else None
 
 
-def _histogram_summary(point) -> dict[str, Any]:
-    """count, and sum/min/max where the point has them (they are optional in OTLP)."""
-    return {
-        "count": point.count,
-        **{name: getattr(point, name) if point.HasField(name) else None for name in ("sum", "min", "max")},
-    }
-
-
-def _append(columns: dict[str, list], row: dict[str, Any]) -> None:
-    for name, values in columns.items():
-        values.append(row.get(name))
-
-
-def _decode_metric(metric, where, shared, numbers, histograms, rejections: _Rejections) -> None:
+def _decode_metric(metric, where: tuple[int, int, int], promoted: tuple, rest: tuple,
+                   numbers: list[tuple], histograms: list[tuple], rejections: _Rejections) -> None:
     kind = metric.WhichOneof("data")
     if kind is None:
         return
     body = getattr(metric, kind)
+
+    def point_where(p_index: int | None = None) -> str:  # only built for a rejection's message
+        text = "resource_metrics[{}].scope_metrics[{}].metrics[{}]".format(*where)
+        return text if p_index is None else f"{text}.{kind}.data_points[{p_index}]"
+
     if kind == "summary":
         for _ in body.data_points:
-            rejections.add("unsupported_summary", where, "summary metrics are not stored")
+            rejections.add("unsupported_summary", point_where(), "summary metrics are not stored")
         return
     if not metric.name:
         for _ in body.data_points:
-            rejections.add("missing_metric_name", where, "metric has no name")
+            rejections.add("missing_metric_name", point_where(), "metric has no name")
         return
     temporality = _TEMPORALITY.get(body.aggregation_temporality) if kind != "gauge" else None
+    named = (metric.name, metric.description or None, metric.unit or None)
     for p_index, point in enumerate(body.data_points):
-        point_where = f"{where}.{kind}.data_points[{p_index}]"
         if not point.time_unix_nano:
-            rejections.add("missing_timestamp", point_where, "time_unix_nano is 0")
+            rejections.add("missing_timestamp", point_where(p_index), "time_unix_nano is 0")
             continue
-        row = _common(metric, point, shared, temporality)
-        if kind in ("gauge", "sum"):
+        common = (*named, point.time_unix_nano, point.start_time_unix_nano or None, temporality, point.flags,
+                  *promoted, attributes_json(point.attributes), _exemplars(point), *rest)
+        if kind == "gauge" or kind == "sum":
             value_kind = point.WhichOneof("value")
             if value_kind is None:
-                rejections.add("missing_value", point_where, "data point has neither as_double nor as_int")
+                rejections.add("missing_value", point_where(p_index), "data point has neither as_double nor as_int")
                 continue
-            row["metric_type"] = kind
-            row["is_monotonic"] = body.is_monotonic if kind == "sum" else None
-            row["value"] = float(getattr(point, value_kind))
-            row["int_value"] = point.as_int if value_kind == "as_int" else None
-            _append(numbers, row)
+            numbers.append((kind, body.is_monotonic if kind == "sum" else None, float(getattr(point, value_kind)),
+                            point.as_int if value_kind == "as_int" else None, *common))
         elif kind == "histogram":
             bounds, counts = list(point.explicit_bounds), list(point.bucket_counts)
             if not _check_buckets(bounds, counts):
-                rejections.add("invalid_buckets", point_where, "bucket_counts must have len(explicit_bounds)+1 entries and bounds must increase")
+                rejections.add("invalid_buckets", point_where(p_index),
+                               "bucket_counts must have len(explicit_bounds)+1 entries and bounds must increase")
                 continue
-            row.update(
-                histogram_type="explicit",
-                **_histogram_summary(point),
-                explicit_bounds=bounds,
-                bucket_counts=counts,
-            )
-            _append(histograms, row)
+            histograms.append(("explicit", point.count, _optional(point, "sum"), _optional(point, "min"),
+                               _optional(point, "max"), bounds, counts, None, None, None, None, None, None, None,
+                               *common))
         else:  # exponential_histogram
-            row.update(
-                histogram_type="exponential",
-                **_histogram_summary(point),
-                scale=point.scale,
-                zero_count=point.zero_count,
-                zero_threshold=point.zero_threshold,
-                positive_offset=point.positive.offset,
-                positive_bucket_counts=list(point.positive.bucket_counts),
-                negative_offset=point.negative.offset,
-                negative_bucket_counts=list(point.negative.bucket_counts),
-            )
-            _append(histograms, row)
+            histograms.append(("exponential", point.count, _optional(point, "sum"), _optional(point, "min"),
+                               _optional(point, "max"), None, None, point.scale, point.zero_count,
+                               point.zero_threshold, point.positive.offset, list(point.positive.bucket_counts),
+                               point.negative.offset, list(point.negative.bucket_counts), *common))
