@@ -4,7 +4,7 @@ Gauges and sums become one ``metric_points`` row per data point; explicit and
 exponential histograms one ``histogram_points`` row per data point. Resource
 and span-level conventions match the trace decoder: the data contract's
 resource attributes become columns, everything else is kept as JSON text in
-the same encoding (see :mod:`collector.trace_decode`)::
+the same encoding (see :mod:`collector.attributes`)::
 
     decoded = decode_metrics(payload)
     decoded["metric_points"]["value"]      # list of floats
@@ -32,9 +32,9 @@ _TEMPORALITY = {0: "unspecified", 1: "delta", 2: "cumulative"}
 _RECEIPT = {"received_at", "gateway_id"}
 
 # Rows are built as tuples in the storage tables' column order (one tuple
-# per point, columns made by one transposition per request): about three
-# times faster than a dict per point. The layout is checked against the
-# schema at import time.
+# per point, columns made by one transposition per request) rather than a
+# dict per point: the sample's 330k points decode in 2.4 instead of 3.0 CPU
+# seconds. The layout is checked against the schema at import time.
 _NUMBER_NAMES = [c.name for c in METRIC_POINT_COLUMNS if c.name not in _RECEIPT]
 _HISTOGRAM_NAMES = [c.name for c in HISTOGRAM_POINT_COLUMNS if c.name not in _RECEIPT]
 _COMMON_LAYOUT = ["metric_name", "description", "unit", "time", "start_time", "aggregation_temporality", "flags",
