@@ -115,6 +115,15 @@ static inline void segs_init(Segs *s)
     s->cap = 4;
 }
 
+/* a single segment: one occurrence of a sub-message */
+static inline void segs_one(Segs *s, const uint8_t *p, const uint8_t *e)
+{
+    segs_init(s);
+    s->v[0].p = p;
+    s->v[0].e = e;
+    s->n = 1;
+}
+
 static inline void segs_free(Segs *s)
 {
     if (s->v != s->inl) PyMem_Free(s->v);
@@ -164,21 +173,35 @@ static const char *STR_NAMES[N_STR] = {
 #define SLOT_F64 6
 #define N_F64 3
 #define SLOT_BOOL 9
-static const char *F64_NAMES[N_F64] = {"prediction_score", "prediction_value", "label_value"};
 static const char *BOOL_NAME = "cold_start";
-/* Validity bitmaps: the text columns, then the floats, then the bool. */
+
+/* Fixed-width columns, one buffer of little-endian values each, in output
+   order; the bits of the promoted doubles come last (they go out with a
+   validity bitmap). */
+enum {
+    F_TID_HI, F_TID_LO, F_SPAN_ID, F_PARENT, F_START, F_DURATION, /* uint64 */
+    F_FLAGS, F_DROPPED_ATTRS, F_DROPPED_EVENTS, F_DROPPED_LINKS,  /* uint32 */
+    F_KIND, F_STATUS,                                              /* uint8 */
+    F_F64,                                                         /* uint64: N_F64 doubles */
+    N_FIXED = F_F64 + N_F64
+};
+static const struct {
+    const char *name;
+    int width; /* bytes per value */
+} FIXED_COLS[N_FIXED] = {
+    {"trace_id_hi", 8}, {"trace_id_lo", 8}, {"span_id", 8}, {"parent_span_id", 8}, {"start_time", 8},
+    {"duration_ns", 8}, {"flags", 4}, {"dropped_attributes_count", 4}, {"dropped_events_count", 4},
+    {"dropped_links_count", 4}, {"kind", 1}, {"status_code", 1},
+    {"prediction_score", 8}, {"prediction_value", 8}, {"label_value", 8},
+};
+
+/* Bitmaps: the validity of the text columns, of the floats and of the bool,
+   then the values of the bool column. */
 #define V_F64 N_STR
 #define V_BOOL (N_STR + N_F64)
 #define N_VALID (V_BOOL + 1)
-
-enum { F_TID_HI, F_TID_LO, F_SPAN_ID, F_PARENT, F_START, F_DURATION, N_U64 };
-static const char *U64_NAMES[N_U64] = {
-    "trace_id_hi", "trace_id_lo", "span_id", "parent_span_id", "start_time", "duration_ns"};
-enum { F_FLAGS, F_DROPPED_ATTRS, F_DROPPED_EVENTS, F_DROPPED_LINKS, N_U32 };
-static const char *U32_NAMES[N_U32] = {
-    "flags", "dropped_attributes_count", "dropped_events_count", "dropped_links_count"};
-enum { F_KIND, F_STATUS, N_U8 };
-static const char *U8_NAMES[N_U8] = {"kind", "status_code"};
+#define BOOL_VALUES N_VALID
+#define N_BITMAPS (BOOL_VALUES + 1)
 
 enum { R_TRACE_ID, R_SPAN_ID, R_PARENT, R_TIMESTAMP, R_END_BEFORE_START, N_REASONS };
 static const char *REASON_NAMES[N_REASONS] = {
@@ -187,33 +210,37 @@ static const char *REASON_NAMES[N_REASONS] = {
 
 /* Promotion tables: key -> slot; kinds */
 enum { K_STR, K_FLOAT, K_BOOL };
-typedef struct {
-    const char *key;
-    uint32_t len;
-    int kind;
-} Promo;
-
-static const Promo RES_PROMO[6] = {
-    {"service.name", 12, K_STR},
-    {"device.id", 9, K_STR},
-    {"fleet.site", 10, K_STR},
-    {"fleet.region", 12, K_STR},
-    {"device.class", 12, K_STR},
-    {"device.firmware.version", 23, K_STR},
-};
-static const Promo SPAN_PROMO[10] = { /* slots: C_SPAN0 + 0..5, SLOT_F64 + 0..2, SLOT_BOOL */
-    {"ml.model.name", 13, K_STR},
-    {"ml.model.version", 16, K_STR},
-    {"ml.inference.mode", 17, K_STR},
-    {"ml.request.id", 13, K_STR},
-    {"ml.prediction.label", 19, K_STR},
-    {"ml.label", 8, K_STR},
-    {"ml.prediction.score", 19, K_FLOAT},
-    {"ml.prediction.value", 19, K_FLOAT},
-    {"ml.label.value", 14, K_FLOAT},
-    {"ml.inference.cold_start", 23, K_BOOL},
-};
 #define MAX_SLOTS 10
+typedef struct {
+    int n;
+    struct {
+        const char *key;
+        int kind;
+    } slot[MAX_SLOTS];
+    uint32_t len[MAX_SLOTS];  /* of each key, set by promo_init() */
+    uint64_t tail[MAX_SLOTS]; /* last 8 bytes of each key (all keys have >= 8), set by promo_init() */
+} PromoTable;
+
+static PromoTable RES_PROMO = {6, {
+    {"service.name", K_STR},
+    {"device.id", K_STR},
+    {"fleet.site", K_STR},
+    {"fleet.region", K_STR},
+    {"device.class", K_STR},
+    {"device.firmware.version", K_STR},
+}, {0}, {0}};
+static PromoTable SPAN_PROMO = {10, { /* slots: C_SPAN0 + 0..5, SLOT_F64 + 0..2, SLOT_BOOL */
+    {"ml.model.name", K_STR},
+    {"ml.model.version", K_STR},
+    {"ml.inference.mode", K_STR},
+    {"ml.request.id", K_STR},
+    {"ml.prediction.label", K_STR},
+    {"ml.label", K_STR},
+    {"ml.prediction.score", K_FLOAT},
+    {"ml.prediction.value", K_FLOAT},
+    {"ml.label.value", K_FLOAT},
+    {"ml.inference.cold_start", K_BOOL},
+}, {0}, {0}};
 
 typedef struct {
     const uint8_t *kv, *kvend;  /* KeyValue payload */
@@ -242,14 +269,10 @@ typedef struct {
     Py_ssize_t n, cap; /* accepted spans */
     Buf sdata[N_STR];      /* text column data */
     int32_t *soff[N_STR];  /* text column offsets, cap + 1 */
-    uint8_t *valid[N_VALID]; /* validity bitmaps, cap / 8 bytes, zeroed */
+    uint8_t *bits[N_BITMAPS]; /* validity bitmaps, then the bool values; cap / 8 bytes, zeroed */
     Py_ssize_t nulls[N_VALID];
-    uint64_t *f64[N_F64];  /* bits of the doubles */
-    uint8_t *bools;        /* values bitmap of the bool column, cap / 8 bytes, zeroed */
     size_t text_room;      /* text bytes left before max_text */
-    uint64_t *u64[N_U64];
-    uint32_t *u32[N_U32];
-    uint8_t *u8[N_U8];
+    void *fixed[N_FIXED];  /* cap values of FIXED_COLS[c].width bytes */
     Py_ssize_t rejected, reasons[N_REASONS];
     PyObject *first_error;
     Buf attrs, events, links, scratch;
@@ -366,15 +389,30 @@ static inline int rd_len(Dec *d, const uint8_t **pp, const uint8_t *end, const u
     return 0;
 }
 
-static inline int rd_fixed64(Dec *d, const uint8_t **pp, const uint8_t *end, uint64_t *out)
+static inline uint64_t le64(const uint8_t *p)
 {
-    if (UNLIKELY(end - *pp < 8)) return fail(d, *pp, "truncated fixed64");
     uint64_t v;
-    memcpy(&v, *pp, 8);
+    memcpy(&v, p, 8);
 #if PY_BIG_ENDIAN
     v = __builtin_bswap64(v);
 #endif
-    *out = v;
+    return v;
+}
+
+static inline uint32_t le32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+#if PY_BIG_ENDIAN
+    v = __builtin_bswap32(v);
+#endif
+    return v;
+}
+
+static inline int rd_fixed64(Dec *d, const uint8_t **pp, const uint8_t *end, uint64_t *out)
+{
+    if (UNLIKELY(end - *pp < 8)) return fail(d, *pp, "truncated fixed64");
+    *out = le64(*pp);
     *pp += 8;
     return 0;
 }
@@ -382,14 +420,54 @@ static inline int rd_fixed64(Dec *d, const uint8_t **pp, const uint8_t *end, uin
 static inline int rd_fixed32(Dec *d, const uint8_t **pp, const uint8_t *end, uint32_t *out)
 {
     if (UNLIKELY(end - *pp < 4)) return fail(d, *pp, "truncated fixed32");
-    uint32_t v;
-    memcpy(&v, *pp, 4);
-#if PY_BIG_ENDIAN
-    v = __builtin_bswap32(v);
-#endif
-    *out = v;
+    *out = le32(*pp);
     *pp += 4;
     return 0;
+}
+
+/* varint field kept as uint32 (upb truncates the same way) */
+static inline int rd_varint32(Dec *d, const uint8_t **pp, const uint8_t *end, uint32_t *out)
+{
+    uint64_t v;
+    if (rd_varint(d, pp, end, &v)) return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* a sub-message field: its bounds, and the depth limit for the sub-message
+   (sub_depth = its depth; at = its tag, where a too deep one is reported) */
+static inline int rd_msg(Dec *d, const uint8_t **pp, const uint8_t *end, const uint8_t *at, int sub_depth,
+                         const uint8_t **s, uint32_t *n)
+{
+    if (rd_len(d, pp, end, s, n)) return -1;
+    if (UNLIKELY(sub_depth > MAX_MSG_DEPTH)) return fail_depth(d, at);
+    return 0;
+}
+
+static int skip_group(Dec *d, const uint8_t **pp, const uint8_t *end, uint32_t fn, const uint8_t *at,
+                      int gdepth);
+
+/* the value of a field of any wire type but end-group; gdepth = the depth a group would have */
+static int skip_value(Dec *d, const uint8_t **pp, const uint8_t *end, uint32_t tag, const uint8_t *at,
+                      int gdepth)
+{
+    uint64_t v;
+    uint32_t x;
+    const uint8_t *s;
+    switch (tag & 7) {
+    case WT_VARINT:
+        return rd_varint(d, pp, end, &v);
+    case WT_I64:
+        return rd_fixed64(d, pp, end, &v);
+    case WT_LEN:
+        return rd_len(d, pp, end, &s, &x);
+    case WT_SGROUP:
+        return skip_group(d, pp, end, tag >> 3, at, gdepth);
+    case WT_I32:
+        return rd_fixed32(d, pp, end, &x);
+    default:
+        return fail(d, at, "invalid wire type");
+    }
 }
 
 static int skip_group(Dec *d, const uint8_t **pp, const uint8_t *end, uint32_t fn, const uint8_t *at,
@@ -401,34 +479,13 @@ static int skip_group(Dec *d, const uint8_t **pp, const uint8_t *end, uint32_t f
         if (p >= end) return fail(d, at, "unterminated group");
         const uint8_t *t = p;
         uint32_t tag;
-        uint64_t v;
-        const uint8_t *s;
-        uint32_t n;
         if (rd_tag(d, &p, end, &tag)) return -1;
-        switch (tag & 7) {
-        case WT_VARINT:
-            if (rd_varint(d, &p, end, &v)) return -1;
-            break;
-        case WT_I64:
-            if (rd_fixed64(d, &p, end, &v)) return -1;
-            break;
-        case WT_LEN:
-            if (rd_len(d, &p, end, &s, &n)) return -1;
-            break;
-        case WT_SGROUP:
-            if (skip_group(d, &p, end, tag >> 3, t, gdepth + 1)) return -1;
-            break;
-        case WT_EGROUP:
+        if ((tag & 7) == WT_EGROUP) {
             if ((tag >> 3) != fn) return fail(d, t, "end-group tag does not match its start-group");
             *pp = p;
             return 0;
-        case WT_I32:
-            if (end - p < 4) return fail(d, p, "truncated fixed32");
-            p += 4;
-            break;
-        default:
-            return fail(d, t, "invalid wire type");
         }
+        if (skip_value(d, &p, end, tag, t, gdepth + 1)) return -1;
     }
 }
 
@@ -436,31 +493,13 @@ static int skip_group(Dec *d, const uint8_t **pp, const uint8_t *end, uint32_t f
 static int skip_field(Dec *d, const uint8_t **pp, const uint8_t *end, uint32_t tag, const uint8_t *at,
                       int depth)
 {
-    uint64_t v;
-    const uint8_t *s;
-    uint32_t n;
     if ((tag >> 3) == 0) return fail(d, at, "field number 0");
-    switch (tag & 7) {
-    case WT_VARINT:
-        return rd_varint(d, pp, end, &v);
-    case WT_I64:
-        return rd_fixed64(d, pp, end, &v);
-    case WT_LEN:
-        return rd_len(d, pp, end, &s, &n);
-    case WT_SGROUP:
-        return skip_group(d, pp, end, tag >> 3, at, depth + 1);
-    case WT_EGROUP:
-        return fail(d, at, "end-group tag outside a group");
-    case WT_I32:
-        if (end - *pp < 4) return fail(d, *pp, "truncated fixed32");
-        *pp += 4;
-        return 0;
-    default:
-        return fail(d, at, "invalid wire type");
-    }
+    if ((tag & 7) == WT_EGROUP) return fail(d, at, "end-group tag outside a group");
+    return skip_value(d, pp, end, tag, at, depth + 1);
 }
 
-/* a field not handled by the caller: a known number here has the wrong wire type */
+/* a field not handled by the caller: a known number here has the wrong wire type
+   (known = 0: nothing is known, every other field is skipped) */
 static int other_field(Dec *d, const uint8_t **pp, const uint8_t *end, uint32_t tag, const uint8_t *at,
                        int depth, uint32_t known, const char *msgname)
 {
@@ -472,6 +511,25 @@ static int other_field(Dec *d, const uint8_t **pp, const uint8_t *end, uint32_t 
         return fail(d, at, what);
     }
     return skip_field(d, pp, end, tag, at, depth);
+}
+
+/* The next sub-message in *pp..end whose field number is in `want` (a mask of
+   length-delimited fields), the other fields passed to other_field(); depth =
+   the enclosing message's. Returns its field number (bounds in s, n), 0 at the
+   end, -1 on error. */
+static int next_msg(Dec *d, const uint8_t **pp, const uint8_t *end, uint32_t want, int depth, uint32_t known,
+                    const char *msgname, const uint8_t **s, uint32_t *n)
+{
+    while (*pp < end) {
+        const uint8_t *at = *pp;
+        uint32_t tag;
+        if (rd_tag(d, pp, end, &tag)) return -1;
+        uint32_t fn = tag >> 3;
+        if ((tag & 7) == WT_LEN && fn < 32 && ((want >> fn) & 1))
+            return rd_msg(d, pp, end, at, depth + 1, s, n) ? -1 : (int)fn;
+        if (other_field(d, pp, end, tag, at, depth, known, msgname)) return -1;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -501,40 +559,27 @@ static int utf8_valid(const uint8_t *s, size_t n)
             i++;
             continue;
         }
-        if (c >= 0xC2 && c <= 0xDF) {
-            if (i + 1 >= n || (s[i + 1] & 0xC0) != 0x80) return 0;
-            i += 2;
-        }
+        /* sequence length and the range of the second byte (the others are 0x80..0xBF) */
+        size_t len;
+        uint8_t lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+            len = 2;
         else if (c >= 0xE0 && c <= 0xEF) {
-            if (i + 2 >= n) return 0;
-            uint8_t c1 = s[i + 1], c2 = s[i + 2];
-            if ((c2 & 0xC0) != 0x80) return 0;
-            if (c == 0xE0) {
-                if (c1 < 0xA0 || c1 > 0xBF) return 0;
-            }
-            else if (c == 0xED) {
-                if (c1 < 0x80 || c1 > 0x9F) return 0;
-            }
-            else if ((c1 & 0xC0) != 0x80)
-                return 0;
-            i += 3;
+            len = 3;
+            if (c == 0xE0) lo = 0xA0; /* overlong */
+            else if (c == 0xED) hi = 0x9F; /* surrogates */
         }
         else if (c >= 0xF0 && c <= 0xF4) {
-            if (i + 3 >= n) return 0;
-            uint8_t c1 = s[i + 1], c2 = s[i + 2], c3 = s[i + 3];
-            if ((c2 & 0xC0) != 0x80 || (c3 & 0xC0) != 0x80) return 0;
-            if (c == 0xF0) {
-                if (c1 < 0x90 || c1 > 0xBF) return 0;
-            }
-            else if (c == 0xF4) {
-                if (c1 < 0x80 || c1 > 0x8F) return 0;
-            }
-            else if ((c1 & 0xC0) != 0x80)
-                return 0;
-            i += 4;
+            len = 4;
+            if (c == 0xF0) lo = 0x90; /* overlong */
+            else if (c == 0xF4) hi = 0x8F; /* above U+10FFFF */
         }
         else
             return 0;
+        if (n - i < len || s[i + 1] < lo || s[i + 1] > hi) return 0;
+        for (size_t k = 2; k < len; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return 0;
+        i += len;
     }
     return 1;
 }
@@ -768,6 +813,29 @@ static inline uint64_t mulShift64(uint64_t m, const uint64_t *mul, int32_t j)
     return (uint64_t)(((b0 >> 64) + b2) >> (j - 64));
 }
 
+/* vr, vp, vm of the interval around m2 (as Ryu's mulShiftAll64) */
+static inline uint64_t mulShiftAll64(uint64_t m2, const uint64_t *mul, int32_t j, uint64_t *vp, uint64_t *vm,
+                                     uint32_t mmShift)
+{
+    *vp = mulShift64(4 * m2 + 2, mul, j);
+    *vm = mulShift64(4 * m2 - 1 - mmShift, mul, j);
+    return mulShift64(4 * m2, mul, j);
+}
+
+/* the low 128 bits of v into out[0] (low half) and out[1]; steals v, NULL: error */
+static int split_u128(PyObject *v, PyObject *s64, uint64_t out[2])
+{
+    if (!v) return -1;
+    PyObject *hi = PyNumber_Rshift(v, s64);
+    if (hi) {
+        out[0] = PyLong_AsUnsignedLongLongMask(v);
+        out[1] = PyLong_AsUnsignedLongLongMask(hi);
+        Py_DECREF(hi);
+    }
+    Py_DECREF(v);
+    return hi ? 0 : -1;
+}
+
 /* Tables from exact integer arithmetic (Python ints) at import time. */
 static int ryu_init(void)
 {
@@ -781,23 +849,13 @@ static int ryu_init(void)
         long bitlen = PyLong_AsLong(bl);
         Py_DECREF(bl);
         if ((uint32_t)bitlen != pow5bits(i)) goto done; /* formula check */
-        PyObject *v, *hi;
         if (i < POW5_TABLE_SIZE) {
             long shift = bitlen - POW5_BITCOUNT;
             PyObject *sh = PyLong_FromLong(shift >= 0 ? shift : -shift);
             if (!sh) goto done;
-            v = shift >= 0 ? PyNumber_Rshift(pow, sh) : PyNumber_Lshift(pow, sh);
+            PyObject *v = shift >= 0 ? PyNumber_Rshift(pow, sh) : PyNumber_Lshift(pow, sh);
             Py_DECREF(sh);
-            if (!v) goto done;
-            hi = PyNumber_Rshift(v, s64);
-            if (!hi) {
-                Py_DECREF(v);
-                goto done;
-            }
-            POW5_SPLIT[i][0] = PyLong_AsUnsignedLongLongMask(v);
-            POW5_SPLIT[i][1] = PyLong_AsUnsignedLongLongMask(hi);
-            Py_DECREF(v);
-            Py_DECREF(hi);
+            if (split_u128(v, s64, POW5_SPLIT[i])) goto done;
         }
         PyObject *sh = PyLong_FromLong(bitlen - 1 + POW5_INV_BITCOUNT);
         if (!sh) goto done;
@@ -807,18 +865,9 @@ static int ryu_init(void)
         PyObject *q = PyNumber_FloorDivide(p2, pow);
         Py_DECREF(p2);
         if (!q) goto done;
-        v = PyNumber_Add(q, one);
+        PyObject *v = PyNumber_Add(q, one);
         Py_DECREF(q);
-        if (!v) goto done;
-        hi = PyNumber_Rshift(v, s64);
-        if (!hi) {
-            Py_DECREF(v);
-            goto done;
-        }
-        POW5_INV_SPLIT[i][0] = PyLong_AsUnsignedLongLongMask(v);
-        POW5_INV_SPLIT[i][1] = PyLong_AsUnsignedLongLongMask(hi);
-        Py_DECREF(v);
-        Py_DECREF(hi);
+        if (split_u128(v, s64, POW5_INV_SPLIT[i])) goto done;
         PyObject *next = PyNumber_Multiply(pow, five);
         if (!next) goto done;
         Py_DECREF(pow);
@@ -860,9 +909,7 @@ static void ryu_d2d(uint64_t ieeeMantissa, uint32_t ieeeExponent, uint64_t *out,
         e10 = (int32_t)q;
         const int32_t k = POW5_INV_BITCOUNT + (int32_t)pow5bits((int32_t)q) - 1;
         const int32_t i = -e2 + (int32_t)q + k;
-        vr = mulShift64(4 * m2, POW5_INV_SPLIT[q], i);
-        vp = mulShift64(4 * m2 + 2, POW5_INV_SPLIT[q], i);
-        vm = mulShift64(4 * m2 - 1 - mmShift, POW5_INV_SPLIT[q], i);
+        vr = mulShiftAll64(m2, POW5_INV_SPLIT[q], i, &vp, &vm, mmShift);
         if (q <= 21) {
             const uint32_t mvMod5 = (uint32_t)(mv % 5);
             if (mvMod5 == 0)
@@ -879,9 +926,7 @@ static void ryu_d2d(uint64_t ieeeMantissa, uint32_t ieeeExponent, uint64_t *out,
         const int32_t i = -e2 - (int32_t)q;
         const int32_t k = (int32_t)pow5bits(i) - POW5_BITCOUNT;
         const int32_t j = (int32_t)q - k;
-        vr = mulShift64(4 * m2, POW5_SPLIT[i], j);
-        vp = mulShift64(4 * m2 + 2, POW5_SPLIT[i], j);
-        vm = mulShift64(4 * m2 - 1 - mmShift, POW5_SPLIT[i], j);
+        vr = mulShiftAll64(m2, POW5_SPLIT[i], j, &vp, &vm, mmShift);
         if (q <= 1) {
             vrIsTrailingZeros = 1;
             if (acceptBounds)
@@ -1089,6 +1134,15 @@ static inline void set_bit(uint8_t *bitmap, Py_ssize_t i)
     bitmap[i >> 3] |= (uint8_t)(1u << (i & 7));
 }
 
+/* Row i of the column with validity bitmap v is valid (set) or null. */
+static inline void put_validity(Dec *d, int v, Py_ssize_t i, int set)
+{
+    if (set)
+        set_bit(d->bits[v], i);
+    else
+        d->nulls[v]++;
+}
+
 /* Row i of text column c: n bytes at s, or null when s is NULL. */
 static inline int put_text(Dec *d, int c, Py_ssize_t i, const void *s, size_t n)
 {
@@ -1097,12 +1151,16 @@ static inline int put_text(Dec *d, int c, Py_ssize_t i, const void *s, size_t n)
         if (UNLIKELY(n > d->text_room)) return fail_text();
         d->text_room -= n;
         if (n && buf_put(b, (const char *)s, n)) return -1;
-        set_bit(d->valid[c], i);
     }
-    else
-        d->nulls[c]++;
+    put_validity(d, c, i, s != NULL);
     d->soff[c][i + 1] = (int32_t)b->n; /* <= max_text: no overflow */
     return 0;
+}
+
+/* Row i of text column c from a string field (empty or absent: null, as in proto3). */
+static inline int put_str(Dec *d, int c, Py_ssize_t i, const uint8_t *s, uint32_t n)
+{
+    return put_text(d, c, i, n ? s : NULL, n);
 }
 
 /* Row i of text column c from a framed JSON buffer (empty: null). */
@@ -1118,95 +1176,16 @@ static inline int put_promoted(Dec *d, int c, Py_ssize_t i, const PromoVal *v)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Lenient validation of sub-messages upb parses but then drops (oneof)       */
-
-static int lv_any(Dec *d, const uint8_t *p, const uint8_t *end, int depth);
-
-static int lv_kv(Dec *d, const uint8_t *p, const uint8_t *end, int depth)
-{
-    while (p < end) {
-        const uint8_t *at = p, *s;
-        uint32_t tag, n;
-        uint64_t v;
-        if (rd_tag(d, &p, end, &tag)) return -1;
-        switch (tag) {
-        case TAG(1, WT_LEN):
-            if (rd_str(d, &p, end, &s, &n)) return -1;
-            break;
-        case TAG(2, WT_LEN):
-            if (rd_len(d, &p, end, &s, &n)) return -1;
-            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
-            if (lv_any(d, s, s + n, depth + 1)) return -1;
-            break;
-        case TAG(3, WT_VARINT):
-            if (rd_varint(d, &p, end, &v)) return -1;
-            break;
-        default:
-            if (skip_field(d, &p, end, tag, at, depth)) return -1;
-        }
-    }
-    return 0;
-}
-
-/* ArrayValue (fn=5) or KeyValueList (fn=6): both are `repeated ... values = 1` */
-static int lv_list(Dec *d, const uint8_t *p, const uint8_t *end, int depth, int is_kv)
-{
-    while (p < end) {
-        const uint8_t *at = p, *s;
-        uint32_t tag, n;
-        if (rd_tag(d, &p, end, &tag)) return -1;
-        if (tag == TAG(1, WT_LEN)) {
-            if (rd_len(d, &p, end, &s, &n)) return -1;
-            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
-            if ((is_kv ? lv_kv : lv_any)(d, s, s + n, depth + 1)) return -1;
-        }
-        else if (skip_field(d, &p, end, tag, at, depth))
-            return -1;
-    }
-    return 0;
-}
-
-static int lv_any(Dec *d, const uint8_t *p, const uint8_t *end, int depth)
-{
-    while (p < end) {
-        const uint8_t *at = p, *s;
-        uint32_t tag, n;
-        uint64_t v;
-        if (rd_tag(d, &p, end, &tag)) return -1;
-        switch (tag) {
-        case TAG(1, WT_LEN):
-            if (rd_str(d, &p, end, &s, &n)) return -1;
-            break;
-        case TAG(2, WT_VARINT):
-        case TAG(3, WT_VARINT):
-        case TAG(8, WT_VARINT):
-            if (rd_varint(d, &p, end, &v)) return -1;
-            break;
-        case TAG(4, WT_I64):
-            if (rd_fixed64(d, &p, end, &v)) return -1;
-            break;
-        case TAG(5, WT_LEN):
-        case TAG(6, WT_LEN):
-            if (rd_len(d, &p, end, &s, &n)) return -1;
-            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
-            if (lv_list(d, s, s + n, depth + 1, tag == TAG(6, WT_LEN))) return -1;
-            break;
-        case TAG(7, WT_LEN):
-            if (rd_len(d, &p, end, &s, &n)) return -1;
-            break;
-        default:
-            if (skip_field(d, &p, end, tag, at, depth)) return -1;
-        }
-    }
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* AnyValue / KeyValue (strict: everything upb keeps)                         */
+/* AnyValue / KeyValue                                                        */
 
 #define KNOWN_ANY BITS(1, 8)
 #define KNOWN_KV BITS(1, 3)
 #define KNOWN_LIST BITS(1, 1)
+
+/* The scans below are strict (everything upb keeps: a known field with the
+   wrong wire type is an error) or lenient: a sub-message that upb parses but
+   then drops (an earlier oneof member) is only validated, each occurrence on
+   its own, with a known field of the wrong wire type skipped as unknown. */
 
 typedef struct {
     int which; /* final oneof field number, 0 = none */
@@ -1214,12 +1193,36 @@ typedef struct {
     uint32_t slen;
     uint64_t u;
     int nmsg;           /* occurrences of array_value / kvlist_value */
-    Py_ssize_t run_seg; /* where the final array/kvlist run starts */
-    const uint8_t *run_at;
+    Py_ssize_t run_seg; /* where the final array/kvlist run starts: segment, */
+    const uint8_t *run_s; /* and payload of its first occurrence */
 } AnyScan;
 
+static int any_scan(Dec *d, const Segs *segs, int depth, AnyScan *a, int lenient);
+static int kv_scan(Dec *d, const uint8_t *p, const uint8_t *end, int depth, KVRef *r, int lenient);
+
+/* Lenient validation of one occurrence of a dropped AnyValue */
+static int lv_any(Dec *d, const uint8_t *p, const uint8_t *end, int depth)
+{
+    Segs one;
+    AnyScan a;
+    segs_one(&one, p, end);
+    return any_scan(d, &one, depth, &a, 1);
+}
+
+/* Lenient validation of an ArrayValue (fn=5) or KeyValueList (fn=6): both are `repeated ... values = 1` */
+static int lv_list(Dec *d, const uint8_t *p, const uint8_t *end, int depth, int is_kv)
+{
+    const uint8_t *s;
+    uint32_t n;
+    KVRef r;
+    int fn;
+    while ((fn = next_msg(d, &p, end, BITS(1, 1), depth, 0, NULL, &s, &n)) > 0)
+        if (is_kv ? kv_scan(d, s, s + n, depth + 1, &r, 1) : lv_any(d, s, s + n, depth + 1)) return -1;
+    return fn;
+}
+
 /* First pass over an AnyValue (all its merged segments); depth = AnyValue's */
-static int any_scan(Dec *d, const Segs *segs, int depth, AnyScan *a)
+static int any_scan(Dec *d, const Segs *segs, int depth, AnyScan *a, int lenient)
 {
     a->which = 0;
     a->nmsg = 0;
@@ -1227,7 +1230,7 @@ static int any_scan(Dec *d, const Segs *segs, int depth, AnyScan *a)
     a->slen = 0;
     a->u = 0;
     a->run_seg = 0;
-    a->run_at = NULL;
+    a->run_s = NULL;
     for (Py_ssize_t i = 0; i < segs->n; i++) {
         const uint8_t *p = segs->v[i].p, *end = segs->v[i].e;
         while (p < end) {
@@ -1254,17 +1257,20 @@ static int any_scan(Dec *d, const Segs *segs, int depth, AnyScan *a)
                 break;
             case TAG(5, WT_LEN):
             case TAG(6, WT_LEN):
-                if (rd_len(d, &p, end, &s, &n)) return -1;
-                if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
+                if (rd_msg(d, &p, end, at, depth + 1, &s, &n)) return -1;
+                if (lenient) {
+                    if (lv_list(d, s, s + n, depth + 1, tag == TAG(6, WT_LEN))) return -1;
+                    break;
+                }
                 a->nmsg++;
                 if (a->which != (int)(tag >> 3)) {
                     a->which = (int)(tag >> 3);
                     a->run_seg = i;
-                    a->run_at = at;
+                    a->run_s = s;
                 }
                 break;
             default:
-                if (other_field(d, &p, end, tag, at, depth, KNOWN_ANY, "AnyValue")) return -1;
+                if (other_field(d, &p, end, tag, at, depth, lenient ? 0 : KNOWN_ANY, "AnyValue")) return -1;
             }
         }
     }
@@ -1275,29 +1281,25 @@ static int any_scan(Dec *d, const Segs *segs, int depth, AnyScan *a)
 static int any_runs(Dec *d, const Segs *segs, const AnyScan *a, int depth, Segs *run)
 {
     for (Py_ssize_t i = 0; i < segs->n; i++) {
-        const uint8_t *p = segs->v[i].p, *end = segs->v[i].e;
-        while (p < end) {
-            const uint8_t *at = p, *s;
-            uint32_t tag, n;
-            if (rd_tag(d, &p, end, &tag)) return -1;
-            if (tag == TAG(5, WT_LEN) || tag == TAG(6, WT_LEN)) {
-                if (rd_len(d, &p, end, &s, &n)) return -1;
-                int fn = (int)(tag >> 3);
-                int in_run = fn == a->which && (i > a->run_seg || (i == a->run_seg && at >= a->run_at));
-                if (in_run) {
-                    if (run && segs_push(run, s, s + n)) return -1;
-                }
-                else if (lv_list(d, s, s + n, depth + 1, fn == 6))
-                    return -1;
+        const uint8_t *p = segs->v[i].p, *end = segs->v[i].e, *s;
+        uint32_t n;
+        int fn;
+        while ((fn = next_msg(d, &p, end, BITS(5, 6), depth, 0, NULL, &s, &n)) > 0) {
+            int in_run = fn == a->which && (i > a->run_seg || (i == a->run_seg && s >= a->run_s));
+            if (in_run) {
+                if (run && segs_push(run, s, s + n)) return -1;
             }
-            else if (skip_field(d, &p, end, tag, at, depth))
+            else if (lv_list(d, s, s + n, depth + 1, fn == 6))
                 return -1;
         }
+        if (fn < 0) return -1;
     }
     return 0;
 }
 
-static int kv_scan(Dec *d, const uint8_t *p, const uint8_t *end, int depth, KVRef *r)
+/* A KeyValue; strict: its key and first `value` into r (value occurrences
+   counted), lenient: every `value` validated */
+static int kv_scan(Dec *d, const uint8_t *p, const uint8_t *end, int depth, KVRef *r, int lenient)
 {
     r->kv = p;
     r->kvend = end;
@@ -1316,9 +1318,11 @@ static int kv_scan(Dec *d, const uint8_t *p, const uint8_t *end, int depth, KVRe
             if (rd_str(d, &p, end, &r->key, &r->keylen)) return -1;
             break;
         case TAG(2, WT_LEN):
-            if (rd_len(d, &p, end, &s, &n)) return -1;
-            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
-            if (r->nval++ == 0) {
+            if (rd_msg(d, &p, end, at, depth + 1, &s, &n)) return -1;
+            if (lenient) {
+                if (lv_any(d, s, s + n, depth + 1)) return -1;
+            }
+            else if (r->nval++ == 0) {
                 r->val = s;
                 r->valend = s + n;
             }
@@ -1327,7 +1331,7 @@ static int kv_scan(Dec *d, const uint8_t *p, const uint8_t *end, int depth, KVRe
             if (rd_varint(d, &p, end, &v)) return -1;
             break;
         default:
-            if (other_field(d, &p, end, tag, at, depth, KNOWN_KV, "KeyValue")) return -1;
+            if (other_field(d, &p, end, tag, at, depth, lenient ? 0 : KNOWN_KV, "KeyValue")) return -1;
         }
     }
     return 0;
@@ -1339,19 +1343,12 @@ static int kv_value_segs(Dec *d, const KVRef *r, Segs *vs)
     segs_init(vs);
     if (r->nval == 0) return 0;
     if (r->nval == 1) return segs_push(vs, r->val, r->valend);
-    const uint8_t *p = r->kv, *end = r->kvend;
-    while (p < end) {
-        const uint8_t *at = p, *s;
-        uint32_t tag, n;
-        if (rd_tag(d, &p, end, &tag)) return -1;
-        if (tag == TAG(2, WT_LEN)) {
-            if (rd_len(d, &p, end, &s, &n)) return -1;
-            if (segs_push(vs, s, s + n)) return -1;
-        }
-        else if (skip_field(d, &p, end, tag, at, 0))
-            return -1;
-    }
-    return 0;
+    const uint8_t *p = r->kv, *s;
+    uint32_t n;
+    int fn;
+    while ((fn = next_msg(d, &p, r->kvend, BITS(2, 2), 0, 0, NULL, &s, &n)) > 0)
+        if (segs_push(vs, s, s + n)) return -1;
+    return fn;
 }
 
 static int render_kv(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, int depth, int level);
@@ -1360,7 +1357,7 @@ static int render_kv(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, int d
 static int render_any(Dec *d, Buf *b, const Segs *segs, int depth, int level)
 {
     AnyScan a;
-    if (any_scan(d, segs, depth, &a)) return -1;
+    if (any_scan(d, segs, depth, &a, 0)) return -1;
     Segs run;
     segs_init(&run);
     int rc = -1;
@@ -1402,35 +1399,20 @@ static int render_any(Dec *d, Buf *b, const Segs *segs, int depth, int level)
         int is_kv = a.which == 6, first = 1;
         if (buf_putc(b, is_kv ? '{' : '[')) goto done;
         for (Py_ssize_t i = 0; i < run.n; i++) {
-            const uint8_t *p = run.v[i].p, *end = run.v[i].e;
-            while (p < end) {
-                const uint8_t *at = p, *s;
-                uint32_t tag, n;
-                if (rd_tag(d, &p, end, &tag)) goto done;
-                if (tag == TAG(1, WT_LEN)) {
-                    if (rd_len(d, &p, end, &s, &n)) goto done;
-                    if (depth + 2 > MAX_MSG_DEPTH) {
-                        fail_depth(d, at);
-                        goto done;
-                    }
-                    if (!first && buf_putc(b, ',')) goto done;
-                    first = 0;
-                    if (is_kv) {
-                        if (render_kv(d, b, s, s + n, depth + 2, level + 1)) goto done;
-                    }
-                    else {
-                        Segs one;
-                        segs_init(&one);
-                        one.v[0].p = s;
-                        one.v[0].e = s + n;
-                        one.n = 1;
-                        if (render_any(d, b, &one, depth + 2, level + 1)) goto done;
-                    }
-                }
-                else if (other_field(d, &p, end, tag, at, depth + 1, KNOWN_LIST,
-                                     is_kv ? "KeyValueList" : "ArrayValue"))
+            const uint8_t *p = run.v[i].p, *s;
+            uint32_t n;
+            int fn;
+            while ((fn = next_msg(d, &p, run.v[i].e, BITS(1, 1), depth + 1, KNOWN_LIST,
+                                  is_kv ? "KeyValueList" : "ArrayValue", &s, &n)) > 0) {
+                if (!first && buf_putc(b, ',')) goto done;
+                first = 0;
+                Segs one;
+                segs_one(&one, s, s + n);
+                if (is_kv ? render_kv(d, b, s, s + n, depth + 2, level + 1)
+                          : render_any(d, b, &one, depth + 2, level + 1))
                     goto done;
             }
+            if (fn < 0) goto done;
         }
         rc = buf_putc(b, is_kv ? '}' : ']');
     }
@@ -1439,43 +1421,52 @@ done:
     return rc;
 }
 
+/* "key":value of a scanned KeyValue whose merged value is vs; depth = KeyValue's depth */
+static int put_kv_json(Dec *d, Buf *b, const KVRef *r, const Segs *vs, int depth, int level)
+{
+    if (json_str(b, r->key, r->keylen) || buf_putc(b, ':')) return -1;
+    return render_any(d, b, vs, depth + 1, level);
+}
+
 /* "key":value of one KeyValue (no promotion); depth = KeyValue's depth */
 static int render_kv(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, int depth, int level)
 {
     KVRef r;
     Segs vs;
-    if (kv_scan(d, p, end, depth, &r)) return -1;
-    if (json_str(b, r.key, r.keylen) || buf_putc(b, ':')) return -1;
-    if (kv_value_segs(d, &r, &vs)) {
-        segs_free(&vs);
-        return -1;
-    }
-    int rc = render_any(d, b, &vs, depth + 1, level);
+    if (kv_scan(d, p, end, depth, &r, 0)) return -1;
+    int rc = kv_value_segs(d, &r, &vs) ? -1 : put_kv_json(d, b, &r, &vs, depth, level);
     segs_free(&vs);
     return rc;
 }
 
-static uint64_t RES_TAIL[6], SPAN_TAIL[10]; /* last 8 bytes of each key (all keys have >= 8) */
-
-static void promo_init(void)
+/* ',' and "key":value of the KeyValue sub-message field at *pp into b; depth = the enclosing message's */
+static int append_kv(Dec *d, Buf *b, const uint8_t **pp, const uint8_t *end, const uint8_t *at, int depth)
 {
-    for (int i = 0; i < 6; i++) RES_TAIL[i] = load64((const uint8_t *)RES_PROMO[i].key + RES_PROMO[i].len - 8);
-    for (int i = 0; i < 10; i++)
-        SPAN_TAIL[i] = load64((const uint8_t *)SPAN_PROMO[i].key + SPAN_PROMO[i].len - 8);
+    const uint8_t *s;
+    uint32_t n;
+    if (rd_msg(d, pp, end, at, depth + 1, &s, &n)) return -1;
+    return buf_putc(b, ',') || render_kv(d, b, s, s + n, depth + 1, 0) ? -1 : 0;
 }
 
-static int slot_of(const Promo *table, const uint64_t *tails, int nslots, const uint8_t *key, uint32_t len)
+static void promo_init(PromoTable *t)
+{
+    for (int i = 0; i < t->n; i++) {
+        t->len[i] = (uint32_t)strlen(t->slot[i].key);
+        t->tail[i] = load64((const uint8_t *)t->slot[i].key + t->len[i] - 8);
+    }
+}
+
+static int slot_of(const PromoTable *t, const uint8_t *key, uint32_t len)
 {
     if (len < 8) return -1;
     uint64_t tail = load64(key + len - 8);
-    for (int i = 0; i < nslots; i++)
-        if (tails[i] == tail && table[i].len == len && same_bytes((const uint8_t *)table[i].key, key, len))
+    for (int i = 0; i < t->n; i++)
+        if (t->tail[i] == tail && t->len[i] == len && same_bytes((const uint8_t *)t->slot[i].key, key, len))
             return i;
     return -1;
 }
 
-static int push_kv(Dec *d, const uint8_t *p, const uint8_t *end, int depth, const Promo *table,
-                   int nslots)
+static int push_kv(Dec *d, const uint8_t *p, const uint8_t *end, int depth, const PromoTable *t)
 {
     if (d->nkv == d->kvcap) {
         Py_ssize_t cap = d->kvcap ? d->kvcap * 2 : 32;
@@ -1488,8 +1479,8 @@ static int push_kv(Dec *d, const uint8_t *p, const uint8_t *end, int depth, cons
         d->kvcap = cap;
     }
     KVRef *r = &d->kv[d->nkv];
-    if (kv_scan(d, p, end, depth, r)) return -1;
-    r->slot = slot_of(table, table == SPAN_PROMO ? SPAN_TAIL : RES_TAIL, nslots, r->key, r->keylen);
+    if (kv_scan(d, p, end, depth, r, 0)) return -1;
+    r->slot = slot_of(t, r->key, r->keylen);
     d->nkv++;
     return 0;
 }
@@ -1497,10 +1488,10 @@ static int push_kv(Dec *d, const uint8_t *p, const uint8_t *end, int depth, cons
 /* Promote the last occurrence of each table key when its type fits; JSON of the rest
    into b (entries with a leading ','). out[slot] is set for the promoted slots
    (the caller zeroes out[]). */
-static int attrs_promote(Dec *d, Buf *b, int kv_depth, const Promo *table, int nslots, PromoVal *out)
+static int attrs_promote(Dec *d, Buf *b, int kv_depth, const PromoTable *t, PromoVal *out)
 {
     Py_ssize_t last[MAX_SLOTS];
-    for (int i = 0; i < nslots; i++) last[i] = -1;
+    for (int i = 0; i < t->n; i++) last[i] = -1;
     for (Py_ssize_t i = 0; i < d->nkv; i++)
         if (d->kv[i].slot >= 0) last[d->kv[i].slot] = i;
     buf_reset(b);
@@ -1510,11 +1501,11 @@ static int attrs_promote(Dec *d, Buf *b, int kv_depth, const Promo *table, int n
         if (kv_value_segs(d, r, &vs)) goto error;
         if (r->slot >= 0 && last[r->slot] == i) {
             AnyScan a;
-            if (any_scan(d, &vs, kv_depth + 1, &a)) goto error;
+            if (any_scan(d, &vs, kv_depth + 1, &a, 0)) goto error;
             if (a.nmsg && a.which != 5 && a.which != 6 && any_runs(d, &vs, &a, kv_depth + 1, NULL))
                 goto error;
             PromoVal *o = &out[r->slot];
-            int kind = table[r->slot].kind;
+            int kind = t->slot[r->slot].kind;
             if (kind == K_STR && a.which == 1) {
                 o->s = a.s;
                 o->n = a.slen;
@@ -1534,9 +1525,7 @@ static int attrs_promote(Dec *d, Buf *b, int kv_depth, const Promo *table, int n
             continue;
         }
     render:
-        if (buf_putc(b, ',') || json_str(b, r->key, r->keylen) || buf_putc(b, ':') ||
-            render_any(d, b, &vs, kv_depth + 1, 0))
-            goto error;
+        if (buf_putc(b, ',') || put_kv_json(d, b, r, &vs, kv_depth, 0)) goto error;
         segs_free(&vs);
         continue;
     error:
@@ -1571,32 +1560,16 @@ static int cols_reserve(Dec *d)
         if (!d->soff[c]) np[0] = 0;
         d->soff[c] = np;
     }
-    for (int c = 0; c < N_VALID + 1; c++) { /* the validity bitmaps, then the bool values */
-        uint8_t **bm = c < N_VALID ? &d->valid[c] : &d->bools;
-        uint8_t *np = PyMem_Realloc(*bm, new_bytes);
+    for (int c = 0; c < N_BITMAPS; c++) {
+        uint8_t *np = PyMem_Realloc(d->bits[c], new_bytes);
         if (!np) goto nomem;
         memset(np + old_bytes, 0, new_bytes - old_bytes);
-        *bm = np;
+        d->bits[c] = np;
     }
-    for (int c = 0; c < N_F64; c++) {
-        void *np = PyMem_Realloc(d->f64[c], (size_t)cap * 8);
+    for (int c = 0; c < N_FIXED; c++) {
+        void *np = PyMem_Realloc(d->fixed[c], (size_t)cap * (size_t)FIXED_COLS[c].width);
         if (!np) goto nomem;
-        d->f64[c] = np;
-    }
-    for (int c = 0; c < N_U64; c++) {
-        void *np = PyMem_Realloc(d->u64[c], (size_t)cap * 8);
-        if (!np) goto nomem;
-        d->u64[c] = np;
-    }
-    for (int c = 0; c < N_U32; c++) {
-        void *np = PyMem_Realloc(d->u32[c], (size_t)cap * 4);
-        if (!np) goto nomem;
-        d->u32[c] = np;
-    }
-    for (int c = 0; c < N_U8; c++) {
-        void *np = PyMem_Realloc(d->u8[c], (size_t)cap);
-        if (!np) goto nomem;
-        d->u8[c] = np;
+        d->fixed[c] = np;
     }
     d->cap = cap;
     return 0;
@@ -1604,6 +1577,11 @@ nomem:
     PyErr_NoMemory();
     return -1;
 }
+
+/* the values of fixed-width column c (of the width FIXED_COLS[c] says) */
+static inline uint64_t *col_u64(Dec *d, int c) { return (uint64_t *)d->fixed[c]; }
+static inline uint32_t *col_u32(Dec *d, int c) { return (uint32_t *)d->fixed[c]; }
+static inline uint8_t *col_u8(Dec *d, int c) { return (uint8_t *)d->fixed[c]; }
 
 static int entity_ref(Dec *d, const uint8_t *p, const uint8_t *end, int depth)
 {
@@ -1620,13 +1598,37 @@ static int entity_ref(Dec *d, const uint8_t *p, const uint8_t *end, int depth)
     return 0;
 }
 
+/* trace_id = 1, span_id = 2, trace_state = 3: the first fields of both Span and Span.Link */
+typedef struct {
+    const uint8_t *tid, *sid, *ts;
+    uint32_t tidn, sidn, tsn;
+} SpanIds;
+
+/* one of those fields (tag is one of their length-delimited tags) */
+static inline int rd_span_ids(Dec *d, const uint8_t **pp, const uint8_t *end, uint32_t tag, SpanIds *ids)
+{
+    if (tag == TAG(1, WT_LEN)) return rd_len(d, pp, end, &ids->tid, &ids->tidn);
+    if (tag == TAG(2, WT_LEN)) return rd_len(d, pp, end, &ids->sid, &ids->sidn);
+    return rd_str(d, pp, end, &ids->ts, &ids->tsn);
+}
+
+/* The rest of an event or link after its leading entries: its attributes (the
+   JSON entries in ab, each with a leading ','), flags (links only) and
+   dropped_attributes_count, the last two left out when 0; then the closing '}'. */
+static int end_event_or_link(Buf *b, Buf *ab, uint32_t flags, uint32_t dropped)
+{
+    if (ab->n && (PUTS(b, ",\"attributes\":") || frame(ab, '{', '}') || buf_put(b, ab->p, ab->n))) return -1;
+    if (flags && (PUTS(b, ",\"flags\":") || put_u64(b, flags))) return -1;
+    if (dropped && (PUTS(b, ",\"dropped_attributes_count\":") || put_u64(b, dropped))) return -1;
+    return buf_putc(b, '}');
+}
+
 /* Event -> ',{...}' into b; depth = Event's */
 static int render_event(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, int depth)
 {
-    uint64_t t = 0, v;
-    const uint8_t *name = NULL, *s;
-    uint32_t namelen = 0, dropped = 0, n;
-    int nattr = 0;
+    uint64_t t = 0;
+    const uint8_t *name = NULL;
+    uint32_t namelen = 0, dropped = 0;
     Buf *ab = &d->scratch;
     buf_reset(ab);
     while (p < end) {
@@ -1641,14 +1643,10 @@ static int render_event(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, in
             if (rd_str(d, &p, end, &name, &namelen)) return -1;
             break;
         case TAG(3, WT_LEN):
-            if (rd_len(d, &p, end, &s, &n)) return -1;
-            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
-            if (buf_putc(ab, ',') || render_kv(d, ab, s, s + n, depth + 1, 0)) return -1;
-            nattr++;
+            if (append_kv(d, ab, &p, end, at, depth)) return -1;
             break;
         case TAG(4, WT_VARINT):
-            if (rd_varint(d, &p, end, &v)) return -1;
-            dropped = (uint32_t)v;
+            if (rd_varint32(d, &p, end, &dropped)) return -1;
             break;
         default:
             if (other_field(d, &p, end, tag, at, depth, KNOWN_EVENT, "Span.Event")) return -1;
@@ -1657,21 +1655,14 @@ static int render_event(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, in
     if (PUTS(b, ",{\"time_unix_nano\":") || put_u64(b, t) || PUTS(b, ",\"name\":") ||
         json_str(b, name, namelen))
         return -1;
-    if (nattr) {
-        ab->p[0] = '{';
-        if (PUTS(b, ",\"attributes\":") || buf_put(b, ab->p, ab->n) || buf_putc(b, '}')) return -1;
-    }
-    if (dropped && (PUTS(b, ",\"dropped_attributes_count\":") || put_u64(b, dropped))) return -1;
-    return buf_putc(b, '}');
+    return end_event_or_link(b, ab, 0, dropped);
 }
 
 /* Link -> ',{...}' into b; depth = Link's */
 static int render_link(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, int depth)
 {
-    const uint8_t *tid = NULL, *sid = NULL, *ts = NULL, *s;
-    uint32_t tidn = 0, sidn = 0, tsn = 0, dropped = 0, flags = 0, n;
-    int nattr = 0;
-    uint64_t v;
+    SpanIds ids = {0};
+    uint32_t dropped = 0, flags = 0;
     Buf *ab = &d->scratch;
     buf_reset(ab);
     while (p < end) {
@@ -1680,23 +1671,15 @@ static int render_link(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, int
         if (rd_tag(d, &p, end, &tag)) return -1;
         switch (tag) {
         case TAG(1, WT_LEN):
-            if (rd_len(d, &p, end, &tid, &tidn)) return -1;
-            break;
         case TAG(2, WT_LEN):
-            if (rd_len(d, &p, end, &sid, &sidn)) return -1;
-            break;
         case TAG(3, WT_LEN):
-            if (rd_str(d, &p, end, &ts, &tsn)) return -1;
+            if (rd_span_ids(d, &p, end, tag, &ids)) return -1;
             break;
         case TAG(4, WT_LEN):
-            if (rd_len(d, &p, end, &s, &n)) return -1;
-            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
-            if (buf_putc(ab, ',') || render_kv(d, ab, s, s + n, depth + 1, 0)) return -1;
-            nattr++;
+            if (append_kv(d, ab, &p, end, at, depth)) return -1;
             break;
         case TAG(5, WT_VARINT):
-            if (rd_varint(d, &p, end, &v)) return -1;
-            dropped = (uint32_t)v;
+            if (rd_varint32(d, &p, end, &dropped)) return -1;
             break;
         case TAG(6, WT_I32):
             if (rd_fixed32(d, &p, end, &flags)) return -1;
@@ -1705,17 +1688,31 @@ static int render_link(Dec *d, Buf *b, const uint8_t *p, const uint8_t *end, int
             if (other_field(d, &p, end, tag, at, depth, KNOWN_LINK, "Span.Link")) return -1;
         }
     }
-    if (PUTS(b, ",{\"trace_id\":") || put_hex(b, tid, tidn) || PUTS(b, ",\"span_id\":") ||
-        put_hex(b, sid, sidn))
+    if (PUTS(b, ",{\"trace_id\":") || put_hex(b, ids.tid, ids.tidn) || PUTS(b, ",\"span_id\":") ||
+        put_hex(b, ids.sid, ids.sidn))
         return -1;
-    if (tsn && (PUTS(b, ",\"trace_state\":") || json_str(b, ts, tsn))) return -1;
-    if (nattr) {
-        ab->p[0] = '{';
-        if (PUTS(b, ",\"attributes\":") || buf_put(b, ab->p, ab->n) || buf_putc(b, '}')) return -1;
+    if (ids.tsn && (PUTS(b, ",\"trace_state\":") || json_str(b, ids.ts, ids.tsn))) return -1;
+    return end_event_or_link(b, ab, flags, dropped);
+}
+
+/* one occurrence of a span's Status: later fields override earlier ones; depth = Status's */
+static int parse_status(Dec *d, const uint8_t *p, const uint8_t *end, int depth, const uint8_t **msg,
+                        uint32_t *msgn, uint64_t *code)
+{
+    while (p < end) {
+        const uint8_t *at = p;
+        uint32_t tag;
+        if (rd_tag(d, &p, end, &tag)) return -1;
+        if (tag == TAG(2, WT_LEN)) {
+            if (rd_str(d, &p, end, msg, msgn)) return -1;
+        }
+        else if (tag == TAG(3, WT_VARINT)) {
+            if (rd_varint(d, &p, end, code)) return -1;
+        }
+        else if (other_field(d, &p, end, tag, at, depth, KNOWN_STATUS, "Status"))
+            return -1;
     }
-    if (flags && (PUTS(b, ",\"flags\":") || put_u64(b, flags))) return -1;
-    if (dropped && (PUTS(b, ",\"dropped_attributes_count\":") || put_u64(b, dropped))) return -1;
-    return buf_putc(b, '}');
+    return 0;
 }
 
 static inline uint64_t be64(const uint8_t *s)
@@ -1736,13 +1733,27 @@ static int all_zero(const uint8_t *s, uint32_t n)
     return 1;
 }
 
+/* 1 with the reason in detail when the id (n bytes at s) is not `size` bytes or is all zero */
+static int bad_id(char *detail, size_t cap, const char *what, const uint8_t *s, uint32_t n, uint32_t size)
+{
+    if (n != size)
+        PyOS_snprintf(detail, cap, "%s must be %u bytes, got %u", what, (unsigned)size, (unsigned)n);
+    else if (all_zero(s, size))
+        PyOS_snprintf(detail, cap, "%s must not be all zero", what);
+    else
+        return 0;
+    return 1;
+}
+
 static int parse_span(Dec *d, const uint8_t *p, const uint8_t *end, int depth, const Ctx *ctx,
                       Py_ssize_t index)
 {
-    const uint8_t *tid = NULL, *sid = NULL, *pid = NULL, *ts = NULL, *name = NULL, *smsg = NULL, *s;
-    uint32_t tidn = 0, sidn = 0, pidn = 0, tsn = 0, namen = 0, smsgn = 0, n;
-    uint64_t kind = 0, start = 0, endt = 0, code = 0, v;
-    uint32_t flags = 0, dattr = 0, devents = 0, dlinks = 0;
+    SpanIds ids = {0};
+    const uint8_t *pid = NULL, *name = NULL, *smsg = NULL, *s;
+    uint32_t pidn = 0, namen = 0, smsgn = 0, n;
+    uint64_t kind = 0, start = 0, endt = 0, code = 0;
+    uint32_t flags = 0;
+    uint32_t dropped[3] = {0, 0, 0}; /* of attributes, events, links: fields 10, 12, 14 */
     PromoVal prom[MAX_SLOTS];
     memset(prom, 0, sizeof prom);
     buf_reset(&d->events);
@@ -1754,13 +1765,9 @@ static int parse_span(Dec *d, const uint8_t *p, const uint8_t *end, int depth, c
         if (rd_tag(d, &p, end, &tag)) return -1;
         switch (tag) {
         case TAG(1, WT_LEN):
-            if (rd_len(d, &p, end, &tid, &tidn)) return -1;
-            break;
         case TAG(2, WT_LEN):
-            if (rd_len(d, &p, end, &sid, &sidn)) return -1;
-            break;
         case TAG(3, WT_LEN):
-            if (rd_str(d, &p, end, &ts, &tsn)) return -1;
+            if (rd_span_ids(d, &p, end, tag, &ids)) return -1;
             break;
         case TAG(4, WT_LEN):
             if (rd_len(d, &p, end, &pid, &pidn)) return -1;
@@ -1777,53 +1784,28 @@ static int parse_span(Dec *d, const uint8_t *p, const uint8_t *end, int depth, c
         case TAG(8, WT_I64):
             if (rd_fixed64(d, &p, end, &endt)) return -1;
             break;
-        case TAG(9, WT_LEN):
-            if (rd_len(d, &p, end, &s, &n)) return -1;
-            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
-            if (push_kv(d, s, s + n, depth + 1, SPAN_PROMO, 10)) return -1;
-            break;
         case TAG(10, WT_VARINT):
-            if (rd_varint(d, &p, end, &v)) return -1;
-            dattr = (uint32_t)v;
+        case TAG(12, WT_VARINT):
+        case TAG(14, WT_VARINT):
+            if (rd_varint32(d, &p, end, &dropped[((tag >> 3) - 10) / 2])) return -1;
+            break;
+        case TAG(9, WT_LEN):
+            if (rd_msg(d, &p, end, at, depth + 1, &s, &n) || push_kv(d, s, s + n, depth + 1, &SPAN_PROMO))
+                return -1;
             break;
         case TAG(11, WT_LEN):
-            if (rd_len(d, &p, end, &s, &n)) return -1;
-            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
-            if (render_event(d, &d->events, s, s + n, depth + 1)) return -1;
-            break;
-        case TAG(12, WT_VARINT):
-            if (rd_varint(d, &p, end, &v)) return -1;
-            devents = (uint32_t)v;
+            if (rd_msg(d, &p, end, at, depth + 1, &s, &n) || render_event(d, &d->events, s, s + n, depth + 1))
+                return -1;
             break;
         case TAG(13, WT_LEN):
-            if (rd_len(d, &p, end, &s, &n)) return -1;
-            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
-            if (render_link(d, &d->links, s, s + n, depth + 1)) return -1;
+            if (rd_msg(d, &p, end, at, depth + 1, &s, &n) || render_link(d, &d->links, s, s + n, depth + 1))
+                return -1;
             break;
-        case TAG(14, WT_VARINT):
-            if (rd_varint(d, &p, end, &v)) return -1;
-            dlinks = (uint32_t)v;
+        case TAG(15, WT_LEN): /* Status: merged across occurrences */
+            if (rd_msg(d, &p, end, at, depth + 1, &s, &n) ||
+                parse_status(d, s, s + n, depth + 1, &smsg, &smsgn, &code))
+                return -1;
             break;
-        case TAG(15, WT_LEN): { /* Status: merged across occurrences */
-            const uint8_t *q, *qe;
-            if (rd_len(d, &p, end, &q, &n)) return -1;
-            if (depth + 1 > MAX_MSG_DEPTH) return fail_depth(d, at);
-            qe = q + n;
-            while (q < qe) {
-                const uint8_t *qat = q;
-                uint32_t qtag;
-                if (rd_tag(d, &q, qe, &qtag)) return -1;
-                if (qtag == TAG(2, WT_LEN)) {
-                    if (rd_str(d, &q, qe, &smsg, &smsgn)) return -1;
-                }
-                else if (qtag == TAG(3, WT_VARINT)) {
-                    if (rd_varint(d, &q, qe, &code)) return -1;
-                }
-                else if (other_field(d, &q, qe, qtag, qat, depth + 1, KNOWN_STATUS, "Status"))
-                    return -1;
-            }
-            break;
-        }
         case TAG(16, WT_I32):
             if (rd_fixed32(d, &p, end, &flags)) return -1;
             break;
@@ -1831,27 +1813,15 @@ static int parse_span(Dec *d, const uint8_t *p, const uint8_t *end, int depth, c
             if (other_field(d, &p, end, tag, at, depth, KNOWN_SPAN, "Span")) return -1;
         }
     }
-    if (attrs_promote(d, &d->attrs, depth + 1, SPAN_PROMO, 10, prom)) return -1;
+    if (attrs_promote(d, &d->attrs, depth + 1, &SPAN_PROMO, prom)) return -1;
 
     /* rejection, in contract order */
     int reason = -1;
     char detail[128];
-    if (tidn != 16) {
+    if (bad_id(detail, sizeof detail, "trace_id", ids.tid, ids.tidn, 16))
         reason = R_TRACE_ID;
-        PyOS_snprintf(detail, sizeof detail, "trace_id must be 16 bytes, got %u", (unsigned)tidn);
-    }
-    else if (all_zero(tid, 16)) {
-        reason = R_TRACE_ID;
-        strcpy(detail, "trace_id must not be all zero");
-    }
-    else if (sidn != 8) {
+    else if (bad_id(detail, sizeof detail, "span_id", ids.sid, ids.sidn, 8))
         reason = R_SPAN_ID;
-        PyOS_snprintf(detail, sizeof detail, "span_id must be 8 bytes, got %u", (unsigned)sidn);
-    }
-    else if (all_zero(sid, 8)) {
-        reason = R_SPAN_ID;
-        strcpy(detail, "span_id must not be all zero");
-    }
     else if (pidn != 0 && pidn != 8) {
         reason = R_PARENT;
         PyOS_snprintf(detail, sizeof detail, "parent_span_id must be empty or 8 bytes, got %u",
@@ -1885,10 +1855,10 @@ static int parse_span(Dec *d, const uint8_t *p, const uint8_t *end, int depth, c
         frame(&d->links, '[', ']'))
         return -1;
     Py_ssize_t i = d->n;
-    if (put_text(d, C_NAME, i, namen ? name : NULL, namen) || put_text(d, C_TRACE_STATE, i, tsn ? ts : NULL, tsn) ||
-        put_text(d, C_STATUS_MESSAGE, i, smsgn ? smsg : NULL, smsgn) ||
-        put_text(d, C_SCOPE_NAME, i, ctx->scope_namen ? ctx->scope_name : NULL, ctx->scope_namen) ||
-        put_text(d, C_SCOPE_VERSION, i, ctx->scope_versionn ? ctx->scope_version : NULL, ctx->scope_versionn) ||
+    if (put_str(d, C_NAME, i, name, namen) || put_str(d, C_TRACE_STATE, i, ids.ts, ids.tsn) ||
+        put_str(d, C_STATUS_MESSAGE, i, smsg, smsgn) ||
+        put_str(d, C_SCOPE_NAME, i, ctx->scope_name, ctx->scope_namen) ||
+        put_str(d, C_SCOPE_VERSION, i, ctx->scope_version, ctx->scope_versionn) ||
         put_json(d, C_RESOURCE_ATTRS, i, &ctx->res_json) || put_json(d, C_SCOPE_ATTRS, i, &ctx->scope_json) ||
         put_json(d, C_ATTRS, i, &d->attrs) || put_json(d, C_EVENTS, i, &d->events) ||
         put_json(d, C_LINKS, i, &d->links))
@@ -1896,31 +1866,22 @@ static int parse_span(Dec *d, const uint8_t *p, const uint8_t *end, int depth, c
     for (int k = 0; k < 6; k++)
         if (put_promoted(d, C_RES0 + k, i, &ctx->res[k]) || put_promoted(d, C_SPAN0 + k, i, &prom[k])) return -1;
     for (int k = 0; k < N_F64; k++) {
-        const PromoVal *v = &prom[SLOT_F64 + k];
-        d->f64[k][i] = v->bits; /* 0.0 for null */
-        if (v->set)
-            set_bit(d->valid[V_F64 + k], i);
-        else
-            d->nulls[V_F64 + k]++;
+        const PromoVal *f = &prom[SLOT_F64 + k];
+        col_u64(d, F_F64 + k)[i] = f->bits; /* 0.0 for null */
+        put_validity(d, V_F64 + k, i, f->set);
     }
-    if (prom[SLOT_BOOL].set) {
-        set_bit(d->valid[V_BOOL], i);
-        if (prom[SLOT_BOOL].bits) set_bit(d->bools, i);
-    }
-    else
-        d->nulls[V_BOOL]++;
-    d->u64[F_TID_HI][i] = be64(tid);
-    d->u64[F_TID_LO][i] = be64(tid + 8);
-    d->u64[F_SPAN_ID][i] = be64(sid);
-    d->u64[F_PARENT][i] = pidn ? be64(pid) : 0;
-    d->u64[F_START][i] = start;
-    d->u64[F_DURATION][i] = endt - start;
-    d->u32[F_FLAGS][i] = flags;
-    d->u32[F_DROPPED_ATTRS][i] = dattr;
-    d->u32[F_DROPPED_EVENTS][i] = devents;
-    d->u32[F_DROPPED_LINKS][i] = dlinks;
-    d->u8[F_KIND][i] = (uint8_t)kind;
-    d->u8[F_STATUS][i] = (uint8_t)code;
+    put_validity(d, V_BOOL, i, prom[SLOT_BOOL].set);
+    if (prom[SLOT_BOOL].set && prom[SLOT_BOOL].bits) set_bit(d->bits[BOOL_VALUES], i);
+    col_u64(d, F_TID_HI)[i] = be64(ids.tid);
+    col_u64(d, F_TID_LO)[i] = be64(ids.tid + 8);
+    col_u64(d, F_SPAN_ID)[i] = be64(ids.sid);
+    col_u64(d, F_PARENT)[i] = pidn ? be64(pid) : 0;
+    col_u64(d, F_START)[i] = start;
+    col_u64(d, F_DURATION)[i] = endt - start;
+    col_u32(d, F_FLAGS)[i] = flags;
+    for (int k = 0; k < 3; k++) col_u32(d, F_DROPPED_ATTRS + k)[i] = dropped[k];
+    col_u8(d, F_KIND)[i] = (uint8_t)kind;
+    col_u8(d, F_STATUS)[i] = (uint8_t)code;
     d->n++;
     return 0;
 }
@@ -1932,99 +1893,130 @@ static void ctx_clear(Ctx *c)
     memset(c, 0, sizeof *c);
 }
 
-static int parse_scope_spans(Dec *d, const uint8_t *p0, const uint8_t *end, Ctx *ctx)
+/* Pass 1 over a ResourceSpans or ScopeSpans (the same layout: 1 its resource
+   or scope, which may come after 2, the repeated scope spans or spans; 3
+   schema_url): the occurrences of field 1 into first, to be merged; those of
+   field 2 only checked here. depth = the message's. */
+static int scan_spans_parent(Dec *d, const uint8_t *p, const uint8_t *end, int depth, uint32_t known,
+                             const char *msgname, Segs *first)
+{
+    while (p < end) {
+        const uint8_t *at = p, *s;
+        uint32_t tag, n;
+        if (rd_tag(d, &p, end, &tag)) return -1;
+        if (tag == TAG(1, WT_LEN) || tag == TAG(2, WT_LEN)) {
+            if (rd_msg(d, &p, end, at, depth + 1, &s, &n)) return -1;
+            if (tag == TAG(1, WT_LEN) && segs_push(first, s, s + n)) return -1;
+        }
+        else if (tag == TAG(3, WT_LEN)) {
+            if (rd_str(d, &p, end, &s, &n)) return -1;
+        }
+        else if (other_field(d, &p, end, tag, at, depth, known, msgname))
+            return -1;
+    }
+    return 0;
+}
+
+/* The attribute entries in src (each with a leading ',') framed as a JSON
+   object, and a copy kept in dst (empty: none): src is reused. */
+static int keep_attrs_json(Buf *dst, Buf *src)
+{
+    buf_reset(dst);
+    return frame(src, '{', '}') || (src->n && buf_put(dst, src->p, src->n)) ? -1 : 0;
+}
+
+/* InstrumentationScope, all its occurrences merged; depth = its depth */
+static int parse_scope(Dec *d, const Segs *scope, int depth, Ctx *ctx)
+{
+    const uint8_t *name = NULL, *version = NULL;
+    uint32_t namen = 0, versionn = 0;
+    uint64_t v;
+    Buf *ab = &d->scratch;
+    buf_reset(ab);
+    for (Py_ssize_t i = 0; i < scope->n; i++) {
+        const uint8_t *p = scope->v[i].p, *end = scope->v[i].e;
+        while (p < end) {
+            const uint8_t *at = p;
+            uint32_t tag;
+            if (rd_tag(d, &p, end, &tag)) return -1;
+            switch (tag) {
+            case TAG(1, WT_LEN):
+                if (rd_str(d, &p, end, &name, &namen)) return -1;
+                break;
+            case TAG(2, WT_LEN):
+                if (rd_str(d, &p, end, &version, &versionn)) return -1;
+                break;
+            case TAG(3, WT_LEN):
+                if (append_kv(d, ab, &p, end, at, depth)) return -1;
+                break;
+            case TAG(4, WT_VARINT):
+                if (rd_varint(d, &p, end, &v)) return -1;
+                break;
+            default:
+                if (other_field(d, &p, end, tag, at, depth, KNOWN_SCOPE, "InstrumentationScope")) return -1;
+            }
+        }
+    }
+    ctx->scope_name = name;
+    ctx->scope_namen = namen;
+    ctx->scope_version = version;
+    ctx->scope_versionn = versionn;
+    return keep_attrs_json(&ctx->scope_json, ab); /* the spans' events and links reuse the scratch buffer */
+}
+
+/* Resource, all its occurrences merged; depth = its depth */
+static int parse_resource(Dec *d, const Segs *res, int depth, Ctx *ctx)
+{
+    uint64_t v;
+    d->nkv = 0;
+    for (Py_ssize_t i = 0; i < res->n; i++) {
+        const uint8_t *p = res->v[i].p, *end = res->v[i].e, *s;
+        while (p < end) {
+            const uint8_t *at = p;
+            uint32_t tag, n;
+            if (rd_tag(d, &p, end, &tag)) return -1;
+            switch (tag) {
+            case TAG(1, WT_LEN):
+                if (rd_msg(d, &p, end, at, depth + 1, &s, &n) || push_kv(d, s, s + n, depth + 1, &RES_PROMO))
+                    return -1;
+                break;
+            case TAG(2, WT_VARINT):
+                if (rd_varint(d, &p, end, &v)) return -1;
+                break;
+            case TAG(3, WT_LEN):
+                if (rd_msg(d, &p, end, at, depth + 1, &s, &n) || entity_ref(d, s, s + n, depth + 1)) return -1;
+                break;
+            default:
+                if (other_field(d, &p, end, tag, at, depth, KNOWN_RESOURCE, "Resource")) return -1;
+            }
+        }
+    }
+    if (attrs_promote(d, &d->attrs, depth + 1, &RES_PROMO, ctx->res)) return -1;
+    return keep_attrs_json(&ctx->res_json, &d->attrs);
+}
+
+static int parse_scope_spans(Dec *d, const uint8_t *p, const uint8_t *end, Ctx *ctx)
 {
     const int depth = 2;
     Segs scope;
     segs_init(&scope);
-    const uint8_t *p = p0, *s;
+    const uint8_t *s;
     uint32_t n;
-    while (p < end) { /* pass 1: scope (may come after the spans), schema_url */
-        const uint8_t *at = p;
-        uint32_t tag;
-        if (rd_tag(d, &p, end, &tag)) goto error;
-        if (tag == TAG(1, WT_LEN) || tag == TAG(2, WT_LEN)) {
-            if (rd_len(d, &p, end, &s, &n)) goto error;
-            if (depth + 1 > MAX_MSG_DEPTH) {
-                fail_depth(d, at);
-                goto error;
-            }
-            if (tag == TAG(1, WT_LEN) && segs_push(&scope, s, s + n)) goto error;
-        }
-        else if (tag == TAG(3, WT_LEN)) {
-            if (rd_str(d, &p, end, &s, &n)) goto error;
-        }
-        else if (other_field(d, &p, end, tag, at, depth, KNOWN_SS, "ScopeSpans"))
-            goto error;
-    }
-    /* InstrumentationScope (depth 3), merged */
-    {
-        const uint8_t *name = NULL, *version = NULL;
-        uint32_t namen = 0, versionn = 0;
-        uint64_t v;
-        Buf *ab = &d->scratch;
-        buf_reset(ab);
-        for (Py_ssize_t i = 0; i < scope.n; i++) {
-            const uint8_t *q = scope.v[i].p, *qe = scope.v[i].e;
-            while (q < qe) {
-                const uint8_t *at = q;
-                uint32_t tag;
-                if (rd_tag(d, &q, qe, &tag)) goto error;
-                switch (tag) {
-                case TAG(1, WT_LEN):
-                    if (rd_str(d, &q, qe, &name, &namen)) goto error;
-                    break;
-                case TAG(2, WT_LEN):
-                    if (rd_str(d, &q, qe, &version, &versionn)) goto error;
-                    break;
-                case TAG(3, WT_LEN):
-                    if (rd_len(d, &q, qe, &s, &n)) goto error;
-                    if (depth + 2 > MAX_MSG_DEPTH) {
-                        fail_depth(d, at);
-                        goto error;
-                    }
-                    if (buf_putc(ab, ',') || render_kv(d, ab, s, s + n, depth + 2, 0)) goto error;
-                    break;
-                case TAG(4, WT_VARINT):
-                    if (rd_varint(d, &q, qe, &v)) goto error;
-                    break;
-                default:
-                    if (other_field(d, &q, qe, tag, at, depth + 1, KNOWN_SCOPE, "InstrumentationScope"))
-                        goto error;
-                }
-            }
-        }
-        ctx->scope_name = name;
-        ctx->scope_namen = namen;
-        ctx->scope_version = version;
-        ctx->scope_versionn = versionn;
-        buf_reset(&ctx->scope_json); /* the spans' events and links reuse the scratch buffer */
-        if (frame(ab, '{', '}') || (ab->n && buf_put(&ctx->scope_json, ab->p, ab->n))) goto error;
-    }
+    int fn, rc = -1;
+    Py_ssize_t index = 0;
+    if (scan_spans_parent(d, p, end, depth, KNOWN_SS, "ScopeSpans", &scope) ||
+        parse_scope(d, &scope, depth + 1, ctx))
+        goto done;
     /* pass 2: spans */
-    {
-        Py_ssize_t index = 0;
-        p = p0;
-        while (p < end) {
-            const uint8_t *at = p;
-            uint32_t tag;
-            if (rd_tag(d, &p, end, &tag)) goto error;
-            if (tag == TAG(2, WT_LEN)) {
-                if (rd_len(d, &p, end, &s, &n)) goto error;
-                if (parse_span(d, s, s + n, depth + 1, ctx, index++)) goto error;
-            }
-            else if (skip_field(d, &p, end, tag, at, depth))
-                goto error;
-        }
-    }
+    while ((fn = next_msg(d, &p, end, BITS(2, 2), depth, 0, NULL, &s, &n)) > 0)
+        if (parse_span(d, s, s + n, depth + 1, ctx, index++)) goto done;
+    rc = fn;
+done:
     segs_free(&scope);
-    return 0;
-error:
-    segs_free(&scope);
-    return -1;
+    return rc;
 }
 
-static int parse_resource_spans(Dec *d, const uint8_t *p0, const uint8_t *end, Py_ssize_t ri)
+static int parse_resource_spans(Dec *d, const uint8_t *p, const uint8_t *end, Py_ssize_t ri)
 {
     const int depth = 1;
     Ctx ctx;
@@ -2032,101 +2024,34 @@ static int parse_resource_spans(Dec *d, const uint8_t *p0, const uint8_t *end, P
     ctx.ri = ri;
     Segs res;
     segs_init(&res);
-    const uint8_t *p = p0, *s;
+    const uint8_t *s;
     uint32_t n;
-    while (p < end) { /* pass 1: resource (may come after the scope spans), schema_url */
-        const uint8_t *at = p;
-        uint32_t tag;
-        if (rd_tag(d, &p, end, &tag)) goto error;
-        if (tag == TAG(1, WT_LEN) || tag == TAG(2, WT_LEN)) {
-            if (rd_len(d, &p, end, &s, &n)) goto error;
-            if (depth + 1 > MAX_MSG_DEPTH) {
-                fail_depth(d, at);
-                goto error;
-            }
-            if (tag == TAG(1, WT_LEN) && segs_push(&res, s, s + n)) goto error;
-        }
-        else if (tag == TAG(3, WT_LEN)) {
-            if (rd_str(d, &p, end, &s, &n)) goto error;
-        }
-        else if (other_field(d, &p, end, tag, at, depth, KNOWN_RS, "ResourceSpans"))
-            goto error;
-    }
-    /* Resource (depth 2), merged */
-    {
-        uint64_t v;
-        d->nkv = 0;
-        for (Py_ssize_t i = 0; i < res.n; i++) {
-            const uint8_t *q = res.v[i].p, *qe = res.v[i].e;
-            while (q < qe) {
-                const uint8_t *at = q;
-                uint32_t tag;
-                if (rd_tag(d, &q, qe, &tag)) goto error;
-                switch (tag) {
-                case TAG(1, WT_LEN):
-                case TAG(3, WT_LEN):
-                    if (rd_len(d, &q, qe, &s, &n)) goto error;
-                    if (depth + 2 > MAX_MSG_DEPTH) {
-                        fail_depth(d, at);
-                        goto error;
-                    }
-                    if (tag == TAG(1, WT_LEN) ? push_kv(d, s, s + n, depth + 2, RES_PROMO, 6)
-                                              : entity_ref(d, s, s + n, depth + 2))
-                        goto error;
-                    break;
-                case TAG(2, WT_VARINT):
-                    if (rd_varint(d, &q, qe, &v)) goto error;
-                    break;
-                default:
-                    if (other_field(d, &q, qe, tag, at, depth + 1, KNOWN_RESOURCE, "Resource")) goto error;
-                }
-            }
-        }
-        if (attrs_promote(d, &d->attrs, depth + 2, RES_PROMO, 6, ctx.res) || frame(&d->attrs, '{', '}') ||
-            (d->attrs.n && buf_put(&ctx.res_json, d->attrs.p, d->attrs.n)))
-            goto error;
-    }
+    int fn, rc = -1;
+    Py_ssize_t si = 0;
+    if (scan_spans_parent(d, p, end, depth, KNOWN_RS, "ResourceSpans", &res) ||
+        parse_resource(d, &res, depth + 1, &ctx))
+        goto done;
     /* pass 2: scope spans */
-    {
-        Py_ssize_t si = 0;
-        p = p0;
-        while (p < end) {
-            const uint8_t *at = p;
-            uint32_t tag;
-            if (rd_tag(d, &p, end, &tag)) goto error;
-            if (tag == TAG(2, WT_LEN)) {
-                if (rd_len(d, &p, end, &s, &n)) goto error;
-                ctx.si = si++;
-                if (parse_scope_spans(d, s, s + n, &ctx)) goto error;
-            }
-            else if (skip_field(d, &p, end, tag, at, depth))
-                goto error;
-        }
+    while ((fn = next_msg(d, &p, end, BITS(2, 2), depth, 0, NULL, &s, &n)) > 0) {
+        ctx.si = si++;
+        if (parse_scope_spans(d, s, s + n, &ctx)) goto done;
     }
+    rc = fn;
+done:
     segs_free(&res);
     ctx_clear(&ctx);
-    return 0;
-error:
-    segs_free(&res);
-    ctx_clear(&ctx);
-    return -1;
+    return rc;
 }
 
 static int parse_request(Dec *d, const uint8_t *p, const uint8_t *end)
 {
+    const uint8_t *s;
+    uint32_t n;
+    int fn;
     Py_ssize_t ri = 0;
-    while (p < end) {
-        const uint8_t *at = p, *s;
-        uint32_t tag, n;
-        if (rd_tag(d, &p, end, &tag)) return -1;
-        if (tag == TAG(1, WT_LEN)) {
-            if (rd_len(d, &p, end, &s, &n)) return -1;
-            if (parse_resource_spans(d, s, s + n, ri++)) return -1;
-        }
-        else if (other_field(d, &p, end, tag, at, 0, KNOWN_REQUEST, "ExportTraceServiceRequest"))
-            return -1;
-    }
-    return 0;
+    while ((fn = next_msg(d, &p, end, BITS(1, 1), 0, KNOWN_REQUEST, "ExportTraceServiceRequest", &s, &n)) > 0)
+        if (parse_resource_spans(d, s, s + n, ri++)) return -1;
+    return fn;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2138,12 +2063,8 @@ static void dec_free(Dec *d)
         PyMem_Free(d->sdata[c].p);
         PyMem_Free(d->soff[c]);
     }
-    for (int c = 0; c < N_VALID; c++) PyMem_Free(d->valid[c]);
-    for (int c = 0; c < N_F64; c++) PyMem_Free(d->f64[c]);
-    PyMem_Free(d->bools);
-    for (int c = 0; c < N_U64; c++) PyMem_Free(d->u64[c]);
-    for (int c = 0; c < N_U32; c++) PyMem_Free(d->u32[c]);
-    for (int c = 0; c < N_U8; c++) PyMem_Free(d->u8[c]);
+    for (int c = 0; c < N_BITMAPS; c++) PyMem_Free(d->bits[c]);
+    for (int c = 0; c < N_FIXED; c++) PyMem_Free(d->fixed[c]);
     PyMem_Free(d->attrs.p);
     PyMem_Free(d->events.p);
     PyMem_Free(d->links.p);
@@ -2191,46 +2112,44 @@ static PyObject *le_bytes(const void *src, Py_ssize_t n, int size)
 #endif
 }
 
+/* bitmap c as bytes */
+static PyObject *bitmap(Dec *d, int c)
+{
+    return PyBytes_FromStringAndSize((const char *)d->bits[c], (d->n + 7) / 8);
+}
+
 /* validity bitmap of column c: bytes, or None when it has no nulls */
 static PyObject *validity(Dec *d, int c)
 {
     if (!d->nulls[c]) Py_RETURN_NONE;
-    return PyBytes_FromStringAndSize((const char *)d->valid[c], (d->n + 7) / 8);
+    return bitmap(d, c);
 }
 
-/* (first, second, third) stealing the references; NULL if any is NULL */
+/* a tuple of the k items, stealing the references; NULL if any is NULL */
+static PyObject *steal_tuple(Py_ssize_t k, PyObject *const *items)
+{
+    PyObject *t = NULL;
+    for (Py_ssize_t j = 0; j < k; j++)
+        if (!items[j]) goto error;
+    t = PyTuple_New(k);
+    if (!t) goto error;
+    for (Py_ssize_t j = 0; j < k; j++) PyTuple_SET_ITEM(t, j, items[j]);
+    return t;
+error:
+    for (Py_ssize_t j = 0; j < k; j++) Py_XDECREF(items[j]);
+    return NULL;
+}
+
 static PyObject *triple(PyObject *a, PyObject *b, PyObject *c)
 {
-    if (!a || !b || !c) {
-        Py_XDECREF(a);
-        Py_XDECREF(b);
-        Py_XDECREF(c);
-        return NULL;
-    }
-    PyObject *t = PyTuple_New(3);
-    if (!t) {
-        Py_DECREF(a);
-        Py_DECREF(b);
-        Py_DECREF(c);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(t, 0, a);
-    PyTuple_SET_ITEM(t, 1, b);
-    PyTuple_SET_ITEM(t, 2, c);
-    return t;
+    PyObject *items[3] = {a, b, c};
+    return steal_tuple(3, items);
 }
 
 static PyObject *pair(PyObject *a, PyObject *b)
 {
-    if (!a || !b) {
-        Py_XDECREF(a);
-        Py_XDECREF(b);
-        return NULL;
-    }
-    PyObject *t = PyTuple_Pack(2, a, b);
-    Py_DECREF(a);
-    Py_DECREF(b);
-    return t;
+    PyObject *items[2] = {a, b};
+    return steal_tuple(2, items);
 }
 
 static PyObject *build_result(Dec *d)
@@ -2251,22 +2170,17 @@ static PyObject *build_result(Dec *d)
     }
     if (set_item(out, "reject_reasons", reasons)) goto error;
     if (PyDict_SetItemString(out, "first_error", d->first_error ? d->first_error : Py_None)) goto error;
-    for (int c = 0; c < N_U64; c++)
-        if (set_item(out, U64_NAMES[c], le_bytes(d->u64[c], n, 8))) goto error;
-    for (int c = 0; c < N_U32; c++)
-        if (set_item(out, U32_NAMES[c], le_bytes(d->u32[c], n, 4))) goto error;
-    for (int c = 0; c < N_U8; c++)
-        if (set_item(out, U8_NAMES[c], le_bytes(d->u8[c], n, 1))) goto error;
+    for (int c = 0; c < F_F64; c++)
+        if (set_item(out, FIXED_COLS[c].name, le_bytes(d->fixed[c], n, FIXED_COLS[c].width))) goto error;
     for (int c = 0; c < N_STR; c++) {
         PyObject *offsets = le_bytes(n ? d->soff[c] : &zero_offset, n + 1, 4);
         PyObject *data = PyBytes_FromStringAndSize(d->sdata[c].p, (Py_ssize_t)d->sdata[c].n);
         if (set_item(out, STR_NAMES[c], triple(offsets, data, validity(d, c)))) goto error;
     }
-    for (int c = 0; c < N_F64; c++)
-        if (set_item(out, F64_NAMES[c], pair(le_bytes(d->f64[c], n, 8), validity(d, V_F64 + c)))) goto error;
-    if (set_item(out, BOOL_NAME, pair(PyBytes_FromStringAndSize((const char *)d->bools, (n + 7) / 8),
-                                      validity(d, V_BOOL))))
-        goto error;
+    for (int k = 0; k < N_F64; k++)
+        if (set_item(out, FIXED_COLS[F_F64 + k].name, pair(le_bytes(d->fixed[F_F64 + k], n, 8), validity(d, V_F64 + k))))
+            goto error;
+    if (set_item(out, BOOL_NAME, pair(bitmap(d, BOOL_VALUES), validity(d, V_BOOL)))) goto error;
     return out;
 error:
     Py_DECREF(out);
@@ -2531,6 +2445,7 @@ PyMODINIT_FUNC PyInit__speedups(void)
 #ifdef __SIZEOF_INT128__
     if (!ryu_ready) ryu_init();
 #endif
-    promo_init();
+    promo_init(&RES_PROMO);
+    promo_init(&SPAN_PROMO);
     return PyModule_Create(&moduledef);
 }
