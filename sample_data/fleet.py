@@ -39,6 +39,8 @@ import numpy as np
 SCOPE_NAME = "fleetwatch.sample_data"
 SCOPE_VERSION = "1.0"
 NS = 1_000_000_000
+MINUTE = 60 * NS
+HOUR = 3600 * NS
 THROTTLE_C = 85.0  # any device whose SoC is hotter than this throttles ...
 THROTTLE_FACTOR = 2.3  # ... and its preprocess and execute stages take this much longer
 

@@ -43,7 +43,8 @@ from opentelemetry.sdk.metrics.export import MetricsData
 
 from .device import HOUR, DeviceSim
 from .fleet import DEVICE_CLASSES, MODELS, NS, Fleet, build_fleet
-from .incidents import KINDS, Effects, Incident, iso, plan_incidents
+from .incident_plan import plan_incidents
+from .incidents import KINDS, Effects, Incident, iso
 from .otel import DeviceMeters, SimResource, SpanSpec
 
 DEFAULT_START_NS = 1_793_577_600 * NS  # 2026-11-02T00:00:00Z, a Monday

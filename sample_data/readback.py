@@ -17,7 +17,9 @@ not meant for months of data.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -84,52 +86,60 @@ class MetricPoints:
         return len(self.name)
 
 
+# per signal: request message, then the fields of its resource -> scope -> item levels
+_LEVELS = {
+    "traces": (ExportTraceServiceRequest, "resource_spans", "scope_spans", "spans"),
+    "metrics": (ExportMetricsServiceRequest, "resource_metrics", "scope_metrics", "metrics"),
+}
+
+
+def _items(path: str, signal: str) -> Iterator[tuple[int, dict, Any]]:
+    """``(received_at, resource attributes, span or metric)`` for every span or metric of
+    the ``signal`` requests in the log, in file order; one resource dict per resource."""
+    request_type, resources, scopes, items = _LEVELS[signal]
+    for rec in read_request_log(path):
+        if rec.signal != signal:
+            continue
+        req = request_type.FromString(rec.payload)
+        for r in getattr(req, resources):
+            res = _attrs(r.resource.attributes)
+            for sc in getattr(r, scopes):
+                for item in getattr(sc, items):
+                    yield rec.received_at_unix_nano, res, item
+
+
 def read_spans(path: str) -> Spans:
     out = Spans()
-    for rec in read_request_log(path):
-        if rec.signal != "traces":
-            continue
-        req = ExportTraceServiceRequest.FromString(rec.payload)
-        for rs in req.resource_spans:
-            res = _attrs(rs.resource.attributes)
-            for ss in rs.scope_spans:
-                for s in ss.spans:
-                    out.name.append(s.name)
-                    out.trace_id.append(s.trace_id)
-                    out.span_id.append(s.span_id)
-                    out.parent_span_id.append(s.parent_span_id)
-                    out.start_ns.append(s.start_time_unix_nano)
-                    out.end_ns.append(s.end_time_unix_nano)
-                    out.status.append(s.status.code)
-                    out.received_ns.append(rec.received_at_unix_nano)
-                    out.resource.append(res)
-                    out.attributes.append(_attrs(s.attributes))
+    for received, res, s in _items(path, "traces"):
+        out.name.append(s.name)
+        out.trace_id.append(s.trace_id)
+        out.span_id.append(s.span_id)
+        out.parent_span_id.append(s.parent_span_id)
+        out.start_ns.append(s.start_time_unix_nano)
+        out.end_ns.append(s.end_time_unix_nano)
+        out.status.append(s.status.code)
+        out.received_ns.append(received)
+        out.resource.append(res)
+        out.attributes.append(_attrs(s.attributes))
     return out
 
 
 def read_metric_points(path: str, names: set[str] | None = None) -> MetricPoints:
     out = MetricPoints()
-    for rec in read_request_log(path):
-        if rec.signal != "metrics":
+    for received, res, m in _items(path, "metrics"):
+        if names is not None and m.name not in names:
             continue
-        req = ExportMetricsServiceRequest.FromString(rec.payload)
-        for rm in req.resource_metrics:
-            res = _attrs(rm.resource.attributes)
-            for sm in rm.scope_metrics:
-                for m in sm.metrics:
-                    if names is not None and m.name not in names:
-                        continue
-                    kind = m.WhichOneof("data")
-                    for p in getattr(m, kind).data_points:
-                        out.name.append(m.name)
-                        out.kind.append(kind)
-                        out.time_ns.append(p.time_unix_nano)
-                        out.start_ns.append(p.start_time_unix_nano)
-                        if kind == "histogram":
-                            out.value.append((p.count, p.sum, list(p.bucket_counts), list(p.explicit_bounds)))
-                        else:
-                            out.value.append(p.as_double if p.WhichOneof("value") == "as_double" else p.as_int)
-                        out.attributes.append(_attrs(p.attributes))
-                        out.received_ns.append(rec.received_at_unix_nano)
-                        out.resource.append(res)
+        kind = m.WhichOneof("data")
+        for p in getattr(m, kind).data_points:
+            out.name.append(m.name)
+            out.kind.append(kind)
+            out.time_ns.append(p.time_unix_nano)
+            out.start_ns.append(p.start_time_unix_nano)
+            if kind == "histogram":
+                out.value.append((p.count, p.sum, list(p.bucket_counts), list(p.explicit_bounds)))
+            else:
+                out.value.append(p.as_double if p.WhichOneof("value") == "as_double" else p.as_int)
+            out.attributes.append(_attrs(p.attributes))
+            out.received_ns.append(received)
+            out.resource.append(res)
     return out
