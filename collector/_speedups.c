@@ -389,24 +389,24 @@ static inline int rd_len(Dec *d, const uint8_t **pp, const uint8_t *end, const u
     return 0;
 }
 
+/* little-endian and big-endian loads */
 static inline uint64_t le64(const uint8_t *p)
 {
     uint64_t v;
     memcpy(&v, p, 8);
-#if PY_BIG_ENDIAN
-    v = __builtin_bswap64(v);
-#endif
-    return v;
+    return PY_BIG_ENDIAN ? __builtin_bswap64(v) : v;
 }
 
 static inline uint32_t le32(const uint8_t *p)
 {
     uint32_t v;
     memcpy(&v, p, 4);
-#if PY_BIG_ENDIAN
-    v = __builtin_bswap32(v);
-#endif
-    return v;
+    return PY_BIG_ENDIAN ? __builtin_bswap32(v) : v;
+}
+
+static inline uint64_t be64(const uint8_t *p)
+{
+    return __builtin_bswap64(le64(p));
 }
 
 static inline int rd_fixed64(Dec *d, const uint8_t **pp, const uint8_t *end, uint64_t *out)
@@ -1715,17 +1715,6 @@ static int parse_status(Dec *d, const uint8_t *p, const uint8_t *end, int depth,
     return 0;
 }
 
-static inline uint64_t be64(const uint8_t *s)
-{
-    uint64_t v;
-    memcpy(&v, s, 8);
-#if PY_BIG_ENDIAN
-    return v;
-#else
-    return __builtin_bswap64(v);
-#endif
-}
-
 static int all_zero(const uint8_t *s, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++)
@@ -2270,16 +2259,6 @@ static int check_chunk(int kind, PyObject *c, Py_ssize_t n, Py_ssize_t j, Py_ssi
     return 0;
 }
 
-static int32_t rd_i32le(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-#if PY_BIG_ENDIAN
-    v = __builtin_bswap32(v);
-#endif
-    return (int32_t)v;
-}
-
 static void wr_i32le(uint8_t *p, int32_t x)
 {
     uint32_t v = (uint32_t)x;
@@ -2370,13 +2349,13 @@ static PyObject *py_concat_column(PyObject *self, PyObject *args)
         if (kind == K_TEXT) {
             PyObject *data = PyTuple_GET_ITEM(c, 1);
             Py_ssize_t len = PyBytes_GET_SIZE(data);
-            if (rd_i32le(values) != 0 || rd_i32le(values + 4 * n) != len) {
+            if ((int32_t)le32(values) != 0 || (int32_t)le32(values + 4 * n) != len) {
                 bad_chunk(j, "offsets must run from 0 to the length of the data");
                 goto error;
             }
             int32_t last = 0;
             for (Py_ssize_t i = 1; i <= n; i++) {
-                int32_t v = rd_i32le(values + 4 * i);
+                int32_t v = (int32_t)le32(values + 4 * i);
                 if (v < last) {
                     bad_chunk(j, "offsets must not decrease");
                     goto error;
