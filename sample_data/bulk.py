@@ -34,7 +34,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from collector.request_log import RequestLogWriter
 
-from .device import _gen
+from .streams import NETWORK, stream
 from .generator import FleetSimulation, Request, SimConfig
 from .otel import readable_spans
 
@@ -60,7 +60,7 @@ class _Network:
         key = req.emitter.key
         rng = self._rngs.get(key)
         if rng is None:
-            rng = self._rngs[key] = _gen(self.seed, 3, key)
+            rng = self._rngs[key] = stream(self.seed, NETWORK, key)
         if key >= self.n_devices:
             median, sigma = 0.03, 0.3
         elif req.emitter.phone:

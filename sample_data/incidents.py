@@ -7,11 +7,12 @@ hooks for the generator. Which cohort and times each kind gets is the plan
 :class:`Effects` (built from the plan) how each device behaves at each
 moment; the manifest gets each incident's ``describe()``::
 
+    from sample_data.incident_plan import plan_incidents
     incidents = plan_incidents(fleet, KINDS, seed=7)
     effects = Effects(incidents)
-    effects.error_add(device, t_ns)          # extra error probability
+    effects.error_rate(device, t_ns)         # error probability: baseline plus incidents
     effects.latency_factors(device, t_ns, new_fw)   # (preprocess, execute) factors
-    [i.describe() for i in incidents]        # manifest entries
+    [i.describe(fleet) for i in incidents]   # manifest entries
 
 Kinds (``KINDS``), with the cohort they hit and the signal that shows them:
 
