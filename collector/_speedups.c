@@ -1868,7 +1868,7 @@ static int parse_span(Dec *d, const uint8_t *p, const uint8_t *end, int depth, c
     col_u64(d, F_START)[i] = start;
     col_u64(d, F_DURATION)[i] = endt - start;
     col_u32(d, F_FLAGS)[i] = flags;
-    for (int k = 0; k < 3; k++) col_u32(d, F_DROPPED_ATTRS + k)[i] = dropped[k];
+    for (int k = 0; k < 3; k++) col_u32(d, F_DROPPED_ATTRS + k)[i] = dropped[k]; /* then _EVENTS, _LINKS */
     col_u8(d, F_KIND)[i] = (uint8_t)kind;
     col_u8(d, F_STATUS)[i] = (uint8_t)code;
     d->n++;
@@ -2166,9 +2166,10 @@ static PyObject *build_result(Dec *d)
         PyObject *data = PyBytes_FromStringAndSize(d->sdata[c].p, (Py_ssize_t)d->sdata[c].n);
         if (set_item(out, STR_NAMES[c], triple(offsets, data, validity(d, c)))) goto error;
     }
-    for (int k = 0; k < N_F64; k++)
-        if (set_item(out, FIXED_COLS[F_F64 + k].name, pair(le_bytes(d->fixed[F_F64 + k], n, 8), validity(d, V_F64 + k))))
-            goto error;
+    for (int k = 0; k < N_F64; k++) {
+        int c = F_F64 + k;
+        if (set_item(out, FIXED_COLS[c].name, pair(le_bytes(d->fixed[c], n, 8), validity(d, V_F64 + k)))) goto error;
+    }
     if (set_item(out, BOOL_NAME, pair(bitmap(d, BOOL_VALUES), validity(d, V_BOOL)))) goto error;
     return out;
 error:
