@@ -158,7 +158,8 @@ def regeneration_options(cfg: SimConfig, level: int) -> list[str]:
     ]
 
 
-def _versions() -> dict:
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of the libraries whose releases can change the sample's bytes."""
     out = {}
     for name in ("opentelemetry-sdk", "opentelemetry-proto", "numpy", "zstandard", "protobuf"):
         try:
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             "options": options,
             "note": "run from the directory that holds the files; same options, same bytes "
                     "(with the library versions below)",
-            "versions": _versions(),
+            "versions": library_versions(),
         }
         _write_manifest(manifest, manifest_path)
     except (OSError, RuntimeError, ValueError) as exc:
