@@ -39,6 +39,10 @@ log = logging.getLogger("fleetwatch.exporter.duckdb")
 ROW_GROUP_ROWS = 122_880  # DuckDB's row group size
 
 
+class UnfinishedBatchError(RuntimeError):
+    """``batch_heads`` names rows that the table does not end with; nothing was deleted."""
+
+
 class CheckpointPolicy:
     """Counts rows appended since the last checkpoint and says where to cut a batch.
 
@@ -96,9 +100,10 @@ def forget_heads(con: duckdb.DuckDBPyConnection) -> None:
 def drop_orphaned_heads(con: duckdb.DuckDBPyConnection) -> int:
     """Remove the rows of heads whose tail never committed; returns the rows removed.
 
-    Runs in its own transaction. Raises ``duckdb.Error`` (and rolls back) if
-    the table does not end with exactly the recorded rows, which would mean
-    something other than the writer appended to it; nothing is deleted then.
+    Runs in its own transaction. Raises :class:`UnfinishedBatchError` (and
+    rolls back) if the table does not end with exactly the recorded rows,
+    which would mean something other than the writer changed it; nothing is
+    deleted then.
     """
     heads = con.execute("SELECT table_name, row_count FROM batch_heads").fetchall()
     if not heads:
@@ -112,9 +117,10 @@ def drop_orphaned_heads(con: duckdb.DuckDBPyConnection) -> int:
                 f"DELETE FROM {table} WHERE rowid > (SELECT max(rowid) FROM {table}) - ?", [rows]
             ).fetchone()[0]
             if deleted != rows:
-                raise duckdb.InvalidInputException(
+                raise UnfinishedBatchError(
                     f"batch_heads says the last {rows} rows of {table} are an unfinished batch, "
-                    f"but only {deleted} rows matched; leaving them in place"
+                    f"but only {deleted} rows matched; leaving them in place. Check the table, then "
+                    "DELETE FROM batch_heads to start anyway."
                 )
             removed += deleted
         forget_heads(con)

@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return _ingest(args)
 
     if args.verb in ("serve", "demo"):
+        from collector.checkpoints import UnfinishedBatchError
         from collector.duckdb_exporter import DatabaseLockedError
         from collector.server import run
 
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         except DatabaseLockedError as exc:
             print(f"fleetwatch: {exc}", file=sys.stderr)
             return 1
-        except OSError as exc:
+        except (OSError, UnfinishedBatchError) as exc:
             print(f"fleetwatch: cannot start: {exc}", file=sys.stderr)
             return 1
     parser.error(f"unknown verb {args.verb}")
@@ -119,12 +120,13 @@ def _load_sample(config) -> None:
 
 def _ingest(args: argparse.Namespace) -> int:
     from collector.bulk import ingest_request_log
+    from collector.checkpoints import UnfinishedBatchError
     from collector.duckdb_exporter import DatabaseLockedError
 
     for log_path in args.logs:
         try:
             counts = ingest_request_log(args.db, log_path)
-        except (DatabaseLockedError, ConfigError) as exc:
+        except (DatabaseLockedError, ConfigError, UnfinishedBatchError) as exc:
             print(f"fleetwatch: {exc}", file=sys.stderr)
             return 1
         except (OSError, ValueError) as exc:

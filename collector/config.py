@@ -211,6 +211,12 @@ class BatchConfig:
             raise ConfigError(f"{key}.timeout: must be positive")
 
 
+#: DuckDB settings the exporter sets from its own keys
+_MANAGED_DUCKDB_SETTINGS = {"memory_limit": "memory_limit_mib", "max_memory": "memory_limit_mib",
+                            "threads": "threads", "checkpoint_threshold": "checkpoint_threshold_mib",
+                            "wal_autocheckpoint": "checkpoint_threshold_mib"}
+
+
 @dataclass
 class DuckDBExporterConfig:
     path: str = "fleetwatch.duckdb"
@@ -234,6 +240,9 @@ class DuckDBExporterConfig:
     # A device whose freshest telemetry arrives more than this far ahead of
     # or behind the gateway's clock is taken to have a skewed clock.
     clock_skew_threshold: float = 120.0
+    # Further DuckDB configuration options, passed to duckdb.connect as given
+    # (e.g. temp_directory); DuckDB rejects unknown ones at start-up.
+    settings: dict = field(default_factory=dict)
 
     def validate(self, key: str) -> None:
         if not self.path:
@@ -249,6 +258,9 @@ class DuckDBExporterConfig:
             raise ConfigError(f"{key}.threads: must be at least 1")
         if self.checkpoint_threshold_mib < 1:
             raise ConfigError(f"{key}.checkpoint_threshold_mib: must be at least 1")
+        for name, own_key in _MANAGED_DUCKDB_SETTINGS.items():
+            if name in self.settings:
+                raise ConfigError(f"{key}.settings.{name}: set {key}.{own_key} instead")
 
 
 @dataclass

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from collector.checkpoints import CheckpointPolicy, drop_orphaned_heads, forget_heads, record_head
 from collector.clock_skew import DeviceClocks
-from collector.config import DuckDBExporterConfig
+from collector.config import ConfigError, DuckDBExporterConfig
 from collector.exporters import WriteBatch
 from collector.schema import arrow_schema, ddl
 from collector.selfmetrics import CollectorMetrics
@@ -120,15 +120,19 @@ class DuckDBExporter:
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
         path = os.path.expanduser(self.config.path)
-        self._con = open_database(
-            path,
-            config={
-                "memory_limit": f"{self.config.memory_limit_mib}MB",
-                "threads": str(self.config.threads),
-                # Ours (collector.checkpoints) come first; DuckDB's own threshold is a last resort.
-                "checkpoint_threshold": f"{self.config.checkpoint_threshold_mib * 4}MB",
-            },
-        )
+        try:
+            self._con = open_database(
+                path,
+                config={
+                    "memory_limit": f"{self.config.memory_limit_mib}MB",
+                    "threads": str(self.config.threads),
+                    # Ours (collector.checkpoints) come first; DuckDB's own threshold is a last resort.
+                    "checkpoint_threshold": f"{self.config.checkpoint_threshold_mib * 4}MB",
+                    **self.config.settings,
+                },
+            )
+        except duckdb.InvalidInputException as exc:  # ours are validated: an option under settings
+            raise ConfigError(f"exporters.duckdb.settings: DuckDB refused an option: {exc}") from None
         for statement in ddl():
             self._con.execute(statement)
         drop_orphaned_heads(self._con)  # fails start-up rather than guess, see its docstring

@@ -9,7 +9,8 @@ import duckdb
 import pytest
 
 from collector.checkpoints import ROW_GROUP_ROWS, CheckpointPolicy
-from tests.collector_process import CollectorProcess, metric_value, query
+from collector.config import ConfigError, config_from_dict
+from tests.collector_process import CollectorProcess, metric_value, query, wait_until
 from tests.otlp_requests import trace_request
 
 
@@ -137,6 +138,61 @@ def test_start_up_refuses_a_head_record_that_does_not_match_the_table(tmp_path):
 
     with pytest.raises(RuntimeError) as failure:
         CollectorProcess(db).start()
-    assert "batch_heads says the last 5000 rows of span_rows are an unfinished batch" in str(failure.value)
+    assert "fleetwatch: cannot start: batch_heads says the last 5000 rows of span_rows are an unfinished batch" \
+        in str(failure.value)
+    assert "Traceback" not in str(failure.value)
     assert query(db, "SELECT count(*) FROM span_rows") == [(100,)], "nothing may be deleted on a mismatch"
 
+
+
+def test_kill_9_between_a_batch_head_and_its_tail_loses_nothing_acknowledged_and_doubles_nothing(tmp_path):
+    """DuckDB's debug setting holds every checkpoint open for 3 s, so the kill lands inside the window."""
+    db = tmp_path / "fw.duckdb"
+    config = {"exporters": {"duckdb": {"settings": {"debug_checkpoint_scan_sleep_ms": "3000"}}}}
+    collector = CollectorProcess(db, config=config).start()
+    head_requests = [trace_request(500) for _ in range(245)]  # 122,500 spans: just short of a row group
+    acked = [span for body, ids in head_requests for span in ids]
+    assert _post_all(collector.http_port, [body for body, _ in head_requests], threads=4) == [200] * 245
+    crossing, crossing_ids = trace_request(1_000)  # its first 380 spans complete the row group
+    answers: list = []
+
+    def send_crossing() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", collector.http_port, timeout=60)
+        try:
+            conn.request("POST", "/v1/traces", body=crossing, headers={"Content-Type": "application/x-protobuf"})
+            answers.append(conn.getresponse().status)
+        except (OSError, http.client.HTTPException) as exc:  # the collector dies before answering
+            answers.append(exc)
+        finally:
+            conn.close()
+
+    size_before = db.stat().st_size  # everything so far is in the write-ahead log
+    sender = threading.Thread(target=send_crossing)
+    sender.start()
+    # The checkpoint writes the row group into the file, then sleeps before installing it.
+    wait_until(lambda: db.stat().st_size > size_before + (1 << 20), timeout=60, what="the checkpoint's writes")
+    collector.kill()
+    sender.join(30)
+    assert len(answers) == 1 and not isinstance(answers[0], int), "the crossing request must not be answered"
+
+    with CollectorProcess(db) as restarted:
+        pass
+    assert "removed 380 rows of a batch whose commit did not finish" in restarted.logs()
+    assert sorted(r[0] for r in query(db, "SELECT span_id FROM spans")) == sorted(acked)
+    assert query(db, "SELECT count(*) FROM batch_heads") == [(0,)]
+    with CollectorProcess(db) as again:  # the client re-sends the unanswered request: written once, whole
+        assert _post_all(again.http_port, [crossing], threads=1) == [200]
+    assert sorted(r[0] for r in query(db, "SELECT span_id FROM spans")) == sorted(acked + crossing_ids)
+
+
+def test_duckdb_settings_pass_through_but_not_the_ones_the_exporter_owns(tmp_path):
+    config = config_from_dict({"exporters": {"duckdb": {"path": str(tmp_path / "x.duckdb"),
+                                                        "settings": {"temp_directory": str(tmp_path)}}}})
+    assert config.exporters.duckdb.settings == {"temp_directory": str(tmp_path)}
+    with pytest.raises(ConfigError, match="exporters.duckdb.settings.memory_limit: set exporters.duckdb.memory_limit_mib"):
+        config_from_dict({"exporters": {"duckdb": {"settings": {"memory_limit": "1GB"}}}})
+    with pytest.raises(RuntimeError) as failure:
+        CollectorProcess(tmp_path / "y.duckdb",
+                         config={"exporters": {"duckdb": {"settings": {"no_such_option": "1"}}}}).start()
+    assert "configuration error: exporters.duckdb.settings: DuckDB refused an option" in str(failure.value)
+    assert "no_such_option" in str(failure.value)
