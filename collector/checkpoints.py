@@ -37,6 +37,8 @@ import duckdb
 log = logging.getLogger("fleetwatch.exporter.duckdb")
 
 ROW_GROUP_ROWS = 122_880  # DuckDB's row group size
+#: the tables whose row groups checkpoints are aligned to (bookkeeping tables follow them)
+ALIGNED_TABLES = ("span_rows", "metric_points", "histogram_points")
 
 
 class UnfinishedBatchError(RuntimeError):
@@ -50,8 +52,7 @@ class CheckpointPolicy:
     bookkeeping tables such as ``ingest_log`` follow whichever table led.
     """
 
-    def __init__(self, wal_threshold_bytes: int,
-                 aligned_tables: tuple[str, ...] = ("span_rows", "metric_points", "histogram_points")) -> None:
+    def __init__(self, wal_threshold_bytes: int, aligned_tables: tuple[str, ...] = ALIGNED_TABLES) -> None:
         if wal_threshold_bytes < 1:
             raise ValueError(f"wal_threshold_bytes must be positive, not {wal_threshold_bytes}")
         self.wal_threshold_bytes = wal_threshold_bytes
@@ -112,6 +113,8 @@ def drop_orphaned_heads(con: duckdb.DuckDBPyConnection) -> int:
     con.execute("BEGIN TRANSACTION")
     try:
         for table, rows in heads:
+            if table not in ALIGNED_TABLES:
+                raise UnfinishedBatchError(f"batch_heads names {table!r}, which is not a telemetry table")
             # A head is one append, so its rows have the table's highest, consecutive row ids.
             deleted = con.execute(
                 f"DELETE FROM {table} WHERE rowid > (SELECT max(rowid) FROM {table}) - ?", [rows]
