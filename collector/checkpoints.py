@@ -30,11 +30,7 @@ the clients, who got no acknowledgement, send the requests again::
 
 from __future__ import annotations
 
-import logging
-
 import duckdb
-
-log = logging.getLogger("fleetwatch.exporter.duckdb")
 
 ROW_GROUP_ROWS = 122_880  # DuckDB's row group size
 #: the tables whose row groups checkpoints are aligned to (bookkeeping tables follow them)
@@ -98,39 +94,28 @@ def forget_heads(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DELETE FROM batch_heads")
 
 
-def drop_orphaned_heads(con: duckdb.DuckDBPyConnection) -> int:
-    """Remove the rows of heads whose tail never committed; returns the rows removed.
+def drop_orphaned_heads(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
+    """Remove the rows of heads whose tail never committed; returns ``(table, rows)`` per head removed.
 
-    Runs in its own transaction. Raises :class:`UnfinishedBatchError` (and
-    rolls back) if the table does not end with exactly the recorded rows,
-    which would mean something other than the writer changed it; nothing is
-    deleted then.
+    Call it inside a transaction. Raises :class:`UnfinishedBatchError` if the
+    table does not end with exactly the recorded rows, which would mean
+    something other than the writer changed it; the caller's rollback then
+    leaves everything in place.
     """
     heads = con.execute("SELECT table_name, row_count FROM batch_heads").fetchall()
-    if not heads:
-        return 0
-    removed = 0
-    con.execute("BEGIN TRANSACTION")
-    try:
-        for table, rows in heads:
-            if table not in ALIGNED_TABLES:
-                raise UnfinishedBatchError(f"batch_heads names {table!r}, which is not a telemetry table")
-            # A head is one append, so its rows have the table's highest, consecutive row ids.
-            deleted = con.execute(
-                f"DELETE FROM {table} WHERE rowid > (SELECT max(rowid) FROM {table}) - ?", [rows]
-            ).fetchone()[0]
-            if deleted != rows:
-                raise UnfinishedBatchError(
-                    f"batch_heads says the last {rows} rows of {table} are an unfinished batch, "
-                    f"but only {deleted} rows matched; leaving them in place. Check the table, then "
-                    "DELETE FROM batch_heads to start anyway."
-                )
-            removed += deleted
+    for table, rows in heads:
+        if table not in ALIGNED_TABLES:
+            raise UnfinishedBatchError(f"batch_heads names {table!r}, which is not a telemetry table")
+        # A head is one append, so its rows have the table's highest, consecutive row ids.
+        deleted = con.execute(
+            f"DELETE FROM {table} WHERE rowid > (SELECT max(rowid) FROM {table}) - ?", [rows]
+        ).fetchone()[0]
+        if deleted != rows:
+            raise UnfinishedBatchError(
+                f"batch_heads says the last {rows} rows of {table} are an unfinished batch, "
+                f"but only {deleted} rows matched; leaving them in place. Check the table, then "
+                "DELETE FROM batch_heads to start anyway."
+            )
+    if heads:
         forget_heads(con)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    log.warning("removed %d rows of a batch whose commit did not finish; its requests were not acknowledged",
-                removed, extra={"heads": [{"table": t, "rows": r} for t, r in heads]})
-    return removed
+    return heads

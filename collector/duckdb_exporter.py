@@ -135,7 +135,7 @@ class DuckDBExporter:
             raise ConfigError(f"exporters.duckdb.settings: DuckDB refused an option: {exc}") from None
         for statement in ddl():
             self._con.execute(statement)
-        drop_orphaned_heads(self._con)  # fails start-up rather than guess, see its docstring
+        self._drop_orphaned_heads()  # fails start-up rather than guess, see drop_orphaned_heads
         for device_id, min_lag, seen_ns, event_ns, requests in self._con.execute(
             "SELECT device_id, min_lag_ns, epoch_ns(last_seen), epoch_ns(last_event_time), requests FROM devices"
         ).fetchall():
@@ -217,7 +217,7 @@ class DuckDBExporter:
         started = time.perf_counter()
         try:
             if self._orphaned_head:  # a head without its tail goes before anything is appended after it
-                drop_orphaned_heads(con)
+                self._drop_orphaned_heads()
                 self._orphaned_head = False
             arrows = {table: builder.build() for table, builder in batch.tables.items()}
             touched = self._observe_clocks(arrows)
@@ -260,6 +260,14 @@ class DuckDBExporter:
             self.metrics.rows_written.inc(builder.rows, table=table)
         self.metrics.disk_bytes.set(file_bytes(self._path))
         return None
+
+    def _drop_orphaned_heads(self) -> None:
+        with self._transaction():
+            heads = drop_orphaned_heads(self._con)
+        if heads:
+            log.warning("removed %d rows of a batch whose commit did not finish; its requests were not acknowledged",
+                        sum(rows for _, rows in heads),
+                        extra={"heads": [{"table": table, "rows": rows} for table, rows in heads]})
 
     @contextmanager
     def _transaction(self):
