@@ -12,6 +12,7 @@ from collector.checkpoints import ROW_GROUP_ROWS, CheckpointPolicy
 from collector.config import ConfigError, config_from_dict
 from tests.collector_process import CollectorProcess, metric_value, query, wait_until
 from tests.otlp_requests import trace_request
+from tests.test_collector_bad_input import post
 
 
 def test_policy_cuts_the_batch_that_reaches_a_row_group_boundary():
@@ -106,7 +107,7 @@ def test_concurrent_load_across_a_row_group_boundary_is_stored_once_in_full_row_
 def _one_collector_run(db, n_spans: int) -> list[str]:
     body, ids = trace_request(n_spans)
     with CollectorProcess(db) as collector:
-        assert _post_all(collector.http_port, [body], threads=1) == [200]
+        assert post(collector.http_port, "/v1/traces", body, token=None)[0] == 200
     return ids
 
 
@@ -123,7 +124,7 @@ def test_a_head_whose_tail_never_committed_is_removed_at_start_up(tmp_path):
 
     with CollectorProcess(db) as collector:
         more, more_ids = trace_request(20)
-        assert _post_all(collector.http_port, [more], threads=1) == [200]
+        assert post(collector.http_port, "/v1/traces", more, token=None)[0] == 200
     assert "removed 300 rows of a batch whose commit did not finish" in collector.logs()
     assert sorted(r[0] for r in query(db, "SELECT span_id FROM spans")) == sorted(ids + more_ids)
     assert query(db, "SELECT count(*) FROM batch_heads") == [(0,)]
@@ -157,14 +158,10 @@ def test_kill_9_between_a_batch_head_and_its_tail_loses_nothing_acknowledged_and
     answers: list = []
 
     def send_crossing() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", collector.http_port, timeout=60)
         try:
-            conn.request("POST", "/v1/traces", body=crossing, headers={"Content-Type": "application/x-protobuf"})
-            answers.append(conn.getresponse().status)
+            answers.append(post(collector.http_port, "/v1/traces", crossing, token=None)[0])
         except (OSError, http.client.HTTPException) as exc:  # the collector dies before answering
             answers.append(exc)
-        finally:
-            conn.close()
 
     size_before = db.stat().st_size  # everything so far is in the write-ahead log
     sender = threading.Thread(target=send_crossing)
@@ -181,7 +178,7 @@ def test_kill_9_between_a_batch_head_and_its_tail_loses_nothing_acknowledged_and
     assert sorted(r[0] for r in query(db, "SELECT span_id FROM spans")) == sorted(acked)
     assert query(db, "SELECT count(*) FROM batch_heads") == [(0,)]
     with CollectorProcess(db) as again:  # the client re-sends the unanswered request: written once, whole
-        assert _post_all(again.http_port, [crossing], threads=1) == [200]
+        assert post(again.http_port, "/v1/traces", crossing, token=None)[0] == 200
     assert sorted(r[0] for r in query(db, "SELECT span_id FROM spans")) == sorted(acked + crossing_ids)
 
 

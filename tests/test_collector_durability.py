@@ -11,15 +11,7 @@ import pytest
 
 from tests.collector_process import CollectorProcess, query
 from tests.otlp_requests import trace_request
-
-
-def _post(port: int, body: bytes) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("POST", "/v1/traces", body=body, headers={"Content-Type": "application/x-protobuf"})
-        return conn.getresponse().status
-    finally:
-        conn.close()
+from tests.test_collector_bad_input import post
 
 
 @pytest.mark.parametrize("acked_before_kill", [20_000, 140_000], ids=["within-a-row-group", "past-a-row-group"])
@@ -38,8 +30,8 @@ def test_kill_9_loses_no_acknowledged_span(tmp_path, acked_before_kill):
             with lock:
                 sent.extend(ids)
             try:
-                status = _post(collector.http_port, body)
-            except OSError:
+                status = post(collector.http_port, "/v1/traces", body, token=None)[0]
+            except (OSError, http.client.HTTPException):
                 return  # the collector is gone
             if status == 200:
                 with lock:
@@ -72,11 +64,11 @@ def test_resend_after_restart_is_not_counted_twice(tmp_path):
     db = tmp_path / "fw.duckdb"
     body, ids = trace_request(50)
     with CollectorProcess(db) as collector:
-        assert _post(collector.http_port, body) == 200
+        assert post(collector.http_port, "/v1/traces", body, token=None)[0] == 200
     with CollectorProcess(db) as collector:
-        assert _post(collector.http_port, body) == 200
+        assert post(collector.http_port, "/v1/traces", body, token=None)[0] == 200
         other, other_ids = trace_request(5)
-        assert _post(collector.http_port, other) == 200
+        assert post(collector.http_port, "/v1/traces", other, token=None)[0] == 200
     assert sorted(r[0] for r in query(db, "SELECT span_id FROM spans")) == sorted(ids + other_ids)
 
 
@@ -86,7 +78,8 @@ def test_sigterm_flushes_and_closes_cleanly(tmp_path):
     collector = CollectorProcess(db, config=config).start()
     body, ids = trace_request(30)
     result = {}
-    sender = threading.Thread(target=lambda: result.update(status=_post(collector.http_port, body)))
+    sender = threading.Thread(
+        target=lambda: result.update(status=post(collector.http_port, "/v1/traces", body, token=None)[0]))
     sender.start()
     time.sleep(0.5)  # the request now waits in the batcher for its group commit
     assert collector.stop() == 0, collector.logs()
