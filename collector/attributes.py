@@ -82,6 +82,11 @@ def _value_json(value, level: int) -> str:
     return "null"  # no value, or string_value_strindex
 
 
+def any_value_json(value) -> str:
+    """JSON text of one AnyValue (a log record's non-string body), by the attribute rules."""
+    return _value_json(value, 0)
+
+
 def attributes_json(attributes: Sequence[KeyValue]) -> str | None:
     """Compact JSON object of repeated KeyValue in wire order, None when empty."""
     if not len(attributes):

@@ -10,7 +10,7 @@ transaction, which records every request's digest in ``ingest_log`` — only
 without sockets, the event loop and per-request acknowledgements::
 
     counts = ingest_request_log("fleetwatch.duckdb", "sample_data/fleet-sample.otlp.zst")
-    counts["spans"], counts["points"], counts["rejected"], counts["duplicates"]
+    counts["spans"], counts["points"], counts["log_records"], counts["rejected"], counts["duplicates"]
 
 Like every offline tool it opens the file only when no server owns it and
 raises :class:`collector.duckdb_exporter.DatabaseLockedError` when one does.
@@ -37,8 +37,8 @@ from collector.pipeline import decode_request, request_digest
 from collector.request_log import RequestRecord, read_request_log
 from collector.selfmetrics import CollectorMetrics
 
-_ITEM_NAMES = {"traces": "spans", "metrics": "points"}
-_COUNT_KEYS = ("requests", "spans", "points", "rejected", "duplicates", "bad_requests")
+_ITEM_NAMES = {"traces": "spans", "metrics": "points", "logs": "log_records"}
+_COUNT_KEYS = ("requests", "spans", "points", "log_records", "rejected", "duplicates", "bad_requests")
 
 
 class _BatchWriter:

@@ -18,6 +18,7 @@ The file has the shape of the OpenTelemetry Collector's::
       pipelines:
         traces: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [duckdb]}
         metrics: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [duckdb]}
+        logs: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [duckdb]}
 
 Every key is optional; :func:`default_config` gives the defaults documented
 in docs/configuration.md. :func:`load_config` rejects unknown keys and bad
@@ -354,7 +355,7 @@ class TelemetryConfig:
 class ServiceConfig:
     gateway_id: str = field(default_factory=socket.gethostname)
     pipelines: dict[str, PipelineConfig] = field(
-        default_factory=lambda: {"traces": PipelineConfig(), "metrics": PipelineConfig()}
+        default_factory=lambda: {signal: PipelineConfig() for signal in ("traces", "metrics", "logs")}
     )
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     shutdown_timeout: float = 30.0
@@ -377,7 +378,7 @@ class ExportersConfig:
     otlp: OtlpExporterConfig | None = None
 
 
-_KNOWN_SIGNALS = ("traces", "metrics")
+_KNOWN_SIGNALS = ("traces", "metrics", "logs")
 
 
 @dataclass

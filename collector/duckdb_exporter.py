@@ -308,6 +308,8 @@ class DuckDBExporter:
         for table, arrow in arrows.items():
             if table == "span_rows":
                 event = pc.add(arrow["start_time"].cast(pa.int64()), arrow["duration_ns"])
+            elif table == "log_rows":  # a record may carry only the time the device's SDK observed it
+                event = pc.coalesce(arrow["time"], arrow["observed_time"]).cast(pa.int64())
             else:
                 event = arrow["time"].cast(pa.int64())
             grouped = pa.table({"device_id": arrow["device_id"], "received": arrow["received_at"].cast(pa.int64()),

@@ -50,7 +50,7 @@ from collector.sent_digests import SentDigestJournal
 
 log = logging.getLogger("fleetwatch.exporter.otlp")
 
-_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics"}
+_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics", "logs": "/v1/logs"}
 _DROP_LOG_INTERVAL = 60.0
 
 

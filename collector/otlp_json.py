@@ -18,6 +18,7 @@ from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -75,14 +76,23 @@ def _rewrite_metrics(root: dict[str, Any]) -> None:
                             _fix_ids(exemplar, ex_where)
 
 
+def _rewrite_logs(root: dict[str, Any]) -> None:
+    for rl_where, rl in _items(root, "resourceLogs", "resource_logs", "$"):
+        for sl_where, sl in _items(rl, "scopeLogs", "scope_logs", rl_where):
+            for record_where, record in _items(sl, "logRecords", "log_records", sl_where):
+                _fix_ids(record, record_where)
+
+
 _MESSAGES: dict[str, type[Message]] = {
     "traces": ExportTraceServiceRequest,
     "metrics": ExportMetricsServiceRequest,
+    "logs": ExportLogsServiceRequest,
 }
+_REWRITES = {"traces": _rewrite_traces, "metrics": _rewrite_metrics, "logs": _rewrite_logs}
 
 
 def json_to_protobuf(body: bytes, signal: str) -> bytes:
-    """Convert an OTLP/JSON request for ``signal`` ("traces" or "metrics") to protobuf bytes.
+    """Convert an OTLP/JSON request for ``signal`` ("traces", "metrics" or "logs") to protobuf bytes.
 
     Raises ValueError with a JSON path when the body is not valid OTLP/JSON.
     """
@@ -92,7 +102,7 @@ def json_to_protobuf(body: bytes, signal: str) -> bytes:
         raise ValueError(f"body is not valid JSON: {exc}") from None
     if not isinstance(root, dict):
         raise ValueError("body must be a JSON object")
-    (_rewrite_traces if signal == "traces" else _rewrite_metrics)(root)
+    _REWRITES[signal](root)
     message = _MESSAGES[signal]()
     try:
         json_format.ParseDict(root, message, ignore_unknown_fields=True)

@@ -27,6 +27,7 @@ from collector.admission import DigestWindow, MemoryBudget
 from collector.batcher import Batcher, WriteFailed
 from collector.config import CollectorConfig
 from collector.exporters import BatchedRequest, Exporter
+from collector.log_decode import decode_logs
 from collector.metric_decode import decode_metrics
 from collector.otlp_json import json_to_protobuf
 from collector.selfmetrics import CollectorMetrics
@@ -34,7 +35,7 @@ from collector.trace_decode import decode_traces
 
 log = logging.getLogger("fleetwatch.pipeline")
 
-SIGNALS = ("traces", "metrics")
+SIGNALS = ("traces", "metrics", "logs")
 
 # Smaller requests are decoded on the event loop: handing them to a thread
 # costs more than decoding them (measured: the hand-off was most of the cost
@@ -80,6 +81,9 @@ def decode_request(signal: str, payload: bytes, is_json: bool = False) -> _Decod
     if signal == "traces":
         decoded: dict[str, Any] = decode_traces(payload)
         tables = {"span_rows": (decoded, decoded["count"])} if decoded["count"] else {}
+    elif signal == "logs":
+        decoded = decode_logs(payload)
+        tables = {"log_rows": (decoded["log_rows"], decoded["count"])} if decoded["count"] else {}
     else:
         decoded = decode_metrics(payload)
         tables = {

@@ -1,4 +1,4 @@
-"""OTLP/gRPC receiver (default 127.0.0.1:4317): the trace and metrics Export services.
+"""OTLP/gRPC receiver (default 127.0.0.1:4317): the trace, metrics and logs Export services.
 
 Requests are taken as raw bytes (no generated-stub decode) and go through the
 same :class:`collector.pipeline.Ingestor` as HTTP. Answers follow the OTLP
@@ -36,6 +36,7 @@ log = logging.getLogger("fleetwatch.receiver.grpc")
 _SERVICES = {
     "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
     "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
+    "logs": "opentelemetry.proto.collector.logs.v1.LogsService",
 }
 
 

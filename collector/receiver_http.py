@@ -1,6 +1,6 @@
 """OTLP/HTTP receiver (default 127.0.0.1:4318) plus /healthz and /metrics.
 
-``POST /v1/traces`` and ``POST /v1/metrics`` take ``application/x-protobuf``
+``POST /v1/traces``, ``POST /v1/metrics`` and ``POST /v1/logs`` take ``application/x-protobuf``
 or ``application/json`` bodies, optionally gzip, deflate or zstd encoded, and
 answer in the request's content type:
 
@@ -83,6 +83,7 @@ class HttpReceiver:
         app = web.Application(client_max_size=self.max_bytes)
         app.router.add_post("/v1/traces", self._traces)
         app.router.add_post("/v1/metrics", self._metrics)
+        app.router.add_post("/v1/logs", self._logs)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._prometheus)
         return app
@@ -112,6 +113,9 @@ class HttpReceiver:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return await self._export(request, "metrics")
+
+    async def _logs(self, request: web.Request) -> web.Response:
+        return await self._export(request, "logs")
 
     async def _export(self, request: web.Request, signal: str) -> web.Response:
         received_at_ns = time.time_ns()

@@ -15,7 +15,7 @@ Usage::
         log.append("traces", received_at_unix_nano, request.SerializeToString())
 
     for record in read_request_log("fleet.otlp.zst"):
-        record.signal                  # "traces" or "metrics"
+        record.signal                  # "traces", "metrics" or "logs"
         record.received_at_unix_nano   # int, gateway receive time
         record.payload                 # bytes: Export{Trace,Metrics}ServiceRequest
 
@@ -27,7 +27,7 @@ Layout (all integers little-endian)::
         flags     u16      bit 0: body is zstd-compressed (always set)
         reserved  u32      0
     body: one zstd stream (with zstd's own content checksum) holding
-        record*   kind u8 (1 traces, 2 metrics) | received_at u64 |
+        record*   kind u8 (1 traces, 2 metrics, 3 logs) | received_at u64 |
                   length u32 | payload | crc32 u32
         trailer   kind u8 = 0xFF | record count u64 | crc32 u32
 
@@ -64,14 +64,14 @@ __all__ = [
 MAGIC = b"FWRQLOG\x00"
 VERSION = 1
 FLAG_ZSTD = 1
-SIGNALS = ("traces", "metrics")
+SIGNALS = ("traces", "metrics", "logs")
 
 _HEADER = struct.Struct("<8sHHI")
 _RECORD_HEAD = struct.Struct("<BQI")  # kind, received_at, length
 _CRC = struct.Struct("<I")
 _TRAILER = struct.Struct("<BQ")  # kind, count
-_KIND_OF = {"traces": 1, "metrics": 2}
-_SIGNAL_OF = {1: "traces", 2: "metrics"}
+_KIND_OF = {"traces": 1, "metrics": 2, "logs": 3}
+_SIGNAL_OF = {1: "traces", 2: "metrics", 3: "logs"}
 _KIND_END = 0xFF
 _MAX_PAYLOAD = 1 << 30  # sanity bound: a corrupt length must not allocate GBs
 _U64_MAX = (1 << 64) - 1
@@ -131,7 +131,7 @@ class RequestLogWriter:
         self._stream = compressor.stream_writer(self._file, closefd=False)
 
     def append(self, signal: str, received_at_unix_nano: int, payload: bytes) -> None:
-        """Append one request. ``signal`` is "traces" or "metrics"."""
+        """Append one request. ``signal`` is "traces", "metrics" or "logs"."""
         if self._stream is None:
             raise ValueError(f"{self.path}: request log is not open")
         kind = _KIND_OF.get(signal)

@@ -16,6 +16,7 @@ from enum import IntEnum
 from google.protobuf.duration_pb2 import Duration
 from google.rpc.error_details_pb2 import RetryInfo
 from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
@@ -31,22 +32,24 @@ class StatusCode(IntEnum):
     UNIMPLEMENTED = 12
 
 
+#: per signal: the Export*ServiceResponse and its partial_success count field (proto name, JSON name)
+_RESPONSES = {
+    "traces": (ExportTraceServiceResponse, "rejected_spans", "rejectedSpans"),
+    "metrics": (ExportMetricsServiceResponse, "rejected_data_points", "rejectedDataPoints"),
+    "logs": (ExportLogsServiceResponse, "rejected_log_records", "rejectedLogRecords"),
+}
+
+
 def success_body(signal: str, rejected: int, message: str, *, json: bool) -> bytes:
+    response_type, field, json_field = _RESPONSES[signal]
     if json:
         if not rejected and not message:
             return b"{}"
-        field = "rejectedSpans" if signal == "traces" else "rejectedDataPoints"
-        return jsonlib.dumps({"partialSuccess": {field: str(rejected), "errorMessage": message}}).encode()
-    if signal == "traces":
-        response = ExportTraceServiceResponse()
-        if rejected or message:
-            response.partial_success.rejected_spans = rejected
-            response.partial_success.error_message = message
-    else:
-        response = ExportMetricsServiceResponse()
-        if rejected or message:
-            response.partial_success.rejected_data_points = rejected
-            response.partial_success.error_message = message
+        return jsonlib.dumps({"partialSuccess": {json_field: str(rejected), "errorMessage": message}}).encode()
+    response = response_type()
+    if rejected or message:
+        setattr(response.partial_success, field, rejected)
+        response.partial_success.error_message = message
     return response.SerializeToString()
 
 

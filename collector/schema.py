@@ -1,9 +1,11 @@
 """The DuckDB tables the collector writes, defined once for DDL and Arrow.
 
-Users query ``spans``, ``metric_points`` and ``histogram_points`` (see
-docs/schema.md). ``spans`` is a view over ``span_rows``, which stores ids as
-unsigned integers and the end time as a duration: random hex strings are the
-costliest thing to store, and ids read back as lowercase hex through the view.
+Users query ``spans``, ``metric_points``, ``histogram_points`` and
+``log_records`` (see docs/schema.md). ``spans`` is a view over ``span_rows``,
+which stores ids as unsigned integers and the end time as a duration: random
+hex strings are the costliest thing to store, and ids read back as lowercase
+hex through the view. ``log_records`` is a view over ``log_rows`` in the same
+way.
 ``ingest_log`` records every committed request's digest, so that a request a
 client re-sends is recognised and not written twice.
 """
@@ -138,6 +140,24 @@ HISTOGRAM_POINT_COLUMNS = [
     *_POINT_COMMON,
 ]
 
+LOG_ROW_COLUMNS = [
+    _col("time", "TIMESTAMP_NS"),
+    _col("observed_time", "TIMESTAMP_NS"),
+    _col("severity_number", "INTEGER"),
+    _col("severity_text", "VARCHAR"),
+    _col("body", "VARCHAR"),
+    _col("trace_id_hi", "UBIGINT"),
+    _col("trace_id_lo", "UBIGINT"),
+    _col("span_id", "UBIGINT"),
+    _col("event_name", "VARCHAR"),
+    _col("flags", "UINTEGER"),
+    *RESOURCE_COLUMNS[:6],
+    _col("attributes", "JSON"),
+    _col("dropped_attributes_count", "UINTEGER"),
+    *RESOURCE_COLUMNS[6:],
+    *RECEIPT_COLUMNS,
+]
+
 INGEST_LOG_COLUMNS = [
     _col("request_digest", "VARCHAR"),
     _col("signal", "VARCHAR"),
@@ -154,6 +174,7 @@ TABLES: dict[str, list[Column]] = {
     "span_rows": SPAN_ROW_COLUMNS,
     "metric_points": METRIC_POINT_COLUMNS,
     "histogram_points": HISTOGRAM_POINT_COLUMNS,
+    "log_rows": LOG_ROW_COLUMNS,
     "ingest_log": INGEST_LOG_COLUMNS,
 }
 
@@ -161,6 +182,7 @@ NOT_NULL = {
     "span_rows": {"trace_id_hi", "trace_id_lo", "span_id", "parent_span_id", "start_time", "duration_ns", "received_at"},
     "metric_points": {"metric_name", "time", "received_at"},
     "histogram_points": {"metric_name", "time", "received_at"},
+    "log_rows": {"received_at"},
     "ingest_log": {"request_digest", "signal", "received_at", "written_at"},
 }
 
@@ -171,6 +193,7 @@ DERIVED_COLUMNS = {
     "span_rows": [_col("clock_offset_ns", "BIGINT")],
     "metric_points": [_col("clock_offset_ns", "BIGINT")],
     "histogram_points": [_col("clock_offset_ns", "BIGINT")],
+    "log_rows": [_col("clock_offset_ns", "BIGINT")],
 }
 
 DEVICES_TABLE = """
@@ -238,6 +261,27 @@ FROM span_rows
 """
 
 
+LOG_RECORDS_VIEW = f"""
+CREATE OR REPLACE VIEW log_records AS
+SELECT
+    time, observed_time,
+    severity_number, severity_text, body,
+    CASE WHEN trace_id_hi IS NULL THEN NULL
+         ELSE {_hex64('trace_id_hi')} || {_hex64('trace_id_lo')} END AS trace_id,
+    CASE WHEN span_id IS NULL THEN NULL ELSE {_hex64('span_id')} END AS span_id,
+    event_name, flags,
+    service_name, device_id, site, region, device_class, firmware_version,
+    attributes, resource_attributes, scope_name, scope_version, scope_attributes,
+    dropped_attributes_count,
+    received_at, gateway_id,
+    clock_offset_ns,
+    CASE WHEN clock_offset_ns IS NULL THEN time
+         ELSE make_timestamp_ns(epoch_ns(time) - clock_offset_ns) END AS corrected_time,
+    trace_id_hi, trace_id_lo, span_id AS span_id_int
+FROM log_rows
+"""
+
+
 def _storage_type(sql_type: str) -> str:
     return "VARCHAR" if sql_type == "JSON" else sql_type
 
@@ -258,6 +302,7 @@ def ddl() -> list[str]:
     statements.append(DEVICES_TABLE)
     statements.append(BATCH_HEADS_TABLE)
     statements.append(SPANS_VIEW)
+    statements.append(LOG_RECORDS_VIEW)
     statements.append(
         "INSERT INTO fleetwatch_meta VALUES ('schema_version', "
         f"'{SCHEMA_VERSION}') ON CONFLICT (key) DO NOTHING"

@@ -203,24 +203,26 @@ class CollectorMetrics:
             ["receiver", "signal", "outcome"],
         )
         self.items_received = r.counter(
-            "fleetwatch_receiver_items_received_total", "Spans or data points decoded from requests.", ["signal"]
+            "fleetwatch_receiver_items_received_total", "Spans, data points or log records decoded from requests.",
+            ["signal"],
         )
         self.items_accepted = r.counter(
-            "fleetwatch_receiver_items_accepted_total", "Spans or data points acknowledged as durable.", ["signal"]
+            "fleetwatch_receiver_items_accepted_total", "Spans, data points or log records acknowledged as durable.",
+            ["signal"],
         )
         self.items_rejected = r.counter(
             "fleetwatch_receiver_items_rejected_total",
-            "Spans or data points rejected alone as invalid (partial success).",
+            "Spans, data points or log records rejected alone as invalid (partial success).",
             ["signal", "reason"],
         )
         self.items_refused = r.counter(
             "fleetwatch_receiver_items_refused_total",
-            "Spans or data points refused with a retryable error (memory budget, write failure).",
+            "Spans, data points or log records refused with a retryable error (memory budget, write failure).",
             ["signal", "reason"],
         )
         self.items_duplicate = r.counter(
             "fleetwatch_receiver_items_duplicate_total",
-            "Spans or data points in re-sent requests that were acknowledged without writing them twice.",
+            "Spans, data points or log records in re-sent requests that were acknowledged without writing them twice.",
             ["signal"],
         )
         self.bytes_received = r.counter(

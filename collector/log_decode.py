@@ -1,0 +1,114 @@
+"""OTLP logs requests to columns for ``log_rows`` (read through the ``log_records`` view).
+
+One row per log record. Resource and scope conventions match the trace and
+metric decoders: the data contract's resource attributes become columns,
+everything else is kept as JSON text in the same encoding (see
+:mod:`collector.attributes`)::
+
+    decoded = decode_logs(payload)
+    decoded["log_rows"]["body"]              # list of str or None
+    decoded["count"], decoded["rejected"], decoded["reject_reasons"]
+
+Ids are stored like ``span_rows``: the 16-byte trace id as two unsigned
+64-bit integers read big-endian, the 8-byte span id as one; a record outside
+any trace (empty or all-zero ids) has NULL ids. A string body is stored as
+it is, any other body (int, double, bool, bytes, array, kvlist) as its JSON
+text, no body as NULL. Log volume is low, so this is plain Python on the upb
+protobuf classes; no C decoder.
+
+A record is rejected alone (counted by reason) when its trace id is neither
+empty nor 16 bytes (``invalid_trace_id``), its span id neither empty nor 8
+bytes (``invalid_span_id``), or it has neither ``time_unix_nano`` nor
+``observed_time_unix_nano`` (``missing_timestamp``). A body that is not a
+valid ``ExportLogsServiceRequest``, or a body or attribute value nested more
+than ``MAX_VALUE_DEPTH`` arrays / kvlists deep, raises ValueError.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from collector.attributes import RESOURCE_PROMOTED, any_value_json, attributes_json, resource_columns
+from collector.schema import LOG_ROW_COLUMNS
+
+_RECEIPT = {"received_at", "gateway_id"}
+
+# Rows are built as tuples in the storage table's column order and transposed
+# once per request, as in collector.metric_decode; the layout is checked
+# against the schema at import time.
+_LOG_NAMES = [c.name for c in LOG_ROW_COLUMNS if c.name not in _RECEIPT]
+assert _LOG_NAMES == ["time", "observed_time", "severity_number", "severity_text", "body", "trace_id_hi",
+                      "trace_id_lo", "span_id", "event_name", "flags", *RESOURCE_PROMOTED.values(), "attributes",
+                      "dropped_attributes_count", "resource_attributes", "scope_name", "scope_version",
+                      "scope_attributes"]
+
+
+def _body(record) -> str | None:
+    which = record.body.WhichOneof("value") if record.HasField("body") else None
+    if which is None:
+        return None
+    if which == "string_value":
+        return record.body.string_value
+    return any_value_json(record.body)
+
+
+def _ids(record) -> tuple[int | None, int | None, int | None] | tuple[str, str]:
+    """(trace_id_hi, trace_id_lo, span_id), NULL for absent ids; or (reason, detail) for a bad one."""
+    trace_id, span_id = record.trace_id, record.span_id
+    if len(trace_id) not in (0, 16):
+        return "invalid_trace_id", f"trace_id must be empty or 16 bytes, got {len(trace_id)}"
+    if len(span_id) not in (0, 8):
+        return "invalid_span_id", f"span_id must be empty or 8 bytes, got {len(span_id)}"
+    hi = int.from_bytes(trace_id[:8], "big") if trace_id else 0
+    lo = int.from_bytes(trace_id[8:], "big") if trace_id else 0
+    span = int.from_bytes(span_id, "big") if span_id else 0
+    if not hi and not lo:  # all zero is "no trace" in OTel
+        return None, None, span or None
+    return hi, lo, span or None
+
+
+def decode_logs(payload: bytes) -> dict[str, Any]:
+    """Decode a serialized ExportLogsServiceRequest into ``log_rows`` column lists."""
+    try:
+        request = ExportLogsServiceRequest.FromString(payload)
+    except (DecodeError, RuntimeError) as exc:  # upb raises DecodeError; bad UTF-8 too
+        raise ValueError(f"body is not a valid OTLP ExportLogsServiceRequest: {exc}") from None
+    rows: list[tuple] = []
+    reasons: Counter[str] = Counter()
+    first_error: str | None = None
+    for r_index, resource_logs in enumerate(request.resource_logs):
+        resource = resource_columns(resource_logs.resource.attributes)
+        promoted = tuple(resource[column] for column in RESOURCE_PROMOTED.values())
+        for s_index, scope_logs in enumerate(resource_logs.scope_logs):
+            scope = scope_logs.scope
+            rest = (resource["resource_attributes"], scope.name or None, scope.version or None,
+                    attributes_json(scope.attributes))
+            for index, record in enumerate(scope_logs.log_records):
+                # Body and attributes first: a value nested too deep fails the request even in a rejected record.
+                body, attributes = _body(record), attributes_json(record.attributes)
+                ids = _ids(record)
+                if len(ids) == 2:
+                    reason, detail = ids
+                elif not record.time_unix_nano and not record.observed_time_unix_nano:
+                    reason, detail = "missing_timestamp", "time_unix_nano and observed_time_unix_nano are both 0"
+                else:
+                    rows.append((record.time_unix_nano or None, record.observed_time_unix_nano or None,
+                                 record.severity_number or None, record.severity_text or None, body, *ids,
+                                 record.event_name or None, record.flags, *promoted, attributes,
+                                 record.dropped_attributes_count, *rest))
+                    continue
+                reasons[reason] += 1
+                if first_error is None:
+                    first_error = f"log record {index} in resource_logs[{r_index}].scope_logs[{s_index}]: {detail}"
+    columns = dict(zip(_LOG_NAMES, map(list, zip(*rows)))) if rows else {name: [] for name in _LOG_NAMES}
+    return {
+        "log_rows": columns,
+        "count": len(rows),
+        "rejected": sum(reasons.values()),
+        "reject_reasons": dict(reasons),
+        "first_error": first_error,
+    }
