@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -69,3 +70,32 @@ def histogram_request(name: str = "ml.inference.duration", values: tuple[float, 
         counts[sum(1 for b in bounds if value > b)] += 1
     point.bucket_counts.extend(counts)
     return request.SerializeToString()
+
+
+def log_request(n_records: int, *, device: str = "dev-1", bad_trace_ids: int = 0, bad_span_ids: int = 0,
+                missing_time: int = 0) -> tuple[bytes, list[str]]:
+    """A request with ``n_records`` valid log records (each in its own trace) followed by the bad ones asked for:
+    a 3-byte trace id, a 5-byte span id, or neither time nor observed time.
+
+    Returns the serialized request and the bodies of the valid records.
+    """
+    request = ExportLogsServiceRequest()
+    rl = request.resource_logs.add()
+    rl.resource.attributes.extend([kv("service.name", "svc"), kv("device.id", device), kv("fleet.site", "s1")])
+    scope = rl.scope_logs.add()
+    scope.scope.name = "tests"
+    now = time.time_ns()
+    kinds = ["good"] * n_records + ["trace"] * bad_trace_ids + ["span"] * bad_span_ids + ["time"] * missing_time
+    bodies = []
+    for i, kind in enumerate(kinds):
+        record = scope.log_records.add()
+        record.time_unix_nano = 0 if kind == "time" else now + i
+        record.severity_number = 13  # WARN
+        record.severity_text = "WARN"
+        record.body.string_value = f"{device} record {i} {os.urandom(4).hex()}"
+        record.trace_id = b"\x01\x02\x03" if kind == "trace" else os.urandom(16)
+        record.span_id = b"\x01" * 5 if kind == "span" else os.urandom(8)
+        record.attributes.extend([kv("ml.model.name", "m"), kv("seq", i)])
+        if kind == "good":
+            bodies.append(record.body.string_value)
+    return request.SerializeToString(), bodies

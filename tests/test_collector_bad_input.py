@@ -35,9 +35,10 @@ def post(port: int, path: str, body: bytes, *, content_type="application/x-proto
     return response.status, dict(response.getheaders()), data
 
 
-def grpc_call(endpoint: str, body: bytes, token: str | None = TOKEN, compression=None) -> bytes:
+def grpc_call(endpoint: str, body: bytes, token: str | None = TOKEN, compression=None,
+              method: str = TRACE_METHOD) -> bytes:
     with grpc.insecure_channel(endpoint, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
-        call = channel.unary_unary(TRACE_METHOD, request_serializer=None, response_deserializer=None)
+        call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
         metadata = (("authorization", f"Bearer {token}"),) if token else ()
         return call(body, metadata=metadata, timeout=30, compression=compression)
 
