@@ -11,7 +11,7 @@ from collector.bulk import ingest_request_log
 from collector.duckdb_exporter import DatabaseLockedError
 from collector.request_log import RequestLogWriter
 from tests.collector_process import CollectorProcess, query
-from tests.otlp_requests import gauge_request, histogram_request, trace_request
+from tests.otlp_requests import gauge_request, histogram_request, log_request, trace_request
 
 BACKFILL_NS = 1_767_225_600_000_000_000  # 2026-01-01: a backfill's receive times lie in the past
 
@@ -28,7 +28,8 @@ def request_log(tmp_path):
             log.append("traces", BACKFILL_NS + i, body)
         log.append("metrics", BACKFILL_NS + 100, gauge_request(5))
         log.append("metrics", BACKFILL_NS + 101, histogram_request())
-        log.append("traces", BACKFILL_NS + 102, b"\xff\xffnot protobuf")
+        log.append("logs", BACKFILL_NS + 102, log_request(7, missing_time=1)[0])
+        log.append("traces", BACKFILL_NS + 103, b"\xff\xffnot protobuf")
     return path, ids
 
 
@@ -36,15 +37,16 @@ def test_ingest_request_log_counts_and_is_idempotent(tmp_path, request_log):
     log_path, ids = request_log
     db = tmp_path / "fw.duckdb"
     counts = ingest_request_log(db, log_path)
-    assert counts == {"requests": 23, "spans": 1000, "points": 6, "rejected": 1, "duplicates": 0,
+    assert counts == {"requests": 24, "spans": 1000, "points": 6, "log_records": 7, "rejected": 2, "duplicates": 0,
                       "bad_requests": 1}
     again = ingest_request_log(db, log_path)
-    assert again["duplicates"] == 22 and again["bad_requests"] == 1 and again["spans"] == 0
+    assert again["duplicates"] == 23 and again["bad_requests"] == 1 and again["spans"] == 0
     assert sorted(r[0] for r in query(db, "SELECT span_id FROM spans")) == sorted(ids)
     received = query(db, "SELECT min(epoch_ns(received_at)), max(epoch_ns(received_at)) FROM spans")[0]
     assert received == (BACKFILL_NS, BACKFILL_NS + 19)
     assert query(db, "SELECT count(*) FROM metric_points")[0][0] == 5
     assert query(db, "SELECT count(*) FROM histogram_points")[0][0] == 1
+    assert query(db, "SELECT count(*), min(epoch_ns(received_at)) FROM log_records")[0] == (7, BACKFILL_NS + 102)
 
 
 def test_ingest_refuses_a_file_a_server_owns(tmp_path, request_log):

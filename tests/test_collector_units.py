@@ -25,7 +25,7 @@ def test_defaults_validate_and_listen_on_loopback():
     assert config.receivers.otlp.protocols.http.endpoint == "127.0.0.1:4318"
     assert config.receivers.otlp.protocols.grpc.endpoint == "127.0.0.1:4317"
     assert config.processors.batch.timeout == 0.05
-    assert config.signals() == {"traces", "metrics"}
+    assert config.signals() == {"traces", "metrics", "logs"}
 
 
 @pytest.mark.parametrize("text, seconds", [("200ms", 0.2), ("5s", 5), ("2m", 120), ("1h", 3600), ("3d", 259200),
@@ -59,7 +59,7 @@ def test_endpoints():
          "receivers.otlp.protocols"),
         ({"receivers": {"otlp": {"tls": {"cert_file": __file__}}}}, "receivers.otlp.tls"),
         ({"receivers": {"otlp": {"auth": {"bearer_tokens": ["has space"]}}}}, "receivers.otlp.auth"),
-        ({"service": {"pipelines": {"logs": {}}}}, "service.pipelines.logs"),
+        ({"service": {"pipelines": {"profiles": {}}}}, "service.pipelines.profiles"),
         ({"service": {"pipelines": {"traces": {"receivers": []}}}}, "service.pipelines.traces.receivers"),
         ({"service": {"telemetry": {"logs": {"level": "loud"}}}}, "service.telemetry.logs.level"),
         ({"extensions": {}}, "extensions: unknown key"),

@@ -21,7 +21,7 @@ def _records(n: int, seed: int = 1) -> list[RequestRecord]:
         t += rng.randrange(0, 5_000_000_000)
         size = rng.choice([0, 1, 100, 5000, 70_000 if i % 50 == 0 else 300])
         payload = bytes(rng.getrandbits(8) for _ in range(min(size, 64))) * (size // 64 + 1)
-        out.append(RequestRecord(rng.choice(["traces", "metrics"]), t, payload[:size]))
+        out.append(RequestRecord(rng.choice(["traces", "metrics", "logs"]), t, payload[:size]))
     return out
 
 
@@ -66,7 +66,7 @@ def test_writer_refuses_out_of_order_and_bad_input(tmp_path):
         with pytest.raises(ValueError, match="received_at order"):
             log.append("metrics", 99, b"b")
         with pytest.raises(ValueError, match="signal"):
-            log.append("logs", 200, b"c")
+            log.append("profiles", 200, b"c")
         with pytest.raises(ValueError, match="out of range"):
             log.append("traces", -1, b"c")
         log.append("metrics", 100, b"same time is fine")
