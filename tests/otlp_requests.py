@@ -73,9 +73,10 @@ def histogram_request(name: str = "ml.inference.duration", values: tuple[float, 
 
 
 def log_request(n_records: int, *, device: str = "dev-1", bad_trace_ids: int = 0, bad_span_ids: int = 0,
-                missing_time: int = 0) -> tuple[bytes, list[str]]:
-    """A request with ``n_records`` valid log records (each in its own trace) followed by the bad ones asked for:
-    a 3-byte trace id, a 5-byte span id, or neither time nor observed time.
+                missing_time: int = 0, in_span: tuple[bytes, bytes] | None = None) -> tuple[bytes, list[str]]:
+    """A request with ``n_records`` valid log records (each in its own trace, or all in the span whose
+    (trace id, span id) is ``in_span``) followed by the bad ones asked for: a 3-byte trace id, a 5-byte span id,
+    or neither time nor observed time.
 
     Returns the serialized request and the bodies of the valid records.
     """
@@ -93,8 +94,9 @@ def log_request(n_records: int, *, device: str = "dev-1", bad_trace_ids: int = 0
         record.severity_number = 13  # WARN
         record.severity_text = "WARN"
         record.body.string_value = f"{device} record {i} {os.urandom(4).hex()}"
-        record.trace_id = b"\x01\x02\x03" if kind == "trace" else os.urandom(16)
-        record.span_id = b"\x01" * 5 if kind == "span" else os.urandom(8)
+        trace_id, span_id = in_span or (os.urandom(16), os.urandom(8))
+        record.trace_id = b"\x01\x02\x03" if kind == "trace" else trace_id
+        record.span_id = b"\x01" * 5 if kind == "span" else span_id
         record.attributes.extend([kv("ml.model.name", "m"), kv("seq", i)])
         if kind == "good":
             bodies.append(record.body.string_value)

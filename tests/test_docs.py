@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from bench.otlp_shapes import realistic_trace_request
 from collector.config import config_from_dict
 from tests.collector_process import CollectorProcess, query
-from tests.otlp_requests import gauge_request, histogram_request
+from tests.otlp_requests import gauge_request, histogram_request, log_request
 from tests.test_collector_bad_input import post
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -26,8 +28,11 @@ def populated_db(tmp_path_factory):
     db = tmp_path_factory.mktemp("docs") / "fw.duckdb"
     with CollectorProcess(db) as collector:
         for seed in range(3):
-            assert post(collector.http_port, "/v1/traces", realistic_trace_request(64, seed=seed, device=seed),
-                        token=None)[0] == 200
+            traces = realistic_trace_request(64, seed=seed, device=seed)
+            assert post(collector.http_port, "/v1/traces", traces, token=None)[0] == 200
+            span = ExportTraceServiceRequest.FromString(traces).resource_spans[0].scope_spans[0].spans[0]
+            logs, _ = log_request(2, in_span=(span.trace_id, span.span_id))
+            assert post(collector.http_port, "/v1/logs", logs, token=None)[0] == 200
         for body in (gauge_request(3, name="device.temperature"), histogram_request()):
             assert post(collector.http_port, "/v1/metrics", body, token=None)[0] == 200
     return db
@@ -40,10 +45,12 @@ def test_schema_doc_queries_run(populated_db, index):
     assert rows, f"example query {index} returned nothing:\n{sql}"
 
 
-def test_schema_doc_lists_every_spans_column(populated_db):
+@pytest.mark.parametrize("view", ["spans", "log_records"])
+def test_schema_doc_lists_every_view_column(populated_db, view):
     text = (DOCS / "schema.md").read_text()
     columns = [row[0] for row in query(populated_db, "SELECT column_name FROM information_schema.columns "
-                                                     "WHERE table_name = 'spans'")]
+                                                     "WHERE table_name = ?", [view])]
+    assert columns
     undocumented = [c for c in columns if f"`{c}`" not in text and not c.startswith("dropped_")]
     assert not undocumented
 
