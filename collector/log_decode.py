@@ -26,13 +26,12 @@ than ``MAX_VALUE_DEPTH`` arrays / kvlists deep, raises ValueError.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
-from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from collector.attributes import RESOURCE_PROMOTED, any_value_json, attributes_json, resource_columns
+from collector.attributes import RESOURCE_PROMOTED, any_value_json, attributes_json
+from collector.metric_decode import Rejections, parse_request, scopes
 from collector.schema import LOG_ROW_COLUMNS
 
 _RECEIPT = {"received_at", "gateway_id"}
@@ -73,42 +72,30 @@ def _ids(record) -> tuple[int | None, int | None, int | None] | tuple[str, str]:
 
 def decode_logs(payload: bytes) -> dict[str, Any]:
     """Decode a serialized ExportLogsServiceRequest into ``log_rows`` column lists."""
-    try:
-        request = ExportLogsServiceRequest.FromString(payload)
-    except (DecodeError, RuntimeError) as exc:  # upb raises DecodeError; bad UTF-8 too
-        raise ValueError(f"body is not a valid OTLP ExportLogsServiceRequest: {exc}") from None
+    request = parse_request(ExportLogsServiceRequest, payload)
     rows: list[tuple] = []
-    reasons: Counter[str] = Counter()
-    first_error: str | None = None
-    for r_index, resource_logs in enumerate(request.resource_logs):
-        resource = resource_columns(resource_logs.resource.attributes)
-        promoted = tuple(resource[column] for column in RESOURCE_PROMOTED.values())
-        for s_index, scope_logs in enumerate(resource_logs.scope_logs):
-            scope = scope_logs.scope
-            rest = (resource["resource_attributes"], scope.name or None, scope.version or None,
-                    attributes_json(scope.attributes))
-            for index, record in enumerate(scope_logs.log_records):
-                # Body and attributes first: a value nested too deep fails the request even in a rejected record.
-                body, attributes = _body(record), attributes_json(record.attributes)
-                ids = _ids(record)
-                if len(ids) == 2:
-                    reason, detail = ids
-                elif not record.time_unix_nano and not record.observed_time_unix_nano:
-                    reason, detail = "missing_timestamp", "time_unix_nano and observed_time_unix_nano are both 0"
-                else:
-                    rows.append((record.time_unix_nano or None, record.observed_time_unix_nano or None,
-                                 record.severity_number or None, record.severity_text or None, body, *ids,
-                                 record.event_name or None, record.flags, *promoted, attributes,
-                                 record.dropped_attributes_count, *rest))
-                    continue
-                reasons[reason] += 1
-                if first_error is None:
-                    first_error = f"log record {index} in resource_logs[{r_index}].scope_logs[{s_index}]: {detail}"
+    rejections = Rejections()
+    for (r_index, s_index), scope_logs, promoted, rest in scopes(request.resource_logs, "scope_logs"):
+        for index, record in enumerate(scope_logs.log_records):
+            # Body and attributes first: a value nested too deep fails the request even in a rejected record.
+            body, attributes = _body(record), attributes_json(record.attributes)
+            ids = _ids(record)
+            if len(ids) == 2:
+                reason, detail = ids
+            elif not record.time_unix_nano and not record.observed_time_unix_nano:
+                reason, detail = "missing_timestamp", "time_unix_nano and observed_time_unix_nano are both 0"
+            else:
+                rows.append((record.time_unix_nano or None, record.observed_time_unix_nano or None,
+                             record.severity_number or None, record.severity_text or None, body, *ids,
+                             record.event_name or None, record.flags, *promoted, attributes,
+                             record.dropped_attributes_count, *rest))
+                continue
+            rejections.add(reason, f"log record {index} in resource_logs[{r_index}].scope_logs[{s_index}]", detail)
     columns = dict(zip(_LOG_NAMES, map(list, zip(*rows)))) if rows else {name: [] for name in _LOG_NAMES}
     return {
         "log_rows": columns,
         "count": len(rows),
-        "rejected": sum(reasons.values()),
-        "reject_reasons": dict(reasons),
-        "first_error": first_error,
+        "rejected": sum(rejections.reasons.values()),
+        "reject_reasons": dict(rejections.reasons),
+        "first_error": rejections.first_error,
     }

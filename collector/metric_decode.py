@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from collector.schema import HISTOGRAM_POINT_COLUMNS, METRIC_POINT_COLUMNS
@@ -77,7 +78,9 @@ def _check_buckets(bounds, counts) -> bool:
     return all(a < b for a, b in zip(bounds, bounds[1:]))
 
 
-class _Rejections:
+class Rejections:
+    """Rejected items counted by reason, with the first one's message (shared with collector.log_decode)."""
+
     def __init__(self) -> None:
         self.reasons: Counter[str] = Counter()
         self.first_error: str | None = None
@@ -88,24 +91,38 @@ class _Rejections:
             self.first_error = f"{where}: {detail}"
 
 
+def parse_request(message_type: type[Message], payload: bytes) -> Message:
+    """The parsed Export*ServiceRequest; ValueError naming the message type for a malformed body."""
+    try:
+        return message_type.FromString(payload)
+    except (DecodeError, RuntimeError) as exc:  # upb raises DecodeError; bad UTF-8 too
+        raise ValueError(f"body is not a valid OTLP {message_type.__name__}: {exc}") from None
+
+
+def scopes(resources, scope_field: str) -> Iterator[tuple[tuple[int, int], Any, tuple, tuple]]:
+    """Each Scope{Metrics,Logs} of a request's Resource* list: ((resource index, scope index), the scope's
+    message, the promoted resource columns, and (resource_attributes, scope_name, scope_version, scope_attributes)).
+    """
+    for r_index, resource_items in enumerate(resources):
+        resource = resource_columns(resource_items.resource.attributes)
+        promoted = tuple(resource[column] for column in RESOURCE_PROMOTED.values())
+        for s_index, scope_items in enumerate(getattr(resource_items, scope_field)):
+            scope = scope_items.scope
+            rest = (resource["resource_attributes"], scope.name or None, scope.version or None,
+                    attributes_json(scope.attributes))
+            yield (r_index, s_index), scope_items, promoted, rest
+
+
 def decode_metrics(payload: bytes) -> dict[str, Any]:
     """Decode a serialized ExportMetricsServiceRequest into per-table column lists."""
-    try:
-        request = ExportMetricsServiceRequest.FromString(payload)
-    except (DecodeError, RuntimeError) as exc:  # upb raises DecodeError; bad UTF-8 too
-        raise ValueError(f"body is not a valid OTLP ExportMetricsServiceRequest: {exc}") from None
+    request = parse_request(ExportMetricsServiceRequest, payload)
     numbers: list[tuple] = []
     histograms: list[tuple] = []
-    rejections = _Rejections()
-    for r_index, rm in enumerate(request.resource_metrics):
-        resource = resource_columns(rm.resource.attributes)
-        promoted = tuple(resource[column] for column in RESOURCE_PROMOTED.values())
-        for s_index, sm in enumerate(rm.scope_metrics):
-            rest = (resource["resource_attributes"], sm.scope.name or None, sm.scope.version or None,
-                    attributes_json(sm.scope.attributes))
-            for m_index, metric in enumerate(sm.metrics):
-                where = (r_index, s_index, m_index)
-                _decode_metric(metric, where, promoted, rest, numbers, histograms, rejections)
+    rejections = Rejections()
+    for (r_index, s_index), sm, promoted, rest in scopes(request.resource_metrics, "scope_metrics"):
+        for m_index, metric in enumerate(sm.metrics):
+            where = (r_index, s_index, m_index)
+            _decode_metric(metric, where, promoted, rest, numbers, histograms, rejections)
     return {
         "metric_points": _columns(_NUMBER_NAMES, numbers),
         "histogram_points": _columns(_HISTOGRAM_NAMES, histograms),
@@ -122,7 +139,7 @@ def _optional(point, name: str) -> float | None:
 
 
 def _decode_metric(metric, where: tuple[int, int, int], promoted: tuple, rest: tuple,
-                   numbers: list[tuple], histograms: list[tuple], rejections: _Rejections) -> None:
+                   numbers: list[tuple], histograms: list[tuple], rejections: Rejections) -> None:
     kind = metric.WhichOneof("data")
     if kind is None:
         return

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from google.protobuf import json_format
@@ -54,13 +55,23 @@ def _items(obj: dict[str, Any], camel: str, snake: str, where: str) -> list[tupl
     return out
 
 
+def _leaves(root: dict[str, Any], resource: str, scope: str, leaf: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, object) of every span or log record: ``resource``, ``scope``, ``leaf`` are snake_case keys."""
+    for r_where, r in _items(root, _camel(resource), resource, "$"):
+        for s_where, s in _items(r, _camel(scope), scope, r_where):
+            yield from _items(s, _camel(leaf), leaf, s_where)
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 def _rewrite_traces(root: dict[str, Any]) -> None:
-    for rs_where, rs in _items(root, "resourceSpans", "resource_spans", "$"):
-        for ss_where, ss in _items(rs, "scopeSpans", "scope_spans", rs_where):
-            for span_where, span in _items(ss, "spans", "spans", ss_where):
-                _fix_ids(span, span_where)
-                for link_where, link in _items(span, "links", "links", span_where):
-                    _fix_ids(link, link_where)
+    for span_where, span in _leaves(root, "resource_spans", "scope_spans", "spans"):
+        _fix_ids(span, span_where)
+        for link_where, link in _items(span, "links", "links", span_where):
+            _fix_ids(link, link_where)
 
 
 def _rewrite_metrics(root: dict[str, Any]) -> None:
@@ -77,10 +88,8 @@ def _rewrite_metrics(root: dict[str, Any]) -> None:
 
 
 def _rewrite_logs(root: dict[str, Any]) -> None:
-    for rl_where, rl in _items(root, "resourceLogs", "resource_logs", "$"):
-        for sl_where, sl in _items(rl, "scopeLogs", "scope_logs", rl_where):
-            for record_where, record in _items(sl, "logRecords", "log_records", sl_where):
-                _fix_ids(record, record_where)
+    for record_where, record in _leaves(root, "resource_logs", "scope_logs", "log_records"):
+        _fix_ids(record, record_where)
 
 
 _MESSAGES: dict[str, type[Message]] = {
