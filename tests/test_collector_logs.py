@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 
 import pytest
 from opentelemetry._logs import SeverityNumber
@@ -12,6 +13,7 @@ from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogRecordExporter, SimpleLogRecordProcessor
@@ -105,7 +107,8 @@ def test_sdk_log_exporters_land_exactly(tmp_path, protocol):
         assert row["flags"] == int(record.trace_flags or 0)
         assert row["event_name"] == record.event_name
         assert json.loads(row["attributes"]) == _normalise(record.attributes)
-        assert _row_attributes(row, PROMOTED_RESOURCE, "resource_attributes") == _normalise(readable.resource.attributes)
+        resource = _normalise(readable.resource.attributes)
+        assert _row_attributes(row, PROMOTED_RESOURCE, "resource_attributes") == resource
         assert row["scope_name"] == readable.instrumentation_scope.name
         assert row["gateway_id"] == "gw-test" and row["received_at"] is not None
     assert in_span == 80
@@ -165,6 +168,9 @@ def test_bad_records_rejected_alone_resends_stored_once_json_and_grpc(tmp_path):
                           "FROM log_records WHERE device_id = 'dev-json' ORDER BY attributes->>'seq'")
     assert from_json == [(1764547200000000001, None, 17, trace_id, span_id, '{"n":7}'),
                          (None, 1764547200000000002, None, None, None, "no trace")]
+    # the device's clock is tracked from its log records too (the observed time when there is no other)
+    assert query(db, "SELECT epoch_ns(last_event_time), requests FROM devices WHERE device_id = 'dev-json'") == [
+        (1764547200000000002, 1)]
 
 
 def test_logs_forwarded_gateway_to_central(tmp_path):
@@ -184,3 +190,35 @@ def test_logs_forwarded_gateway_to_central(tmp_path):
         assert row["gateway_id"] == "gw-test"
         assert row["epoch_ns(time)"] == readable.log_record.timestamp
         assert row["span_id"] == (format(readable.log_record.span_id, "016x") if readable.log_record.span_id else None)
+
+
+def test_logs_count_against_the_memory_budget_and_acknowledged_means_durable(tmp_path):
+    db = tmp_path / "fw.duckdb"
+    config = {
+        "processors": {"memory_limiter": {"limit_mib": 0.01, "retry_after": "7s"},
+                       "batch": {"timeout": "4s", "send_batch_size": 1_000_000}},
+    }
+    first, first_bodies = log_request(70, device="dev-first")  # together with the second, over 10 KiB
+    second, second_bodies = log_request(40, device="dev-second")
+    assert len(first) + len(second) > 0.01 * (1 << 20) > len(first)
+    collector = CollectorProcess(db, config=config).start()
+    answers = {}
+    sender = threading.Thread(target=lambda: answers.update(first=post(collector.http_port, "/v1/logs", first,
+                                                                       token=None)))
+    sender.start()
+    wait_until(lambda: metric_value(collector.metrics_text(), "fleetwatch_queue_bytes") > 0, 30,
+               "the first request to be queued")
+    status, headers, data = post(collector.http_port, "/v1/logs", second, token=None)
+    assert status == 503 and headers["Retry-After"] == "7" and Status.FromString(data).code == 14
+    sender.join(60)
+    assert answers["first"][0] == 200
+    collector.kill()  # kill -9 right after the acknowledgement
+
+    with CollectorProcess(db, config=config) as collector:
+        assert post(collector.http_port, "/v1/logs", first, token=None)[0] == 200  # re-sent after the restart
+        assert post(collector.http_port, "/v1/logs", second, token=None)[0] == 200
+        text = collector.metrics_text()
+    assert metric_value(text, "fleetwatch_receiver_requests_total", signal="logs", outcome="duplicate") == 1
+    stored = query(db, "SELECT device_id, body FROM log_records")
+    expected = [("dev-first", body) for body in first_bodies] + [("dev-second", body) for body in second_bodies]
+    assert sorted(stored) == sorted(expected)
