@@ -66,7 +66,7 @@ def test_ingest_cli(tmp_path, request_log):
     result = subprocess.run([sys.executable, "-m", "collector.cli", "ingest", "--db", str(db), str(log_path)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "1000 spans" in result.stdout and "1 bad requests" in result.stdout
+    assert "1000 spans" in result.stdout and "7 log records" in result.stdout and "1 bad requests" in result.stdout
     broken = tmp_path / "broken.otlp.zst"
     broken.write_bytes(log_path.read_bytes()[:-40])
     result = subprocess.run([sys.executable, "-m", "collector.cli", "ingest", "--db", str(tmp_path / "b.duckdb"),
