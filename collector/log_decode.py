@@ -18,8 +18,9 @@ protobuf classes; no C decoder.
 
 A record is rejected alone (counted by reason) when its trace id is neither
 empty nor 16 bytes (``invalid_trace_id``), its span id neither empty nor 8
-bytes (``invalid_span_id``), or it has neither ``time_unix_nano`` nor
-``observed_time_unix_nano`` (``missing_timestamp``). A body that is not a
+bytes (``invalid_span_id``), it has neither ``time_unix_nano`` nor
+``observed_time_unix_nano`` (``missing_timestamp``), or one of them lies past
+what ``TIMESTAMP_NS`` holds, 2**63 - 1 ns (``invalid_timestamp``). A body that is not a
 valid ``ExportLogsServiceRequest``, or a body or attribute value nested more
 than ``MAX_VALUE_DEPTH`` arrays / kvlists deep, raises ValueError.
 """
@@ -35,6 +36,8 @@ from collector.metric_decode import Rejections, parse_request, scopes
 from collector.schema import LOG_ROW_COLUMNS
 
 _RECEIPT = {"received_at", "gateway_id"}
+#: TIMESTAMP_NS is a signed 64-bit count; a later (fixed64) time would fail the whole write batch
+_MAX_TIME_NS = 2**63 - 1
 
 # Rows are built as tuples in the storage table's column order and transposed
 # once per request, as in collector.metric_decode; the layout is checked
@@ -84,6 +87,8 @@ def decode_logs(payload: bytes) -> dict[str, Any]:
                 reason, detail = ids
             elif not record.time_unix_nano and not record.observed_time_unix_nano:
                 reason, detail = "missing_timestamp", "time_unix_nano and observed_time_unix_nano are both 0"
+            elif max(record.time_unix_nano, record.observed_time_unix_nano) > _MAX_TIME_NS:
+                reason, detail = "invalid_timestamp", f"a time after {_MAX_TIME_NS} ns (year 2262)"
             else:
                 rows.append((record.time_unix_nano or None, record.observed_time_unix_nano or None,
                              record.severity_number or None, record.severity_text or None, body, *ids,

@@ -75,10 +75,12 @@ def test_bad_records_are_rejected_alone_with_where_and_why():
     scope.log_records.add(time_unix_nano=1, trace_id=b"\x01" * 15)
     scope.log_records.add(time_unix_nano=1, trace_id=b"\x01" * 16, span_id=b"\x01" * 9)
     scope.log_records.add(body=AnyValue(string_value="no time"))
+    scope.log_records.add(time_unix_nano=1, observed_time_unix_nano=2**63)  # past what TIMESTAMP_NS holds
     scope.log_records.add(time_unix_nano=1, body=AnyValue(string_value="kept"))
     decoded = decode_logs(request.SerializeToString())
-    assert (decoded["count"], decoded["rejected"]) == (1, 3)
-    assert decoded["reject_reasons"] == {"invalid_trace_id": 1, "invalid_span_id": 1, "missing_timestamp": 1}
+    assert (decoded["count"], decoded["rejected"]) == (1, 4)
+    assert decoded["reject_reasons"] == {"invalid_trace_id": 1, "invalid_span_id": 1, "missing_timestamp": 1,
+                                         "invalid_timestamp": 1}
     assert decoded["first_error"] == ("log record 0 in resource_logs[0].scope_logs[0]: "
                                       "trace_id must be empty or 16 bytes, got 15")
     assert decoded["log_rows"]["body"] == ["kept"]
