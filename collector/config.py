@@ -49,12 +49,14 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 def parse_duration(value: Any, key: str) -> float:
     """Return seconds for ``200ms``, ``5s``, ``2m``, ``1h`` or ``3d``.
 
-    A bare number is refused: ``timeout: 3`` could mean 3 ms or 3 s, and
-    reading it either way silently would be a guess.
+    A bare number other than 0 is refused: ``timeout: 3`` could mean 3 ms
+    or 3 s, and reading it either way silently would be a guess.
     """
     bare_number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if bare_number or (isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value)):
         value = value.strip() if isinstance(value, str) else value
+        if float(value) == 0:
+            return 0.0
         raise ConfigError(f"{key}: a duration needs a unit, e.g. {value}s or {value}ms (got the bare number {value!r})")
     match = _DURATION.match(str(value))
     if not match:
