@@ -123,15 +123,19 @@ def test_bulk_writes_are_counted_in_the_metrics(tmp_path, request_log):
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "fleet-sample.otlp.zst"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_during_ingest_commits_what_was_loaded(tmp_path, signum):
+@pytest.mark.parametrize("verb, signum", [("ingest", signal.SIGTERM), ("ingest", signal.SIGINT),
+                                          ("demo", signal.SIGTERM)])
+def test_a_signal_during_a_bulk_load_commits_what_was_loaded(tmp_path, verb, signum):
     """SIGTERM / Ctrl-C mid-load: one line, exit 128+signal, and the database holds what that line reports."""
     db = tmp_path / "fw.duckdb"
-    proc = subprocess.Popen([sys.executable, "-m", "collector.cli", "ingest", "--db", str(db), str(SAMPLE)],
+    args = ([str(SAMPLE)] if verb == "ingest" else ["--http-port", "0", "--grpc-port", "0"])
+    proc = subprocess.Popen([sys.executable, "-m", "collector.cli", verb, "--db", str(db), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        progress = proc.stderr.readline()  # not a terminal: a plain line every few seconds
-        assert progress.startswith("loading fleet-sample.otlp.zst: "), progress
+        seen = []
+        while not (seen and seen[-1].startswith("loading fleet-sample.otlp.zst: ")):
+            seen.append(proc.stderr.readline())  # not a terminal: a plain progress line every few seconds
+            assert seen[-1], seen
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=300)
     finally:
@@ -140,10 +144,11 @@ def test_a_signal_during_ingest_commits_what_was_loaded(tmp_path, signum):
     assert proc.returncode == 128 + signum, stderr
     last = stderr.strip().splitlines()[-1]
     name = signal.Signals(signum).name
-    match = re.fullmatch(rf"fleetwatch: stopped by {name} while loading {re.escape(str(SAMPLE))}; committed so far: "
+    loading = f"loading {re.escape(str(SAMPLE))}" if verb == "ingest" else "loading the sample"
+    match = re.fullmatch(rf"fleetwatch: stopped by {name} while {loading}; committed so far: "
                          r"([\d,]+) requests read; ([\d,]+) spans and ([\d,]+) metric points written", last)
     assert match, stderr
-    assert "Traceback" not in stderr
+    assert "Traceback" not in stderr and "collector ready" not in stderr
     requests, spans, points = (int(g.replace(",", "")) for g in match.groups())
     assert 0 < requests < 80204 + 57700  # stopped part-way
     assert query(db, "SELECT count(*) FROM spans")[0][0] == spans
