@@ -25,8 +25,8 @@ SAMPLE_FILE = "fleet-sample.otlp.zst"  # in the sample_data package
 DEMO_DB = "fleetwatch-demo.duckdb"
 
 _SERVE_DESCRIPTION = """\
-Receive OTLP from devices (OTLP/HTTP on port 4318: /v1/traces, /v1/metrics;
-OTLP/gRPC on 4317) and write it into a DuckDB file (default fleetwatch.duckdb),
+Receive OTLP from devices (OTLP/HTTP on port 4318, OTLP/gRPC on 4317) and
+write it into a DuckDB file (default fleetwatch.duckdb),
 and/or forward it upstream, as the config file says. /healthz and /metrics
 answer on the HTTP port. Runs until SIGTERM or Ctrl-C, then commits what was
 accepted and closes the file. See docs/configuration.md."""
@@ -74,6 +74,15 @@ def _apply_serve_flags(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb; returns the exit code. A Ctrl-C outside the phases that handle it ends without a traceback."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("fleetwatch: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "simulate":
         try:
