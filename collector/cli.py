@@ -133,7 +133,7 @@ def _main(argv: list[str] | None) -> int:
         except (DatabaseLockedError, NotADatabaseError) as exc:
             print(f"fleetwatch: {exc}", file=sys.stderr)
             return 1
-        except (OSError, UnfinishedBatchError) as exc:
+        except (OSError, UnfinishedBatchError, ValueError) as exc:  # ValueError: a damaged sample file
             print(f"fleetwatch: cannot start: {exc}", file=sys.stderr)
             return 1
     parser.error(f"unknown verb {args.verb}")
@@ -161,7 +161,7 @@ def _load_sample(config, metrics) -> int | None:
     if stop.signal_name is not None:
         print(f"fleetwatch: stopped by {stop.signal_name} while loading the sample; committed so far: "
               f"{describe_counts(counts)}", file=sys.stderr, flush=True)
-        return int(getattr(signal, stop.signal_name))
+        return stop.signum
     print(f"sample fleet loaded in {seconds:.0f} s: {describe_counts(counts)}", file=sys.stderr, flush=True)
     return None
 
@@ -199,7 +199,7 @@ def _ingest(args: argparse.Namespace) -> int:
             if stop.signal_name is not None:
                 print(f"fleetwatch: stopped by {stop.signal_name} while loading {log_path}; committed so far: "
                       f"{describe_counts(counts)}", file=sys.stderr)
-                return 128 + int(getattr(signal, stop.signal_name))
+                return 128 + stop.signum
             print(f"{log_path}: {describe_counts(counts)} in {seconds:.0f} s")
     return 0
 

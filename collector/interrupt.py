@@ -30,16 +30,21 @@ class StopSignals:
 
     def __init__(self) -> None:
         self._event = threading.Event()
-        self.signal_name: str | None = None
+        self.signum: int | None = None  # the first signal received
         self._previous: dict[int, object] = {}
 
     @property
     def requested(self) -> bool:
         return self._event.is_set()
 
+    @property
+    def signal_name(self) -> str | None:
+        """``SIGTERM`` or ``SIGINT`` once one arrived, else None."""
+        return signal.Signals(self.signum).name if self.signum is not None else None
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signal_name is None:
-            self.signal_name = signal.Signals(signum).name
+        if self.signum is None:
+            self.signum = signum
         self._event.set()
 
     def __enter__(self) -> StopSignals:
