@@ -98,8 +98,9 @@ def check_ports_free(config: CollectorConfig) -> None:
 class Collector:
     """One process that receives OTLP and owns its exporters (a DuckDB file, a forwarding queue).
 
-    A start that fails (a port in use, ...) removes the database file it
-    created, so a failed ``serve`` leaves nothing behind.
+    A port in use is found before any exporter creates a file, and a start
+    that fails later removes the database file it created, so a failed
+    ``serve`` leaves nothing behind.
     """
 
     def __init__(self, config: CollectorConfig, metrics: CollectorMetrics | None = None) -> None:
@@ -122,6 +123,7 @@ class Collector:
 
     async def start(self) -> None:
         otlp = self.config.receivers.otlp
+        check_ports_free(self.config)  # before any exporter creates its file or queue directory
         new_files = _database_files_not_yet_there(self.config)
         try:
             self.exporter.start()

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from collector.config import ConfigError, config_from_dict
 from collector.duckdb_exporter import NotADatabaseError, open_database
@@ -129,13 +130,44 @@ def test_a_port_in_use_is_one_line_and_leaves_no_file(tmp_path, receiver):
         result = fleetwatch("serve", "--db", str(db), "--http-port", str(ports["http"]),
                             "--grpc-port", str(ports["grpc"]))
     assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    name = {"grpc": "OTLP/gRPC", "http": None}[receiver]
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("fleetwatch: cannot start: ") and str(port) in last, result.stderr
-    if name:
-        assert f"cannot listen on 127.0.0.1:{port} for {name}: address already in use" in last
+    name = {"grpc": "OTLP/gRPC", "http": "OTLP/HTTP"}[receiver]
+    assert result.stderr.strip().splitlines() == [
+        f"fleetwatch: cannot start: cannot listen on 127.0.0.1:{port} for {name}: Address already in use"]
     assert list(tmp_path.iterdir()) == []  # neither fw.duckdb nor fw.duckdb.wal
+
+
+def test_a_port_in_use_creates_no_forwarding_queue_either(tmp_path):
+    config = tmp_path / "gateway.yaml"
+    config.write_text(yaml.safe_dump({
+        "exporters": {"otlp": {"endpoint": "http://127.0.0.1:9/v1", "queue": {"directory": str(tmp_path / "queue")}}},
+        "service": {"pipelines": {signal: {"receivers": ["otlp"], "processors": ["memory_limiter", "batch"],
+                                           "exporters": ["duckdb", "otlp"]} for signal in ("traces", "metrics")}},
+    }))
+    with _listening_socket() as taken:
+        port = taken.getsockname()[1]
+        result = fleetwatch("serve", "--config", str(config), "--db", str(tmp_path / "fw.duckdb"),
+                            "--http-port", str(port), "--grpc-port", str(free_port()))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"fleetwatch: cannot start: cannot listen on 127.0.0.1:{port} for OTLP/HTTP: Address already in use"]
+    assert list(tmp_path.iterdir()) == [config]
+
+
+def test_a_start_that_fails_after_opening_the_database_removes_it(tmp_path):
+    (tmp_path / "gw.crt").write_text("not a certificate\n")
+    (tmp_path / "gw.key").write_text("not a key\n")
+    config = tmp_path / "gateway.yaml"
+    config.write_text(yaml.safe_dump({"receivers": {"otlp": {"tls": {"cert_file": str(tmp_path / "gw.crt"),
+                                                                     "key_file": str(tmp_path / "gw.key")}}}}))
+    before = sorted(tmp_path.iterdir())
+    result = fleetwatch("serve", "--config", str(config), "--db", str(tmp_path / "fw.duckdb"),
+                        "--http-port", "0", "--grpc-port", "0")
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"fleetwatch: cannot start: receivers.otlp.tls: cannot load the certificate "
+                           f"{tmp_path / 'gw.crt'} with the key {tmp_path / 'gw.key'}"), result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(tmp_path.iterdir()) == before  # the database the exporter had opened is gone again
 
 
 def test_demo_checks_its_ports_before_the_long_load(tmp_path):
