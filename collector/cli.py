@@ -11,6 +11,12 @@ Flags override the config file. Every verb's work lives in a library module;
 this module only turns exceptions into one-line messages and exit codes.
 Verbs that need optional packages import them lazily, so the collector runs
 on a gateway that has only the collector's dependencies.
+
+Exit codes: 0 done (``serve`` stopped by SIGTERM / Ctrl-C included); 1 the
+work failed (a port in use, a --db that is not a DuckDB file, a damaged
+request log, whose intact records are committed); 2 a configuration or
+usage error; 130 / 143 a bulk load (``ingest``, ``demo``'s sample) stopped
+by Ctrl-C / SIGTERM, with what it loaded committed.
 """
 
 from __future__ import annotations
@@ -193,7 +199,7 @@ def _ingest(args: argparse.Namespace) -> int:
             except (DatabaseLockedError, NotADatabaseError, ConfigError, UnfinishedBatchError) as exc:
                 print(f"fleetwatch: {exc}", file=sys.stderr)
                 return 1
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a batch's commit failed
                 print(f"fleetwatch: cannot ingest: {exc}", file=sys.stderr)
                 return 1
             if stop.signal_name is not None:
