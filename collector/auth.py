@@ -51,5 +51,9 @@ def server_ssl_context(tls: TlsConfig) -> ssl.SSLContext | None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(tls.cert_file, tls.key_file)  # type: ignore[arg-type]
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file)  # type: ignore[arg-type]
+    except ssl.SSLError as exc:  # OpenSSL's own words ("PEM lib") name neither file nor cause
+        raise OSError(f"receivers.otlp.tls: cannot load the certificate {tls.cert_file} with the key {tls.key_file} "
+                      f"(not PEM, or the key does not match): {exc}") from None
     return context

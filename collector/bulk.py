@@ -14,10 +14,14 @@ without sockets, the event loop and per-request acknowledgements::
 
 Like every offline tool it opens the file only when no server owns it and
 raises :class:`collector.duckdb_exporter.DatabaseLockedError` when one does.
-Ingesting the same log twice writes nothing the second time. A log that
-turns out damaged part-way raises ValueError after committing the intact
-records before the damage (each record has its own checksum); running it
-again after a repair loads only what is missing.
+A file that is not a request log is refused before the database is opened
+(no empty database is left behind). Ingesting the same log twice writes
+nothing the second time. A log that turns out damaged part-way raises
+:class:`PartialLoadError` after committing every intact record before the
+damage (each record has its own checksum); running it again after a repair
+loads only what is missing. ``should_stop`` (e.g. a
+:class:`collector.interrupt.StopSignals` hit by SIGTERM) ends the load
+early the same way: what was read is committed, and counts say how much.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import copy
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TextIO
 
 from collector.admission import DigestWindow
 from collector.arrow_batches import TableBuilder
@@ -34,19 +39,29 @@ from collector.config import CollectorConfig, default_config
 from collector.duckdb_exporter import DuckDBExporter
 from collector.exporters import BatchedRequest, WriteBatch
 from collector.pipeline import decode_request, request_digest
-from collector.request_log import RequestRecord, read_request_log
+from collector.progress import ProgressReporter
+from collector.request_log import DamagedLogError, RequestLogReader, RequestRecord
 from collector.selfmetrics import CollectorMetrics
 
 _ITEM_NAMES = {"traces": "spans", "metrics": "points", "logs": "log_records"}
 _COUNT_KEYS = ("requests", "spans", "points", "log_records", "rejected", "duplicates", "bad_requests")
 
 
+class PartialLoadError(ValueError):
+    """The log was damaged part-way; ``counts`` is what was read before the damage and committed."""
+
+    def __init__(self, message: str, counts: dict[str, int]) -> None:
+        super().__init__(message)
+        self.counts = counts
+
+
 class _BatchWriter:
     """Hands batches to the exporter's writer thread, at most two in flight, and waits for them."""
 
-    def __init__(self, exporter: DuckDBExporter, window: DigestWindow) -> None:
+    def __init__(self, exporter: DuckDBExporter, window: DigestWindow, metrics: CollectorMetrics) -> None:
         self.exporter = exporter
         self.window = window
+        self.metrics = metrics
         self._slots = threading.Semaphore(2)
         self._error: BaseException | None = None
 
@@ -58,6 +73,8 @@ class _BatchWriter:
             if error is None:
                 for request in requests:
                     self.window.commit(request.digest)
+                    self.metrics.bulk_requests_written.inc(signal=request.signal)
+                    self.metrics.bulk_items_written.inc(request.items, signal=request.signal)
             else:
                 self._error = error
             self._slots.release()
@@ -76,24 +93,45 @@ class _BatchWriter:
             raise RuntimeError(f"writing a batch failed: {self._error}") from self._error
 
 
-def ingest_records(records: Iterable[RequestRecord], config: CollectorConfig) -> dict[str, int]:
-    """Write ``records`` into ``config.exporters.duckdb.path``; returns counts by kind."""
+def ingest_records(records: Iterable[RequestRecord], config: CollectorConfig, *,
+                   metrics: CollectorMetrics | None = None, should_stop: Callable[[], bool] | None = None,
+                   on_record: Callable[[dict[str, int]], None] | None = None) -> dict[str, int]:
+    """Write ``records`` into ``config.exporters.duckdb.path``; returns counts by kind.
+
+    ``metrics`` counts what was committed (``fleetwatch_bulk_*``); ``should_stop``
+    is asked before each record and ends the load, committed, when it says so;
+    ``on_record`` sees the running counts after each record (progress).
+    Damage in ``records`` (:class:`collector.request_log.DamagedLogError`) raises
+    :class:`PartialLoadError` once everything before it is committed.
+    """
     duck = config.exporters.duckdb
-    exporter = DuckDBExporter(duck, CollectorMetrics())
+    metrics = metrics or CollectorMetrics()
+    exporter = DuckDBExporter(duck, metrics)
     exporter.start()
     counts: Counter[str] = Counter()
+    damage: DamagedLogError | None = None
     try:
         window = DigestWindow(duck.dedup_window, duck.dedup_max_entries)
         window.load(exporter.recent_digests(duck.dedup_window, duck.dedup_max_entries))
-        writer = _BatchWriter(exporter, window)
+        writer = _BatchWriter(exporter, window, metrics)
         batch_size = config.processors.batch.send_batch_size
         tables: dict[str, TableBuilder] = {}
         requests: list[BatchedRequest] = []
         submitted: set[str] = set()  # this run's digests, committed or still in flight
         rows = 0
         gateway_id = config.service.gateway_id
-        for record in records:
+        record_iter = iter(records)
+        while should_stop is None or not should_stop():
+            try:
+                record = next(record_iter, None)
+            except DamagedLogError as exc:
+                damage = exc  # the batch in hand holds intact records: commit it below
+                break
+            if record is None:
+                break
             counts["requests"] += 1
+            if on_record is not None:
+                on_record(counts)
             digest = request_digest(record.signal, record.payload)
             if digest in submitted or window.lookup(digest) != "new":
                 counts["duplicates"] += 1
@@ -124,13 +162,35 @@ def ingest_records(records: Iterable[RequestRecord], config: CollectorConfig) ->
         writer.wait()
     finally:
         exporter.close()
-    return {key: counts[key] for key in _COUNT_KEYS}
+    result = {key: counts[key] for key in _COUNT_KEYS}
+    if damage is not None:
+        raise PartialLoadError(str(damage), result) from damage
+    return result
 
 
 def ingest_request_log(db_path: str | os.PathLike[str], log_path: str | os.PathLike[str],
-                       config: CollectorConfig | None = None) -> dict[str, int]:
-    """Ingest every record of the request log at ``log_path`` into the DuckDB file ``db_path``."""
+                       config: CollectorConfig | None = None, *, metrics: CollectorMetrics | None = None,
+                       should_stop: Callable[[], bool] | None = None,
+                       progress: TextIO | None = None) -> dict[str, int]:
+    """Ingest every record of the request log at ``log_path`` into the DuckDB file ``db_path``.
+
+    ``progress``: a stream (usually stderr) to report progress on, a bar on a
+    terminal and periodic lines otherwise; see :func:`ingest_records` for the rest.
+    """
     config = copy.deepcopy(config) if config is not None else default_config()
     config.exporters.duckdb.path = os.fspath(db_path)
     config.validate()
-    return ingest_records(read_request_log(log_path), config)
+    with RequestLogReader(log_path) as reader:  # refuses a foreign file before the database exists
+        on_record = None
+        reporter = None
+        if progress is not None:
+            reporter = ProgressReporter(f"loading {os.path.basename(reader.path)}", reader.size, progress)
+
+            def on_record(counts: dict[str, int]) -> None:
+                reporter.update(reader.bytes_read, f"{counts['spans']:,} spans, {counts['points']:,} points")
+
+        try:
+            return ingest_records(reader, config, metrics=metrics, should_stop=should_stop, on_record=on_record)
+        finally:
+            if reporter is not None:
+                reporter.finish()

@@ -11,18 +11,43 @@ Flags override the config file. Every verb's work lives in a library module;
 this module only turns exceptions into one-line messages and exit codes.
 Verbs that need optional packages import them lazily, so the collector runs
 on a gateway that has only the collector's dependencies.
+
+Exit codes: 0 done (``serve`` stopped by SIGTERM / Ctrl-C included); 1 the
+work failed (a port in use, a --db that is not a DuckDB file, a damaged
+request log, whose intact records are committed); 2 a configuration or
+usage error; 130 / 143 a bulk load (``ingest``, ``demo``'s sample) stopped
+by Ctrl-C / SIGTERM, with what it loaded committed.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from collector.config import ConfigError, load_config
 
+SAMPLE_FILE = "fleet-sample.otlp.zst"  # in the sample_data package
+DEMO_DB = "fleetwatch-demo.duckdb"
+
+_SERVE_DESCRIPTION = """\
+Receive OTLP from devices (OTLP/HTTP on port 4318, OTLP/gRPC on 4317) and
+write it into a DuckDB file (default fleetwatch.duckdb),
+and/or forward it upstream, as the config file says. /healthz and /metrics
+answer on the HTTP port. Runs until SIGTERM or Ctrl-C, then commits what was
+accepted and closes the file. See docs/configuration.md."""
+
+_DEMO_DESCRIPTION = f"""\
+Load the shipped sample fleet (sample_data/{SAMPLE_FILE}: a simulated fleet's
+OTLP requests; sample_data/manifest.json lists its devices and incidents) into a
+DuckDB file, default ./{DEMO_DB}, then serve as `fleetwatch serve` does. The load takes
+about a minute and shows its progress; running demo again on the same file
+recognises every request and loads nothing twice. Ctrl-C or SIGTERM during the
+load commits what was loaded and exits."""
+
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="receive OTLP and write it into a DuckDB file")
+    p = sub.add_parser("serve", help="receive OTLP and write it into a DuckDB file", description=_SERVE_DESCRIPTION)
     _serve_flags(p, default_db=None)
 
 
@@ -55,6 +80,15 @@ def _apply_serve_flags(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb; returns the exit code. A Ctrl-C outside the phases that handle it ends without a traceback."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("fleetwatch: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "simulate":
         try:
@@ -68,9 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fleetwatch", description="Fleet observability for edge AI.")
     sub = parser.add_subparsers(dest="verb", required=True)
     _serve_parser(sub)
-    demo = sub.add_parser("demo", help="load the shipped sample fleet into a DuckDB file, then serve")
-    _serve_flags(demo, default_db="fleetwatch-demo.duckdb")
-    ingest = sub.add_parser("ingest", help="load request logs into a DuckDB file through the collector's pipeline")
+    demo = sub.add_parser("demo", help=f"load the shipped sample fleet ({SAMPLE_FILE}) into {DEMO_DB}, then serve",
+                          description=_DEMO_DESCRIPTION)
+    _serve_flags(demo, default_db=DEMO_DB)
+    ingest = sub.add_parser("ingest", help="load request logs into a DuckDB file through the collector's pipeline",
+                            description="Load request logs (backfills, simulator output) into a DuckDB file "
+                            "through the collector's own pipeline, with progress. A log damaged part-way has "
+                            "its intact records committed and the damage reported (exit 1); Ctrl-C or SIGTERM "
+                            "commits what was loaded (exit 130 / 143).")
     ingest.add_argument("--db", required=True, metavar="PATH", help="DuckDB file (must not be owned by a server)")
     ingest.add_argument("logs", nargs="+", metavar="LOG", help="request log files")
     sub.add_parser("simulate", help="generate fleet telemetry (fleetwatch simulate --help)")
@@ -81,58 +120,93 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.verb in ("serve", "demo"):
         from collector.checkpoints import UnfinishedBatchError
-        from collector.duckdb_exporter import DatabaseLockedError
-        from collector.server import run
+        from collector.duckdb_exporter import DatabaseLockedError, NotADatabaseError
+        from collector.selfmetrics import CollectorMetrics
+        from collector.server import check_ports_free, run
 
         try:
             config = _apply_serve_flags(args)
+            metrics = CollectorMetrics()
             if args.verb == "demo":
-                _load_sample(config)
-            return run(config)
+                check_ports_free(config)  # before the long load, not after it
+                stopped_by = _load_sample(config, metrics)
+                if stopped_by is not None:
+                    return 128 + stopped_by
+            return run(config, metrics)
         except ConfigError as exc:
             print(f"fleetwatch: configuration error: {exc}", file=sys.stderr)
             return 2
-        except DatabaseLockedError as exc:
+        except (DatabaseLockedError, NotADatabaseError) as exc:
             print(f"fleetwatch: {exc}", file=sys.stderr)
             return 1
-        except (OSError, UnfinishedBatchError) as exc:
+        except (OSError, UnfinishedBatchError, ValueError) as exc:  # ValueError: a damaged sample file
             print(f"fleetwatch: cannot start: {exc}", file=sys.stderr)
             return 1
     parser.error(f"unknown verb {args.verb}")
     return 2
 
 
-def _load_sample(config) -> None:
-    """Load the shipped sample fleet (idempotent: a second run recognises every request)."""
-    import time
+def _load_sample(config, metrics) -> int | None:
+    """Load the shipped sample fleet (idempotent: a second run recognises every request).
+
+    Returns the number of the signal that stopped the load (what was loaded
+    is committed), or None when it completed.
+    """
     from importlib.resources import files
 
     from collector.bulk import ingest_request_log
+    from collector.interrupt import StopSignals
+    from collector.progress import describe_counts
 
-    sample = files("sample_data").joinpath("fleet-sample.otlp.zst")
-    print(f"loading the sample fleet into {config.exporters.duckdb.path} ...", file=sys.stderr, flush=True)
+    sample = files("sample_data").joinpath(SAMPLE_FILE)
+    db = config.exporters.duckdb.path
+    print(f"loading the sample fleet ({SAMPLE_FILE}) into {db} ...", file=sys.stderr, flush=True)
+    with StopSignals() as stop:
+        counts, seconds = _timed(lambda: ingest_request_log(db, str(sample), config, metrics=metrics,
+                                                            should_stop=lambda: stop.requested, progress=sys.stderr))
+    if stop.signal_name is not None:
+        print(f"fleetwatch: stopped by {stop.signal_name} while loading the sample; committed so far: "
+              f"{describe_counts(counts)}", file=sys.stderr, flush=True)
+        return stop.signum
+    print(f"sample fleet loaded in {seconds:.0f} s: {describe_counts(counts)}", file=sys.stderr, flush=True)
+    return None
+
+
+def _timed(work):
+    import time
+
     started = time.monotonic()
-    counts = ingest_request_log(config.exporters.duckdb.path, str(sample), config)
-    print(f"sample fleet loaded in {time.monotonic() - started:.0f} s: {counts['spans']} spans and "
-          f"{counts['points']} metric points new, {counts['duplicates']} requests already there",
-          file=sys.stderr, flush=True)
+    result = work()
+    return result, time.monotonic() - started
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from collector.bulk import ingest_request_log
+    from collector.bulk import PartialLoadError, ingest_request_log
     from collector.checkpoints import UnfinishedBatchError
-    from collector.duckdb_exporter import DatabaseLockedError
+    from collector.duckdb_exporter import DatabaseLockedError, NotADatabaseError
+    from collector.interrupt import StopSignals
+    from collector.progress import describe_counts
 
-    for log_path in args.logs:
-        try:
-            counts = ingest_request_log(args.db, log_path)
-        except (DatabaseLockedError, ConfigError, UnfinishedBatchError) as exc:
-            print(f"fleetwatch: {exc}", file=sys.stderr)
-            return 1
-        except (OSError, ValueError) as exc:
-            print(f"fleetwatch: cannot ingest {log_path}: {exc}", file=sys.stderr)
-            return 1
-        print(f"{log_path}: " + ", ".join(f"{value} {key.replace('_', ' ')}" for key, value in counts.items()))
+    with StopSignals() as stop:
+        for log_path in args.logs:
+            try:
+                counts, seconds = _timed(lambda: ingest_request_log(
+                    args.db, log_path, should_stop=lambda: stop.requested, progress=sys.stderr))
+            except PartialLoadError as exc:
+                print(f"{log_path}: committed the intact records before the damage: {describe_counts(exc.counts)}")
+                print(f"fleetwatch: damaged request log: {exc}", file=sys.stderr)
+                return 1
+            except (DatabaseLockedError, NotADatabaseError, ConfigError, UnfinishedBatchError) as exc:
+                print(f"fleetwatch: {exc}", file=sys.stderr)
+                return 1
+            except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a batch's commit failed
+                print(f"fleetwatch: cannot ingest: {exc}", file=sys.stderr)
+                return 1
+            if stop.signal_name is not None:
+                print(f"fleetwatch: stopped by {stop.signal_name} while loading {log_path}; committed so far: "
+                      f"{describe_counts(counts)}", file=sys.stderr)
+                return 128 + stop.signum
+            print(f"{log_path}: {describe_counts(counts)} in {seconds:.0f} s")
     return 0
 
 

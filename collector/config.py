@@ -43,24 +43,26 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or invalid; the message names the key."""
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(value: Any, key: str) -> float:
-    """Return seconds for ``200ms``, ``5s``, ``1h``, ``3d`` or a plain number of seconds."""
-    if isinstance(value, bool):
+    """Return seconds for ``200ms``, ``5s``, ``2m``, ``1h`` or ``3d``.
+
+    A bare number other than 0 is refused: ``timeout: 3`` could mean 3 ms
+    or 3 s, and reading it either way silently would be a guess.
+    """
+    bare_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if bare_number or (isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value)):
+        value = value.strip() if isinstance(value, str) else value
+        if float(value) == 0:
+            return 0.0
+        raise ConfigError(f"{key}: a duration needs a unit, e.g. {value}s or {value}ms (got the bare number {value!r})")
+    match = _DURATION.match(str(value))
+    if not match:
         raise ConfigError(f"{key}: expected a duration such as 200ms, 5s or 1h, got {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ConfigError(f"{key}: expected a duration such as 200ms, 5s or 1h, got {value!r}")
-        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    if seconds < 0:
-        raise ConfigError(f"{key}: must not be negative, got {value!r}")
-    return seconds
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
 def parse_endpoint(value: str, key: str) -> tuple[str, int]:
@@ -216,6 +218,9 @@ class BatchConfig:
 _MANAGED_DUCKDB_SETTINGS = {"memory_limit": "memory_limit_mib", "max_memory": "memory_limit_mib",
                             "threads": "threads", "checkpoint_threshold": "checkpoint_threshold_mib",
                             "wal_autocheckpoint": "checkpoint_threshold_mib"}
+#: DuckDB settings that would let it download or load extensions: gateways make no unconfigured connections
+_NETWORK_DUCKDB_SETTINGS = ("autoinstall_known_extensions", "autoload_known_extensions",
+                            "custom_extension_repository", "autoinstall_extension_repository")
 
 
 @dataclass
@@ -262,6 +267,10 @@ class DuckDBExporterConfig:
         for name, own_key in _MANAGED_DUCKDB_SETTINGS.items():
             if name in self.settings:
                 raise ConfigError(f"{key}.settings.{name}: set {key}.{own_key} instead")
+        for name in _NETWORK_DUCKDB_SETTINGS:
+            if name in self.settings:
+                raise ConfigError(f"{key}.settings.{name}: not allowed; the collector never downloads "
+                                  "or auto-loads DuckDB extensions")
 
 
 @dataclass

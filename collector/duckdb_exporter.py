@@ -53,17 +53,51 @@ class DatabaseLockedError(RuntimeError):
     """Another process holds the DuckDB file open."""
 
 
-def open_database(path: str, *, read_only: bool = False, config: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
-    """Open a DuckDB file, turning DuckDB's lock conflict into a clear message."""
+class NotADatabaseError(ValueError):
+    """The path given as the database is not a DuckDB file (a directory, an empty file, SQLite, ...)."""
+
+
+# DuckDB downloads and loads "known" extensions on demand (a SQLite file as the
+# database fetched sqlite_scanner from the internet). Gateways are air-gapped:
+# nothing here may open a connection nobody configured, whatever the settings say.
+NO_NETWORK_SETTINGS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+_DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB database file
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _refuse_foreign_file(path: str) -> None:
+    """Name what ``path`` is when it is not a DuckDB file, before DuckDB guesses (and reaches for an extension)."""
+    if path == ":memory:" or path.startswith(":memory:"):
+        return
+    if os.path.isdir(path):
+        raise NotADatabaseError(f"{path} is a directory, not a DuckDB database file")
     try:
-        return duckdb.connect(path, read_only=read_only, config=config or {})
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except FileNotFoundError:
+        return  # DuckDB creates it
+    except OSError as exc:
+        raise NotADatabaseError(f"cannot read {path}: {exc.strerror}") from None
+    if head.startswith(_SQLITE_MAGIC):
+        raise NotADatabaseError(f"{path} is a SQLite database, not a DuckDB database file")
+    if head[8:12] != _DUCKDB_MAGIC:
+        what = "an empty file" if not head else "not a DuckDB database file"
+        raise NotADatabaseError(f"{path} is {what}; give the path of a DuckDB file or of one to create")
+
+
+def open_database(path: str, *, read_only: bool = False, config: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
+    """Open a DuckDB file without network access, turning DuckDB's refusals into clear one-line messages."""
+    _refuse_foreign_file(path)
+    try:
+        return duckdb.connect(path, read_only=read_only, config={**(config or {}), **NO_NETWORK_SETTINGS})
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise DatabaseLockedError(
                 f"{path} is already open in another process ({exc}). DuckDB allows one process per file: "
                 "stop that process, or read through its read API instead of opening the file."
             ) from None
-        raise
+        raise NotADatabaseError(f"cannot open {path} as a DuckDB database: {str(exc).splitlines()[0]}") from None
 
 
 def file_bytes(path: str) -> int:

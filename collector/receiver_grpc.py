@@ -79,14 +79,18 @@ class GrpcReceiver:
             )
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": handler}),))
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        if self.tls.enabled:
-            with open(self.tls.key_file, "rb") as key, open(self.tls.cert_file, "rb") as cert:  # type: ignore[arg-type]
-                credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
-            self.port = server.add_secure_port(address, credentials)
-        else:
-            self.port = server.add_insecure_port(address)
+        try:
+            if self.tls.enabled:
+                with open(self.tls.key_file, "rb") as key, open(self.tls.cert_file, "rb") as cert:  # type: ignore[arg-type]
+                    credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+                self.port = server.add_secure_port(address, credentials)
+            else:
+                self.port = server.add_insecure_port(address)
+        except RuntimeError:  # gRPC says only "Failed to bind"; the usual cause is named
+            self.port = 0
         if not self.port:
-            raise OSError(f"cannot listen on {address} for OTLP/gRPC")
+            raise OSError(f"cannot listen on {address} for OTLP/gRPC: address already in use "
+                          "or not available")
         await server.start()
         self._server = server
         log.info("otlp/grpc receiver listening", extra={"host": host, "port": self.port, "tls": self.tls.enabled})

@@ -36,7 +36,9 @@ trailer's covers kind and count. A file without its trailer was truncated.
 Records are written in non-decreasing ``received_at`` order and the writer
 refuses anything else. Every defect (wrong magic, unknown version, a bad
 checksum, a truncated body) raises ``ValueError`` with the file name and the
-record index.
+record index; damage after the header comes after every intact record
+before it (:class:`DamagedLogError`, with the record index and its byte
+offset in the decompressed body).
 
 The module imports nothing outside the standard library and ``zstandard``:
 the collector runs on small gateways.
@@ -47,7 +49,6 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
 
 import zstandard
@@ -58,6 +59,8 @@ __all__ = [
     "SIGNALS",
     "RequestRecord",
     "RequestLogWriter",
+    "RequestLogReader",
+    "DamagedLogError",
     "read_request_log",
 ]
 
@@ -204,6 +207,7 @@ class _Body:
         self._buf = bytearray()
         self._pos = 0
         self._file_eof = False
+        self.offset = 0  # bytes of decompressed body handed out so far
 
     def _fill(self, index: int, what: str) -> bool:
         if self._file_eof:
@@ -234,6 +238,7 @@ class _Body:
                 )
         out = bytes(self._buf[self._pos : self._pos + n])
         self._pos += n
+        self.offset += n
         return out
 
     def check_end(self) -> None:
@@ -249,17 +254,51 @@ class _Body:
             raise ValueError(f"{self._path}: unexpected bytes after the compressed body")
 
 
-def read_request_log(path: str | os.PathLike[str]) -> Iterator[RequestRecord]:
-    """Yield the records of a request log in file (= received_at) order.
+class DamagedLogError(ValueError):
+    """A request log is damaged part-way; every record before ``index`` was read intact.
 
-    Raises ``ValueError`` on a wrong magic, an unsupported version, a bad
-    checksum, records out of order or a truncated file. Records before the
-    defect have already been yielded: a caller that must be all-or-nothing
-    should consume the whole iterator before committing.
+    ``index`` is the damaged record's position (0-based), ``offset`` the byte
+    where it starts in the decompressed body.
     """
-    path = os.fspath(path)
-    with open(path, "rb") as f:
-        header = f.read(_HEADER.size)
+
+    def __init__(self, message: str, index: int, offset: int) -> None:
+        super().__init__(message)
+        self.index = index
+        self.offset = offset
+
+
+class RequestLogReader:
+    """The records of one request log, in file (= received_at) order, with how far it has got.
+
+    Usage::
+
+        with RequestLogReader("fleet.otlp.zst") as log:   # ValueError at once if not a request log
+            for record in log:
+                ...
+                log.bytes_read / log.size              # progress through the (compressed) file
+
+    The header is checked when the reader is made, so a caller can refuse a
+    file that is not a request log before it creates anything. A defect
+    further in raises :class:`DamagedLogError` after every intact record
+    before it has been yielded.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.records_read = 0
+        self._f: BinaryIO | None = open(self.path, "rb")
+        try:
+            self.size = os.fstat(self._f.fileno()).st_size
+            self._check_header(self._f.read(_HEADER.size))
+        except BaseException:
+            self.close()
+            raise
+        self._body = _Body(self._f, self.path)
+        self._last_received_at = -1
+        self._done = False
+
+    def _check_header(self, header: bytes) -> None:
+        path = self.path
         if len(header) < _HEADER.size:
             raise ValueError(f"{path}: not a request log (file shorter than its header)")
         magic, version, flags, _reserved = _HEADER.unpack(header)
@@ -269,36 +308,85 @@ def read_request_log(path: str | os.PathLike[str]) -> Iterator[RequestRecord]:
             raise ValueError(f"{path}: unsupported request log version {version} (expected {VERSION})")
         if flags != FLAG_ZSTD:
             raise ValueError(f"{path}: unsupported request log flags {flags:#x}")
-        body = _Body(f, path)
-        index = 0
-        last = -1
-        while True:
-            kind_byte = body.read(1, index, "record kind")
-            kind = kind_byte[0]
-            if kind == _KIND_END:
-                rest = body.read(_TRAILER.size - 1 + _CRC.size, index, "trailer")
-                trailer = kind_byte + rest[: _TRAILER.size - 1]
-                (crc,) = _CRC.unpack(rest[_TRAILER.size - 1 :])
-                if zlib.crc32(trailer) != crc:
-                    raise ValueError(f"{path}: corrupt trailer (checksum mismatch)")
-                _, count = _TRAILER.unpack(trailer)
-                if count != index:
-                    raise ValueError(f"{path}: trailer says {count} records, file holds {index}")
-                body.check_end()
-                return
-            signal = _SIGNAL_OF.get(kind)
-            if signal is None:
-                raise ValueError(f"{path}: corrupt record {index}: unknown kind {kind}")
-            head = kind_byte + body.read(_RECORD_HEAD.size - 1, index, "record header")
-            _, received_at, length = _RECORD_HEAD.unpack(head)
-            if length > _MAX_PAYLOAD:
-                raise ValueError(f"{path}: corrupt record {index}: implausible length {length}")
-            payload = body.read(length, index, "payload") if length else b""
-            (crc,) = _CRC.unpack(body.read(_CRC.size, index, "checksum"))
-            if zlib.crc32(payload, zlib.crc32(head)) != crc:
-                raise ValueError(f"{path}: corrupt record {index}: checksum mismatch")
-            if received_at < last:
-                raise ValueError(f"{path}: record {index} is out of received_at order")
-            last = received_at
-            yield RequestRecord(signal, received_at, payload)
-            index += 1
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes of the file consumed so far (the body is read in 64 KiB chunks)."""
+        return self._f.tell() if self._f is not None else self.size
+
+    def __enter__(self) -> RequestLogReader:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def __iter__(self) -> RequestLogReader:
+        return self
+
+    def __next__(self) -> RequestRecord:
+        if self._done or self._f is None:
+            raise StopIteration
+        index, offset = self.records_read, self._body.offset
+        try:
+            record = self._next_record(index)
+        except ValueError as exc:
+            self._done = True
+            self.close()
+            raise DamagedLogError(
+                f"{exc} (the damage starts at byte {offset} of the decompressed body; "
+                f"the {index} records before it are intact)", index, offset) from None
+        if record is None:
+            self._done = True
+            self.close()
+            raise StopIteration
+        self.records_read += 1
+        return record
+
+    def _next_record(self, index: int) -> RequestRecord | None:
+        """The next record, or None after a valid trailer; ValueError on any defect."""
+        path, body = self.path, self._body
+        kind_byte = body.read(1, index, "record kind")
+        kind = kind_byte[0]
+        if kind == _KIND_END:
+            rest = body.read(_TRAILER.size - 1 + _CRC.size, index, "trailer")
+            trailer = kind_byte + rest[: _TRAILER.size - 1]
+            (crc,) = _CRC.unpack(rest[_TRAILER.size - 1 :])
+            if zlib.crc32(trailer) != crc:
+                raise ValueError(f"{path}: corrupt trailer (checksum mismatch)")
+            _, count = _TRAILER.unpack(trailer)
+            if count != index:
+                raise ValueError(f"{path}: trailer says {count} records, file holds {index}")
+            body.check_end()
+            return None
+        signal = _SIGNAL_OF.get(kind)
+        if signal is None:
+            raise ValueError(f"{path}: corrupt record {index}: unknown kind {kind}")
+        head = kind_byte + body.read(_RECORD_HEAD.size - 1, index, "record header")
+        _, received_at, length = _RECORD_HEAD.unpack(head)
+        if length > _MAX_PAYLOAD:
+            raise ValueError(f"{path}: corrupt record {index}: implausible length {length}")
+        payload = body.read(length, index, "payload") if length else b""
+        (crc,) = _CRC.unpack(body.read(_CRC.size, index, "checksum"))
+        if zlib.crc32(payload, zlib.crc32(head)) != crc:
+            raise ValueError(f"{path}: corrupt record {index}: checksum mismatch")
+        if received_at < self._last_received_at:
+            raise ValueError(f"{path}: record {index} is out of received_at order")
+        self._last_received_at = received_at
+        return RequestRecord(signal, received_at, payload)
+
+
+def read_request_log(path: str | os.PathLike[str]) -> RequestLogReader:
+    """The records of a request log in file (= received_at) order (see :class:`RequestLogReader`).
+
+    Raises ``ValueError`` at once on a wrong magic, an unsupported version
+    or a file shorter than its header, and :class:`DamagedLogError` (a
+    ``ValueError``) on a bad checksum, records out of order or a truncated
+    file, after yielding every record before the defect: a caller that must
+    be all-or-nothing should consume the whole iterator before committing.
+    """
+    return RequestLogReader(path)

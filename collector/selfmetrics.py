@@ -257,6 +257,16 @@ class CollectorMetrics:
             "Time to checkpoint: compress the new rows into the file and truncate the write-ahead log.",
             [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
         )
+        self.bulk_requests_written = r.counter(
+            "fleetwatch_bulk_requests_written_total",
+            "Requests from request logs (fleetwatch ingest, the demo's sample load) committed to DuckDB.",
+            ["signal"],
+        )
+        self.bulk_items_written = r.counter(
+            "fleetwatch_bulk_items_written_total",
+            "Spans or data points from request logs (fleetwatch ingest, the demo's sample load) committed to DuckDB.",
+            ["signal"],
+        )
         self.queue_bytes = r.gauge("fleetwatch_queue_bytes", "Decoded bytes queued in the process, not yet durable.")
         self.queue_requests = r.gauge("fleetwatch_queue_requests", "Requests waiting for their batch to commit.")
         self.queue_limit_bytes = r.gauge("fleetwatch_queue_limit_bytes", "The memory budget for queued bytes.")

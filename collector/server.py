@@ -22,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import importlib.abc
 import logging
+import os
 import signal
+import socket
 import sys
 import time
 
 from collector.auth import BearerAuth, server_ssl_context
-from collector.config import CollectorConfig
+from collector.config import CollectorConfig, parse_endpoint
 from collector.duckdb_exporter import DuckDBExporter
 from collector.exporters import FanOut
 from collector.logs import configure_logging
@@ -54,12 +56,56 @@ def build_exporters(config: CollectorConfig, metrics: CollectorMetrics) -> list:
     return exporters
 
 
-class Collector:
-    """One process that receives OTLP and owns its exporters (a DuckDB file, a forwarding queue)."""
+def _database_files_not_yet_there(config: CollectorConfig) -> list[str]:
+    """The DuckDB file and its log, where they do not exist yet: a failed start removes what it created."""
+    if "duckdb" not in config.exporter_names():
+        return []
+    path = os.path.expanduser(config.exporters.duckdb.path)
+    return [name for name in (path, path + ".wal") if not os.path.lexists(name)]
 
-    def __init__(self, config: CollectorConfig) -> None:
+
+def _remove_files(paths: list[str]) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def check_ports_free(config: CollectorConfig) -> None:
+    """Raise OSError naming the first enabled receiver whose fixed port cannot be bound now.
+
+    ``demo`` calls this before its long sample load, so a port in use is
+    reported in a second rather than after a minute of loading.
+    """
+    protocols = config.receivers.otlp.protocols
+    for name, receiver in (("OTLP/HTTP", protocols.http), ("OTLP/gRPC", protocols.grpc)):
+        if not receiver.enabled:
+            continue
+        host, port = parse_endpoint(receiver.endpoint, "endpoint")
+        if port == 0:
+            continue
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As the receivers bind: a port left in TIME_WAIT by a previous run is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise OSError(f"cannot listen on {host}:{port} for {name}: {exc.strerror}") from None
+
+
+class Collector:
+    """One process that receives OTLP and owns its exporters (a DuckDB file, a forwarding queue).
+
+    A port in use is found before any exporter creates a file, and a start
+    that fails later removes the database file it created, so a failed
+    ``serve`` leaves nothing behind.
+    """
+
+    def __init__(self, config: CollectorConfig, metrics: CollectorMetrics | None = None) -> None:
         self.config = config
-        self.metrics = CollectorMetrics()
+        self.metrics = metrics or CollectorMetrics()
         self.exporter = FanOut(build_exporters(config, self.metrics))
         self.ingestor: Ingestor | None = None
         self.http: HttpReceiver | None = None
@@ -77,7 +123,13 @@ class Collector:
 
     async def start(self) -> None:
         otlp = self.config.receivers.otlp
-        self.exporter.start()
+        check_ports_free(self.config)  # before any exporter creates its file or queue directory
+        new_files = _database_files_not_yet_there(self.config)
+        try:
+            self.exporter.start()
+        except BaseException:
+            _remove_files(new_files)
+            raise
         try:
             self.ingestor = Ingestor(self.config, self.metrics, self.exporter)
             auth = BearerAuth(otlp.auth.tokens())
@@ -99,6 +151,7 @@ class Collector:
         except BaseException:
             await self._stop_receivers()
             self.exporter.close()
+            _remove_files(new_files)
             raise
         self.state = "running"
         log.info(
@@ -136,13 +189,13 @@ class Collector:
         log.info("shut down cleanly", extra={"rows_written": self.metrics.rows_written.total()})
 
 
-async def serve(config: CollectorConfig) -> None:
+async def serve(config: CollectorConfig, metrics: CollectorMetrics | None = None) -> None:
     """Run until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    collector = Collector(config)
+    collector = Collector(config, metrics)
     await collector.start()
     try:
         await stop.wait()
@@ -197,10 +250,11 @@ def _use_system_allocator_for_arrow() -> None:
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
 
 
-def run(config: CollectorConfig) -> int:
+def run(config: CollectorConfig, metrics: CollectorMetrics | None = None) -> int:
+    """Serve until SIGTERM / SIGINT; ``metrics`` carries counts from earlier work in this process (demo's load)."""
     configure_logging(config.service.telemetry.logs.level)
     _raise_open_file_limit()
     keep_pandas_out()
     _use_system_allocator_for_arrow()
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, metrics))
     return 0

@@ -21,8 +21,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import duckdb
 import yaml
+
+from collector.duckdb_exporter import open_database
 
 
 def free_port() -> int:
@@ -141,7 +142,7 @@ def wait_until(condition, timeout: float = 120.0, what: str = "condition") -> No
 
 def query(db_path: Path | str, sql: str, params: list | None = None) -> list[tuple]:
     """Open the (closed) file read-only and run one query."""
-    con = duckdb.connect(str(db_path), read_only=True)
+    con = open_database(str(db_path), read_only=True)
     try:
         return con.execute(sql, params or []).fetchall()
     finally:

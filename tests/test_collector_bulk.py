@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from collector.bulk import ingest_request_log
 from collector.duckdb_exporter import DatabaseLockedError
 from collector.request_log import RequestLogWriter
+from collector.selfmetrics import CollectorMetrics
 from tests.collector_process import CollectorProcess, query
 from tests.otlp_requests import gauge_request, histogram_request, log_request, trace_request
 
@@ -60,15 +64,96 @@ def test_ingest_refuses_a_file_a_server_owns(tmp_path, request_log):
         assert result.returncode == 1 and "already open in another process" in result.stderr
 
 
+def _ingest_cli(db, *logs, **popen) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "collector.cli", "ingest", "--db", str(db), *map(str, logs)],
+                          capture_output=True, text=True, timeout=300, **popen)
+
+
 def test_ingest_cli(tmp_path, request_log):
     log_path, _ = request_log
     db = tmp_path / "fw.duckdb"
-    result = subprocess.run([sys.executable, "-m", "collector.cli", "ingest", "--db", str(db), str(log_path)],
-                            capture_output=True, text=True, timeout=120)
+    result = _ingest_cli(db, log_path)
     assert result.returncode == 0, result.stderr
-    assert "1000 spans" in result.stdout and "7 log records" in result.stdout and "1 bad requests" in result.stdout
-    broken = tmp_path / "broken.otlp.zst"
-    broken.write_bytes(log_path.read_bytes()[:-40])
-    result = subprocess.run([sys.executable, "-m", "collector.cli", "ingest", "--db", str(tmp_path / "b.duckdb"),
-                             str(broken)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1 and "cannot ingest" in result.stderr
+    assert "24 requests read; 1,000 spans, 6 metric points and 7 log records written" in result.stdout
+    assert "2 items rejected as invalid, 1 request not decodable" in result.stdout
+    assert "{" not in result.stdout  # words, not a Python dict
+
+
+def test_a_log_cut_short_keeps_every_intact_record(tmp_path):
+    """A request log cut inside its last record used to lose every good record before it."""
+    log_path = tmp_path / "cut.otlp.zst"
+    with RequestLogWriter(log_path) as log:
+        for i in range(120):
+            log.append("traces", BACKFILL_NS + i, trace_request(50, device=f"dev-{i}")[0])
+    log_path.write_bytes(log_path.read_bytes()[:-100])  # into the last compressed block
+    db = tmp_path / "fw.duckdb"
+    result = _ingest_cli(db, log_path)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    match = re.fullmatch(rf"fleetwatch: damaged request log: {re.escape(str(log_path))}: truncated request log: "
+                         r"end of data inside record (\d+) \(payload\) \(the damage starts at byte (\d+) of the "
+                         r"decompressed body; the (\d+) records before it are intact\)", line)
+    assert match, line
+    intact = int(match.group(1))
+    assert int(match.group(3)) == intact and 100 <= intact < 120  # only the last compressed block is lost
+    assert f"{intact} requests read; {intact * 50:,} spans" in result.stdout
+    assert query(db, "SELECT count(*), count(DISTINCT device_id) FROM spans")[0] == (intact * 50, intact)
+
+
+def test_ingest_of_a_file_that_is_not_a_request_log_creates_no_database(tmp_path):
+    not_a_log = tmp_path / "notes.txt"
+    not_a_log.write_text("these are not OTLP requests\n")
+    db = tmp_path / "fw.duckdb"
+    result = _ingest_cli(db, not_a_log)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"fleetwatch: cannot ingest: {not_a_log}: not a request log (bad magic b'these ar')"]
+    assert list(tmp_path.iterdir()) == [not_a_log]
+
+
+def test_bulk_writes_are_counted_in_the_metrics(tmp_path, request_log):
+    log_path, _ = request_log
+    metrics = CollectorMetrics()
+    counts = ingest_request_log(tmp_path / "fw.duckdb", log_path, metrics=metrics)
+    assert metrics.bulk_items_written.value(signal="traces") == counts["spans"] == 1000
+    assert metrics.bulk_items_written.value(signal="metrics") == counts["points"] == 6
+    assert metrics.bulk_requests_written.value(signal="traces") == 20
+    assert metrics.bulk_requests_written.value(signal="metrics") == 2
+    assert "fleetwatch_bulk_items_written_total{signal=\"traces\"} 1000" in metrics.registry.render()
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "fleet-sample.otlp.zst"
+
+
+@pytest.mark.parametrize("verb, signum", [("ingest", signal.SIGTERM), ("ingest", signal.SIGINT),
+                                          ("demo", signal.SIGTERM)])
+def test_a_signal_during_a_bulk_load_commits_what_was_loaded(tmp_path, verb, signum):
+    """SIGTERM / Ctrl-C mid-load: one line, exit 128+signal, and the database holds what that line reports."""
+    db = tmp_path / "fw.duckdb"
+    args = ([str(SAMPLE)] if verb == "ingest" else ["--http-port", "0", "--grpc-port", "0"])
+    proc = subprocess.Popen([sys.executable, "-m", "collector.cli", verb, "--db", str(db), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        while not (seen and seen[-1].startswith("loading fleet-sample.otlp.zst: ")):
+            seen.append(proc.stderr.readline())  # not a terminal: a plain progress line every few seconds
+            assert seen[-1], seen
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signum, stderr
+    last = stderr.strip().splitlines()[-1]
+    name = signal.Signals(signum).name
+    loading = f"loading {re.escape(str(SAMPLE))}" if verb == "ingest" else "loading the sample"
+    match = re.fullmatch(rf"fleetwatch: stopped by {name} while {loading}; committed so far: "
+                         r"([\d,]+) requests read; ([\d,]+) spans and ([\d,]+) metric points written", last)
+    assert match, stderr
+    assert "Traceback" not in stderr and "collector ready" not in stderr
+    requests, spans, points = (int(g.replace(",", "")) for g in match.groups())
+    assert 0 < requests < 80204 + 57700  # stopped part-way
+    assert query(db, "SELECT count(*) FROM spans")[0][0] == spans
+    assert query(db, "SELECT (SELECT count(*) FROM metric_points) + (SELECT count(*) FROM histogram_points)")[0][0] \
+        == points
+    assert query(db, "SELECT count(*) FROM ingest_log")[0][0] <= requests

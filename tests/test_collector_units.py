@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import subprocess
+import sys
 import time
 import zlib
 
@@ -29,7 +31,7 @@ def test_defaults_validate_and_listen_on_loopback():
 
 
 @pytest.mark.parametrize("text, seconds", [("200ms", 0.2), ("5s", 5), ("2m", 120), ("1h", 3600), ("3d", 259200),
-                                           (7, 7), ("1.5s", 1.5)])
+                                           ("1.5s", 1.5)])
 def test_durations(text, seconds):
     assert parse_duration(text, "k") == seconds
 
@@ -38,6 +40,24 @@ def test_durations(text, seconds):
 def test_bad_durations_name_the_key(bad):
     with pytest.raises(ConfigError, match="processors.batch.timeout"):
         config_from_dict({"processors": {"batch": {"timeout": bad}}})
+
+
+@pytest.mark.parametrize("bare", [3, 0.5, "3"])
+def test_duration_without_a_unit_is_refused_not_read_as_seconds(bare):
+    with pytest.raises(ConfigError, match=r"^service\.shutdown_timeout: .*unit"):
+        config_from_dict({"service": {"shutdown_timeout": bare}})
+
+
+def test_duration_without_a_unit_is_refused_from_a_config_file(tmp_path):
+    config = tmp_path / "gateway.yaml"
+    config.write_text("processors:\n  batch:\n    timeout: 3\n")
+    result = subprocess.run([sys.executable, "-m", "collector.cli", "serve", "--config", str(config),
+                             "--db", str(tmp_path / "fw.duckdb")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "fleetwatch: configuration error: processors.batch.timeout: a duration needs a unit, "
+        "e.g. 3s or 3ms (got the bare number 3)"]
+    assert not list(tmp_path.glob("fw.duckdb*"))
 
 
 def test_endpoints():
