@@ -160,7 +160,8 @@ def plan_incidents(fleet: Fleet, kinds: tuple[str, ...] | list[str], seed: int,
             return vis.shortfall("inferences at the site during the outage", volume.inferences(devs, s, e),
                                  vis.MIN_OUTAGE_INFERENCES)
 
-        if claimed := claim_site("site_offline", every_device, outage_shows):
+        if claimed := claim_site("site_offline", every_device, outage_shows,
+                                 lambda devs: volume.inferences(devs, s, e)):
             site, devs = claimed
             out.append(SiteOffline(
                 "site-offline-1", "site_offline", s, e, {"fleet.site": site.name},
