@@ -20,6 +20,7 @@ import json
 import os
 import re
 import sys
+import textwrap
 import time
 
 from .generator import DEFAULT_START_NS, HOUR, SimConfig, omitted_incidents
@@ -179,7 +180,18 @@ def incident_kinds_text() -> str:
     from . import incidents
 
     text = incidents.__doc__.split("Kinds (``KINDS``)", 1)[1].split("\n\n", 1)[1].rstrip()
-    return re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "")
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "")
+    table, *notes = text.split("\n\n")
+    entries: list[list[str]] = []  # [kind, description]; a description's later lines are indented
+    for line in table.splitlines():
+        if line[:1].isspace():
+            entries[-1][1] += " " + line.strip()
+        else:
+            entries.append(line.split(None, 1))
+    width = max(len(kind) for kind, _ in entries) + 2
+    kinds = [textwrap.fill(desc, 100, initial_indent=kind.ljust(width), subsequent_indent=" " * width)
+             for kind, desc in entries]
+    return "\n".join(kinds) + "".join("\n\n" + textwrap.fill(" ".join(n.split()), 100) for n in notes)
 
 
 def ingest_summary(db: str, counts: dict) -> str:
