@@ -251,14 +251,19 @@ def plan_incidents(fleet: Fleet, kinds: tuple[str, ...] | list[str], seed: int,
         elif not omit("thermal_throttling", (
                 f"a {(e - s) / MINUTE:.0f}-minute hot window (12 % of the run) is too short to show; it needs "
                 f"{shortest / MINUTE:.0f} minutes (at least 4 metric intervals)") if e - s < shortest else None):
-            # the site with the most jetson-orin inferences in the middle of the window
+            # the site with the most jetson-orin inferences in the middle of the window: a site no
+            # other incident uses if one has enough of them, else any site
             q = (e - s) // 4
-            free = [st for st in cands if st.name not in used] or cands
-            site = max(free, key=lambda st: (volume.inferences(want.at(st), s + q, e - q), st.name))
+
+            def hot_inferences(st: Site) -> float:
+                return volume.inferences(want.at(st), s + q, e - q)
+
+            free = [st for st in cands if st.name not in used and hot_inferences(st) >= vis.MIN_THERMAL_INFERENCES]
+            site = max(free or cands, key=lambda st: (hot_inferences(st), st.name))
             devs = want.at(site)
             if not omit("thermal_throttling", vis.shortfall(
                     "jetson-orin inferences at the site in the middle of the hot window",
-                    volume.inferences(devs, s + q, e - q), vis.MIN_THERMAL_INFERENCES)):
+                    hot_inferences(site), vis.MIN_THERMAL_INFERENCES)):
                 used.add(site.name)
                 rise = _hot_plateau_rise(fleet, devs, s, e, ramp)
                 out.append(ThermalThrottling(

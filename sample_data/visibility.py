@@ -38,7 +38,7 @@ MIN_SHADOW_PAIRS = 600  # edge/cloud pairs on the new model version and on the o
 MIN_EXECUTE_SPANS = 150  # execute spans of the regressed class on each firmware
 MIN_SLOW_ERROR_LATE = 2500  # the region's inferences in the last quarter of the ramp
 MIN_SKEW_INFERENCES = 100  # per skewed device over the run
-MIN_THERMAL_INFERENCES = 60  # the hot cohort's inferences in the middle half of the hot window
+MIN_THERMAL_INFERENCES = 40  # the hot cohort's inferences in the middle half of the hot window
 
 MIN_BURST_RUN = 2 * HOUR  # a page needs the 1-hour window before and around the burst
 MIN_OUTAGE = 30 * MINUTE  # and at least three export intervals
