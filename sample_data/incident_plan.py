@@ -241,45 +241,7 @@ def plan_incidents(fleet: Fleet, kinds: tuple[str, ...] | list[str], seed: int,
                 label_prior=prior,
             ))
     if "thermal_throttling" in kinds:
-        want = _Want(fleet, lambda d: d.device_class.name == "jetson-orin")
-        s, e = window(0.75, 0.12, 4 * HOUR)
-        ramp = min(30 * MINUTE, (e - s) // 8)  # the middle half of the window is all plateau
-        shortest = max(vis.MIN_THERMAL_WINDOW, 4 * volume.metric_interval_ns)
-        cands = [st for st in sites if want(st)]
-        if not cands:
-            omit("thermal_throttling", "no jetson-orin device in this fleet")
-        elif not omit("thermal_throttling", (
-                f"a {(e - s) / MINUTE:.0f}-minute hot window (12 % of the run) is too short to show; it needs "
-                f"{shortest / MINUTE:.0f} minutes (at least 4 metric intervals)") if e - s < shortest else None):
-            # the site with the most jetson-orin inferences in the middle of the window: a site no
-            # other incident uses if one has enough of them, else any site
-            q = (e - s) // 4
-
-            def hot_inferences(st: Site) -> float:
-                return volume.inferences(want.at(st), s + q, e - q)
-
-            free = [st for st in cands if st.name not in used and hot_inferences(st) >= vis.MIN_THERMAL_INFERENCES]
-            site = max(free or cands, key=lambda st: (hot_inferences(st), st.name))
-            devs = want.at(site)
-            if not omit("thermal_throttling", vis.shortfall(
-                    "jetson-orin inferences at the site in the middle of the hot window",
-                    hot_inferences(site), vis.MIN_THERMAL_INFERENCES)):
-                used.add(site.name)
-                rise = _hot_plateau_rise(fleet, devs, s, e, ramp)
-                out.append(ThermalThrottling(
-                    "thermal-1", "thermal_throttling", s, e,
-                    {"fleet.site": site.name, "device.class": "jetson-orin"},
-                    {"temperature_rise_c": rise, "ramp_minutes": round(ramp / MINUTE, 2),
-                     "threshold_c": THROTTLE_C, "plateau_at_least_c": THROTTLE_C + THERMAL_MARGIN_C,
-                     "latency_factor_preprocess_execute": THROTTLE_FACTOR,
-                     "throttled": "while the modelled SoC temperature is above the threshold "
-                                  "(the whole window but its ramps; other devices never reach it)"},
-                    {"signal": "device.temperature gauge and inference latency by device",
-                     "expect": "temperature above 85 C together with ~2.2x inference latency (2.3x on "
-                               "preprocess and execute) on these devices only"},
-                    f"Cooling failure at {site.name}: jetson-orin modules heat up and throttle.",
-                    devs, temperature_rise_c=rise, ramp_ns=ramp,
-                ))
+        _plan_thermal(fleet, volume, sites, used, plan)
     if "slow_error_increase" in kinds:
         s = at(0.10)
         late = end - (end - s) // 4
@@ -359,6 +321,57 @@ def plan_incidents(fleet: Fleet, kinds: tuple[str, ...] | list[str], seed: int,
     if "clock_skew" in kinds:
         _plan_clock_skew(fleet, volume, rng, plan)
     return plan
+
+
+def _plan_thermal(fleet: Fleet, volume: vis.RunVolume, sites: list[Site], used: set[str],
+                  plan: IncidentPlan) -> None:
+    """Jetson-orin modules at one site overheat from 75 % of the run for 12 % of it (at most
+    4 hours): heat sized so that all of them throttle between the ramps, at the site with the
+    most of their inferences in the middle of the window (one no other incident uses, if one
+    has enough)."""
+    kind = "thermal_throttling"
+    want = _Want(fleet, lambda d: d.device_class.name == "jetson-orin")
+    s = fleet.start_ns + int(0.75 * fleet.duration_ns)
+    e = s + min(int(0.12 * fleet.duration_ns), 4 * HOUR)
+    ramp = min(30 * MINUTE, (e - s) // 8)  # the middle half of the window is all plateau
+    shortest = max(vis.MIN_THERMAL_WINDOW, 4 * volume.metric_interval_ns)
+    cands = [st for st in sites if want(st)]
+    if not cands:
+        plan.omitted[kind] = "no jetson-orin device in this fleet"
+        return
+    if e - s < shortest:
+        plan.omitted[kind] = (f"a {(e - s) / MINUTE:.0f}-minute hot window (12 % of the run) is too short to "
+                              f"show; it needs {shortest / MINUTE:.0f} minutes (at least 4 metric intervals)")
+        return
+    q = (e - s) // 4
+
+    def hot_inferences(st: Site) -> float:
+        return volume.inferences(want.at(st), s + q, e - q)
+
+    free = [st for st in cands if st.name not in used and hot_inferences(st) >= vis.MIN_THERMAL_INFERENCES]
+    site = max(free or cands, key=lambda st: (hot_inferences(st), st.name))
+    reason = vis.shortfall("jetson-orin inferences at the site in the middle of the hot window",
+                           hot_inferences(site), vis.MIN_THERMAL_INFERENCES)
+    if reason:
+        plan.omitted[kind] = reason
+        return
+    used.add(site.name)
+    devs = want.at(site)
+    rise = _hot_plateau_rise(fleet, devs, s, e, ramp)
+    plan.incidents.append(ThermalThrottling(
+        "thermal-1", kind, s, e,
+        {"fleet.site": site.name, "device.class": "jetson-orin"},
+        {"temperature_rise_c": rise, "ramp_minutes": round(ramp / MINUTE, 2),
+         "threshold_c": THROTTLE_C, "plateau_at_least_c": THROTTLE_C + THERMAL_MARGIN_C,
+         "latency_factor_preprocess_execute": THROTTLE_FACTOR,
+         "throttled": "while the modelled SoC temperature is above the threshold "
+                      "(the whole window but its ramps; other devices never reach it)"},
+        {"signal": "device.temperature gauge and inference latency by device",
+         "expect": "temperature above 85 C together with ~2.2x inference latency (2.3x on "
+                   "preprocess and execute) on these devices only"},
+        f"Cooling failure at {site.name}: jetson-orin modules heat up and throttle.",
+        devs, temperature_rise_c=rise, ramp_ns=ramp,
+    ))
 
 
 def _plan_clock_skew(fleet: Fleet, volume: vis.RunVolume, rng: np.random.Generator, plan: IncidentPlan) -> None:
