@@ -271,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
                     bar.close()
             manifest = result.pop("manifest")
             manifest["live"] = {"endpoint": args.endpoint, "protocol": args.protocol, "speed": args.speed}
+            if args.speed != 1:
+                # the gateway stamps received_at with its wall clock: the incidents' times are simulated ones
+                manifest["live"]["received_at"] = (
+                    "the gateway's wall clock, not the simulated one: lateness (site_offline) and "
+                    "received_at - end_time (clock_skew) are compressed; verify those on a bulk run")
             if args.manifest:
                 _write_manifest(manifest, args.manifest)
             sent, failed = result["sent"], result["failed"]

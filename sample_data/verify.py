@@ -153,7 +153,8 @@ def check_input_drift(d: FleetData, inc: dict, manifest: dict) -> dict:
             _require(abs(delta - shift) < max(0.15 * shift, 4 * se),
                      f"drift: brightness mean moved {delta:.2f} at {s}, manifest says {shift}")
             _require(low_tol < (low_after - low_before) / 2, f"drift: too few inferences at {s} after the start")
-            _require(abs(low - low_after) < low_tol, f"drift: lighting=low share {low:.3f} at {s}, expected {low_after}")
+            _require(abs(low - low_after) < low_tol,
+                     f"drift: lighting=low share {low:.3f} at {s}, expected {low_after}")
             dc = float(contrast[g & after].mean() - contrast[g & ~after].mean())
             dc_se = float(np.nanstd(contrast[g]) * np.sqrt(1 / (g & after).sum() + 1 / (g & ~after).sum()))
             _require(abs(dc) < max(0.02, 4 * dc_se), f"drift: contrast moved {dc:.4f} at {s} but should not")
@@ -181,8 +182,8 @@ def check_shadow_disagreement(d: FleetData, inc: dict, manifest: dict) -> dict:
         _require(len(pairs) >= 100, f"shadow: only {len(pairs)} edge/cloud pairs for version {version or 'old'}")
         agree = float(np.mean([a == b for a, b in pairs]))
         tol = max(0.03, 3.5 * _share_se(expected, len(pairs)))
-        _require(tol < gap / 2, f"shadow: {len(pairs)} edge/cloud pairs for version {version or 'old'} cannot "
-                                f"tell agreement {mag['expected_agreement_after']} from {mag['expected_agreement_before']}")
+        _require(tol < gap / 2, f"shadow: {len(pairs)} edge/cloud pairs for version {version or 'old'} cannot tell "
+                                f"agreement {mag['expected_agreement_after']} from {mag['expected_agreement_before']}")
         _require(abs(agree - expected) < tol,
                  f"shadow: agreement {agree:.3f} on {version or 'old versions'}, expected {expected}")
         out["agreement_" + ("new" if version else "old")] = round(agree, 4)
