@@ -37,6 +37,7 @@ from collector.request_log import RequestLogWriter
 from .streams import NETWORK, stream
 from .generator import FleetSimulation, Request, SimConfig
 from .otel import readable_spans
+from .progress import progress_reporter
 
 DEFAULT_LEVEL = 10
 
@@ -95,13 +96,14 @@ def _sha256(path: str) -> str:
 
 
 def write_request_log(cfg: SimConfig, path: str, *, level: int = DEFAULT_LEVEL,
-                      progress: bool | None = None) -> dict:
+                      progress: bool | None = False) -> dict:
     """Simulate ``cfg`` into the request log ``path``; return the manifest.
 
-    ``progress``: show a tqdm bar (default: only when stderr is a TTY).
+    ``progress``: False (default) nothing; None a bar on a terminal and periodic
+    lines on stderr otherwise; True a bar (:mod:`sample_data.progress`).
     """
     sim = FleetSimulation(cfg)
-    bar = _progress_bar(sim.n_ticks, "simulate", progress)
+    bar = progress_reporter(sim.n_ticks, "simulate", progress)
     counts = {"traces": 0, "metrics": 0}
     raw_bytes = 0
     try:
@@ -126,12 +128,13 @@ def write_request_log(cfg: SimConfig, path: str, *, level: int = DEFAULT_LEVEL,
 
 
 def ingest_into_duckdb(cfg: SimConfig, db_path: str, *, level: int = 3,
-                       progress: bool | None = None, keep_log: str | None = None) -> dict:
+                       progress: bool | None = False, keep_log: str | None = None) -> dict:
     """Simulate ``cfg`` and load it into ``db_path`` through the collector.
 
     Writes a temporary request log (or ``keep_log``) and hands it to
     ``collector.bulk.ingest_request_log``, the collector's own ingest path.
-    Returns ``{"manifest": ..., "ingest": <collector counts>}``.
+    Returns ``{"manifest": ..., "ingest": <collector counts>}``. A ``db_path`` in
+    a directory that does not exist is a ValueError naming that path.
     """
     try:
         from collector.bulk import ingest_request_log
@@ -141,21 +144,10 @@ def ingest_into_duckdb(cfg: SimConfig, db_path: str, *, level: int = 3,
         manifest = write_request_log(cfg, keep_log, level=level, progress=progress)
         return {"manifest": manifest, "ingest": ingest_request_log(db_path, keep_log)}
     directory = os.path.dirname(os.path.abspath(db_path))
+    if not os.path.isdir(directory):
+        # checked here: otherwise the temporary directory below is the path the error names
+        raise ValueError(f"cannot create {db_path}: directory {directory} does not exist")
     with tempfile.TemporaryDirectory(dir=directory, prefix=".fleetwatch-sim-") as tmp:
         log_path = os.path.join(tmp, "run.otlp.zst")
         manifest = write_request_log(cfg, log_path, level=level, progress=progress)
         return {"manifest": manifest, "ingest": ingest_request_log(db_path, log_path)}
-
-
-def _progress_bar(total: int, desc: str, enabled: bool | None):
-    import sys
-
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is optional: no bar then
-        return None
-    return tqdm(total=total, desc=desc, unit="tick", leave=False)

@@ -20,10 +20,12 @@ import json
 import os
 import re
 import sys
+import textwrap
 import time
 
-from .generator import DEFAULT_START_NS, HOUR, SimConfig
+from .generator import DEFAULT_START_NS, HOUR, SimConfig, omitted_incidents
 from .incidents import KINDS, iso
+from .progress import progress_reporter
 
 NS = 1_000_000_000
 SAMPLE_DEFAULTS = {
@@ -133,8 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--timeout", type=float, default=10.0, help="live: export timeout in seconds")
     o.add_argument("--level", type=int, default=d["level"], help="--out: zstd level (default %(default)s)")
     pr = o.add_mutually_exclusive_group()
-    pr.add_argument("--progress", dest="progress", action="store_true", default=None, help="force a progress bar")
-    pr.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    pr.add_argument("--progress", dest="progress", action="store_true", default=None,
+                    help="a progress bar even without a terminal (default: a bar on a terminal, "
+                         "periodic lines on stderr otherwise)")
+    pr.add_argument("--no-progress", dest="progress", action="store_false", help="no progress output")
     p.add_argument("--list-incidents", action="store_true", help="print the incident kinds and exit")
     return p
 
@@ -171,16 +175,43 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
-def _progress(total: int, enabled: bool | None, desc: str):
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="tick", leave=False)
+def incident_kinds_text() -> str:
+    """The incident catalogue of :mod:`sample_data.incidents` as plain text (no reST markup)."""
+    from . import incidents
+
+    text = incidents.__doc__.split("Kinds (``KINDS``)", 1)[1].split("\n\n", 1)[1].rstrip()
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "")
+    table, *notes = text.split("\n\n")
+    entries: list[list[str]] = []  # [kind, description]; a description's later lines are indented
+    for line in table.splitlines():
+        if line[:1].isspace():
+            entries[-1][1] += " " + line.strip()
+        else:
+            entries.append(line.split(None, 1))
+    width = max(len(kind) for kind, _ in entries) + 2
+    kinds = [textwrap.fill(desc, 100, initial_indent=kind.ljust(width), subsequent_indent=" " * width)
+             for kind, desc in entries]
+    return "\n".join(kinds) + "".join("\n\n" + textwrap.fill(" ".join(n.split()), 100) for n in notes)
+
+
+def ingest_summary(db: str, counts: dict) -> str:
+    """The collector's ingest counts in words."""
+    text = (f"loaded {counts.get('spans', 0):,} spans and {counts.get('points', 0):,} metric points "
+            f"from {counts.get('requests', 0):,} requests into {db}")
+    problems = [f"{counts[key]:,} {what}" for key, what in
+                (("rejected", "items rejected"), ("duplicates", "duplicate requests skipped"),
+                 ("bad_requests", "bad requests")) if counts.get(key)]
+    return text + (f" ({', '.join(problems)})" if problems else "")
+
+
+def _missing_directory(paths: list[str | None]) -> str | None:
+    """A one-line error for the first output path whose directory does not exist."""
+    for path in paths:
+        if path:
+            directory = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(directory):
+                return f"cannot write {path}: directory {directory} does not exist"
+    return None
 
 
 def _write_manifest(manifest: dict, path: str) -> None:
@@ -195,9 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_incidents:
-        from . import incidents
-
-        print(incidents.__doc__.split("Kinds (``KINDS``)", 1)[1].split("\n\n", 1)[1].rstrip())
+        print(incident_kinds_text())
         return 0
     if not (args.out or args.db or args.endpoint):
         parser.error("one of --out FILE, --db PATH or --endpoint URL is required")
@@ -220,6 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg.validate()
     except ValueError as exc:
         parser.error(str(exc))
+    missing = _missing_directory([args.out, args.db, args.manifest])
+    if missing:
+        print(f"fleetwatch simulate: {missing}", file=sys.stderr)
+        return 1
+    # the manifest is the answer key: say which asked-for incidents this run is too small to show
+    for kind, reason in omitted_incidents(cfg).items():
+        print(f"fleetwatch simulate: no {kind} incident in this run: {reason}", file=sys.stderr)
 
     t0 = time.perf_counter()
     try:
@@ -227,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             from .live import LiveRunner
 
             runner = LiveRunner(cfg, args.endpoint, args.protocol, args.speed, timeout=args.timeout)
-            bar = _progress(runner.sim.n_ticks, args.progress, "live")
+            bar = progress_reporter(runner.sim.n_ticks, "live", args.progress)
             try:
                 result = runner.run(bar.update if bar else None)
             finally:
@@ -235,10 +271,18 @@ def main(argv: list[str] | None = None) -> int:
                     bar.close()
             manifest = result.pop("manifest")
             manifest["live"] = {"endpoint": args.endpoint, "protocol": args.protocol, "speed": args.speed}
+            if args.speed != 1:
+                # the gateway stamps received_at with its wall clock: the incidents' times are simulated ones
+                manifest["live"]["received_at"] = (
+                    "the gateway's wall clock, not the simulated one: lateness (site_offline) and "
+                    "received_at - end_time (clock_skew) are compressed; verify those on a bulk run")
             if args.manifest:
                 _write_manifest(manifest, args.manifest)
-            print(f"fleetwatch simulate: sent {result['sent']} failed {result['failed']} "
-                  f"in {time.perf_counter() - t0:.1f}s (max lag {result['max_lag_s']:.1f}s)", file=sys.stderr)
+            sent, failed = result["sent"], result["failed"]
+            print(f"fleetwatch simulate: sent {sent.get('traces', 0):,} trace and {sent.get('metrics', 0):,} metric "
+                  f"requests to {args.endpoint} in {time.perf_counter() - t0:.1f}s, "
+                  f"{sum(failed.values()):,} failed; at most {result['max_lag_s']:.1f}s behind the "
+                  "simulated clock", file=sys.stderr)
             return 0 if not any(result["failed"].values()) else 1
 
         options = regeneration_options(cfg, args.level)
@@ -274,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{data['records']['traces']} trace and {data['records']['metrics']} metric requests) "
               f"and {manifest_path} in {elapsed:.1f}s", file=sys.stderr)
     else:
-        print(f"fleetwatch simulate: loaded {args.db} {manifest['ingest']} in {elapsed:.1f}s; "
+        print(f"fleetwatch simulate: {ingest_summary(args.db, manifest['ingest'])} in {elapsed:.1f}s; "
               f"manifest {manifest_path}", file=sys.stderr)
     return 0
 

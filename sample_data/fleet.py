@@ -27,7 +27,8 @@ Catalogue (the numbers are the generator's baseline; incidents change them):
 
 Rollouts are staged: a canary stage on about 10 % of the target devices,
 then the rest of the fleet spread over a few hours. Times are fractions of
-the run, so short live runs get the same shape as the two-day sample.
+the run, so short live runs get the same rollout shape as the two-day
+sample (not necessarily the same incidents: see ``sample_data.visibility``).
 """
 
 from __future__ import annotations

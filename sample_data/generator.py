@@ -46,6 +46,7 @@ from .fleet import DEVICE_CLASSES, MODELS, NS, Fleet, build_fleet
 from .incident_plan import plan_incidents
 from .incidents import KINDS, Effects, Incident, iso
 from .otel import DeviceMeters, SimResource, SpanSpec
+from .visibility import RunVolume
 
 DEFAULT_START_NS = 1_793_577_600 * NS  # 2026-11-02T00:00:00Z, a Monday
 CLOUD_RESOURCE = {
@@ -90,6 +91,20 @@ class SimConfig:
                 raise ValueError(f"{name} must be in [0, 1]")
 
 
+def run_volume(cfg: SimConfig, fleet: Fleet) -> RunVolume:
+    """How much telemetry ``cfg`` gives ``fleet`` where (what the incident plan sizes against)."""
+    return RunVolume(fleet, inferences_per_hour=cfg.inferences_per_hour, shadow_ratio=cfg.shadow_ratio,
+                     stage_ratio=cfg.stage_ratio, export_interval_s=cfg.export_interval_s,
+                     metric_interval_s=cfg.metric_interval_s)
+
+
+def omitted_incidents(cfg: SimConfig) -> dict[str, str]:
+    """The incident kinds ``cfg`` asks for that its run is too small or too short to show, with
+    the reason for each (cheap: plans the fleet and its incidents, simulates nothing)."""
+    fleet = build_fleet(cfg.devices, cfg.seed, cfg.start_ns, cfg.duration_ns)
+    return plan_incidents(fleet, cfg.incidents, cfg.seed, run_volume(cfg, fleet)).omitted
+
+
 # --------------------------------------------------------------------------------------
 # emitters: who sends telemetry (devices, the cloud shadow service, the labeling service)
 # --------------------------------------------------------------------------------------
@@ -131,7 +146,9 @@ class FleetSimulation:
         self.metric_every = cfg.metric_interval_s // cfg.export_interval_s
         self.n_ticks = math.ceil(cfg.duration_ns / self.tick_ns)
         self.fleet: Fleet = build_fleet(cfg.devices, cfg.seed, cfg.start_ns, cfg.duration_ns)
-        self.incidents: list[Incident] = plan_incidents(self.fleet, cfg.incidents, cfg.seed)
+        plan = plan_incidents(self.fleet, cfg.incidents, cfg.seed, run_volume(cfg, self.fleet))
+        self.incidents: list[Incident] = plan.incidents
+        self.omitted_incidents: dict[str, str] = plan.omitted  # kind -> why this run cannot show it
         self.effects = Effects(self.incidents)
         self.model_rollouts = {r.target: r for r in self.fleet.rollouts if r.kind == "model"}
         self.firmware_rollouts = {r.target: r for r in self.fleet.rollouts if r.kind == "firmware"}
@@ -316,6 +333,7 @@ class FleetSimulation:
             "rollouts": [r.describe() for r in f.rollouts],
             "deployments": deployments,
             "incidents": [i.describe(f) for i in self.incidents],
+            "incidents_omitted": dict(self.omitted_incidents),
         }
 
 

@@ -11,8 +11,10 @@ when it is absent, too small, too large or leaks into other cohorts::
 
     python -m sample_data.verify sample_data/fleet-sample.otlp.zst sample_data/manifest.json
 
-Tolerances are statistical (several standard errors for the sample's
-volumes) and wide enough for smaller runs of a few dozen devices; the
+Tolerances are statistical (several standard errors of what was measured)
+and every check also demands the data a detector would need to tell the
+incident from normal operation; the simulator lists an incident only when
+its run is big enough for that (:mod:`sample_data.visibility`). The
 measured values are returned so a report can show them.
 """
 
@@ -38,6 +40,22 @@ class IncidentCheckFailed(AssertionError):
 def _require(cond: bool, message: str) -> None:
     if not cond:
         raise IncidentCheckFailed(message)
+
+
+def _share_se(p: float, n: int) -> float:
+    """Standard error of a share ``p`` measured on ``n`` events."""
+    return float(np.sqrt(max(p * (1 - p), 1e-6) / max(n, 1)))
+
+
+def _median_log_se(*samples: np.ndarray) -> float:
+    """Standard error of the difference of the log medians of ``samples`` (robust spread:
+    the median absolute deviation, so the Pareto tail does not inflate it)."""
+    var = 0.0
+    for x in samples:
+        lx = np.log(x)
+        sigma = 1.4826 * float(np.median(np.abs(lx - np.median(lx))))
+        var += (1.2533 * sigma) ** 2 / len(x)
+    return float(np.sqrt(var))
 
 
 class FleetData:
@@ -85,6 +103,8 @@ class FleetData:
         self.exec_class = rcol("device.class", xi)
         self.exec_firmware = rcol("device.firmware.version", xi)
         self.exec_ms = (end[xi] - start[xi]) / 1e6
+        self.exec_device = rcol("device.id", xi)
+        self.exec_start = start[xi]
 
         # every record's site and receive time (all signals' spans), for the offline check
         self.all_site = np.array([r.get("fleet.site", "") for r in res])
@@ -127,17 +147,23 @@ def check_input_drift(d: FleetData, inc: dict, manifest: dict) -> dict:
         delta = float(b[g & after].mean() - b[g & ~after].mean())
         se = float(std * np.sqrt(1 / (g & after).sum() + 1 / (g & ~after).sum()))
         low = float((light[g & after] == "low").mean())
+        low_tol = max(0.07, 4 * _share_se(low_after, int((g & after).sum())))
         if s == site:
+            _require(shift > 8 * se, f"drift: too few inferences at {s} to measure a {shift} shift")
             _require(abs(delta - shift) < max(0.15 * shift, 4 * se),
                      f"drift: brightness mean moved {delta:.2f} at {s}, manifest says {shift}")
-            _require(abs(low - low_after) < 0.07, f"drift: lighting=low share {low:.3f} at {s}, expected {low_after}")
+            _require(low_tol < (low_after - low_before) / 2, f"drift: too few inferences at {s} after the start")
+            _require(abs(low - low_after) < low_tol,
+                     f"drift: lighting=low share {low:.3f} at {s}, expected {low_after}")
             dc = float(contrast[g & after].mean() - contrast[g & ~after].mean())
-            _require(abs(dc) < 0.02, f"drift: contrast moved {dc:.4f} at {s} but should not")
+            dc_se = float(np.nanstd(contrast[g]) * np.sqrt(1 / (g & after).sum() + 1 / (g & ~after).sum()))
+            _require(abs(dc) < max(0.02, 4 * dc_se), f"drift: contrast moved {dc:.4f} at {s} but should not")
             out.update(brightness_shift=round(delta, 3), lighting_low_after=round(low, 3),
                        contrast_shift=round(dc, 4), events_after=int((g & after).sum()))
         else:
             _require(abs(delta) < max(0.25 * std, 4 * se), f"drift leaked: brightness moved {delta:.2f} at {s}")
-            _require(abs(low - low_before) < 0.05, f"drift leaked: lighting=low share {low:.3f} at {s}")
+            _require(abs(low - low_before) < max(0.05, 4 * _share_se(low_before, int((g & after).sum()))),
+                     f"drift leaked: lighting=low share {low:.3f} at {s}")
             out["other_groups"][s] = round(delta, 3)
     _require("brightness_shift" in out, f"drift: not enough data for the cohort at {site}")
     _require(len(out["other_groups"]) >= 1, "drift: no other cohort to compare with")
@@ -147,6 +173,7 @@ def check_input_drift(d: FleetData, inc: dict, manifest: dict) -> dict:
 def check_shadow_disagreement(d: FleetData, inc: dict, manifest: dict) -> dict:
     model, new = inc["cohort"]["ml.model.name"], inc["cohort"]["ml.model.version"]
     mag = inc["magnitude"]
+    gap = mag["expected_agreement_before"] - mag["expected_agreement_after"]
     out = {}
     for version, expected in ((new, mag["expected_agreement_after"]),
                               (None, mag["expected_agreement_before"])):
@@ -154,7 +181,9 @@ def check_shadow_disagreement(d: FleetData, inc: dict, manifest: dict) -> dict:
         pairs = [(lab, d.cloud_label[r]) for r, lab in zip(d.request_id[g], d.label[g]) if r in d.cloud_label]
         _require(len(pairs) >= 100, f"shadow: only {len(pairs)} edge/cloud pairs for version {version or 'old'}")
         agree = float(np.mean([a == b for a, b in pairs]))
-        tol = max(0.03, 4 * np.sqrt(expected * (1 - expected) / len(pairs)))
+        tol = max(0.03, 3.5 * _share_se(expected, len(pairs)))
+        _require(tol < gap / 2, f"shadow: {len(pairs)} edge/cloud pairs for version {version or 'old'} cannot tell "
+                                f"agreement {mag['expected_agreement_after']} from {mag['expected_agreement_before']}")
         _require(abs(agree - expected) < tol,
                  f"shadow: agreement {agree:.3f} on {version or 'old versions'}, expected {expected}")
         out["agreement_" + ("new" if version else "old")] = round(agree, 4)
@@ -165,21 +194,30 @@ def check_shadow_disagreement(d: FleetData, inc: dict, manifest: dict) -> dict:
 def check_latency_regression(d: FleetData, inc: dict, manifest: dict) -> dict:
     cls = inc["cohort"]["device.class"]
     factor = inc["magnitude"]["execute_latency_factor"]
+    # leave out executions slowed by throttling: another incident's effect
+    hot = np.zeros(len(d.exec_ms), dtype=bool)
+    for other in manifest["incidents"]:
+        if other["kind"] == "thermal_throttling":
+            hot |= np.isin(d.exec_device, other["devices"]) & (d.exec_start >= other["start_unix_nano"]) & (
+                d.exec_start < other["end_unix_nano"])
     out = {"other_classes": {}}
     for name, c in DEVICE_CLASSES.items():
-        old = d.exec_ms[(d.exec_class == name) & (d.exec_firmware == c.firmware[0])]
-        new = d.exec_ms[(d.exec_class == name) & (d.exec_firmware == c.firmware[1])]
+        old = d.exec_ms[(d.exec_class == name) & (d.exec_firmware == c.firmware[0]) & ~hot]
+        new = d.exec_ms[(d.exec_class == name) & (d.exec_firmware == c.firmware[1]) & ~hot]
         if len(old) < 50 or len(new) < 50:
             if name == cls:
                 raise IncidentCheckFailed(f"latency: too few execute spans for {name} ({len(old)}/{len(new)})")
             continue
         ratio = float(np.median(new) / np.median(old))
+        tol = 4 * _median_log_se(old, new)
         if name == cls:
-            _require(abs(ratio - factor) < 0.15 * factor,
+            _require(tol < np.log(factor) / 2, f"latency: too few execute spans for {name} to measure x{factor}")
+            _require(abs(np.log(ratio / factor)) < max(np.log(1.15), tol),
                      f"latency: {name} execute median x{ratio:.2f} after the firmware update, manifest says x{factor}")
             out["execute_median_ratio"] = round(ratio, 3)
         else:
-            _require(abs(ratio - 1) < 0.1, f"latency leaked: {name} execute median x{ratio:.2f} after its update")
+            _require(abs(np.log(ratio)) < max(np.log(1.1), tol),
+                     f"latency leaked: {name} execute median x{ratio:.2f} after its update")
             out["other_classes"][name] = round(ratio, 3)
     return out
 
@@ -189,7 +227,7 @@ def check_error_burst(d: FleetData, inc: dict, manifest: dict) -> dict:
     rate = inc["magnitude"]["error_rate"]
     w = (d.start >= inc["start_unix_nano"]) & (d.start < inc["end_unix_nano"])
     g = d.site == site
-    _require((g & w).sum() >= 20, f"burst: only {(g & w).sum()} inferences at {site} in the window")
+    _require((g & w).sum() >= 60, f"burst: only {(g & w).sum()} inferences at {site} in the window")
     inside = float(d.error[g & w].mean())
     outside = float(d.error[g & ~w].mean())
     others = float(d.error[~g & w].mean())
@@ -215,16 +253,24 @@ def check_slow_error_increase(d: FleetData, inc: dict, manifest: dict) -> dict:
     early = d.start < s
     late_rate = float(d.error[g & late].mean())
     expected_late = BASE_ERROR_RATE + add * 0.875
-    _require((g & late).sum() >= 500, "slow errors: too little data at the end of the window")
-    _require(late_rate > BASE_ERROR_RATE + 0.5 * add, f"slow errors: late error rate {late_rate:.4f} in {region}, "
-                                                      f"expected ~{expected_late:.4f}")
+    n_late = int((g & late).sum())
+    # late in the ramp the region burns its 99.5 % budget at 2x and more (a ticket, not a page):
+    # the rate must clear base + 0.35 * add (half-way to its expected value) by 3.5 standard errors
+    floor = BASE_ERROR_RATE + 0.35 * add
+    _require(n_late >= 500 and 3.5 * _share_se(expected_late, n_late) < expected_late - floor,
+             f"slow errors: {n_late} inferences at the end of the window are too few to tell")
+    _require(late_rate > floor, f"slow errors: late error rate {late_rate:.4f} in {region}, "
+                                f"expected ~{expected_late:.4f}")
     _require(late_rate < BASE_ERROR_RATE + 1.5 * add, f"slow errors: late error rate {late_rate:.4f} too high")
-    others = float(d.error[(d.region != region) & ~exclude & late].mean())
-    _require(others < BASE_ERROR_RATE + 0.3 * add, f"slow errors leaked: {others:.4f} in other regions")
+    other = (d.region != region) & ~exclude & late
+    others = float(d.error[other].mean()) if other.any() else BASE_ERROR_RATE
+    _require(others < BASE_ERROR_RATE + max(0.3 * add, 4 * _share_se(BASE_ERROR_RATE, int(other.sum()))),
+             f"slow errors leaked: {others:.4f} in other regions")
     out = {"late_error_rate": round(late_rate, 5), "other_regions_late": round(others, 5)}
     if (g & early).sum() >= 300:
         early_rate = float(d.error[g & early].mean())
-        _require(early_rate < BASE_ERROR_RATE + 0.3 * add, f"slow errors: already {early_rate:.4f} before the start")
+        early_tol = max(0.3 * add, 4 * _share_se(BASE_ERROR_RATE, int((g & early).sum())))
+        _require(early_rate < BASE_ERROR_RATE + early_tol, f"slow errors: already {early_rate:.4f} before the start")
         out["before_start"] = round(early_rate, 5)
     return out
 
@@ -237,10 +283,10 @@ def check_site_offline(d: FleetData, inc: dict, manifest: dict) -> dict:
     _require(not np.any(np.isin(d.temp_device, inc["devices"]) & (d.temp_received >= s) & (d.temp_received < e)),
              f"offline: metrics from {site} were received during the outage")
     g = (d.site == site) & (d.end >= s) & (d.end < e)
-    _require(g.sum() >= 10, f"offline: only {g.sum()} inferences at {site} during the outage")
+    _require(g.sum() >= 20, f"offline: only {g.sum()} inferences at {site} during the outage")
     _require(bool(np.all(d.received[g] >= e)), "offline: backlog received before reconnection")
     lag = (d.received[g] - d.end[g]) / HOUR
-    _require(lag.max() >= 0.9 * (e - s) / HOUR, f"offline: max lateness {lag.max():.2f} h, outage {(e - s) / HOUR} h")
+    _require(lag.max() >= 0.75 * (e - s) / HOUR, f"offline: max lateness {lag.max():.2f} h, outage {(e - s) / HOUR} h")
     other = (d.site != site) & (d.end >= s) & (d.end < e)
     other_lag = np.median((d.received[other] - d.end[other]) / NS)
     _require(other_lag < manifest["config"]["export_interval_s"] + 60, "offline: other sites late too")
@@ -302,13 +348,17 @@ def check_thermal_throttling(d: FleetData, inc: dict, manifest: dict) -> dict:
     g = np.isin(d.device, devs)
     win = (d.start >= s + (e - s) // 4) & (d.start < e - (e - s) // 4)
     pre = d.start < s
-    _require((g & win).sum() >= 20, "thermal: too few inferences in the window")
+    _require((g & win).sum() >= 30, "thermal: too few inferences in the window")
     ratio = float(np.median(d.duration_ms[g & win]) / np.median(d.duration_ms[g & pre]))
-    _require(0.75 * factor < ratio < 1.1 * factor, f"thermal: latency x{ratio:.2f} in the window, expected ~x{factor}")
+    # the whole inference: preprocess and execute slow down by the factor, postprocess does not
+    _require(0.7 * factor < ratio < 1.2 * factor, f"thermal: latency x{ratio:.2f} in the window, expected ~x{factor}")
     cls = inc["cohort"]["device.class"]
     o = (d.device_class == cls) & ~g
-    other = float(np.median(d.duration_ms[o & win]) / np.median(d.duration_ms[o & pre])) if (o & win).sum() else 1.0
-    _require(abs(other - 1) < 0.15, f"thermal leaked: other {cls} latency x{other:.2f} in the window")
+    other = 1.0
+    if (o & win).sum() >= 30:
+        other = float(np.median(d.duration_ms[o & win]) / np.median(d.duration_ms[o & pre]))
+        tol = max(np.log(1.15), 4 * _median_log_se(d.duration_ms[o & win], d.duration_ms[o & pre]))
+        _require(abs(np.log(other)) < tol, f"thermal leaked: other {cls} latency x{other:.2f} in the window")
     return {"median_temp_c": round(hot, 1), "max_before_c": before, "latency_ratio": round(ratio, 3),
             "other_devices_ratio": round(other, 3)}
 

@@ -136,8 +136,9 @@ def test_bulk_into_duckdb_through_the_collector(tmp_path):
     from sample_data import cli
 
     db = tmp_path / "bulk.duckdb"
-    assert cli.main(["--devices", "6", "--duration", "3h", "--export-interval", "60", "--metric-interval", "300",
-                     "--db", str(db), "--no-progress"]) == 0
+    # big enough for the site_offline incident to be in the run (a smaller one leaves it out)
+    assert cli.main(["--devices", "6", "--duration", "4h", "--inferences-per-hour", "150", "--export-interval", "60",
+                     "--metric-interval", "300", "--db", str(db), "--no-progress"]) == 0
     manifest = json.loads((tmp_path / "bulk.duckdb.manifest.json").read_text())
     con = duckdb.connect(str(db), read_only=True)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -120,3 +121,12 @@ def test_shipped_data_general_shape(sample_data):
     assert {s["site"] for s in m["fleet"]["sites"]} == set(d.site.tolist())
     # the error rate outside incidents is the low baseline
     assert 0.001 < d.error.mean() < 0.02
+
+
+def test_simulator_doc_timings_say_they_are_quiet_machine_figures():
+    """A timing measured on a quiet machine must say so: on a busy one the same load takes minutes."""
+    text = (SAMPLE.parent / "docs" / "simulator.md").read_text()
+    timings = list(re.finditer(r"about \d+ s\b", text))
+    assert timings
+    for m in timings:
+        assert "quiet" in text[m.end():m.end() + 40], text[m.start():m.end() + 40]

@@ -144,11 +144,10 @@ def test_data_contract_attributes(tmp_path):
     assert edge > 1000 and cloud > 50
 
 
-def test_manifest_lists_every_incident_kind_with_its_ground_truth():
-    sim = FleetSimulation(dataclasses.replace(SMALL, devices=40))
-    list(sim.requests())
-    m = sim.manifest()
+def test_manifest_lists_every_incident_kind_with_its_ground_truth(with_and_without_incidents):
+    m = with_and_without_incidents[0]
     assert sorted(i["kind"] for i in m["incidents"]) == sorted(KINDS)
+    assert m["incidents_omitted"] == {}
     for inc in m["incidents"]:
         for key in ("id", "kind", "cohort", "start", "end", "start_unix_nano", "end_unix_nano", "magnitude",
                     "detect", "devices"):
@@ -160,9 +159,10 @@ def test_manifest_lists_every_incident_kind_with_its_ground_truth():
 
 @pytest.fixture(scope="module")
 def with_and_without_incidents(tmp_path_factory):
-    """A two-day run of 60 devices, once with every incident and once with none."""
+    """A one-day run of 70 devices (big enough to show all eight kinds), once with every
+    incident and once with none."""
     tmp = tmp_path_factory.mktemp("incidents")
-    base = SimConfig(seed=11, devices=60, duration_ns=48 * HOUR, inferences_per_hour=16, stage_ratio=0.25,
+    base = SimConfig(seed=11, devices=70, duration_ns=24 * HOUR, inferences_per_hour=30, stage_ratio=0.25,
                      export_interval_s=300, metric_interval_s=600)
     m_all = write_request_log(base, str(tmp / "all.otlp.zst"), progress=False)
     write_request_log(dataclasses.replace(base, incidents=()), str(tmp / "none.otlp.zst"), progress=False)
@@ -209,3 +209,31 @@ def test_cli_parsing_and_errors(tmp_path, capsys):
     manifest = json.loads((tmp_path / "tiny.otlp.zst.manifest.json").read_text())
     assert manifest["data"]["bytes"] == out.stat().st_size
     assert manifest["generator"]["command"].startswith("fleetwatch simulate --devices 4 --duration 30m")
+
+
+def test_list_incidents_is_plain_text(capsys):
+    assert cli.main(["--list-incidents"]) == 0
+    out = capsys.readouterr().out
+    assert "thermal_throttling" in out and "error_burst" in out
+    assert "``" not in out and ":mod:" not in out and ":class:" not in out
+
+
+def test_db_in_a_missing_directory_is_a_one_line_error_naming_that_path(tmp_path, capsys):
+    db = tmp_path / "no-such-dir" / "fleet.duckdb"
+    assert cli.main(["--devices", "2", "--duration", "10m", "--export-interval", "60", "--metric-interval", "60",
+                     "--db", str(db), "--no-progress"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and str(db) in err[0] and ".fleetwatch-sim-" not in err[0], err
+    assert not (tmp_path / "no-such-dir").exists()
+
+
+def test_simulate_off_a_terminal_prints_progress_lines_and_a_summary_in_words(tmp_path, capsys):
+    db = tmp_path / "fleet.duckdb"
+    assert cli.main(["--devices", "3", "--duration", "40m", "--export-interval", "60", "--metric-interval", "60",
+                     "--incidents", "none", "--db", str(db)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    progress = [line for line in err if line.startswith("simulate: ") and "% (" in line]
+    assert progress and progress[-1].startswith("simulate: 100% (40 of 40 ticks)"), err
+    summary = err[-1]
+    assert summary.startswith("fleetwatch simulate: loaded ") and " spans and " in summary, summary
+    assert "{" not in summary and str(db) in summary
