@@ -62,7 +62,7 @@ class CheckpointPolicy:
     """
 
     def __init__(self, wal_threshold_bytes: int, aligned_tables: tuple[str, ...] = ALIGNED_TABLES, *,
-                 idle_seconds: float = 30.0, max_interval_seconds: float = 300.0,
+                 idle_seconds: float = 30.0, max_interval_seconds: float = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if wal_threshold_bytes < 1:
             raise ValueError(f"wal_threshold_bytes must be positive, not {wal_threshold_bytes}")

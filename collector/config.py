@@ -239,7 +239,7 @@ class DuckDBExporterConfig:
     # next start). Checkpoint after this long without writes...
     checkpoint_idle: float = 30.0
     # ...and when the oldest write not yet checkpointed is this old.
-    checkpoint_max_interval: float = 300.0
+    checkpoint_max_interval: float = 60.0
     # Appends gain nothing from a second DuckDB thread (measured) and each
     # thread keeps its own buffers.
     threads: int = 1

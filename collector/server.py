@@ -60,7 +60,8 @@ class Collector:
     def __init__(self, config: CollectorConfig) -> None:
         self.config = config
         self.metrics = CollectorMetrics()
-        self.exporter = FanOut(build_exporters(config, self.metrics))
+        self.exporter = FanOut(build_exporters(config, self.metrics), config.exporters.duckdb.dedup_window,
+                               config.exporters.duckdb.dedup_max_entries)
         self.ingestor: Ingestor | None = None
         self.http: HttpReceiver | None = None
         self.grpc: GrpcReceiver | None = None

@@ -1,0 +1,117 @@
+"""A gateway with a local DuckDB copy and the forwarding exporter, when one exporter fails and the other does not.
+
+The failure is a real one: the forwarder's next queue segment cannot be
+created because something already occupies its path (its ``O_EXCL`` open
+fails), while the DuckDB commit of the same batch succeeds. The client gets
+a retryable error and re-sends; the re-send must go only to the exporter
+that does not hold the request yet, while the gateway runs and after a
+restart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from collector.arrow_batches import TableBuilder
+from collector.exporters import BatchedRequest, WriteBatch
+from collector.queue_recovery import segment_path
+from collector.trace_decode import decode_traces
+from tests.collector_process import CollectorProcess, metric_value, query, wait_until
+from tests.otlp_requests import trace_request
+from tests.test_collector_bad_input import post
+from tests.test_forwarding import gateway_config, queue_empty
+
+
+def test_a_batch_cut_to_some_of_its_requests_keeps_exactly_their_rows():
+    bodies = [trace_request(n, device=f"dev-{n}") for n in (3, 5, 2)]
+    builder = TableBuilder("span_rows")
+    requests, request_rows = [], []
+    for index, (body, _) in enumerate(bodies):
+        decoded = decode_traces(body)
+        builder.add(decoded, decoded["count"], 1_000 + index, "gw")
+        requests.append(BatchedRequest(f"d{index}", "traces", decoded["count"], 1_000 + index, "gw", body))
+        request_rows.append({"span_rows": decoded["count"]})
+    batch = WriteBatch({"span_rows": builder}, requests, lambda error: None, 10, request_rows)
+
+    cut = batch.only([0, 2], lambda error: None)
+    assert [r.digest for r in cut.requests] == ["d0", "d2"] and cut.rows == 5
+    table = cut.tables["span_rows"].build()
+    assert isinstance(table, pa.Table) and table.num_rows == 5
+    assert table.column("device_id").to_pylist() == ["dev-3"] * 3 + ["dev-2"] * 2
+    assert batch.only([0, 1, 2], lambda error: None).tables is batch.tables  # nothing to cut: shared as it is
+
+
+def _block_next_segments(queue_dir: Path, count: int = 64) -> list[Path]:
+    """Occupy the paths of the queue's next segment files, so creating one fails (EEXIST) as a full disk would."""
+    existing = [int(p.stem.split("-")[1]) for p in queue_dir.glob("segment-*.fwq")]
+    first = max(existing, default=0)
+    blocked = [Path(segment_path(queue_dir, first + i)) for i in range(count)]
+    blocked = [path for path in blocked if not path.exists()]
+    for path in blocked:
+        path.mkdir()
+    return blocked
+
+
+def _unblock(blocked: list[Path]) -> None:
+    for path in blocked:
+        path.rmdir()
+
+
+def _local_copy_config(tmp_path: Path, central: CollectorProcess) -> dict:
+    config = gateway_config(tmp_path, central.http_url)
+    for pipeline in config["service"]["pipelines"].values():
+        pipeline["exporters"] = ["duckdb", "otlp"]
+    return config
+
+
+def _span_counts(db: Path) -> dict[str, int]:
+    return dict(query(db, "SELECT span_id, count(*) FROM spans GROUP BY span_id"))
+
+
+def test_a_client_retry_goes_only_to_the_exporter_that_failed(tmp_path):
+    central = CollectorProcess(tmp_path / "central.duckdb").start()
+    gateway_db = tmp_path / "gateway.duckdb"
+    body, span_ids = trace_request(7, device="dev-1")
+    try:
+        with CollectorProcess(gateway_db, config=_local_copy_config(tmp_path, central)) as gateway:
+            blocked = _block_next_segments(tmp_path / "gw-queue")
+            status, _, answer = post(gateway.http_port, "/v1/traces", body, token=None)
+            assert status == 503, answer
+            assert metric_value(gateway.metrics_text(), "fleetwatch_exporter_rows_written_total", table="span_rows") == 7
+            _unblock(blocked)
+            assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200
+            assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200  # now a plain duplicate
+            metrics = gateway.metrics_text()
+            assert metric_value(metrics, "fleetwatch_exporter_rows_written_total", table="span_rows") == 7
+            assert metric_value(metrics, "fleetwatch_receiver_requests_total", outcome="duplicate") == 1
+            wait_until(lambda: queue_empty(gateway), what="forwarding the retried request")
+    finally:
+        assert central.stop() == 0
+    expected = {span: 1 for span in span_ids}
+    assert _span_counts(gateway_db) == expected, "the local copy holds the request exactly once"
+    assert _span_counts(tmp_path / "central.duckdb") == expected, "upstream received the request exactly once"
+
+
+def test_after_a_restart_a_request_held_by_one_exporter_is_not_taken_as_held_by_both(tmp_path):
+    central = CollectorProcess(tmp_path / "central.duckdb").start()
+    config = _local_copy_config(tmp_path, central)
+    gateway_db = tmp_path / "gateway.duckdb"
+    body, span_ids = trace_request(9, device="dev-2")
+    try:
+        with CollectorProcess(gateway_db, config=config) as gateway:
+            blocked = _block_next_segments(tmp_path / "gw-queue")
+            assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 503
+        _unblock(blocked)
+        with CollectorProcess(gateway_db, config=config) as gateway:
+            assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200
+            wait_until(lambda: queue_empty(gateway), what="forwarding the request re-sent after the restart")
+            metrics = gateway.metrics_text()
+            assert metric_value(metrics, "fleetwatch_forward_items_delivered_total") == 1
+            assert metric_value(metrics, "fleetwatch_exporter_rows_written_total", table="span_rows") == 0
+    finally:
+        assert central.stop() == 0
+    expected = {span: 1 for span in span_ids}
+    assert _span_counts(gateway_db) == expected, "the local copy holds the request exactly once"
+    assert _span_counts(tmp_path / "central.duckdb") == expected, "upstream received the request exactly once"
