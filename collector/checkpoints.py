@@ -28,7 +28,7 @@ checkpoints when nothing was written for ``idle_seconds`` and when the oldest
 write not yet checkpointed is ``max_interval_seconds`` old. On a busy gateway
 row groups fill long before either, so they never fire there::
 
-    policy = CheckpointPolicy(wal_threshold_bytes=256 << 20, idle_seconds=30, max_interval_seconds=300)
+    policy = CheckpointPolicy(wal_threshold_bytes=256 << 20, idle_seconds=30, max_interval_seconds=60)
     cut = policy.split_point({"span_rows": 16_384})     # None, or (table, rows in the head)
     ...                                                # commit head, checkpoint, commit tail
     policy.written({"span_rows": 16_384})

@@ -146,6 +146,8 @@ class DuckDBExporter:
             "SELECT device_id, min_lag_ns, epoch_ns(last_seen), epoch_ns(last_event_time), requests FROM devices"
         ).fetchall():
             self.clocks.seed(device_id, min_lag, seen_ns, event_ns, requests)
+        if self._wal_bytes():  # what was replayed (or the schema just created) need not wait in the log
+            self._checkpoint("start")
         self._update_size_gauges()
         self._measure_memory()
         self._thread = threading.Thread(target=self._run, name="duckdb-writer", daemon=True)

@@ -244,7 +244,8 @@ class CollectorMetrics:
             "fleetwatch_exporter_checkpoints_total",
             "DuckDB checkpoints by reason: row_group (a table's new rows filled whole row groups), "
             "wal_size (the write-ahead log reached its threshold first), idle (no writes for checkpoint_idle), "
-            "elapsed (the oldest write not yet checkpointed reached checkpoint_max_interval).",
+            "elapsed (the oldest write not yet checkpointed reached checkpoint_max_interval), "
+            "start (after opening the file, for the log it replayed).",
             ["reason"],
         )
         self.checkpoint_failures = r.counter(

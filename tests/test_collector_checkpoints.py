@@ -252,23 +252,24 @@ def test_a_quiet_gateway_keeps_its_write_ahead_log_small_and_restarts_with_littl
     config = {"exporters": {"duckdb": {"checkpoint_idle": "1s", "checkpoint_max_interval": "1s"}}}
     collector = CollectorProcess(db, config=config).start()
     sent, largest_wal = [], 0
-    for i in range(400):  # a steady trickle, never idle for a second: elapsed time bounds the log
-        body, ids = trace_request(20, device=f"dev-{i % 20}")
-        assert post(collector.http_port, "/v1/traces", body, token=None)[0] == 200
-        sent += ids
-        largest_wal = max(largest_wal, _wal_bytes(db))
-        time.sleep(0.01)
-    # then quiet: the idle checkpoint empties the log
-    wait_until(lambda: _wal_bytes(db) < SMALL_WAL, timeout=60, what="an idle checkpoint")
-    metrics = collector.metrics_text()
-    assert metric_value(metrics, "fleetwatch_exporter_checkpoints_total", reason="elapsed") >= 1
-    assert metric_value(metrics, "fleetwatch_duckdb_wal_bytes") < SMALL_WAL
-    collector.kill()  # no shutdown checkpoint: the next start replays what the log holds
+    try:
+        for i in range(400):  # a steady trickle, never idle for a second: elapsed time bounds the log
+            body, ids = trace_request(20, device=f"dev-{i % 20}")
+            assert post(collector.http_port, "/v1/traces", body, token=None)[0] == 200
+            sent += ids
+            largest_wal = max(largest_wal, _wal_bytes(db))
+            time.sleep(0.01)
+        # then quiet: the idle checkpoint empties the log
+        wait_until(lambda: _wal_bytes(db) < SMALL_WAL, timeout=60, what="an idle checkpoint")
+        metrics = collector.metrics_text()
+        assert metric_value(metrics, "fleetwatch_exporter_checkpoints_total", reason="elapsed") >= 1
+        assert metric_value(metrics, "fleetwatch_duckdb_wal_bytes") < SMALL_WAL
+    finally:
+        collector.kill()  # no shutdown checkpoint: the next start replays what the log holds
 
     with CollectorProcess(db, config=config) as restarted:
         replayed = metric_value(restarted.metrics_text(), "fleetwatch_duckdb_wal_replayed_bytes")
     assert replayed < SMALL_WAL
     assert f"replayed {int(replayed)} bytes of write-ahead log in" in restarted.logs()
     assert sorted(r[0] for r in query(db, "SELECT span_id FROM spans")) == sorted(sent)
-    print(f"largest write-ahead log {largest_wal} bytes for {len(sent)} spans")
-    assert largest_wal < 4 * SMALL_WAL
+    assert largest_wal < 4 * SMALL_WAL, f"the log reached {largest_wal} bytes while requests kept coming"

@@ -1,16 +1,19 @@
 """A gateway with a local DuckDB copy and the forwarding exporter, when one exporter fails and the other does not.
 
-The failure is a real one: the forwarder's next queue segment cannot be
-created because something already occupies its path (its ``O_EXCL`` open
-fails), while the DuckDB commit of the same batch succeeds. The client gets
-a retryable error and re-sends; the re-send must go only to the exporter
-that does not hold the request yet, while the gateway runs and after a
-restart.
+The failures are real ones, made by occupying a path the exporter must
+create with a directory: the forwarder's next queue segment (its ``O_EXCL``
+open fails) or DuckDB's write-ahead log, which DuckDB creates at the first
+commit after a checkpoint (the commit fails, "Is a directory"). The other
+exporter makes the same batch durable. The client gets a retryable error and
+re-sends; the re-send must go only to the exporter that does not hold the
+request yet, while the gateway runs and after a restart.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 import pyarrow as pa
 
@@ -43,15 +46,24 @@ def test_a_batch_cut_to_some_of_its_requests_keeps_exactly_their_rows():
     assert batch.only([0, 1, 2], lambda error: None).tables is batch.tables  # nothing to cut: shared as it is
 
 
-def _block_next_segments(queue_dir: Path, count: int = 64) -> list[Path]:
-    """Occupy the paths of the queue's next segment files, so creating one fails (EEXIST) as a full disk would."""
+def _block_forwarder(tmp_path: Path) -> list[Path]:
+    """Occupy the paths of the queue's next segment files, so creating one fails (EEXIST)."""
+    queue_dir = tmp_path / "gw-queue"
     existing = [int(p.stem.split("-")[1]) for p in queue_dir.glob("segment-*.fwq")]
     first = max(existing, default=0)
-    blocked = [Path(segment_path(queue_dir, first + i)) for i in range(count)]
+    blocked = [Path(segment_path(queue_dir, first + i)) for i in range(64)]
     blocked = [path for path in blocked if not path.exists()]
     for path in blocked:
         path.mkdir()
     return blocked
+
+
+def _block_local_copy(tmp_path: Path) -> list[Path]:
+    """Occupy the write-ahead log's path once the idle checkpoint removed the log, so the next commit fails."""
+    wal = tmp_path / "gateway.duckdb.wal"
+    wait_until(lambda: not wal.exists(), timeout=60, what="the idle checkpoint to remove the write-ahead log")
+    wal.mkdir()
+    return [wal]
 
 
 def _unblock(blocked: list[Path]) -> None:
@@ -59,59 +71,67 @@ def _unblock(blocked: list[Path]) -> None:
         path.rmdir()
 
 
-def _local_copy_config(tmp_path: Path, central: CollectorProcess) -> dict:
+def _gateway(tmp_path: Path, central: CollectorProcess) -> CollectorProcess:
     config = gateway_config(tmp_path, central.http_url)
     for pipeline in config["service"]["pipelines"].values():
         pipeline["exporters"] = ["duckdb", "otlp"]
-    return config
+    config["exporters"]["duckdb"] = {"checkpoint_idle": "200ms"}
+    return CollectorProcess(tmp_path / "gateway.duckdb", config=config)
 
 
 def _span_counts(db: Path) -> dict[str, int]:
     return dict(query(db, "SELECT span_id, count(*) FROM spans GROUP BY span_id"))
 
 
-def test_a_client_retry_goes_only_to_the_exporter_that_failed(tmp_path):
+def _held_once_by_both(tmp_path: Path, span_ids: list[str]) -> None:
+    expected = {span: 1 for span in span_ids}
+    assert _span_counts(tmp_path / "gateway.duckdb") == expected, "the local copy holds the request exactly once"
+    assert _span_counts(tmp_path / "central.duckdb") == expected, "upstream received the request exactly once"
+
+
+FAILURES = {"forwarder": _block_forwarder, "local_copy": _block_local_copy}
+
+
+@pytest.mark.parametrize("failing", FAILURES)
+def test_a_client_retry_goes_only_to_the_exporter_that_failed(tmp_path, failing):
     central = CollectorProcess(tmp_path / "central.duckdb").start()
-    gateway_db = tmp_path / "gateway.duckdb"
     body, span_ids = trace_request(7, device="dev-1")
     try:
-        with CollectorProcess(gateway_db, config=_local_copy_config(tmp_path, central)) as gateway:
-            blocked = _block_next_segments(tmp_path / "gw-queue")
+        with _gateway(tmp_path, central) as gateway:
+            blocked = FAILURES[failing](tmp_path)
             status, _, answer = post(gateway.http_port, "/v1/traces", body, token=None)
             assert status == 503, answer
-            assert metric_value(gateway.metrics_text(), "fleetwatch_exporter_rows_written_total", table="span_rows") == 7
             _unblock(blocked)
             assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200
             assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200  # now a plain duplicate
+            wait_until(lambda: queue_empty(gateway), what="forwarding")
             metrics = gateway.metrics_text()
             assert metric_value(metrics, "fleetwatch_exporter_rows_written_total", table="span_rows") == 7
+            assert metric_value(metrics, "fleetwatch_forward_items_delivered_total") == 1
             assert metric_value(metrics, "fleetwatch_receiver_requests_total", outcome="duplicate") == 1
-            wait_until(lambda: queue_empty(gateway), what="forwarding the retried request")
     finally:
         assert central.stop() == 0
-    expected = {span: 1 for span in span_ids}
-    assert _span_counts(gateway_db) == expected, "the local copy holds the request exactly once"
-    assert _span_counts(tmp_path / "central.duckdb") == expected, "upstream received the request exactly once"
+    _held_once_by_both(tmp_path, span_ids)
 
 
-def test_after_a_restart_a_request_held_by_one_exporter_is_not_taken_as_held_by_both(tmp_path):
+@pytest.mark.parametrize("failing", FAILURES)
+def test_after_a_restart_a_request_held_by_one_exporter_is_not_taken_as_held_by_both(tmp_path, failing):
     central = CollectorProcess(tmp_path / "central.duckdb").start()
-    config = _local_copy_config(tmp_path, central)
-    gateway_db = tmp_path / "gateway.duckdb"
     body, span_ids = trace_request(9, device="dev-2")
     try:
-        with CollectorProcess(gateway_db, config=config) as gateway:
-            blocked = _block_next_segments(tmp_path / "gw-queue")
+        with _gateway(tmp_path, central) as gateway:
+            blocked = FAILURES[failing](tmp_path)
             assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 503
+            wait_until(lambda: queue_empty(gateway), what="forwarding what the forwarder holds")
         _unblock(blocked)
-        with CollectorProcess(gateway_db, config=config) as gateway:
+        with _gateway(tmp_path, central) as gateway:
             assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200
             wait_until(lambda: queue_empty(gateway), what="forwarding the request re-sent after the restart")
             metrics = gateway.metrics_text()
-            assert metric_value(metrics, "fleetwatch_forward_items_delivered_total") == 1
-            assert metric_value(metrics, "fleetwatch_exporter_rows_written_total", table="span_rows") == 0
+            # only the exporter that failed writes the re-send
+            written, forwarded = (0, 1) if failing == "forwarder" else (9, 0)
+            assert metric_value(metrics, "fleetwatch_exporter_rows_written_total", table="span_rows") == written
+            assert metric_value(metrics, "fleetwatch_forward_items_delivered_total") == forwarded
     finally:
         assert central.stop() == 0
-    expected = {span: 1 for span in span_ids}
-    assert _span_counts(gateway_db) == expected, "the local copy holds the request exactly once"
-    assert _span_counts(tmp_path / "central.duckdb") == expected, "upstream received the request exactly once"
+    _held_once_by_both(tmp_path, span_ids)
