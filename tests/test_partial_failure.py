@@ -83,7 +83,17 @@ def _span_counts(db: Path) -> dict[str, int]:
     return dict(query(db, "SELECT span_id, count(*) FROM spans GROUP BY span_id"))
 
 
-def _held_once_by_both(tmp_path: Path, span_ids: list[str]) -> None:
+@pytest.fixture
+def central(tmp_path):
+    """The upstream: a real second collector."""
+    process = CollectorProcess(tmp_path / "central.duckdb").start()
+    yield process
+    if process.proc.poll() is None:
+        process.stop()
+
+
+def _held_once_by_both(tmp_path: Path, central: CollectorProcess, span_ids: list[str]) -> None:
+    assert central.stop() == 0
     expected = {span: 1 for span in span_ids}
     assert _span_counts(tmp_path / "gateway.duckdb") == expected, "the local copy holds the request exactly once"
     assert _span_counts(tmp_path / "central.duckdb") == expected, "upstream received the request exactly once"
@@ -92,46 +102,45 @@ def _held_once_by_both(tmp_path: Path, span_ids: list[str]) -> None:
 FAILURES = {"forwarder": _block_forwarder, "local_copy": _block_local_copy}
 
 
+def _refused_while_failing(tmp_path: Path, gateway: CollectorProcess, failing: str, body: bytes) -> list[Path]:
+    """Make one exporter fail, then send: the client is told to retry. Returns the paths to unblock."""
+    blocked = FAILURES[failing](tmp_path)
+    status, _, answer = post(gateway.http_port, "/v1/traces", body, token=None)
+    assert status == 503, answer
+    return blocked
+
+
+def _retry(gateway: CollectorProcess, body: bytes) -> str:
+    """Re-send until acknowledged, wait for the queue to drain; the gateway's /metrics after it."""
+    assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200
+    wait_until(lambda: queue_empty(gateway), what="forwarding")
+    return gateway.metrics_text()
+
+
 @pytest.mark.parametrize("failing", FAILURES)
-def test_a_client_retry_goes_only_to_the_exporter_that_failed(tmp_path, failing):
-    central = CollectorProcess(tmp_path / "central.duckdb").start()
+def test_a_client_retry_goes_only_to_the_exporter_that_failed(tmp_path, central, failing):
     body, span_ids = trace_request(7, device="dev-1")
-    try:
-        with _gateway(tmp_path, central) as gateway:
-            blocked = FAILURES[failing](tmp_path)
-            status, _, answer = post(gateway.http_port, "/v1/traces", body, token=None)
-            assert status == 503, answer
-            _unblock(blocked)
-            assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200
-            assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200  # now a plain duplicate
-            wait_until(lambda: queue_empty(gateway), what="forwarding")
-            metrics = gateway.metrics_text()
-            assert metric_value(metrics, "fleetwatch_exporter_rows_written_total", table="span_rows") == 7
-            assert metric_value(metrics, "fleetwatch_forward_items_delivered_total") == 1
-            assert metric_value(metrics, "fleetwatch_receiver_requests_total", outcome="duplicate") == 1
-    finally:
-        assert central.stop() == 0
-    _held_once_by_both(tmp_path, span_ids)
+    with _gateway(tmp_path, central) as gateway:
+        _unblock(_refused_while_failing(tmp_path, gateway, failing, body))
+        _retry(gateway, body)
+        metrics = _retry(gateway, body)  # now a plain duplicate
+        assert metric_value(metrics, "fleetwatch_exporter_rows_written_total", table="span_rows") == 7
+        assert metric_value(metrics, "fleetwatch_forward_items_delivered_total") == 1
+        assert metric_value(metrics, "fleetwatch_receiver_requests_total", outcome="duplicate") == 1
+    _held_once_by_both(tmp_path, central, span_ids)
 
 
 @pytest.mark.parametrize("failing", FAILURES)
-def test_after_a_restart_a_request_held_by_one_exporter_is_not_taken_as_held_by_both(tmp_path, failing):
-    central = CollectorProcess(tmp_path / "central.duckdb").start()
+def test_after_a_restart_a_request_held_by_one_exporter_is_not_taken_as_held_by_both(tmp_path, central, failing):
     body, span_ids = trace_request(9, device="dev-2")
-    try:
-        with _gateway(tmp_path, central) as gateway:
-            blocked = FAILURES[failing](tmp_path)
-            assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 503
-            wait_until(lambda: queue_empty(gateway), what="forwarding what the forwarder holds")
-        _unblock(blocked)
-        with _gateway(tmp_path, central) as gateway:
-            assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200
-            wait_until(lambda: queue_empty(gateway), what="forwarding the request re-sent after the restart")
-            metrics = gateway.metrics_text()
-            # only the exporter that failed writes the re-send
-            written, forwarded = (0, 1) if failing == "forwarder" else (9, 0)
-            assert metric_value(metrics, "fleetwatch_exporter_rows_written_total", table="span_rows") == written
-            assert metric_value(metrics, "fleetwatch_forward_items_delivered_total") == forwarded
-    finally:
-        assert central.stop() == 0
-    _held_once_by_both(tmp_path, span_ids)
+    with _gateway(tmp_path, central) as gateway:
+        blocked = _refused_while_failing(tmp_path, gateway, failing, body)
+        wait_until(lambda: queue_empty(gateway), what="forwarding what the forwarder holds")
+    _unblock(blocked)
+    with _gateway(tmp_path, central) as gateway:
+        metrics = _retry(gateway, body)
+        # only the exporter that failed writes the re-send
+        written, forwarded = (0, 1) if failing == "forwarder" else (9, 0)
+        assert metric_value(metrics, "fleetwatch_exporter_rows_written_total", table="span_rows") == written
+        assert metric_value(metrics, "fleetwatch_forward_items_delivered_total") == forwarded
+    _held_once_by_both(tmp_path, central, span_ids)
