@@ -51,7 +51,8 @@ class RowSubset:
     """Some requests' rows of a table being built; stands in for the :class:`TableBuilder` in a batch.
 
     ``ranges`` are ``(first row, rows)`` in the builder's order. Like the
-    builder it builds once.
+    builder it builds once, so only one exporter may build a batch's tables
+    (the DuckDB exporter; the forwarder sends the requests' own payloads).
     """
 
     def __init__(self, builder: TableBuilder, ranges: list[tuple[int, int]]) -> None:

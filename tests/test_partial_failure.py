@@ -122,11 +122,13 @@ def test_a_client_retry_goes_only_to_the_exporter_that_failed(tmp_path, central,
     body, span_ids = trace_request(7, device="dev-1")
     with _gateway(tmp_path, central) as gateway:
         _unblock(_refused_while_failing(tmp_path, gateway, failing, body))
+        assert metric_value(gateway.metrics_text(), "fleetwatch_exporter_partly_held_requests") == 1
         _retry(gateway, body)
         metrics = _retry(gateway, body)  # now a plain duplicate
         assert metric_value(metrics, "fleetwatch_exporter_rows_written_total", table="span_rows") == 7
         assert metric_value(metrics, "fleetwatch_forward_items_delivered_total") == 1
         assert metric_value(metrics, "fleetwatch_receiver_requests_total", outcome="duplicate") == 1
+        assert metric_value(metrics, "fleetwatch_exporter_partly_held_requests") == 0
     _held_once_by_both(tmp_path, central, span_ids)
 
 
