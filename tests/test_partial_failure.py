@@ -11,6 +11,7 @@ request yet, while the gateway runs and after a restart.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,7 @@ def _gateway(tmp_path: Path, central: CollectorProcess) -> CollectorProcess:
     for pipeline in config["service"]["pipelines"].values():
         pipeline["exporters"] = ["duckdb", "otlp"]
     config["exporters"]["duckdb"] = {"checkpoint_idle": "200ms"}
+    config["processors"] = {"batch": {"timeout": "1s"}}  # requests sent together share a batch
     return CollectorProcess(tmp_path / "gateway.duckdb", config=config)
 
 
@@ -110,6 +112,11 @@ def _refused_while_failing(tmp_path: Path, gateway: CollectorProcess, failing: s
     return blocked
 
 
+def _post_together(gateway: CollectorProcess, bodies: list[bytes]) -> list[int]:
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(lambda body: post(gateway.http_port, "/v1/traces", body, token=None)[0], bodies))
+
+
 def _retry(gateway: CollectorProcess, body: bytes) -> str:
     """Re-send until acknowledged, wait for the queue to drain; the gateway's /metrics after it."""
     assert post(gateway.http_port, "/v1/traces", body, token=None)[0] == 200
@@ -120,16 +127,24 @@ def _retry(gateway: CollectorProcess, body: bytes) -> str:
 @pytest.mark.parametrize("failing", FAILURES)
 def test_a_client_retry_goes_only_to_the_exporter_that_failed(tmp_path, central, failing):
     body, span_ids = trace_request(7, device="dev-1")
+    other, other_ids = trace_request(5, device="dev-3")
     with _gateway(tmp_path, central) as gateway:
         _unblock(_refused_while_failing(tmp_path, gateway, failing, body))
-        assert metric_value(gateway.metrics_text(), "fleetwatch_exporter_partly_held_requests") == 1
-        _retry(gateway, body)
+        metrics = gateway.metrics_text()
+        assert metric_value(metrics, "fleetwatch_exporter_partly_held_requests") == 1
+        batches = metric_value(metrics, "fleetwatch_exporter_batches_written_total", table="span_rows")
+        # the retry shares a batch with a new request: the exporter that holds it gets only the new one's rows
+        assert _post_together(gateway, [body, other]) == [200, 200]
         metrics = _retry(gateway, body)  # now a plain duplicate
-        assert metric_value(metrics, "fleetwatch_exporter_rows_written_total", table="span_rows") == 7
-        assert metric_value(metrics, "fleetwatch_forward_items_delivered_total") == 1
+        if failing == "forwarder":  # one upstream request carried both: they were one batch
+            assert metric_value(metrics, "fleetwatch_forward_requests_total", outcome="delivered") == 1
+        else:  # one DuckDB transaction wrote both
+            assert metric_value(metrics, "fleetwatch_exporter_batches_written_total", table="span_rows") == batches + 1
+        assert metric_value(metrics, "fleetwatch_exporter_rows_written_total", table="span_rows") == 7 + 5
+        assert metric_value(metrics, "fleetwatch_forward_items_delivered_total") == 2
         assert metric_value(metrics, "fleetwatch_receiver_requests_total", outcome="duplicate") == 1
         assert metric_value(metrics, "fleetwatch_exporter_partly_held_requests") == 0
-    _held_once_by_both(tmp_path, central, span_ids)
+    _held_once_by_both(tmp_path, central, span_ids + other_ids)
 
 
 @pytest.mark.parametrize("failing", FAILURES)
