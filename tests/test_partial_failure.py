@@ -14,9 +14,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
 import pyarrow as pa
+import pytest
 
 from collector.arrow_batches import TableBuilder
 from collector.exporters import BatchedRequest, WriteBatch
