@@ -33,6 +33,7 @@ class _Pending:
     requests: list[BatchedRequest] = field(default_factory=list)
     futures: list[asyncio.Future] = field(default_factory=list)
     rows: int = 0
+    request_rows: list[dict[str, int]] = field(default_factory=list)  # per request: rows per table
 
 
 class Batcher:
@@ -60,13 +61,16 @@ class Batcher:
         future = loop.create_future()
         pending = self._pending
         rows = 0
+        table_rows: dict[str, int] = {}
         for name, (columns, count) in tables.items():
             builder = pending.tables.get(name)
             if builder is None:
                 builder = pending.tables[name] = TableBuilder(name)
             builder.add(columns, count, request.received_at_ns, request.gateway_id)
             rows += count
+            table_rows[name] = count
         pending.requests.append(request)
+        pending.request_rows.append(table_rows)
         pending.futures.append(future)
         pending.rows += rows
         self._idle.clear()
@@ -99,7 +103,7 @@ class Batcher:
         def on_done(error: BaseException | None) -> None:  # runs on the writer thread
             loop.call_soon_threadsafe(self._complete, pending.futures, error)
 
-        self._exporter.submit(WriteBatch(pending.tables, pending.requests, on_done, pending.rows))
+        self._exporter.submit(WriteBatch(pending.tables, pending.requests, on_done, pending.rows, pending.request_rows))
 
     def _complete(self, futures: list[asyncio.Future], error: BaseException | None) -> None:
         self._in_flight -= 1

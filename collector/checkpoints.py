@@ -19,16 +19,28 @@ in ``batch_heads`` (see :mod:`collector.schema`) within its own transaction and 
 the tail, so a head whose tail never committed (``kill -9`` during the
 checkpoint, or a failed tail) is recognised: its rows are the last rows of
 their table, nothing is appended to that table until they are removed, and
-the clients, who got no acknowledgement, send the requests again::
+the clients, who got no acknowledgement, send the requests again.
 
-    policy = CheckpointPolicy(wal_threshold_bytes=256 << 20)
+A quiet gateway may take hours to fill a row group, and meanwhile every
+small commit stays in the write-ahead log (tens of MB of log beside a KB-sized
+file after minutes, all replayed at the next start). So the writer also
+checkpoints when nothing was written for ``idle_seconds`` and when the oldest
+write not yet checkpointed is ``max_interval_seconds`` old. On a busy gateway
+row groups fill long before either, so they never fire there::
+
+    policy = CheckpointPolicy(wal_threshold_bytes=256 << 20, idle_seconds=30, max_interval_seconds=60)
     cut = policy.split_point({"span_rows": 16_384})     # None, or (table, rows in the head)
     ...                                                # commit head, checkpoint, commit tail
     policy.written({"span_rows": 16_384})
-    policy.checkpointed()
+    policy.time_due()                                  # None, "idle" or "elapsed"
+    policy.seconds_until_due()                         # how long the writer may wait for the next batch
+    policy.checkpointed()                              # or policy.failed() to try again later
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 import duckdb
 
@@ -46,14 +58,26 @@ class CheckpointPolicy:
 
     Only the tables named in ``aligned_tables`` lead (the telemetry tables);
     bookkeeping tables such as ``ingest_log`` follow whichever table led.
+    Times are ``clock()`` seconds (monotonic by default).
     """
 
-    def __init__(self, wal_threshold_bytes: int, aligned_tables: tuple[str, ...] = ALIGNED_TABLES) -> None:
+    def __init__(self, wal_threshold_bytes: int, aligned_tables: tuple[str, ...] = ALIGNED_TABLES, *,
+                 idle_seconds: float = 30.0, max_interval_seconds: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if wal_threshold_bytes < 1:
             raise ValueError(f"wal_threshold_bytes must be positive, not {wal_threshold_bytes}")
+        if idle_seconds <= 0 or max_interval_seconds <= 0:
+            raise ValueError(f"idle_seconds and max_interval_seconds must be positive, not "
+                             f"{idle_seconds} and {max_interval_seconds}")
         self.wal_threshold_bytes = wal_threshold_bytes
+        self.idle_seconds = idle_seconds
+        self.max_interval_seconds = max_interval_seconds
+        self._clock = clock
         self._aligned_tables = aligned_tables
         self._since_checkpoint: dict[str, int] = {}
+        self._first_write: float | None = None  # oldest write the file does not hold yet
+        self._last_write = 0.0
+        self._not_before = 0.0  # after a failed checkpoint, wait before the next try
 
     def split_point(self, batch_rows: dict[str, int]) -> tuple[str, int] | None:
         """``(table, head_rows)`` when this batch carries ``table`` to a row-group boundary, else None.
@@ -74,10 +98,33 @@ class CheckpointPolicy:
     def written(self, batch_rows: dict[str, int]) -> None:
         for table, rows in batch_rows.items():
             self._since_checkpoint[table] = self._since_checkpoint.get(table, 0) + rows
+        self._last_write = self._clock()
+        if self._first_write is None:
+            self._first_write = self._last_write
 
     def checkpointed(self) -> None:
         """Every table starts a new row group after a checkpoint."""
         self._since_checkpoint.clear()
+        self._first_write = None
+
+    def failed(self) -> None:
+        """The checkpoint failed (disk full...): the log keeps the data; try again after a pause, not at once."""
+        self._not_before = self._clock() + min(self.idle_seconds, 30.0)
+
+    def time_due(self) -> str | None:
+        """``"idle"`` or ``"elapsed"`` when a checkpoint is due by time, else None (nothing unwritten, or not yet)."""
+        wait = self.seconds_until_due()
+        if wait is None or wait > 0:
+            return None
+        now = self._clock()
+        return "idle" if now - self._last_write >= self.idle_seconds else "elapsed"
+
+    def seconds_until_due(self) -> float | None:
+        """Seconds until :meth:`time_due` fires if nothing else is written; None when nothing awaits a checkpoint."""
+        if self._first_write is None:
+            return None
+        due_at = min(self._last_write + self.idle_seconds, self._first_write + self.max_interval_seconds)
+        return max(0.0, max(due_at, self._not_before) - self._clock())
 
     def wal_due(self, wal_bytes: int) -> bool:
         """A safety net for very wide rows: checkpoint when the write-ahead log has grown this large anyway."""

@@ -240,6 +240,12 @@ class DuckDBExporterConfig:
     # (collector.checkpoints); this write-ahead-log size forces one sooner,
     # for rows so wide that a row group's log would be larger.
     checkpoint_threshold_mib: int = 256
+    # A quiet gateway fills row groups slowly; without these its write-ahead
+    # log would hold every small commit until then (and be replayed at the
+    # next start). Checkpoint after this long without writes...
+    checkpoint_idle: float = 30.0
+    # ...and when the oldest write not yet checkpointed is this old.
+    checkpoint_max_interval: float = 60.0
     # Appends gain nothing from a second DuckDB thread (measured) and each
     # thread keeps its own buffers.
     threads: int = 1
@@ -264,6 +270,9 @@ class DuckDBExporterConfig:
             raise ConfigError(f"{key}.threads: must be at least 1")
         if self.checkpoint_threshold_mib < 1:
             raise ConfigError(f"{key}.checkpoint_threshold_mib: must be at least 1")
+        for name in ("checkpoint_idle", "checkpoint_max_interval"):
+            if getattr(self, name) < 0.1:
+                raise ConfigError(f"{key}.{name}: must be at least 100ms, got {getattr(self, name)}s")
         for name, own_key in _MANAGED_DUCKDB_SETTINGS.items():
             if name in self.settings:
                 raise ConfigError(f"{key}.settings.{name}: set {key}.{own_key} instead")
@@ -441,7 +450,8 @@ class CollectorConfig:
 
 
 _DURATION_FIELDS = {"timeout", "retry_after", "dedup_window", "shutdown_timeout", "initial_interval",
-                    "max_interval", "max_elapsed_time", "clock_skew_threshold"}
+                    "max_interval", "max_elapsed_time", "clock_skew_threshold", "checkpoint_idle",
+                    "checkpoint_max_interval"}
 
 
 def _build(cls: type, data: Any, key: str) -> Any:

@@ -148,12 +148,17 @@ class DuckDBExporter:
         self._path = ""
         self.healthy = True
         self.clocks = DeviceClocks(config.clock_skew_threshold)
-        self.checkpoints = CheckpointPolicy(config.checkpoint_threshold_mib << 20)
+        self.checkpoints = CheckpointPolicy(config.checkpoint_threshold_mib << 20,
+                                            idle_seconds=config.checkpoint_idle,
+                                            max_interval_seconds=config.checkpoint_max_interval)
         self._orphaned_head = False
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
         path = os.path.expanduser(self.config.path)
+        self._path = path
+        wal_before = self._wal_bytes()
+        opening = time.perf_counter()
         try:
             self._con = open_database(
                 path,
@@ -167,6 +172,7 @@ class DuckDBExporter:
             )
         except duckdb.InvalidInputException as exc:  # ours are validated: an option under settings
             raise ConfigError(f"exporters.duckdb.settings: DuckDB refused an option: {exc}") from None
+        self._report_open(wal_before, time.perf_counter() - opening)
         for statement in ddl():
             self._con.execute(statement)
         self._drop_orphaned_heads()  # fails start-up rather than guess, see drop_orphaned_heads
@@ -174,12 +180,20 @@ class DuckDBExporter:
             "SELECT device_id, min_lag_ns, epoch_ns(last_seen), epoch_ns(last_event_time), requests FROM devices"
         ).fetchall():
             self.clocks.seed(device_id, min_lag, seen_ns, event_ns, requests)
-        self._path = path
-        self.metrics.disk_bytes.set(file_bytes(path))
+        if self._wal_bytes():  # what was replayed (or the schema just created) need not wait in the log
+            self._checkpoint("start")
+        self._update_size_gauges()
         self._measure_memory()
         self._thread = threading.Thread(target=self._run, name="duckdb-writer", daemon=True)
         self._thread.start()
         log.info("duckdb exporter started", extra={"path": path})
+
+    def _report_open(self, wal_replayed: int, seconds: float) -> None:
+        """Opening replays the write-ahead log left by a crash; say how much and how long it took."""
+        self.metrics.wal_replayed_bytes.set(wal_replayed)
+        self.metrics.open_seconds.set(seconds)
+        log.info("opened %s: replayed %d bytes of write-ahead log in %.2fs", self._path, wal_replayed, seconds,
+                 extra={"wal_replayed_bytes": wal_replayed, "open_seconds": round(seconds, 3)})
 
     def recent_digests(self, window_seconds: float, limit: int) -> list[tuple[str, int]]:
         """Digests committed within the dedup window, oldest first (called before start of serving)."""
@@ -216,7 +230,11 @@ class DuckDBExporter:
     # -- writer thread ---------------------------------------------------
     def _run(self) -> None:
         while True:
-            batch = self._queue.get()
+            try:  # wake up for a checkpoint that falls due while no batch arrives (a quiet gateway)
+                batch = self._queue.get(timeout=self.checkpoints.seconds_until_due())
+            except queue.Empty:
+                self._checkpoint_if_due()
+                continue
             if batch is None:
                 return
             error = self._write(batch)
@@ -227,6 +245,8 @@ class DuckDBExporter:
                 log.exception("acknowledging a batch failed")
             if error is None and self.checkpoints.wal_due(self._wal_bytes()):
                 self._checkpoint("wal_size")
+            else:
+                self._checkpoint_if_due()
             self._maybe_prune()
             self._measure_memory()
 
@@ -292,7 +312,7 @@ class DuckDBExporter:
         for table, builder in batch.tables.items():
             self.metrics.batches_written.inc(table=table)
             self.metrics.rows_written.inc(builder.rows, table=table)
-        self.metrics.disk_bytes.set(file_bytes(self._path))
+        self._update_size_gauges()
         return None
 
     def _drop_orphaned_heads(self) -> None:
@@ -394,18 +414,29 @@ class DuckDBExporter:
         except OSError:
             return 0
 
+    def _update_size_gauges(self) -> None:
+        self.metrics.disk_bytes.set(file_bytes(self._path))
+        self.metrics.wal_bytes.set(self._wal_bytes())
+
+    def _checkpoint_if_due(self) -> None:
+        reason = self.checkpoints.time_due()
+        if reason is not None:
+            self._checkpoint(reason)
+
     def _checkpoint(self, reason: str) -> None:
         assert self._con is not None
         started = time.perf_counter()
         try:
             self._con.execute("CHECKPOINT")
         except duckdb.Error as exc:  # e.g. disk full: the WAL keeps the data, try again later
+            self.checkpoints.failed()
             self.metrics.checkpoint_failures.inc()
             log.warning("checkpoint failed: %.300s", exc)
             return
         self.checkpoints.checkpointed()
         self.metrics.checkpoints.inc(reason=reason)
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+        self._update_size_gauges()
 
     def _maybe_prune(self) -> None:
         """Drop ingest_log rows older than the dedup window, at most once an hour."""

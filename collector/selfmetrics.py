@@ -245,7 +245,9 @@ class CollectorMetrics:
         self.checkpoints = r.counter(
             "fleetwatch_exporter_checkpoints_total",
             "DuckDB checkpoints by reason: row_group (a table's new rows filled whole row groups), "
-            "wal_size (the write-ahead log reached its threshold first).",
+            "wal_size (the write-ahead log reached its threshold first), idle (no writes for checkpoint_idle), "
+            "elapsed (the oldest write not yet checkpointed reached checkpoint_max_interval), "
+            "start (after opening the file, for the log it replayed).",
             ["reason"],
         )
         self.checkpoint_failures = r.counter(
@@ -271,5 +273,12 @@ class CollectorMetrics:
         self.queue_requests = r.gauge("fleetwatch_queue_requests", "Requests waiting for their batch to commit.")
         self.queue_limit_bytes = r.gauge("fleetwatch_queue_limit_bytes", "The memory budget for queued bytes.")
         self.disk_bytes = r.gauge("fleetwatch_duckdb_file_bytes", "Size of the DuckDB file plus its write-ahead log.")
+        self.wal_bytes = r.gauge("fleetwatch_duckdb_wal_bytes", "Size of the DuckDB write-ahead log.")
+        self.wal_replayed_bytes = r.gauge(
+            "fleetwatch_duckdb_wal_replayed_bytes", "Write-ahead log bytes DuckDB replayed when this process opened the file."
+        )
+        self.open_seconds = r.gauge(
+            "fleetwatch_duckdb_open_seconds", "Time to open the DuckDB file at start-up, write-ahead log replay included."
+        )
         self.duckdb_memory_bytes = r.gauge("fleetwatch_duckdb_memory_bytes", "Memory DuckDB's buffer manager holds.")
         r.gauge_callback("process_resident_memory_bytes", "Resident memory of this process.", resident_memory_bytes)

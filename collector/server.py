@@ -106,7 +106,12 @@ class Collector:
     def __init__(self, config: CollectorConfig, metrics: CollectorMetrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or CollectorMetrics()
-        self.exporter = FanOut(build_exporters(config, self.metrics))
+        self.exporter = FanOut(build_exporters(config, self.metrics), config.exporters.duckdb.dedup_window,
+                               config.exporters.duckdb.dedup_max_entries)
+        self.metrics.registry.gauge_callback(
+            "fleetwatch_exporter_partly_held_requests",
+            "Requests one exporter made durable and another did not (their re-send goes only to the others).",
+            lambda: len(self.exporter.partly_held))
         self.ingestor: Ingestor | None = None
         self.http: HttpReceiver | None = None
         self.grpc: GrpcReceiver | None = None

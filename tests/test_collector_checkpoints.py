@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.client
+import os
 import threading
+import time
 
 import duckdb
 import pytest
@@ -42,6 +44,36 @@ def test_policy_validates_and_reports_a_large_write_ahead_log():
     policy = CheckpointPolicy(wal_threshold_bytes=1000)
     assert not policy.wal_due(999)
     assert policy.wal_due(1000)
+
+
+class _Clock:
+    """A hand-moved clock for the policy's timing."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_policy_checkpoints_after_idle_time_and_after_elapsed_time():
+    clock = _Clock()
+    policy = CheckpointPolicy(1 << 20, idle_seconds=30, max_interval_seconds=300, clock=clock)
+    assert policy.seconds_until_due() is None and policy.time_due() is None  # nothing written: nothing to do
+    policy.written({"span_rows": 20})
+    assert policy.seconds_until_due() == 30 and policy.time_due() is None
+    clock.now += 30
+    assert policy.time_due() == "idle"
+    policy.checkpointed()
+    assert policy.time_due() is None and policy.seconds_until_due() is None
+    for _ in range(31):  # a write every 10 s: never idle, so elapsed time bounds the log
+        clock.now += 10
+        policy.written({"span_rows": 20})
+    assert policy.time_due() == "elapsed"
+    policy.failed()  # a failed checkpoint is retried after a pause, not in a busy loop
+    assert policy.time_due() is None and policy.seconds_until_due() == 30
+    with pytest.raises(ValueError, match="idle_seconds"):
+        CheckpointPolicy(1 << 20, idle_seconds=0)
 
 
 def _post_all(port: int, bodies: list[bytes], threads: int) -> list[int]:
@@ -193,3 +225,51 @@ def test_duckdb_settings_pass_through_but_not_the_ones_the_exporter_owns(tmp_pat
                          config={"exporters": {"duckdb": {"settings": {"no_such_option": "1"}}}}).start()
     assert "configuration error: exporters.duckdb.settings: DuckDB refused an option" in str(failure.value)
     assert "no_such_option" in str(failure.value)
+
+
+def test_checkpoint_times_are_durations_with_units():
+    config = config_from_dict({"exporters": {"duckdb": {"checkpoint_idle": "2s", "checkpoint_max_interval": "5m"}}})
+    assert (config.exporters.duckdb.checkpoint_idle, config.exporters.duckdb.checkpoint_max_interval) == (2.0, 300.0)
+    with pytest.raises(ConfigError, match="exporters.duckdb.checkpoint_idle: must be at least 100ms"):
+        config_from_dict({"exporters": {"duckdb": {"checkpoint_idle": "10ms"}}})
+    with pytest.raises(ConfigError, match="exporters.duckdb.checkpoint_max_interval: expected a duration"):
+        config_from_dict({"exporters": {"duckdb": {"checkpoint_max_interval": "often"}}})
+
+
+def _wal_bytes(db) -> int:
+    try:
+        return os.path.getsize(str(db) + ".wal")
+    except OSError:
+        return 0
+
+
+SMALL_WAL = 256 << 10
+
+
+def test_a_quiet_gateway_keeps_its_write_ahead_log_small_and_restarts_with_little_to_replay(tmp_path):
+    """20 devices' small requests, far from filling a row group: time-based checkpoints keep the log small."""
+    db = tmp_path / "fw.duckdb"
+    config = {"exporters": {"duckdb": {"checkpoint_idle": "1s", "checkpoint_max_interval": "1s"}}}
+    collector = CollectorProcess(db, config=config).start()
+    sent, largest_wal = [], 0
+    try:
+        for i in range(400):  # a steady trickle, never idle for a second: elapsed time bounds the log
+            body, ids = trace_request(20, device=f"dev-{i % 20}")
+            assert post(collector.http_port, "/v1/traces", body, token=None)[0] == 200
+            sent += ids
+            largest_wal = max(largest_wal, _wal_bytes(db))
+            time.sleep(0.01)
+        # then quiet: the idle checkpoint empties the log
+        wait_until(lambda: _wal_bytes(db) < SMALL_WAL, timeout=60, what="an idle checkpoint")
+        metrics = collector.metrics_text()
+        assert metric_value(metrics, "fleetwatch_exporter_checkpoints_total", reason="elapsed") >= 1
+        assert metric_value(metrics, "fleetwatch_duckdb_wal_bytes") < SMALL_WAL
+    finally:
+        collector.kill()  # no shutdown checkpoint: the next start replays what the log holds
+
+    with CollectorProcess(db, config=config) as restarted:
+        replayed = metric_value(restarted.metrics_text(), "fleetwatch_duckdb_wal_replayed_bytes")
+    assert replayed < SMALL_WAL
+    assert f"replayed {int(replayed)} bytes of write-ahead log in" in restarted.logs()
+    assert sorted(r[0] for r in query(db, "SELECT span_id FROM spans")) == sorted(sent)
+    assert largest_wal < 4 * SMALL_WAL, f"the log reached {largest_wal} bytes while requests kept coming"
