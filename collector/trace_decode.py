@@ -102,13 +102,13 @@ from itertools import accumulate
 from typing import Any
 
 from google.protobuf.message import DecodeError
-from google.protobuf.unknown_fields import UnknownFieldSet
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collector.attributes import (
     RESOURCE_PROMOTED,
     SPAN_PROMOTED,
     attributes_json,
+    check_wire_types,
     json_string,
     promote,
     resource_columns,
@@ -181,26 +181,6 @@ def _rejection(span) -> tuple[str, str] | None:
     return None
 
 
-def _check_wire_types(message, path: str) -> None:
-    """ValueError if upb kept a known field number as unknown (wrong wire type)."""
-    by_number = message.DESCRIPTOR.fields_by_number
-    for field in UnknownFieldSet(message):
-        known = by_number.get(field.field_number)
-        if known is not None:
-            raise ValueError(
-                f"malformed OTLP trace request: {path}.{known.name} (field {field.field_number}) "
-                f"has wire type {field.wire_type}"
-            )
-    for descriptor, value in message.ListFields():
-        if descriptor.message_type is None:
-            continue
-        if descriptor.is_repeated:
-            for i, item in enumerate(value):
-                _check_wire_types(item, f"{path}.{descriptor.name}[{i}]")
-        else:
-            _check_wire_types(value, f"{path}.{descriptor.name}")
-
-
 def _parse(data: bytes) -> ExportTraceServiceRequest:
     try:
         request = ExportTraceServiceRequest.FromString(data)
@@ -208,8 +188,11 @@ def _parse(data: bytes) -> ExportTraceServiceRequest:
         raise ValueError(f"malformed OTLP trace request: {exc}") from None
     size = request.ByteSize()
     request.DiscardUnknownFields()
-    if request.ByteSize() != size:  # unknown fields somewhere: are any known numbers among them?
-        _check_wire_types(ExportTraceServiceRequest.FromString(data), "request")
+    # Unknown fields somewhere: are any known numbers among them? (Deeply
+    # nested attribute values, which the discard does not reach, are checked
+    # as they are rendered: see collector.attributes.)
+    if request.ByteSize() != size:
+        check_wire_types(ExportTraceServiceRequest.FromString(data), "request")
     return request
 
 

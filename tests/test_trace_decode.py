@@ -813,8 +813,8 @@ def test_merged_and_overridden_submessages(c_decode):
     assert out["service_name"] == ["a"] and out["device_id"] == ["d"] and out["scope_name"] == ["sc"]
 
 
-def _nested_value(levels: int, kvlist: bool = False) -> list:
-    value = [V(3, 1)]
+def _nested_value(levels: int, kvlist: bool = False, inner: list | None = None) -> list:
+    value = inner or [V(3, 1)]
     for _ in range(levels):
         value = [M(6, [M(1, [B(1, "k"), M(2, value)])])] if kvlist else [M(5, [M(1, value)])]
     return value
@@ -835,6 +835,17 @@ def test_value_nesting_limit(c_decode, kvlist, where):
     if not kvlist:
         bad(c_decode, _with_value(_nested_value(33, kvlist), where))
     bad(c_decode, _with_value(_nested_value(60, kvlist), where))
+
+
+@pytest.mark.parametrize("kvlist", [False, True])
+@pytest.mark.parametrize("where", ["span", "resource"])
+def test_wrong_wire_type_deep_in_a_value(c_decode, kvlist, where):
+    # upb's unknown-field discard stops 64 messages below the request (about 29 arrays under a
+    # span): the reference decoder must still refuse a known field with a wrong wire type there
+    deepest = 32 if not kvlist else 30
+    for levels in (0, 5, 23, 24, 25, 28, 29, 30, deepest):
+        bad(c_decode, _with_value(_nested_value(levels, kvlist, inner=[V(1, 5)]), where))  # string_value as varint
+        ok(c_decode, _with_value(_nested_value(levels, kvlist, inner=[V(77, 5), V(3, 1)]), where))  # unknown field
 
 
 def test_nesting_limit_applies_to_rejected_spans_too(c_decode):
