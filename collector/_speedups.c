@@ -27,6 +27,11 @@
  *     fields of every message it keeps).
  * Attribute values with arrays/kvlists nested more than 32 deep raise
  * ValueError.
+ *
+ * The resource and scope columns (SHARED below) hold one entry per run, not
+ * per row: a run is the accepted spans of one ScopeSpans, and "shared_runs"
+ * gives each run's length, so a resource's text is written once however many
+ * spans it applies to (collector/arrow_batches.py makes dictionary arrays).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -175,6 +180,13 @@ static const char *STR_NAMES[N_STR] = {
 #define SLOT_BOOL 9
 static const char *BOOL_NAME = "cold_start";
 
+/* Columns of the resource and the scope: one entry per run of spans. */
+static inline int is_shared(int c)
+{
+    return c == C_SCOPE_NAME || c == C_SCOPE_VERSION || c == C_RESOURCE_ATTRS || c == C_SCOPE_ATTRS ||
+           (c >= C_RES0 && c < C_RES0 + 6);
+}
+
 /* Fixed-width columns, one buffer of little-endian values each, in output
    order; the bits of the promoted doubles come last (they go out with a
    validity bitmap). */
@@ -267,6 +279,9 @@ static size_t max_text = 0x7FFFFFFF;
 typedef struct {
     const uint8_t *base, *limit;
     Py_ssize_t n, cap; /* accepted spans */
+    Py_ssize_t nruns;  /* runs: the shared columns' entries (<= n) */
+    int32_t *run_len;  /* spans in each run, cap entries */
+    Py_ssize_t run;    /* the current ScopeSpans' run, -1 until its first accepted span */
     Buf sdata[N_STR];      /* text column data */
     int32_t *soff[N_STR];  /* text column offsets, cap + 1 */
     uint8_t *bits[N_BITMAPS]; /* validity bitmaps, then the bool values; cap / 8 bytes, zeroed */
@@ -1571,6 +1586,9 @@ static int cols_reserve(Dec *d)
         if (!np) goto nomem;
         d->fixed[c] = np;
     }
+    int32_t *runs = PyMem_Realloc(d->run_len, (size_t)cap * 4);
+    if (!runs) goto nomem;
+    d->run_len = runs;
     d->cap = cap;
     return 0;
 nomem:
@@ -1844,16 +1862,25 @@ static int parse_span(Dec *d, const uint8_t *p, const uint8_t *end, int depth, c
         frame(&d->links, '[', ']'))
         return -1;
     Py_ssize_t i = d->n;
+    if (d->run < 0) { /* the scope's first accepted span opens its run: its shared entries, once */
+        Py_ssize_t r = d->nruns;
+        if (put_str(d, C_SCOPE_NAME, r, ctx->scope_name, ctx->scope_namen) ||
+            put_str(d, C_SCOPE_VERSION, r, ctx->scope_version, ctx->scope_versionn) ||
+            put_json(d, C_RESOURCE_ATTRS, r, &ctx->res_json) || put_json(d, C_SCOPE_ATTRS, r, &ctx->scope_json))
+            return -1;
+        for (int k = 0; k < 6; k++)
+            if (put_promoted(d, C_RES0 + k, r, &ctx->res[k])) return -1;
+        d->run_len[r] = 0;
+        d->nruns++;
+        d->run = r;
+    }
+    d->run_len[d->run]++;
     if (put_str(d, C_NAME, i, name, namen) || put_str(d, C_TRACE_STATE, i, ids.ts, ids.tsn) ||
-        put_str(d, C_STATUS_MESSAGE, i, smsg, smsgn) ||
-        put_str(d, C_SCOPE_NAME, i, ctx->scope_name, ctx->scope_namen) ||
-        put_str(d, C_SCOPE_VERSION, i, ctx->scope_version, ctx->scope_versionn) ||
-        put_json(d, C_RESOURCE_ATTRS, i, &ctx->res_json) || put_json(d, C_SCOPE_ATTRS, i, &ctx->scope_json) ||
-        put_json(d, C_ATTRS, i, &d->attrs) || put_json(d, C_EVENTS, i, &d->events) ||
-        put_json(d, C_LINKS, i, &d->links))
+        put_str(d, C_STATUS_MESSAGE, i, smsg, smsgn) || put_json(d, C_ATTRS, i, &d->attrs) ||
+        put_json(d, C_EVENTS, i, &d->events) || put_json(d, C_LINKS, i, &d->links))
         return -1;
     for (int k = 0; k < 6; k++)
-        if (put_promoted(d, C_RES0 + k, i, &ctx->res[k]) || put_promoted(d, C_SPAN0 + k, i, &prom[k])) return -1;
+        if (put_promoted(d, C_SPAN0 + k, i, &prom[k])) return -1;
     for (int k = 0; k < N_F64; k++) {
         const PromoVal *f = &prom[SLOT_F64 + k];
         col_u64(d, F_F64 + k)[i] = f->bits; /* 0.0 for null */
@@ -1993,6 +2020,7 @@ static int parse_scope_spans(Dec *d, const uint8_t *p, const uint8_t *end, Ctx *
     uint32_t n;
     int fn, rc = -1;
     Py_ssize_t index = 0;
+    d->run = -1;
     if (scan_spans_parent(d, p, end, depth, KNOWN_SS, "ScopeSpans", &scope) ||
         parse_scope(d, &scope, depth + 1, ctx))
         goto done;
@@ -2054,6 +2082,7 @@ static void dec_free(Dec *d)
     }
     for (int c = 0; c < N_BITMAPS; c++) PyMem_Free(d->bits[c]);
     for (int c = 0; c < N_FIXED; c++) PyMem_Free(d->fixed[c]);
+    PyMem_Free(d->run_len);
     PyMem_Free(d->attrs.p);
     PyMem_Free(d->events.p);
     PyMem_Free(d->links.p);
@@ -2101,17 +2130,17 @@ static PyObject *le_bytes(const void *src, Py_ssize_t n, int size)
 #endif
 }
 
-/* bitmap c as bytes */
-static PyObject *bitmap(Dec *d, int c)
+/* bitmap c as bytes (rows: its length in bits) */
+static PyObject *bitmap(Dec *d, int c, Py_ssize_t rows)
 {
-    return PyBytes_FromStringAndSize((const char *)d->bits[c], (d->n + 7) / 8);
+    return PyBytes_FromStringAndSize((const char *)d->bits[c], (rows + 7) / 8);
 }
 
 /* validity bitmap of column c: bytes, or None when it has no nulls */
-static PyObject *validity(Dec *d, int c)
+static PyObject *validity(Dec *d, int c, Py_ssize_t rows)
 {
     if (!d->nulls[c]) Py_RETURN_NONE;
-    return bitmap(d, c);
+    return bitmap(d, c, rows);
 }
 
 /* a tuple of the k items, stealing the references; NULL if any is NULL */
@@ -2162,15 +2191,18 @@ static PyObject *build_result(Dec *d)
     for (int c = 0; c < F_F64; c++)
         if (set_item(out, FIXED_COLS[c].name, le_bytes(d->fixed[c], n, FIXED_COLS[c].width))) goto error;
     for (int c = 0; c < N_STR; c++) {
-        PyObject *offsets = le_bytes(n ? d->soff[c] : &zero_offset, n + 1, 4);
+        Py_ssize_t rows = is_shared(c) ? d->nruns : n;
+        PyObject *offsets = le_bytes(rows ? d->soff[c] : &zero_offset, rows + 1, 4);
         PyObject *data = PyBytes_FromStringAndSize(d->sdata[c].p, (Py_ssize_t)d->sdata[c].n);
-        if (set_item(out, STR_NAMES[c], triple(offsets, data, validity(d, c)))) goto error;
+        if (set_item(out, STR_NAMES[c], triple(offsets, data, validity(d, c, rows)))) goto error;
     }
+    if (set_item(out, "shared_runs", le_bytes(d->run_len, d->nruns, 4))) goto error;
     for (int k = 0; k < N_F64; k++) {
         int c = F_F64 + k;
-        if (set_item(out, FIXED_COLS[c].name, pair(le_bytes(d->fixed[c], n, 8), validity(d, V_F64 + k)))) goto error;
+        if (set_item(out, FIXED_COLS[c].name, pair(le_bytes(d->fixed[c], n, 8), validity(d, V_F64 + k, n))))
+            goto error;
     }
-    if (set_item(out, BOOL_NAME, pair(bitmap(d, BOOL_VALUES), validity(d, V_BOOL)))) goto error;
+    if (set_item(out, BOOL_NAME, pair(bitmap(d, BOOL_VALUES, n), validity(d, V_BOOL, n)))) goto error;
     return out;
 error:
     Py_DECREF(out);

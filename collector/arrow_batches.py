@@ -17,13 +17,17 @@ column (``collector._speedups.concat_column``), and wraps the result with
 is made. Without the extension each request's buffers are wrapped and joined
 with ``pa.concat_arrays``, which gives the same table. A text column holding
 more than 2**31 - 1 bytes in one batch becomes a chunked column (int32
-offsets). Metric columns arrive as lists and are converted with
+offsets). The resource and scope columns (``SHARED_COLUMNS``) arrive with
+one value per run of spans and become dictionary arrays: an int32 index per
+row and each run's value once, so a resource's text is never copied into
+every row (DuckDB reads them as plain VARCHAR columns). Metric columns arrive as lists and are converted with
 ``pa.array``. Every row is stamped with the gateway's receive time and id.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from array import array
 from operator import itemgetter
 from typing import Any
@@ -54,6 +58,21 @@ BUFFER_COLUMNS = frozenset(
         "dropped_attributes_count",
         "dropped_events_count",
         "dropped_links_count",
+    }
+)
+#: span_rows columns that the trace decoder returns with one value per run of spans
+SHARED_COLUMNS = frozenset(
+    {
+        "scope_name",
+        "scope_version",
+        "scope_attributes",
+        "resource_attributes",
+        "service_name",
+        "device_id",
+        "site",
+        "region",
+        "device_class",
+        "firmware_version",
     }
 )
 _RECEIPT = ("received_at", "gateway_id")
@@ -114,6 +133,19 @@ def _column(field_type: pa.DataType, chunks: list[tuple], counts: list[int]) -> 
     return arrays[0] if len(arrays) == 1 else pa.chunked_array(arrays, field_type)
 
 
+def _dictionary(values: pa.Array, indices: array) -> pa.DictionaryArray:
+    """Rows of ``values`` picked by ``indices``; a row whose value is null is null."""
+    rows = len(indices)
+    index_buffer = pa.py_buffer(indices)
+    validity = None
+    if values.null_count:
+        import pyarrow.compute as pc  # only here: most batches have no null resource value
+
+        validity = pc.take(values.is_valid(), pa.Array.from_buffers(pa.int32(), rows, [None, index_buffer]))
+        validity = validity.buffers()[1]
+    return pa.DictionaryArray.from_arrays(pa.Array.from_buffers(pa.int32(), rows, [validity, index_buffer]), values)
+
+
 class TableBuilder:
     """Accumulates decoded columns for one storage table; see the module docstring."""
 
@@ -154,6 +186,7 @@ class TableBuilder:
         write batch is not held twice in memory while it is committed.
         """
         arrays = []
+        self._all_indices: array | None = None
         for field in self.schema:
             name = field.name
             if name == "received_at":
@@ -165,6 +198,8 @@ class TableBuilder:
                 arrays.append(pa.array(self._lists[name], field.type))
             elif not self._decoded:
                 arrays.append(pa.array([], field.type))
+            elif name in SHARED_COLUMNS:
+                arrays.append(self._shared_column(field.type, name))
             elif name in BUFFER_COLUMNS:
                 data = b"".join(map(itemgetter(name), self._decoded))
                 arrays.append(pa.Array.from_buffers(field.type, self.rows, [None, pa.py_buffer(data)]))
@@ -172,4 +207,32 @@ class TableBuilder:
                 arrays.append(_column(field.type, list(map(itemgetter(name), self._decoded)), self._counts))
         self._decoded, self._counts, self._lists, self._gateways = [], [], {}, []
         self._received = array("q")
-        return pa.Table.from_arrays(arrays, schema=self.schema)
+        schema = pa.schema([field.with_type(column.type) for field, column in zip(self.schema, arrays)])
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def _run_indices(self, first: int, stop: int) -> array:
+        """int32 per row of requests [first, stop): the number of its run, counted from the first request's."""
+        indices = array("i")
+        run = 0
+        for decoded in self._decoded[first:stop]:
+            lengths = array("i", decoded["shared_runs"])
+            if sys.byteorder != "little":
+                lengths.byteswap()
+            for length in lengths:
+                indices.extend(array("i", [run]) * length)
+                run += 1
+        return indices
+
+    def _shared_column(self, field_type: pa.DataType, name: str) -> pa.DictionaryArray | pa.ChunkedArray:
+        """A resource or scope column as dictionary arrays; chunked when its text exceeds one array."""
+        chunks = [decoded[name] for decoded in self._decoded]
+        runs = [len(decoded["shared_runs"]) // 4 for decoded in self._decoded]
+        sizes = [len(chunk[1]) for chunk in chunks]
+        groups = _runs(sizes, _MAX_ARRAY_TEXT) if sum(sizes) > _MAX_ARRAY_TEXT else [(0, len(chunks))]
+        if groups == [(0, len(chunks))]:  # the usual case: one set of indices serves every shared column
+            if self._all_indices is None:
+                self._all_indices = self._run_indices(0, len(chunks))
+            return _dictionary(_concat(field_type, chunks, runs), self._all_indices)
+        return pa.chunked_array(
+            [_dictionary(_concat(field_type, chunks[a:b], runs[a:b]), self._run_indices(a, b)) for a, b in groups]
+        )

@@ -44,6 +44,13 @@ Output contract: a dict with
       the double's bits as sent (a NaN keeps its payload; an int_value is
       converted to the nearest double).
     the bool column: (values, validity), values a bitmap like validity.
+  Runs: the resource and scope columns (scope_name, scope_version,
+    scope_attributes, the six promoted resource columns, resource_attributes)
+    hold one entry per run instead of one per row, so a resource's text is
+    held once however many spans it applies to. A run is the accepted spans
+    of one ScopeSpans (none: no run); ``shared_runs`` is bytes of little-endian
+    int32, each run's length, adding up to n. Row i takes the entry of the run
+    it falls in (collector/arrow_batches.py makes dictionary arrays of them).
   text columns:
     name, trace_state, status_message, scope_name, scope_version: null when
     empty.
@@ -87,8 +94,7 @@ nesting deeper than upb's limit of 100, an attribute value with arrays /
 kvlists nested more than 32 deep (checked in every span, rejected ones too),
 or more than MAX_TEXT_BYTES (2**31 - 1) bytes of text in all text columns of
 the accepted spans together (so int32 offsets cannot overflow; resource and
-scope values are repeated in every span's row, so a small request can reach
-it).
+scope values count once per run).
 Unknown fields are skipped. A merged singular sub-message (a field sent
 twice) and oneof overrides behave as protobuf parsing defines them.
 """
@@ -258,7 +264,8 @@ def decode_traces_python(data: bytes) -> dict[str, Any]:
     request = _parse(data)
     spans: list = []  # accepted spans
     rows: list[tuple] = []  # per accepted span: _ROW_COLUMNS values
-    shared_rows: list[tuple] = []  # per accepted span: _SHARED_COLUMNS values
+    shared_rows: list[tuple] = []  # per run (a scope's accepted spans): _SHARED_COLUMNS values
+    run_lengths = array("i")
     reasons: dict[str, int] = {}
     first_error = None
     for ri, resource_spans in enumerate(request.resource_spans):
@@ -268,6 +275,7 @@ def decode_traces_python(data: bytes) -> dict[str, Any]:
             shared = {"scope_name": scope.name or None, "scope_version": scope.version or None,
                       "scope_attributes": attributes_json(scope.attributes), **resource}  # fmt: skip
             shared_row = tuple(shared[column] for column in _SHARED_COLUMNS)
+            run_start = len(spans)
             for i, span in enumerate(scope_spans.spans):
                 promoted, attributes = promote(span.attributes, SPAN_PROMOTED)
                 row = (attributes, _events_json(span.events), _links_json(span.links))
@@ -280,7 +288,9 @@ def decode_traces_python(data: bytes) -> dict[str, Any]:
                     continue
                 spans.append(span)
                 rows.append(row + tuple(promoted.get(column) for column in _SPAN_COLUMNS))
+            if len(spans) > run_start:
                 shared_rows.append(shared_row)
+                run_lengths.append(len(spans) - run_start)
     statuses = [span.status for span in spans]
     ids = _u64_be([span.trace_id for span in spans])
     out: dict[str, Any] = {
@@ -300,6 +310,7 @@ def decode_traces_python(data: bytes) -> dict[str, Any]:
         "dropped_attributes_count": _le(array("I", [span.dropped_attributes_count for span in spans])),
         "dropped_events_count": _le(array("I", [span.dropped_events_count for span in spans])),
         "dropped_links_count": _le(array("I", [span.dropped_links_count for span in spans])),
+        "shared_runs": _le(run_lengths),
     }
     lists = {
         "name": [span.name or None for span in spans],
