@@ -9,9 +9,9 @@ its answer, the rows stored, and the process's peak RSS: VmHWM (the kernel's
 high-water mark) and the highest of psutil samples taken every 5 ms, before
 and after the request. The cases: a 1 MiB ``service.name`` over 1,900 and
 2,049 minimal spans (about 1.1 MiB on the wire, about 2 GB once every row
-carries the name), and a 100 kB name over 300 spans (about 30 MB of rows,
-within the default per-request cap of 64 MiB). The last line is one JSON
-object.
+carries the name), and requests within the default per-request cap of
+64 MiB: a 100 kB name over 300 and 650 spans (about 30 and 65 MB of rows)
+and a 10 kB name over 6,500 spans. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from tests.test_collector_bad_input import post  # noqa: E402
 
 MiB = 1 << 20
 CASES = [("1 MiB name x 1,900 spans", 1900, MiB), ("1 MiB name x 2,049 spans", 2049, MiB),
-         ("100 kB name x 300 spans", 300, 100_000)]
+         ("100 kB name x 300 spans", 300, 100_000), ("100 kB name x 650 spans", 650, 100_000),
+         ("10 kB name x 6,500 spans", 6500, 10_000)]
 
 
 class RssSampler:

@@ -1343,11 +1343,32 @@ def test_table_builder_matches_building_from_lists(c_decode, monkeypatch, path):
         builder.add(out, out["count"], received, gateway)
     assert builder.rows == sum(out["count"] for out in outs) > 150
     table = builder.build()
-    assert_same_table(table, _list_table(outs, receipts))
+    want = _list_table(outs, receipts)
+    assert_same_table(table, want)
+    import duckdb  # DuckDB reads the dictionary columns (chunked ones, nulls) as the plain strings
+
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con.register("got", table)
+    shared = ", ".join(sorted(arrow_batches.SHARED_COLUMNS))
+    assert con.execute(f"SELECT {shared} FROM got").fetchall() == list(zip(*(want[c].to_pylist() for c in
+                                                                               sorted(arrow_batches.SHARED_COLUMNS))))
+    con.close()
     if "chunked" in path:
         assert table["attributes"].num_chunks > 1
     else:
         assert all(table[name].num_chunks == 1 for name in table.column_names)
+
+
+def test_resource_columns_are_dictionaries_over_runs(c_decode):
+    builder = TableBuilder("span_rows")
+    for data in (handmade_request(13, 6), realistic_trace_request(64, seed=2)):
+        out = c_decode(data)
+        builder.add(out, out["count"], 1, "gw")
+    service = builder.build()["service_name"]
+    assert service.num_chunks == 1 and pa.types.is_dictionary(service.type)
+    runs_seen = service.chunk(0).dictionary.to_pylist()  # one value per run, not per row
+    assert runs_seen == ["svc-a", "svc-a", None, "edge-inference"]
+    assert service.chunk(0).dictionary_decode().to_pylist() == ["svc-a"] * 15 + [None] * 6 + ["edge-inference"] * 64
 
 
 def test_table_builder_empty_and_metric_tables(c_decode):
