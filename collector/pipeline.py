@@ -117,7 +117,7 @@ class Ingestor:
         duck = config.exporters.duckdb
         self.digests = DigestWindow(duck.dedup_window, duck.dedup_max_entries)
         self.digests.load(exporter.recent_digests(duck.dedup_window, duck.dedup_max_entries))
-        self.batcher = Batcher(exporter, config.processors.batch)
+        self.batcher = Batcher(exporter, config.processors.batch, max_batch_bytes=self.budget.request_cap)
         # Decoding holds the GIL either way; a pool keeps the event loop
         # answering health checks and accepting connections meanwhile.
         self._decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
@@ -166,7 +166,7 @@ class Ingestor:
                 return outcome
             request = BatchedRequest(digest, signal, decoded.count, received_at_ns, gateway_id or self.gateway_id,
                                      decoded.payload)
-            await self._commit(request, decoded, receiver)
+            await self._commit(request, decoded, receiver, reserved)
             self.metrics.requests.inc(receiver=receiver, signal=signal, outcome=self._outcome_name(outcome))
             return outcome
         finally:
@@ -204,9 +204,9 @@ class Ingestor:
             )
         return size
 
-    async def _commit(self, request: BatchedRequest, decoded: _Decoded, receiver: str) -> None:
+    async def _commit(self, request: BatchedRequest, decoded: _Decoded, receiver: str, decoded_bytes: int) -> None:
         signal, digest = request.signal, request.digest
-        future = self.batcher.add(decoded.tables, request)
+        future = self.batcher.add(decoded.tables, request, decoded_bytes)
         self.digests.reserve(digest, future)
         self._update_gauges()
         try:

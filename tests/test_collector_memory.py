@@ -16,6 +16,12 @@ import threading
 import grpc
 import pytest
 from google.rpc.status_pb2 import Status
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bench.ingest import _proc_stat
 from tests.collector_process import CollectorProcess, metric_value, query
@@ -74,3 +80,57 @@ def test_the_cap_follows_the_memory_budget(tmp_path):
         assert post(collector.http_port, "/v1/traces", within, token=None)[0] == 200
     rows = query(tmp_path / "fw.duckdb", "SELECT count(*), min(length(service_name)) FROM spans")
     assert rows == [(200, 100_000)]
+
+
+def test_large_requests_within_the_cap_commit_alone(tmp_path):
+    # Two requests of about 45 MB of rows each, under the 64 MiB cap. DuckDB holds a transaction's
+    # text in memory until it commits (memory limit 100 MiB): together they failed the commit of
+    # everything batched with them. Each now gets a transaction of its own.
+    config = {"processors": {"batch": {"timeout": "3s", "send_batch_size": 1_000_000}}}
+    with CollectorProcess(tmp_path / "fw.duckdb", config=config) as collector:
+        normal, normal_ids = trace_request(50)
+        bodies = [normal] + [heavy_resource_request(450, value_bytes=100_000) for _ in range(2)]
+        statuses: dict[int, int] = {}
+
+        def send(i: int) -> None:
+            statuses[i] = post(collector.http_port, "/v1/traces", bodies[i], token=None)[0]
+
+        senders = [threading.Thread(target=send, args=(i,)) for i in range(3)]
+        for sender in senders:  # the normal request first: it waits in its batch while the others arrive
+            sender.start()
+        for sender in senders:
+            sender.join()
+    assert statuses[0] == 200
+    heavy_stored = [statuses[i] for i in (1, 2)].count(200)
+    assert heavy_stored >= 1 and set(statuses.values()) <= {200, 503}  # 503: DuckDB full until a checkpoint
+    rows = query(tmp_path / "fw.duckdb", "SELECT span_id FROM spans")
+    assert len(rows) == 50 + 450 * heavy_stored and set(normal_ids) <= {r[0] for r in rows}
+
+
+def _device_spans(service_name: str, count: int) -> list:
+    """Spans as the real SDK makes them for a device whose resource carries ``service_name``."""
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name, "device.id": "cam-1"}))
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("fleetwatch.tests")
+    for _ in range(count):
+        with tracer.start_as_current_span("inference"):
+            pass
+    return list(memory.get_finished_spans())
+
+
+def test_sdk_exporters_take_the_refusal_as_final(tmp_path):
+    heavy = _device_spans("s" * MiB, 100)  # 100 MiB of rows (the SDK's own encoder is slow on more)
+    with CollectorProcess(tmp_path / "fw.duckdb") as collector:
+        idle_peak = peak_rss(collector)
+        http = HttpSpanExporter(endpoint=collector.http_url + "/v1/traces", timeout=30)
+        assert http.export(heavy) == SpanExportResult.FAILURE
+        grpc_exporter = GrpcSpanExporter(endpoint=collector.grpc_endpoint, insecure=True, timeout=30)
+        assert grpc_exporter.export(heavy) == SpanExportResult.FAILURE
+        text = collector.metrics_text()
+        assert metric_value(text, "fleetwatch_receiver_requests_total", outcome="too_large") == 2  # no retries
+        assert http.export(_device_spans("vision-edge", 20)) == SpanExportResult.SUCCESS
+        assert peak_rss(collector) - idle_peak < PEAK_GROWTH_CEILING
+        http.shutdown()
+        grpc_exporter.shutdown()
+    assert query(tmp_path / "fw.duckdb", "SELECT count(*), min(service_name) FROM spans") == [(20, "vision-edge")]
