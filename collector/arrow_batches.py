@@ -20,8 +20,8 @@ more than 2**31 - 1 bytes in one batch becomes a chunked column (int32
 offsets). The resource and scope columns (``SHARED_COLUMNS``) arrive with
 one value per run of spans and become dictionary arrays: an int32 index per
 row and each run's value once, so a resource's text is never copied into
-every row (DuckDB reads them as plain VARCHAR columns). Metric columns arrive as lists and are converted with
-``pa.array``. Every row is stamped with the gateway's receive time and id.
+every row (DuckDB reads them as plain VARCHAR columns). Metric columns
+arrive as lists and are converted with ``pa.array``. Every row is stamped with the gateway's receive time and id.
 """
 
 from __future__ import annotations
@@ -161,6 +161,7 @@ class TableBuilder:
             self._lists = {field.name: [] for field in self.schema if field.name not in _RECEIPT}
         self._received = array("q")
         self._gateways: list[list] = []  # [gateway_id, rows] runs
+        self._all_indices: array | None = None  # in build(): the run of every row, shared by the columns
 
     def add(self, columns: dict[str, Any], rows: int, received_at_ns: int, gateway_id: str) -> None:
         """Append ``rows`` decoded rows (span_rows: the trace decoder's buffers; metric tables: lists)."""
@@ -186,7 +187,7 @@ class TableBuilder:
         write batch is not held twice in memory while it is committed.
         """
         arrays = []
-        self._all_indices: array | None = None
+        self._all_indices = None
         for field in self.schema:
             name = field.name
             if name == "received_at":

@@ -1,8 +1,8 @@
 """The path every OTLP request takes, whichever receiver it came in on.
 
-digest → duplicate check → memory admission → decode and validate → Arrow →
-group commit → answer. Receivers only translate the outcome (or the
-exception) into their protocol's answer::
+digest → duplicate check → decoded size (per-request cap) → memory admission →
+decode and validate → Arrow → group commit → answer. Receivers only translate
+the outcome (or the exception) into their protocol's answer::
 
     ingestor = Ingestor(config, metrics, exporter)
     outcome = await ingestor.ingest("traces", payload, receiver="http", received_at_ns=time.time_ns())
@@ -12,8 +12,8 @@ Raises :class:`BadRequest` (answer 400 / INVALID_ARGUMENT) for a body that is
 not OTLP, :class:`DecodedTooLarge` (413 / INVALID_ARGUMENT, not retried) for a
 request whose decoded rows would pass the budget's per-request cap (sized
 from its wire format before anything is decoded, see
-:mod:`collector.decoded_size`), :class:`Refused` (503 / UNAVAILABLE with retry advice) when the
-memory budget is full or the commit failed. Bad input costs only its own
+:mod:`collector.decoded_size`), :class:`Refused` (503 / UNAVAILABLE with
+retry advice) when the memory budget is full or the commit failed. Bad input costs only its own
 request: nothing else is dropped and the process keeps serving.
 """
 
