@@ -124,6 +124,19 @@ def test_random_bytes_agree_and_only_break_what_the_decoder_refuses(c_size):
                 decode_traces_python(data)
 
 
+def test_damaged_metrics_agree_and_only_break_what_the_decoder_refuses(c_size):
+    rng = random.Random(6)
+    good = gauge_request(3) + histogram_request()  # two requests in one body merge into one
+    for _ in range(1000):
+        data = bytearray(good)
+        for _ in range(rng.randint(1, 3)):
+            data[rng.randrange(len(data))] = rng.getrandbits(8)
+        data = bytes(data[: rng.randint(1, len(data))])
+        if both(c_size, "metrics", data) is None:
+            with pytest.raises(ValueError):
+                decode_metrics(data)
+
+
 def test_groups_nest_up_to_upbs_limit(c_size):
     def groups(n):
         return b"".join(tag(99, 3) for _ in range(n)) + b"".join(tag(99, 4) for _ in range(n))
