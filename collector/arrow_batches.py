@@ -21,7 +21,8 @@ offsets). The resource and scope columns (``SHARED_COLUMNS``) arrive with
 one value per run of spans and become dictionary arrays: an int32 index per
 row and each run's value once, so a resource's text is never copied into
 every row (DuckDB reads them as plain VARCHAR columns). Metric columns
-arrive as lists and are converted with ``pa.array``. Every row is stamped with the gateway's receive time and id.
+arrive as lists and are converted with ``pa.array``; their resource and
+scope columns also come one value per run and become dictionary arrays. Every row is stamped with the gateway's receive time and id.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ SHARED_COLUMNS = frozenset(
         "firmware_version",
     }
 )
+#: tables whose decoded lists hold the SHARED_COLUMNS one value per run, with "shared_runs"
+_LIST_RUN_TABLES = frozenset({"metric_points", "histogram_points"})
 _RECEIPT = ("received_at", "gateway_id")
 #: text bytes one Arrow string array can hold (int32 offsets)
 _MAX_ARRAY_TEXT = 2**31 - 1
@@ -133,6 +136,15 @@ def _column(field_type: pa.DataType, chunks: list[tuple], counts: list[int]) -> 
     return arrays[0] if len(arrays) == 1 else pa.chunked_array(arrays, field_type)
 
 
+def _append_run_numbers(lengths, indices: array, first_run: int = 0) -> int:
+    """Append to ``indices`` each row's run number for runs of ``lengths`` rows; return the next run number."""
+    run = first_run
+    for length in lengths:
+        indices.extend(array("i", [run]) * length)
+        run += 1
+    return run
+
+
 def _dictionary(values: pa.Array, indices: array) -> pa.DictionaryArray:
     """Rows of ``values`` picked by ``indices``; a row whose value is null is null."""
     rows = len(indices)
@@ -159,6 +171,8 @@ class TableBuilder:
         self._lists: dict[str, list[Any]] = {}  # other tables: column values
         if not self._spans:
             self._lists = {field.name: [] for field in self.schema if field.name not in _RECEIPT}
+        # metric tables: each row's run (SHARED_COLUMNS hold one value per run)
+        self._list_runs: array | None = array("i") if table in _LIST_RUN_TABLES else None
         self._received = array("q")
         self._gateways: list[list] = []  # [gateway_id, rows] runs
         self._all_indices: array | None = None  # in build(): the run of every row, shared by the columns
@@ -173,6 +187,9 @@ class TableBuilder:
         else:
             for name, values in self._lists.items():
                 values.extend(columns[name])
+            if self._list_runs is not None:  # without runs (lists per row), every row is its own run
+                start = self._list_runs[-1] + 1 if self._list_runs else 0
+                _append_run_numbers(columns.get("shared_runs") or [1] * rows, self._list_runs, start)
         self._received.extend(array("q", [received_at_ns]) * rows)
         if self._gateways and self._gateways[-1][0] == gateway_id:
             self._gateways[-1][1] += rows
@@ -196,7 +213,10 @@ class TableBuilder:
                 runs = [pa.repeat(pa.scalar(gateway, field.type), rows) for gateway, rows in self._gateways]
                 arrays.append(pa.concat_arrays(runs) if runs else pa.array([], field.type))
             elif not self._spans:
-                arrays.append(pa.array(self._lists[name], field.type))
+                values = pa.array(self._lists[name], field.type)
+                if self._list_runs is not None and name in SHARED_COLUMNS:
+                    values = _dictionary(values, self._list_runs)
+                arrays.append(values)
             elif not self._decoded:
                 arrays.append(pa.array([], field.type))
             elif name in SHARED_COLUMNS:
@@ -208,10 +228,11 @@ class TableBuilder:
                 arrays.append(_column(field.type, list(map(itemgetter(name), self._decoded)), self._counts))
         self._decoded, self._counts, self._lists, self._gateways = [], [], {}, []
         self._received = array("q")
+        self._list_runs = None
         schema = pa.schema([field.with_type(column.type) for field, column in zip(self.schema, arrays)])
         return pa.Table.from_arrays(arrays, schema=schema)
 
-    def _run_indices(self, first: int, stop: int) -> array:
+    def _span_run_indices(self, first: int, stop: int) -> array:
         """int32 per row of requests [first, stop): the number of its run, counted from the first request's."""
         indices = array("i")
         run = 0
@@ -219,9 +240,7 @@ class TableBuilder:
             lengths = array("i", decoded["shared_runs"])
             if sys.byteorder != "little":
                 lengths.byteswap()
-            for length in lengths:
-                indices.extend(array("i", [run]) * length)
-                run += 1
+            run = _append_run_numbers(lengths, indices, run)
         return indices
 
     def _shared_column(self, field_type: pa.DataType, name: str) -> pa.DictionaryArray | pa.ChunkedArray:
@@ -232,8 +251,8 @@ class TableBuilder:
         groups = _runs(sizes, _MAX_ARRAY_TEXT) if sum(sizes) > _MAX_ARRAY_TEXT else [(0, len(chunks))]
         if groups == [(0, len(chunks))]:  # the usual case: one set of indices serves every shared column
             if self._all_indices is None:
-                self._all_indices = self._run_indices(0, len(chunks))
+                self._all_indices = self._span_run_indices(0, len(chunks))
             return _dictionary(_concat(field_type, chunks, runs), self._all_indices)
         return pa.chunked_array(
-            [_dictionary(_concat(field_type, chunks[a:b], runs[a:b]), self._run_indices(a, b)) for a, b in groups]
+            [_dictionary(_concat(field_type, chunks[a:b], runs[a:b]), self._span_run_indices(a, b)) for a, b in groups]
         )
