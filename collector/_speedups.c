@@ -27,6 +27,11 @@
  *     fields of every message it keeps).
  * Attribute values with arrays/kvlists nested more than 32 deep raise
  * ValueError.
+ *
+ * The resource and scope columns (SHARED below) hold one entry per run, not
+ * per row: a run is the accepted spans of one ScopeSpans, and "shared_runs"
+ * gives each run's length, so a resource's text is written once however many
+ * spans it applies to (collector/arrow_batches.py makes dictionary arrays).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -175,6 +180,13 @@ static const char *STR_NAMES[N_STR] = {
 #define SLOT_BOOL 9
 static const char *BOOL_NAME = "cold_start";
 
+/* Columns of the resource and the scope: one entry per run of spans. */
+static inline int is_shared(int c)
+{
+    return c == C_SCOPE_NAME || c == C_SCOPE_VERSION || c == C_RESOURCE_ATTRS || c == C_SCOPE_ATTRS ||
+           (c >= C_RES0 && c < C_RES0 + 6);
+}
+
 /* Fixed-width columns, one buffer of little-endian values each, in output
    order; the bits of the promoted doubles come last (they go out with a
    validity bitmap). */
@@ -267,6 +279,9 @@ static size_t max_text = 0x7FFFFFFF;
 typedef struct {
     const uint8_t *base, *limit;
     Py_ssize_t n, cap; /* accepted spans */
+    Py_ssize_t nruns;  /* runs: the shared columns' entries (<= n) */
+    int32_t *run_len;  /* spans in each run, cap entries */
+    Py_ssize_t run;    /* the current ScopeSpans' run, -1 until its first accepted span */
     Buf sdata[N_STR];      /* text column data */
     int32_t *soff[N_STR];  /* text column offsets, cap + 1 */
     uint8_t *bits[N_BITMAPS]; /* validity bitmaps, then the bool values; cap / 8 bytes, zeroed */
@@ -1571,6 +1586,9 @@ static int cols_reserve(Dec *d)
         if (!np) goto nomem;
         d->fixed[c] = np;
     }
+    int32_t *runs = PyMem_Realloc(d->run_len, (size_t)cap * 4);
+    if (!runs) goto nomem;
+    d->run_len = runs;
     d->cap = cap;
     return 0;
 nomem:
@@ -1844,16 +1862,25 @@ static int parse_span(Dec *d, const uint8_t *p, const uint8_t *end, int depth, c
         frame(&d->links, '[', ']'))
         return -1;
     Py_ssize_t i = d->n;
+    if (d->run < 0) { /* the scope's first accepted span opens its run: its shared entries, once */
+        Py_ssize_t r = d->nruns;
+        if (put_str(d, C_SCOPE_NAME, r, ctx->scope_name, ctx->scope_namen) ||
+            put_str(d, C_SCOPE_VERSION, r, ctx->scope_version, ctx->scope_versionn) ||
+            put_json(d, C_RESOURCE_ATTRS, r, &ctx->res_json) || put_json(d, C_SCOPE_ATTRS, r, &ctx->scope_json))
+            return -1;
+        for (int k = 0; k < 6; k++)
+            if (put_promoted(d, C_RES0 + k, r, &ctx->res[k])) return -1;
+        d->run_len[r] = 0;
+        d->nruns++;
+        d->run = r;
+    }
+    d->run_len[d->run]++;
     if (put_str(d, C_NAME, i, name, namen) || put_str(d, C_TRACE_STATE, i, ids.ts, ids.tsn) ||
-        put_str(d, C_STATUS_MESSAGE, i, smsg, smsgn) ||
-        put_str(d, C_SCOPE_NAME, i, ctx->scope_name, ctx->scope_namen) ||
-        put_str(d, C_SCOPE_VERSION, i, ctx->scope_version, ctx->scope_versionn) ||
-        put_json(d, C_RESOURCE_ATTRS, i, &ctx->res_json) || put_json(d, C_SCOPE_ATTRS, i, &ctx->scope_json) ||
-        put_json(d, C_ATTRS, i, &d->attrs) || put_json(d, C_EVENTS, i, &d->events) ||
-        put_json(d, C_LINKS, i, &d->links))
+        put_str(d, C_STATUS_MESSAGE, i, smsg, smsgn) || put_json(d, C_ATTRS, i, &d->attrs) ||
+        put_json(d, C_EVENTS, i, &d->events) || put_json(d, C_LINKS, i, &d->links))
         return -1;
     for (int k = 0; k < 6; k++)
-        if (put_promoted(d, C_RES0 + k, i, &ctx->res[k]) || put_promoted(d, C_SPAN0 + k, i, &prom[k])) return -1;
+        if (put_promoted(d, C_SPAN0 + k, i, &prom[k])) return -1;
     for (int k = 0; k < N_F64; k++) {
         const PromoVal *f = &prom[SLOT_F64 + k];
         col_u64(d, F_F64 + k)[i] = f->bits; /* 0.0 for null */
@@ -1993,6 +2020,7 @@ static int parse_scope_spans(Dec *d, const uint8_t *p, const uint8_t *end, Ctx *
     uint32_t n;
     int fn, rc = -1;
     Py_ssize_t index = 0;
+    d->run = -1;
     if (scan_spans_parent(d, p, end, depth, KNOWN_SS, "ScopeSpans", &scope) ||
         parse_scope(d, &scope, depth + 1, ctx))
         goto done;
@@ -2054,6 +2082,7 @@ static void dec_free(Dec *d)
     }
     for (int c = 0; c < N_BITMAPS; c++) PyMem_Free(d->bits[c]);
     for (int c = 0; c < N_FIXED; c++) PyMem_Free(d->fixed[c]);
+    PyMem_Free(d->run_len);
     PyMem_Free(d->attrs.p);
     PyMem_Free(d->events.p);
     PyMem_Free(d->links.p);
@@ -2101,17 +2130,17 @@ static PyObject *le_bytes(const void *src, Py_ssize_t n, int size)
 #endif
 }
 
-/* bitmap c as bytes */
-static PyObject *bitmap(Dec *d, int c)
+/* bitmap c as bytes (rows: its length in bits) */
+static PyObject *bitmap(Dec *d, int c, Py_ssize_t rows)
 {
-    return PyBytes_FromStringAndSize((const char *)d->bits[c], (d->n + 7) / 8);
+    return PyBytes_FromStringAndSize((const char *)d->bits[c], (rows + 7) / 8);
 }
 
 /* validity bitmap of column c: bytes, or None when it has no nulls */
-static PyObject *validity(Dec *d, int c)
+static PyObject *validity(Dec *d, int c, Py_ssize_t rows)
 {
     if (!d->nulls[c]) Py_RETURN_NONE;
-    return bitmap(d, c);
+    return bitmap(d, c, rows);
 }
 
 /* a tuple of the k items, stealing the references; NULL if any is NULL */
@@ -2162,15 +2191,18 @@ static PyObject *build_result(Dec *d)
     for (int c = 0; c < F_F64; c++)
         if (set_item(out, FIXED_COLS[c].name, le_bytes(d->fixed[c], n, FIXED_COLS[c].width))) goto error;
     for (int c = 0; c < N_STR; c++) {
-        PyObject *offsets = le_bytes(n ? d->soff[c] : &zero_offset, n + 1, 4);
+        Py_ssize_t rows = is_shared(c) ? d->nruns : n;
+        PyObject *offsets = le_bytes(rows ? d->soff[c] : &zero_offset, rows + 1, 4);
         PyObject *data = PyBytes_FromStringAndSize(d->sdata[c].p, (Py_ssize_t)d->sdata[c].n);
-        if (set_item(out, STR_NAMES[c], triple(offsets, data, validity(d, c)))) goto error;
+        if (set_item(out, STR_NAMES[c], triple(offsets, data, validity(d, c, rows)))) goto error;
     }
+    if (set_item(out, "shared_runs", le_bytes(d->run_len, d->nruns, 4))) goto error;
     for (int k = 0; k < N_F64; k++) {
         int c = F_F64 + k;
-        if (set_item(out, FIXED_COLS[c].name, pair(le_bytes(d->fixed[c], n, 8), validity(d, V_F64 + k)))) goto error;
+        if (set_item(out, FIXED_COLS[c].name, pair(le_bytes(d->fixed[c], n, 8), validity(d, V_F64 + k, n))))
+            goto error;
     }
-    if (set_item(out, BOOL_NAME, pair(bitmap(d, BOOL_VALUES), validity(d, V_BOOL)))) goto error;
+    if (set_item(out, BOOL_NAME, pair(bitmap(d, BOOL_VALUES, n), validity(d, V_BOOL, n)))) goto error;
     return out;
 error:
     Py_DECREF(out);
@@ -2195,6 +2227,146 @@ static PyObject *py_decode_traces(PyObject *self, PyObject *arg)
     dec_free(d);
     PyBuffer_Release(&view);
     return result;
+}
+
+/* ---------------------------------------------------------------- decoded size
+ * decoded_size(data, signal): the estimate of collector/decoded_size.py (the
+ * reference; see it for the rule), from the framing only: tags and lengths of
+ * the levels above the rows, nothing rendered, nothing allocated. Broken
+ * framing raises ValueError, as the reference does. */
+
+#define SZ_ROW_OVERHEAD 192
+#define SZ_MAX_LEVELS 5
+#define SZ_MAX_GROUP_DEPTH 100
+
+typedef struct {
+    int n_levels;
+    uint32_t fields[SZ_MAX_LEVELS]; /* per level: bit f set when field f holds the next level */
+} SizeSpec;
+
+static const SizeSpec SIZE_SPECS[2] = {
+    {3, {1u << 1, 1u << 2, 1u << 2}},                                                        /* traces */
+    {5, {1u << 1, 1u << 2, 1u << 2, (1u << 5) | (1u << 7) | (1u << 9) | (1u << 10) | (1u << 11), 1u << 1}}, /* metrics */
+};
+
+static int sz_varint(const uint8_t **pp, const uint8_t *end, int max_bytes, uint64_t *out)
+{
+    const uint8_t *p = *pp;
+    uint64_t v = 0;
+    for (int i = 0; i < max_bytes; i++) {
+        if (p + i >= end) return -1;
+        v |= (uint64_t)(p[i] & 0x7F) << (7 * i);
+        if (p[i] < 0x80) {
+            *pp = p + i + 1;
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int sz_skip(const uint8_t **pp, const uint8_t *end, uint32_t wire_type, uint64_t field)
+{
+    uint64_t v;
+    const uint8_t *p = *pp;
+    if (wire_type == WT_VARINT) {
+        if (sz_varint(&p, end, 10, &v)) return -1;
+    } else if (wire_type == WT_I64 || wire_type == WT_I32) {
+        if ((size_t)(end - p) < (wire_type == WT_I64 ? 8u : 4u)) return -1;
+        p += wire_type == WT_I64 ? 8 : 4;
+    } else if (wire_type == WT_LEN) {
+        if (sz_varint(&p, end, 5, &v) || v > (uint64_t)(end - p)) return -1;
+        p += v;
+    } else if (wire_type == WT_SGROUP) {
+        uint64_t open[SZ_MAX_GROUP_DEPTH + 1];
+        int depth = 0;
+        open[depth++] = field;
+        while (depth) {
+            uint64_t tag;
+            if (sz_varint(&p, end, 5, &tag)) return -1;
+            uint32_t wt = (uint32_t)(tag & 7);
+            if (wt == WT_EGROUP) {
+                if ((tag >> 3) != open[--depth]) return -1;
+            } else if (wt == WT_SGROUP) {
+                if (depth >= SZ_MAX_GROUP_DEPTH) return -1;
+                open[depth++] = tag >> 3;
+            } else if (sz_skip(&p, end, wt, tag >> 3)) {
+                return -1;
+            }
+        }
+    } else {
+        return -1;
+    }
+    *pp = p;
+    return 0;
+}
+
+/* Adds the estimate of the message [p, end) at `level` to *total. */
+static int sz_walk(const SizeSpec *spec, const uint8_t *p, const uint8_t *end, int level, uint64_t inherited,
+                   uint64_t *total)
+{
+    if (level == spec->n_levels) {
+        uint64_t row = (uint64_t)(end - p) + inherited + SZ_ROW_OVERHEAD;
+        *total = row > UINT64_MAX - *total ? UINT64_MAX : *total + row; /* saturates, never wraps */
+        return 0;
+    }
+    /* First pass: the bytes outside the wanted children (what each row inherits). */
+    uint64_t child_bytes = 0; /* the children's fields, tags and lengths included */
+    const uint8_t *q = p;
+    while (q < end) {
+        uint64_t tag, len;
+        const uint8_t *field_start = q;
+        if (sz_varint(&q, end, 5, &tag) || (tag >> 3) == 0 || (tag >> 32)) return -1;
+        uint32_t wt = (uint32_t)(tag & 7);
+        uint64_t field = tag >> 3;
+        if (wt == WT_LEN && field < 32 && (spec->fields[level] >> field & 1)) {
+            if (sz_varint(&q, end, 5, &len) || len > (uint64_t)(end - q)) return -1;
+            q += len;
+            child_bytes += (uint64_t)(q - field_start);
+        } else if (wt == WT_EGROUP || sz_skip(&q, end, wt, field)) {
+            return -1;
+        }
+    }
+    uint64_t shared = inherited + ((uint64_t)(end - p) - child_bytes);
+    /* Second pass: the children (the framing is known to be sound now). */
+    q = p;
+    while (q < end) {
+        uint64_t tag = 0, len = 0;
+        sz_varint(&q, end, 5, &tag);
+        uint32_t wt = (uint32_t)(tag & 7);
+        uint64_t field = tag >> 3;
+        if (wt == WT_LEN && field < 32 && (spec->fields[level] >> field & 1)) {
+            sz_varint(&q, end, 5, &len);
+            if (sz_walk(spec, q, q + len, level + 1, shared, total)) return -1;
+            q += len;
+        } else {
+            sz_skip(&q, end, wt, field);
+        }
+    }
+    return 0;
+}
+
+static PyObject *py_decoded_size(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer view;
+    int signal;
+    if (!PyArg_ParseTuple(args, "y*i", &view, &signal)) return NULL;
+    if (signal < 0 || signal > 1) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "signal must be 0 (traces) or 1 (metrics)");
+        return NULL;
+    }
+    uint64_t total = 0;
+    const uint8_t *p = (const uint8_t *)view.buf;
+    int rc = sz_walk(&SIZE_SPECS[signal], p, p + view.len, 0, 0, &total);
+    PyBuffer_Release(&view);
+    if (rc) {
+        PyErr_Format(PyExc_ValueError, "malformed OTLP %s request: broken protobuf framing",
+                     signal ? "metrics" : "traces");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(total);
 }
 
 static PyObject *py_repr_double(PyObject *self, PyObject *arg)
@@ -2403,6 +2575,9 @@ static PyMethodDef methods[] = {
     {"decode_traces", py_decode_traces, METH_O,
      "decode_traces(data: bytes) -> dict\n\nDecode an OTLP ExportTraceServiceRequest into columns "
      "(see collector.trace_decode). Raises ValueError on malformed input."},
+    {"decoded_size", py_decoded_size, METH_VARARGS,
+     "decoded_size(data: bytes, signal: int) -> int\n\nEstimated bytes of the decoded rows of an OTLP request "
+     "(signal 0 traces, 1 metrics; see collector.decoded_size). ValueError on broken framing."},
     {"_repr_double", py_repr_double, METH_O, "JSON text of a double as the decoder writes it (tests)."},
     {"concat_column", py_concat_column, METH_VARARGS,
      "concat_column(kind: int, chunks: list[tuple], counts: list[int], max_text: int = 2**31 - 1) -> tuple"

@@ -7,7 +7,9 @@ unsure whether a request arrived, and a re-sent request must not be counted
 twice::
 
     budget = MemoryBudget(256 << 20)
-    if not budget.try_acquire(len(body)):
+    if size > budget.request_cap:
+        ...  # answer 413: one request may not take more than a share of the budget
+    if not budget.try_acquire(size):   # size: the request's decoded size
         ...  # answer 503 + Retry-After
     window = DigestWindow(window_seconds=86400, max_entries=2_000_000)
     state = window.lookup(digest)   # "new", "pending" or "committed"
@@ -22,11 +24,19 @@ import time
 class MemoryBudget:
     """Bytes queued in the process against a fixed limit (event-loop thread only)."""
 
+    #: share of the budget one request's decoded rows may take (``request_cap``)
+    REQUEST_SHARE = 0.25
+    #: ``request_cap`` is never below this, so a small budget still takes ordinary requests
+    MIN_REQUEST_CAP = 8 << 20
+
     def __init__(self, limit_bytes: int) -> None:
         if limit_bytes <= 0:
             raise ValueError("limit_bytes must be positive")
         self.limit = limit_bytes
         self.used = 0
+        # A request over the cap is refused for good (not retried): the
+        # budget could never hold it next to the requests already queued.
+        self.request_cap = max(int(limit_bytes * self.REQUEST_SHARE), self.MIN_REQUEST_CAP)
 
     def try_acquire(self, nbytes: int) -> bool:
         """Reserve ``nbytes`` unless that would pass the limit.

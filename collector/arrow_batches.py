@@ -17,13 +17,18 @@ column (``collector._speedups.concat_column``), and wraps the result with
 is made. Without the extension each request's buffers are wrapped and joined
 with ``pa.concat_arrays``, which gives the same table. A text column holding
 more than 2**31 - 1 bytes in one batch becomes a chunked column (int32
-offsets). Metric columns arrive as lists and are converted with
-``pa.array``. Every row is stamped with the gateway's receive time and id.
+offsets). The resource and scope columns (``SHARED_COLUMNS``) arrive with
+one value per run of spans and become dictionary arrays: an int32 index per
+row and each run's value once, so a resource's text is never copied into
+every row (DuckDB reads them as plain VARCHAR columns). Metric columns
+arrive as lists and are converted with ``pa.array``; their resource and
+scope columns also come one value per run and become dictionary arrays. Every row is stamped with the gateway's receive time and id.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from array import array
 from operator import itemgetter
 from typing import Any
@@ -56,6 +61,23 @@ BUFFER_COLUMNS = frozenset(
         "dropped_links_count",
     }
 )
+#: span_rows columns that the trace decoder returns with one value per run of spans
+SHARED_COLUMNS = frozenset(
+    {
+        "scope_name",
+        "scope_version",
+        "scope_attributes",
+        "resource_attributes",
+        "service_name",
+        "device_id",
+        "site",
+        "region",
+        "device_class",
+        "firmware_version",
+    }
+)
+#: tables whose decoded lists hold the SHARED_COLUMNS one value per run, with "shared_runs"
+_LIST_RUN_TABLES = frozenset({"metric_points", "histogram_points"})
 _RECEIPT = ("received_at", "gateway_id")
 #: text bytes one Arrow string array can hold (int32 offsets)
 _MAX_ARRAY_TEXT = 2**31 - 1
@@ -114,6 +136,28 @@ def _column(field_type: pa.DataType, chunks: list[tuple], counts: list[int]) -> 
     return arrays[0] if len(arrays) == 1 else pa.chunked_array(arrays, field_type)
 
 
+def _append_run_numbers(lengths, indices: array, first_run: int = 0) -> int:
+    """Append to ``indices`` each row's run number for runs of ``lengths`` rows; return the next run number."""
+    run = first_run
+    for length in lengths:
+        indices.extend(array("i", [run]) * length)
+        run += 1
+    return run
+
+
+def _dictionary(values: pa.Array, indices: array) -> pa.DictionaryArray:
+    """Rows of ``values`` picked by ``indices``; a row whose value is null is null."""
+    rows = len(indices)
+    index_buffer = pa.py_buffer(indices)
+    validity = None
+    if values.null_count:
+        import pyarrow.compute as pc  # only here: most batches have no null resource value
+
+        validity = pc.take(values.is_valid(), pa.Array.from_buffers(pa.int32(), rows, [None, index_buffer]))
+        validity = validity.buffers()[1]
+    return pa.DictionaryArray.from_arrays(pa.Array.from_buffers(pa.int32(), rows, [validity, index_buffer]), values)
+
+
 class TableBuilder:
     """Accumulates decoded columns for one storage table; see the module docstring."""
 
@@ -127,8 +171,11 @@ class TableBuilder:
         self._lists: dict[str, list[Any]] = {}  # other tables: column values
         if not self._spans:
             self._lists = {field.name: [] for field in self.schema if field.name not in _RECEIPT}
+        # metric tables: each row's run (SHARED_COLUMNS hold one value per run)
+        self._list_runs: array | None = array("i") if table in _LIST_RUN_TABLES else None
         self._received = array("q")
         self._gateways: list[list] = []  # [gateway_id, rows] runs
+        self._all_indices: array | None = None  # in build(): the run of every row, shared by the columns
 
     def add(self, columns: dict[str, Any], rows: int, received_at_ns: int, gateway_id: str) -> None:
         """Append ``rows`` decoded rows (span_rows: the trace decoder's buffers; metric tables: lists)."""
@@ -140,6 +187,9 @@ class TableBuilder:
         else:
             for name, values in self._lists.items():
                 values.extend(columns[name])
+            if self._list_runs is not None:  # without runs (lists per row), every row is its own run
+                start = self._list_runs[-1] + 1 if self._list_runs else 0
+                _append_run_numbers(columns.get("shared_runs") or [1] * rows, self._list_runs, start)
         self._received.extend(array("q", [received_at_ns]) * rows)
         if self._gateways and self._gateways[-1][0] == gateway_id:
             self._gateways[-1][1] += rows
@@ -154,6 +204,7 @@ class TableBuilder:
         write batch is not held twice in memory while it is committed.
         """
         arrays = []
+        self._all_indices = None
         for field in self.schema:
             name = field.name
             if name == "received_at":
@@ -162,9 +213,14 @@ class TableBuilder:
                 runs = [pa.repeat(pa.scalar(gateway, field.type), rows) for gateway, rows in self._gateways]
                 arrays.append(pa.concat_arrays(runs) if runs else pa.array([], field.type))
             elif not self._spans:
-                arrays.append(pa.array(self._lists[name], field.type))
+                values = pa.array(self._lists[name], field.type)
+                if self._list_runs is not None and name in SHARED_COLUMNS:
+                    values = _dictionary(values, self._list_runs)
+                arrays.append(values)
             elif not self._decoded:
                 arrays.append(pa.array([], field.type))
+            elif name in SHARED_COLUMNS:
+                arrays.append(self._shared_column(field.type, name))
             elif name in BUFFER_COLUMNS:
                 data = b"".join(map(itemgetter(name), self._decoded))
                 arrays.append(pa.Array.from_buffers(field.type, self.rows, [None, pa.py_buffer(data)]))
@@ -172,4 +228,31 @@ class TableBuilder:
                 arrays.append(_column(field.type, list(map(itemgetter(name), self._decoded)), self._counts))
         self._decoded, self._counts, self._lists, self._gateways = [], [], {}, []
         self._received = array("q")
-        return pa.Table.from_arrays(arrays, schema=self.schema)
+        self._list_runs = None
+        schema = pa.schema([field.with_type(column.type) for field, column in zip(self.schema, arrays)])
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def _span_run_indices(self, first: int, stop: int) -> array:
+        """int32 per row of requests [first, stop): the number of its run, counted from the first request's."""
+        indices = array("i")
+        run = 0
+        for decoded in self._decoded[first:stop]:
+            lengths = array("i", decoded["shared_runs"])
+            if sys.byteorder != "little":
+                lengths.byteswap()
+            run = _append_run_numbers(lengths, indices, run)
+        return indices
+
+    def _shared_column(self, field_type: pa.DataType, name: str) -> pa.DictionaryArray | pa.ChunkedArray:
+        """A resource or scope column as dictionary arrays; chunked when its text exceeds one array."""
+        chunks = [decoded[name] for decoded in self._decoded]
+        runs = [len(decoded["shared_runs"]) // 4 for decoded in self._decoded]
+        sizes = [len(chunk[1]) for chunk in chunks]
+        groups = _runs(sizes, _MAX_ARRAY_TEXT) if sum(sizes) > _MAX_ARRAY_TEXT else [(0, len(chunks))]
+        if groups == [(0, len(chunks))]:  # the usual case: one set of indices serves every shared column
+            if self._all_indices is None:
+                self._all_indices = self._span_run_indices(0, len(chunks))
+            return _dictionary(_concat(field_type, chunks, runs), self._all_indices)
+        return pa.chunked_array(
+            [_dictionary(_concat(field_type, chunks[a:b], runs[a:b]), self._span_run_indices(a, b)) for a, b in groups]
+        )

@@ -19,10 +19,18 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from google.protobuf.unknown_fields import UnknownFieldSet
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 #: Arrays / kvlists nested deeper than this in one attribute value -> ValueError.
 MAX_VALUE_DEPTH = 32
+
+#: Attribute values under this many arrays/kvlists are checked for known fields with a wrong wire
+#: type as they are rendered: upb's DiscardUnknownFields, by which the trace decoder finds such
+#: fields everywhere else, stops 64 messages below the request, and an AnyValue under N arrays
+#: sits 2N + 4 to 2N + 6 messages deep (3N + 4 to 3N + 6 under kvlists). The C decoder rejects
+#: them at any depth. Values nested this deep are rare, so the extra walk costs nothing in practice.
+WIRE_CHECK_LEVEL = 16
 
 #: resource attribute key -> column (string_value only)
 RESOURCE_PROMOTED = {
@@ -60,8 +68,30 @@ def _double(x: float) -> str:
     return repr(x)
 
 
+def check_wire_types(message, path: str) -> None:
+    """ValueError if upb kept a known field number of ``message`` or below as unknown (wrong wire type)."""
+    by_number = message.DESCRIPTOR.fields_by_number
+    for field in UnknownFieldSet(message):
+        known = by_number.get(field.field_number)
+        if known is not None:
+            raise ValueError(
+                f"malformed OTLP request: {path}.{known.name} (field {field.field_number}) "
+                f"has wire type {field.wire_type}"
+            )
+    for descriptor, value in message.ListFields():
+        if descriptor.message_type is None:
+            continue
+        if descriptor.is_repeated:
+            for i, item in enumerate(value):
+                check_wire_types(item, f"{path}.{descriptor.name}[{i}]")
+        else:
+            check_wire_types(value, f"{path}.{descriptor.name}")
+
+
 def _value_json(value, level: int) -> str:
     """JSON text of one AnyValue; ``level`` = arrays/kvlists around it."""
+    if level == WIRE_CHECK_LEVEL:
+        check_wire_types(value, f"attribute value under {level} arrays/kvlists")
     which = value.WhichOneof("value")
     if which == "string_value":
         return json_string(value.string_value)

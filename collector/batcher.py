@@ -6,10 +6,15 @@ batch holding it is committed. A batch is handed to the writer when it holds
 comes first, and as soon as the writer finishes the previous batch. While
 the writer is busy a due batch keeps growing instead of queueing behind it,
 so under load transactions get larger and cheaper rather than more
-numerous, and the writer never idles while requests wait::
+numerous, and the writer never idles while requests wait. With
+``max_batch_bytes``, a batch also closes before the decoded size of its
+requests would pass it (it is then queued behind the writer), and a request
+of more than a quarter of it gets a transaction of its own: DuckDB holds a
+transaction's text in memory until it commits, so a large request that
+fails its commit must fail it for no other request::
 
-    batcher = Batcher(exporter, BatchConfig(send_batch_size=65536, timeout=0.05))
-    await batcher.add({"span_rows": (decoded_columns, rows)}, request)   # request: BatchedRequest
+    batcher = Batcher(exporter, BatchConfig(send_batch_size=65536, timeout=0.05), max_batch_bytes=64 << 20)
+    await batcher.add({"span_rows": (decoded_columns, rows)}, request, decoded_bytes)   # request: BatchedRequest
     await batcher.flush_and_wait()   # at shutdown
 """
 
@@ -34,15 +39,18 @@ class _Pending:
     futures: list[asyncio.Future] = field(default_factory=list)
     rows: int = 0
     request_rows: list[dict[str, int]] = field(default_factory=list)  # per request: rows per table
+    decoded_bytes: int = 0
 
 
 class Batcher:
     """Collects requests into write batches; see the module docstring."""
 
-    def __init__(self, exporter: Exporter, config: BatchConfig, max_in_flight: int = 1) -> None:
+    def __init__(self, exporter: Exporter, config: BatchConfig, max_in_flight: int = 1,
+                 max_batch_bytes: int | None = None) -> None:
         self._exporter = exporter
         self._config = config
         self._max_in_flight = max_in_flight
+        self._max_batch_bytes = max_batch_bytes
         self._pending = _Pending()
         self._timer: asyncio.TimerHandle | None = None
         self._due = False
@@ -55,10 +63,15 @@ class Batcher:
     def waiting_requests(self) -> int:
         return len(self._pending.futures)
 
-    def add(self, tables: dict[str, tuple[dict, int]], request: BatchedRequest) -> asyncio.Future:
+    def add(self, tables: dict[str, tuple[dict, int]], request: BatchedRequest,
+            decoded_bytes: int = 0) -> asyncio.Future:
         """Queue one request's decoded rows; the returned future resolves when they are durable."""
         loop = self._loop = asyncio.get_running_loop()
         future = loop.create_future()
+        limit = self._max_batch_bytes
+        alone = bool(limit) and decoded_bytes > limit // 4
+        if self._pending.futures and (alone or (limit and self._pending.decoded_bytes + decoded_bytes > limit)):
+            self._flush()  # what is pending goes first, this request starts the next batch
         pending = self._pending
         rows = 0
         table_rows: dict[str, int] = {}
@@ -73,8 +86,9 @@ class Batcher:
         pending.request_rows.append(table_rows)
         pending.futures.append(future)
         pending.rows += rows
+        pending.decoded_bytes += decoded_bytes
         self._idle.clear()
-        if pending.rows >= self._config.send_batch_size:
+        if pending.rows >= self._config.send_batch_size or alone or (limit and pending.decoded_bytes >= limit):
             self._flush()
         elif self._timer is None and not self._due:
             self._timer = loop.call_later(self._config.timeout, self._on_timeout)

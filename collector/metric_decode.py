@@ -7,8 +7,14 @@ resource attributes become columns, everything else is kept as JSON text in
 the same encoding (see :mod:`collector.attributes`)::
 
     decoded = decode_metrics(payload)
-    decoded["metric_points"]["value"]      # list of floats
+    decoded["metric_points"]["value"]      # list of floats, one per row
+    decoded["metric_points"]["service_name"], decoded["metric_points"]["shared_runs"]  # one per run
     decoded["rejected"], decoded["reject_reasons"]
+
+As in the trace decoder, the resource and scope columns (``SHARED``) hold one
+value per run, the points of one ScopeMetrics in that table, and
+``shared_runs`` each run's length: a resource is held once, not per point
+(collector/arrow_batches.py makes dictionary arrays of them).
 
 A data point is rejected alone (counted by reason) when it has no timestamp,
 no value, or inconsistent histogram buckets; summary metrics are counted as
@@ -30,6 +36,7 @@ from collector.schema import HISTOGRAM_POINT_COLUMNS, METRIC_POINT_COLUMNS
 from collector.attributes import RESOURCE_PROMOTED, attributes_json, resource_columns
 
 _TEMPORALITY = {0: "unspecified", 1: "delta", 2: "cumulative"}
+_MAX_TIME_NS = 2**63
 _RECEIPT = {"received_at", "gateway_id"}
 
 # Rows are built as tuples in the storage tables' column order (one tuple
@@ -45,12 +52,18 @@ assert _NUMBER_NAMES == ["metric_type", "is_monotonic", "value", "int_value", *_
 assert _HISTOGRAM_NAMES == ["histogram_type", "count", "sum", "min", "max", "explicit_bounds", "bucket_counts",
                             "scale", "zero_count", "zero_threshold", "positive_offset", "positive_bucket_counts",
                             "negative_offset", "negative_bucket_counts", *_COMMON_LAYOUT]
+#: columns of the resource and the scope, one value per run, in this order
+SHARED = (*RESOURCE_PROMOTED.values(), "resource_attributes", "scope_name", "scope_version", "scope_attributes")
 
 
-def _columns(names: list[str], rows: list[tuple]) -> dict[str, list]:
-    if not rows:
-        return {name: [] for name in names}
-    return dict(zip(names, map(list, zip(*rows))))
+def _columns(names: list[str], rows: list[tuple], runs: list[tuple[tuple, int]]) -> dict[str, list]:
+    """Columns in storage order: per-row ones from ``rows``, shared ones from ``runs`` (values, length)."""
+    own = [name for name in names if name not in SHARED]
+    columns = dict(zip(own, map(list, zip(*rows)))) if rows else {name: [] for name in own}
+    shared = dict(zip(SHARED, map(list, zip(*(values for values, _ in runs))))) if runs else {n: [] for n in SHARED}
+    out = {name: columns[name] if name in columns else shared[name] for name in names}
+    out["shared_runs"] = [length for _, length in runs]
+    return out
 
 
 def _exemplars(point) -> str | None:
@@ -118,14 +131,20 @@ def decode_metrics(payload: bytes) -> dict[str, Any]:
     request = parse_request(ExportMetricsServiceRequest, payload)
     numbers: list[tuple] = []
     histograms: list[tuple] = []
+    number_runs: list[tuple[tuple, int]] = []  # (SHARED values, points) per scope with points
+    histogram_runs: list[tuple[tuple, int]] = []
     rejections = Rejections()
     for (r_index, s_index), sm, promoted, rest in scopes(request.resource_metrics, "scope_metrics"):
+        shared = (*promoted, *rest)
+        starts = (len(numbers), len(histograms))
         for m_index, metric in enumerate(sm.metrics):
-            where = (r_index, s_index, m_index)
-            _decode_metric(metric, where, promoted, rest, numbers, histograms, rejections)
+            _decode_metric(metric, (r_index, s_index, m_index), numbers, histograms, rejections)
+        for rows, runs, start in ((numbers, number_runs, starts[0]), (histograms, histogram_runs, starts[1])):
+            if len(rows) > start:
+                runs.append((shared, len(rows) - start))
     return {
-        "metric_points": _columns(_NUMBER_NAMES, numbers),
-        "histogram_points": _columns(_HISTOGRAM_NAMES, histograms),
+        "metric_points": _columns(_NUMBER_NAMES, numbers, number_runs),
+        "histogram_points": _columns(_HISTOGRAM_NAMES, histograms, histogram_runs),
         "count": len(numbers) + len(histograms),
         "rejected": sum(rejections.reasons.values()),
         "reject_reasons": dict(rejections.reasons),
@@ -138,8 +157,8 @@ def _optional(point, name: str) -> float | None:
     return getattr(point, name) if point.HasField(name) else None
 
 
-def _decode_metric(metric, where: tuple[int, int, int], promoted: tuple, rest: tuple,
-                   numbers: list[tuple], histograms: list[tuple], rejections: Rejections) -> None:
+def _decode_metric(metric, where: tuple[int, int, int], numbers: list[tuple], histograms: list[tuple],
+                   rejections: Rejections) -> None:
     kind = metric.WhichOneof("data")
     if kind is None:
         return
@@ -163,8 +182,12 @@ def _decode_metric(metric, where: tuple[int, int, int], promoted: tuple, rest: t
         if not point.time_unix_nano:
             rejections.add("missing_timestamp", point_where(p_index), "time_unix_nano is 0")
             continue
+        if point.time_unix_nano >= _MAX_TIME_NS or point.start_time_unix_nano >= _MAX_TIME_NS:
+            # Past TIMESTAMP_NS: stored, it would fail the whole write batch, not just this point.
+            rejections.add("invalid_timestamp", point_where(p_index), "time is past 2262-04-11 (2**63 ns)")
+            continue
         common = (*named, point.time_unix_nano, point.start_time_unix_nano or None, temporality, point.flags,
-                  *promoted, attributes_json(point.attributes), _exemplars(point), *rest)
+                  attributes_json(point.attributes), _exemplars(point))  # the SHARED columns come per run
         if kind == "gauge" or kind == "sum":
             value_kind = point.WhichOneof("value")
             if value_kind is None:

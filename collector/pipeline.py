@@ -1,16 +1,19 @@
 """The path every OTLP request takes, whichever receiver it came in on.
 
-digest → duplicate check → memory admission → decode and validate → Arrow →
-group commit → answer. Receivers only translate the outcome (or the
-exception) into their protocol's answer::
+digest → duplicate check → decoded size (per-request cap) → memory admission →
+decode and validate → Arrow → group commit → answer. Receivers only translate
+the outcome (or the exception) into their protocol's answer::
 
     ingestor = Ingestor(config, metrics, exporter)
     outcome = await ingestor.ingest("traces", payload, receiver="http", received_at_ns=time.time_ns())
     outcome.rejected, outcome.error_message     # for partial_success
 
 Raises :class:`BadRequest` (answer 400 / INVALID_ARGUMENT) for a body that is
-not OTLP, :class:`Refused` (503 / UNAVAILABLE with retry advice) when the
-memory budget is full or the commit failed. Bad input costs only its own
+not OTLP, :class:`DecodedTooLarge` (413 / INVALID_ARGUMENT, not retried) for a
+request whose decoded rows would pass the budget's per-request cap (sized
+from its wire format before anything is decoded, see
+:mod:`collector.decoded_size`), :class:`Refused` (503 / UNAVAILABLE with
+retry advice) when the memory budget is full or the commit failed. Bad input costs only its own
 request: nothing else is dropped and the process keeps serving.
 """
 
@@ -26,6 +29,7 @@ from typing import Any
 from collector.admission import DigestWindow, MemoryBudget
 from collector.batcher import Batcher, WriteFailed
 from collector.config import CollectorConfig
+from collector.decoded_size import decoded_size
 from collector.exporters import BatchedRequest, Exporter
 from collector.log_decode import decode_logs
 from collector.metric_decode import decode_metrics
@@ -46,6 +50,10 @@ _INLINE_DECODE_BYTES = 64 * 1024
 
 class BadRequest(ValueError):
     """The request body is not a valid OTLP request; the client must not retry it."""
+
+
+class DecodedTooLarge(BadRequest):
+    """The request's decoded rows would take more than one request may hold; never retried."""
 
 
 class Refused(RuntimeError):
@@ -113,7 +121,7 @@ class Ingestor:
         duck = config.exporters.duckdb
         self.digests = DigestWindow(duck.dedup_window, duck.dedup_max_entries)
         self.digests.load(exporter.recent_digests(duck.dedup_window, duck.dedup_max_entries))
-        self.batcher = Batcher(exporter, config.processors.batch)
+        self.batcher = Batcher(exporter, config.processors.batch, max_batch_bytes=self.budget.request_cap)
         # Decoding holds the GIL either way; a pool keeps the event loop
         # answering health checks and accepting connections meanwhile.
         self._decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
@@ -137,21 +145,21 @@ class Ingestor:
         state = self.digests.lookup(digest)
         if state != "new":
             return await self._duplicate(signal, receiver, state)
-        # The budget counts request bytes: decoded columns take about as much
-        # memory as the protobuf they came from, and the body is known up front.
-        reserved = len(payload)
+        if json:  # converted up front: the decoded size is read from the protobuf
+            payload_pb = await self._off_loop(len(payload), self._to_protobuf, signal, payload, receiver)
+        else:
+            payload_pb = payload
+        # The budget counts what the decoded rows will take (resource and
+        # scope values repeat in every row), sized before any column exists.
+        reserved = max(len(payload), self._decoded_size(signal, payload_pb, receiver))
         if not self.budget.try_acquire(reserved):
             self.metrics.requests.inc(receiver=receiver, signal=signal, outcome="refused_memory")
             raise Refused(
                 f"memory budget of {self.budget.limit} bytes for queued data is full; retry later", self.retry_after
             )
         try:
-            loop = asyncio.get_running_loop()
             try:
-                if len(payload) <= _INLINE_DECODE_BYTES:
-                    decoded = decode_request(signal, payload, json)
-                else:
-                    decoded = await loop.run_in_executor(self._decode_pool, decode_request, signal, payload, json)
+                decoded = await self._off_loop(len(payload_pb), decode_request, signal, payload_pb)
             except ValueError as exc:
                 self.metrics.requests.inc(receiver=receiver, signal=signal, outcome="bad_request")
                 raise BadRequest(str(exc)) from None
@@ -162,16 +170,47 @@ class Ingestor:
                 return outcome
             request = BatchedRequest(digest, signal, decoded.count, received_at_ns, gateway_id or self.gateway_id,
                                      decoded.payload)
-            await self._commit(request, decoded, receiver)
+            await self._commit(request, decoded, receiver, reserved)
             self.metrics.requests.inc(receiver=receiver, signal=signal, outcome=self._outcome_name(outcome))
             return outcome
         finally:
             self.budget.release(reserved)
             self._update_gauges()
 
-    async def _commit(self, request: BatchedRequest, decoded: _Decoded, receiver: str) -> None:
+    async def _off_loop(self, size: int, fn, *args):
+        """``fn(*args)`` inline for a small request, in the decode pool for a large one."""
+        if size <= _INLINE_DECODE_BYTES:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._decode_pool, fn, *args)
+
+    def _to_protobuf(self, signal: str, payload: bytes, receiver: str) -> bytes:
+        try:
+            return json_to_protobuf(payload, signal)
+        except ValueError as exc:
+            self.metrics.requests.inc(receiver=receiver, signal=signal, outcome="bad_request")
+            raise BadRequest(str(exc)) from None
+
+    def _decoded_size(self, signal: str, payload: bytes, receiver: str) -> int:
+        """Bytes the request's rows take once decoded; DecodedTooLarge over the per-request cap."""
+        try:
+            size = decoded_size(signal, payload)
+        except ValueError as exc:
+            self.metrics.requests.inc(receiver=receiver, signal=signal, outcome="bad_request")
+            raise BadRequest(str(exc)) from None
+        cap = self.budget.request_cap
+        if size > cap:
+            self.metrics.requests.inc(receiver=receiver, signal=signal, outcome="too_large")
+            raise DecodedTooLarge(
+                f"OTLP {signal} request too large once decoded: its rows would take about {size} bytes "
+                f"(resource and scope attributes are repeated in every row), over the limit of {cap} bytes "
+                f"per request ({MemoryBudget.REQUEST_SHARE:.0%} of processors.memory_limiter.limit_mib, at "
+                f"least {MemoryBudget.MIN_REQUEST_CAP} bytes); send fewer items or smaller attributes per request"
+            )
+        return size
+
+    async def _commit(self, request: BatchedRequest, decoded: _Decoded, receiver: str, decoded_bytes: int) -> None:
         signal, digest = request.signal, request.digest
-        future = self.batcher.add(decoded.tables, request)
+        future = self.batcher.add(decoded.tables, request, decoded_bytes)
         self.digests.reserve(digest, future)
         self._update_gauges()
         try:

@@ -12,6 +12,7 @@ some items invalid                    200 with partial_success (count, message)
 missing or wrong bearer token         401
 body not decodable                    400 with google.rpc.Status
 body over the cap (wire or inflated)  413
+decoded rows over the per-request cap 413
 other content type or encoding        415
 memory budget full, commit failed     503 with Retry-After
 ====================================  ==========================================
@@ -32,7 +33,7 @@ from aiohttp import web
 from collector.auth import BearerAuth
 from collector.config import HttpReceiverConfig, parse_endpoint
 from collector.decompress import BadEncoding, BodyTooLarge, UnsupportedEncoding, decompress
-from collector.pipeline import BadRequest, Ingestor, Refused
+from collector.pipeline import BadRequest, DecodedTooLarge, Ingestor, Refused
 from collector.responses import StatusCode, status_body, success_body
 from collector.selfmetrics import CollectorMetrics
 
@@ -154,6 +155,8 @@ class HttpReceiver:
             outcome = await self.ingestor.ingest(
                 signal, body, receiver="http", received_at_ns=received_at_ns, json=as_json, gateway_id=gateway_id
             )
+        except DecodedTooLarge as exc:  # counted by the ingestor; 413 is not retried by OTLP clients
+            return self._error(413, StatusCode.INVALID_ARGUMENT, str(exc), as_json)
         except BadRequest as exc:
             return self._error(400, StatusCode.INVALID_ARGUMENT, str(exc), as_json)
         except Refused as exc:

@@ -44,6 +44,13 @@ Output contract: a dict with
       the double's bits as sent (a NaN keeps its payload; an int_value is
       converted to the nearest double).
     the bool column: (values, validity), values a bitmap like validity.
+  Runs: the resource and scope columns (scope_name, scope_version,
+    scope_attributes, the six promoted resource columns, resource_attributes)
+    hold one entry per run instead of one per row, so a resource's text is
+    held once however many spans it applies to. A run is the accepted spans
+    of one ScopeSpans (none: no run); ``shared_runs`` is bytes of little-endian
+    int32, each run's length, adding up to n. Row i takes the entry of the run
+    it falls in (collector/arrow_batches.py makes dictionary arrays of them).
   text columns:
     name, trace_state, status_message, scope_name, scope_version: null when
     empty.
@@ -87,8 +94,7 @@ nesting deeper than upb's limit of 100, an attribute value with arrays /
 kvlists nested more than 32 deep (checked in every span, rejected ones too),
 or more than MAX_TEXT_BYTES (2**31 - 1) bytes of text in all text columns of
 the accepted spans together (so int32 offsets cannot overflow; resource and
-scope values are repeated in every span's row, so a small request can reach
-it).
+scope values count once per run).
 Unknown fields are skipped. A merged singular sub-message (a field sent
 twice) and oneof overrides behave as protobuf parsing defines them.
 """
@@ -102,13 +108,13 @@ from itertools import accumulate
 from typing import Any
 
 from google.protobuf.message import DecodeError
-from google.protobuf.unknown_fields import UnknownFieldSet
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collector.attributes import (
     RESOURCE_PROMOTED,
     SPAN_PROMOTED,
     attributes_json,
+    check_wire_types,
     json_string,
     promote,
     resource_columns,
@@ -181,26 +187,6 @@ def _rejection(span) -> tuple[str, str] | None:
     return None
 
 
-def _check_wire_types(message, path: str) -> None:
-    """ValueError if upb kept a known field number as unknown (wrong wire type)."""
-    by_number = message.DESCRIPTOR.fields_by_number
-    for field in UnknownFieldSet(message):
-        known = by_number.get(field.field_number)
-        if known is not None:
-            raise ValueError(
-                f"malformed OTLP trace request: {path}.{known.name} (field {field.field_number}) "
-                f"has wire type {field.wire_type}"
-            )
-    for descriptor, value in message.ListFields():
-        if descriptor.message_type is None:
-            continue
-        if descriptor.is_repeated:
-            for i, item in enumerate(value):
-                _check_wire_types(item, f"{path}.{descriptor.name}[{i}]")
-        else:
-            _check_wire_types(value, f"{path}.{descriptor.name}")
-
-
 def _parse(data: bytes) -> ExportTraceServiceRequest:
     try:
         request = ExportTraceServiceRequest.FromString(data)
@@ -208,8 +194,11 @@ def _parse(data: bytes) -> ExportTraceServiceRequest:
         raise ValueError(f"malformed OTLP trace request: {exc}") from None
     size = request.ByteSize()
     request.DiscardUnknownFields()
-    if request.ByteSize() != size:  # unknown fields somewhere: are any known numbers among them?
-        _check_wire_types(ExportTraceServiceRequest.FromString(data), "request")
+    # Unknown fields somewhere: are any known numbers among them? (Deeply
+    # nested attribute values, which the discard does not reach, are checked
+    # as they are rendered: see collector.attributes.)
+    if request.ByteSize() != size:
+        check_wire_types(ExportTraceServiceRequest.FromString(data), "request")
     return request
 
 
@@ -275,7 +264,8 @@ def decode_traces_python(data: bytes) -> dict[str, Any]:
     request = _parse(data)
     spans: list = []  # accepted spans
     rows: list[tuple] = []  # per accepted span: _ROW_COLUMNS values
-    shared_rows: list[tuple] = []  # per accepted span: _SHARED_COLUMNS values
+    shared_rows: list[tuple] = []  # per run (a scope's accepted spans): _SHARED_COLUMNS values
+    run_lengths = array("i")
     reasons: dict[str, int] = {}
     first_error = None
     for ri, resource_spans in enumerate(request.resource_spans):
@@ -285,6 +275,7 @@ def decode_traces_python(data: bytes) -> dict[str, Any]:
             shared = {"scope_name": scope.name or None, "scope_version": scope.version or None,
                       "scope_attributes": attributes_json(scope.attributes), **resource}  # fmt: skip
             shared_row = tuple(shared[column] for column in _SHARED_COLUMNS)
+            run_start = len(spans)
             for i, span in enumerate(scope_spans.spans):
                 promoted, attributes = promote(span.attributes, SPAN_PROMOTED)
                 row = (attributes, _events_json(span.events), _links_json(span.links))
@@ -297,7 +288,9 @@ def decode_traces_python(data: bytes) -> dict[str, Any]:
                     continue
                 spans.append(span)
                 rows.append(row + tuple(promoted.get(column) for column in _SPAN_COLUMNS))
+            if len(spans) > run_start:
                 shared_rows.append(shared_row)
+                run_lengths.append(len(spans) - run_start)
     statuses = [span.status for span in spans]
     ids = _u64_be([span.trace_id for span in spans])
     out: dict[str, Any] = {
@@ -317,6 +310,7 @@ def decode_traces_python(data: bytes) -> dict[str, Any]:
         "dropped_attributes_count": _le(array("I", [span.dropped_attributes_count for span in spans])),
         "dropped_events_count": _le(array("I", [span.dropped_events_count for span in spans])),
         "dropped_links_count": _le(array("I", [span.dropped_links_count for span in spans])),
+        "shared_runs": _le(run_lengths),
     }
     lists = {
         "name": [span.name or None for span in spans],

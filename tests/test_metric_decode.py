@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import duckdb
+import pyarrow as pa
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from bench.otlp_shapes import kv
-from collector.metric_decode import decode_metrics
+from collector.arrow_batches import TableBuilder
+from collector.metric_decode import SHARED, decode_metrics
 from collector.schema import HISTOGRAM_POINT_COLUMNS, METRIC_POINT_COLUMNS
 
 
@@ -18,6 +21,14 @@ def _request() -> tuple[ExportMetricsServiceRequest, object]:
     scope.scope.name = "edge.runtime"
     scope.scope.attributes.extend([kv("lib", "x")])
     return request, scope
+
+
+def rows_of(table: dict) -> list[dict]:
+    """One dict per row, the resource and scope columns expanded from their runs."""
+    runs = table["shared_runs"]
+    columns = {name: [v for v, k in zip(values, runs) for _ in range(k)] if name in SHARED else values
+               for name, values in table.items() if name != "shared_runs"}
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
 
 
 def test_each_point_kind_becomes_one_row_with_shared_and_own_columns():
@@ -41,9 +52,11 @@ def test_each_point_kind_becomes_one_row_with_shared_and_own_columns():
 
     assert decoded["count"] == 4 and decoded["rejected"] == 0 and decoded["first_error"] is None
     numbers, histograms = decoded["metric_points"], decoded["histogram_points"]
-    assert list(numbers) == [c.name for c in METRIC_POINT_COLUMNS if c.name not in ("received_at", "gateway_id")]
-    assert list(histograms) == [c.name for c in HISTOGRAM_POINT_COLUMNS if c.name not in ("received_at", "gateway_id")]
-    rows = [dict(zip(numbers, values)) for values in zip(*numbers.values())]
+    receipt = ("received_at", "gateway_id")
+    assert list(numbers) == [c.name for c in METRIC_POINT_COLUMNS if c.name not in receipt] + ["shared_runs"]
+    assert list(histograms) == [c.name for c in HISTOGRAM_POINT_COLUMNS if c.name not in receipt] + ["shared_runs"]
+    assert numbers["shared_runs"] == [2] and histograms["shared_runs"] == [2]
+    rows = rows_of(numbers)
     assert rows[0] == {
         "metric_type": "gauge", "is_monotonic": None, "value": 0.25, "int_value": None,
         "metric_name": "device.cpu.utilization", "description": None, "unit": "1", "time": 10, "start_time": None,
@@ -54,7 +67,7 @@ def test_each_point_kind_becomes_one_row_with_shared_and_own_columns():
     }
     assert (rows[1]["metric_type"], rows[1]["is_monotonic"], rows[1]["value"], rows[1]["int_value"],
             rows[1]["aggregation_temporality"], rows[1]["start_time"]) == ("sum", True, 7.0, 7, "cumulative", 5)
-    explicit, exponential = [dict(zip(histograms, values)) for values in zip(*histograms.values())]
+    explicit, exponential = rows_of(histograms)
     assert (explicit["histogram_type"], explicit["count"], explicit["sum"], explicit["min"], explicit["explicit_bounds"],
             explicit["bucket_counts"], explicit["scale"], explicit["aggregation_temporality"]) == (
         "explicit", 3, 55.0, None, [5.0, 10.0], [1, 1, 1], None, "delta")
@@ -89,3 +102,31 @@ def test_a_bad_point_is_rejected_alone_with_its_reason_and_place(build, reason, 
 def test_an_undecodable_body_is_a_value_error():
     with pytest.raises(ValueError, match="not a valid OTLP ExportMetricsServiceRequest"):
         decode_metrics(b"\xff\xff\xff")
+
+
+def test_a_resource_is_held_once_per_run_of_points():
+    big = "s" * 100_000
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    rm.resource.attributes.extend([kv("service.name", big)])
+    for scope_name in ("a", "b"):
+        scope = rm.scope_metrics.add()
+        scope.scope.name = scope_name
+        for i in range(50):
+            scope.metrics.add(name="g").gauge.data_points.add(time_unix_nano=1 + i, as_double=i)
+    scope.metrics.add(name="h").histogram.data_points.add(time_unix_nano=1, count=1, explicit_bounds=[1.0],
+                                                          bucket_counts=[1, 0])
+    numbers, histograms = (decode_metrics(request.SerializeToString())[t] for t in ("metric_points", "histogram_points"))
+    assert numbers["service_name"] == [big, big] and numbers["scope_name"] == ["a", "b"]
+    assert numbers["shared_runs"] == [50, 50] and len(numbers["value"]) == 100
+    assert histograms["service_name"] == [big] and histograms["shared_runs"] == [1]
+
+    builder = TableBuilder("metric_points")  # two requests in one batch: dictionaries over their runs
+    for received in (1, 2):
+        builder.add(numbers, 100, received, "gw")
+    service = builder.build()["service_name"].combine_chunks()
+    assert service.type == pa.dictionary(pa.int32(), pa.string()) and service.dictionary.to_pylist() == [big] * 4
+    assert service.indices.to_pylist() == [0] * 50 + [1] * 50 + [2] * 50 + [3] * 50
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con.register("got", pa.table({"service_name": service}))
+    assert con.execute("SELECT count(*), min(service_name) = max(service_name) FROM got").fetchall() == [(200, True)]

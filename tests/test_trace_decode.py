@@ -133,6 +133,18 @@ TEXT = {"name", "trace_state", "status_message", "scope_name", "scope_version", 
         "scope_attributes", "attributes", "events", "links", "service_name", "device_id", "site", "region",
         "device_class", "firmware_version", "model_name", "model_version", "inference_mode", "request_id",
         "prediction_label", "label"}  # fmt: skip
+#: resource and scope columns: one entry per run (a scope's accepted spans), not per row
+SHARED = {"scope_name", "scope_version", "resource_attributes", "scope_attributes", "service_name", "device_id",
+          "site", "region", "device_class", "firmware_version"}  # fmt: skip
+
+
+def runs(out: dict) -> list[int]:
+    return list(struct.unpack(f"<{len(out['shared_runs']) // 4}i", out["shared_runs"]))
+
+
+def entries(out: dict, name: str) -> int:
+    """Values a column holds: one per run for the shared columns, one per row for the others."""
+    return len(runs(out)) if name in SHARED else out["count"]
 
 
 def bit(bitmap: bytes | None, i: int) -> bool:
@@ -141,12 +153,14 @@ def bit(bitmap: bytes | None, i: int) -> bool:
 
 def check_layout(out: dict, only: str | None = None) -> None:
     """Every column (or only one) has the documented Arrow layout (sizes, offsets, bitmaps, zeroed null rows)."""
-    n = out["count"]
     if only is None:
-        assert set(out) == {"count", "rejected", "reject_reasons", "first_error"} | set(FIXED) | FLOATS | BOOLS | TEXT
+        assert set(out) == ({"count", "rejected", "reject_reasons", "first_error", "shared_runs"} | set(FIXED) | FLOATS
+                            | BOOLS | TEXT)  # fmt: skip
         for name, size in FIXED.items():
-            assert type(out[name]) is bytes and len(out[name]) == n * size, name
+            assert type(out[name]) is bytes and len(out[name]) == out["count"] * size, name
+        assert type(out["shared_runs"]) is bytes and all(k > 0 for k in runs(out)) and sum(runs(out)) == out["count"]
     for name in [only] if only else FLOATS | BOOLS | TEXT:
+        n = entries(out, name)
         value = out[name]
         assert type(value) is tuple and len(value) == (3 if name in TEXT else 2), name
         assert all(type(b) is bytes for b in value[:-1]), name
@@ -175,12 +189,13 @@ def check_layout(out: dict, only: str | None = None) -> None:
 
 
 def column(out: dict, name: str) -> list:
-    """The values of a nullable column: str / float / bool, None for null."""
-    n, value = out["count"], out[name]
+    """The values of a nullable column, one per row: str / float / bool, None for null."""
+    n, value = entries(out, name), out[name]
     validity = value[-1]
     if name in TEXT:
         offs = struct.unpack(f"<{n + 1}i", value[0])
-        return [value[1][offs[i]:offs[i + 1]].decode() if bit(validity, i) else None for i in range(n)]
+        texts = [value[1][offs[i]:offs[i + 1]].decode() if bit(validity, i) else None for i in range(n)]
+        return [text for text, k in zip(texts, runs(out)) for _ in range(k)] if name in SHARED else texts
     if name in FLOATS:
         xs = struct.unpack(f"<{n}d", value[0])
         return [xs[i] if bit(validity, i) else None for i in range(n)]
@@ -813,8 +828,8 @@ def test_merged_and_overridden_submessages(c_decode):
     assert out["service_name"] == ["a"] and out["device_id"] == ["d"] and out["scope_name"] == ["sc"]
 
 
-def _nested_value(levels: int, kvlist: bool = False) -> list:
-    value = [V(3, 1)]
+def _nested_value(levels: int, kvlist: bool = False, inner: list | None = None) -> list:
+    value = inner or [V(3, 1)]
     for _ in range(levels):
         value = [M(6, [M(1, [B(1, "k"), M(2, value)])])] if kvlist else [M(5, [M(1, value)])]
     return value
@@ -835,6 +850,17 @@ def test_value_nesting_limit(c_decode, kvlist, where):
     if not kvlist:
         bad(c_decode, _with_value(_nested_value(33, kvlist), where))
     bad(c_decode, _with_value(_nested_value(60, kvlist), where))
+
+
+@pytest.mark.parametrize("kvlist", [False, True])
+@pytest.mark.parametrize("where", ["span", "resource"])
+def test_wrong_wire_type_deep_in_a_value(c_decode, kvlist, where):
+    # upb's unknown-field discard stops 64 messages below the request (about 29 arrays under a
+    # span): the reference decoder must still refuse a known field with a wrong wire type there
+    deepest = 32 if not kvlist else 30
+    for levels in (0, 5, 23, 24, 25, 28, 29, 30, deepest):
+        bad(c_decode, _with_value(_nested_value(levels, kvlist, inner=[V(1, 5)]), where))  # string_value as varint
+        ok(c_decode, _with_value(_nested_value(levels, kvlist, inner=[V(77, 5), V(3, 1)]), where))  # unknown field
 
 
 def test_nesting_limit_applies_to_rejected_spans_too(c_decode):
@@ -1046,18 +1072,19 @@ def test_text_limit_per_request(c_decode, text_limit):
     assert checked > 20
 
 
-def test_text_limit_counts_repeated_resource_text(c_decode, text_limit):
-    # a small request whose resource text is repeated in every span's row
+def test_resource_text_is_held_once_per_run(c_decode, text_limit):
+    # a small request whose resource text applies to every span: held (and counted) once, not per row
     big = "x" * 5000
     spans = [span(name="n")] * 100 + [span(trace_id=b"")] * 50  # rejected spans take no room
     data = request(spans, resource_attrs=[("service.name", big), ("host", big)])
     assert len(data) < 20_000
     out = decoded(c_decode, data)
-    assert out["count"] == 100 and out["service_name"] == [big] * 100
-    assert text_bytes(ok(c_decode, data)) == 100 * (1 + 5000 + len('{"host":""}') + 5000)
-    text_limit(100 * 10_012)
+    assert out["count"] == 100 and out["service_name"] == [big] * 100 and runs(ok(c_decode, data)) == [100]
+    total = 100 * 1 + 5000 + len('{"host":""}') + 5000
+    assert text_bytes(ok(c_decode, data)) == total
+    text_limit(total)
     ok(c_decode, data)
-    text_limit(100 * 10_012 - 1)
+    text_limit(total - 1)
     with pytest.raises(ValueError, match="too large"):
         c_decode(data)
     with pytest.raises(ValueError, match="too large"):
@@ -1246,7 +1273,9 @@ def test_decoded_buffers_hold_the_protobuf_values(c_decode):
                 got = pa.Array.from_buffers(field.type, out["count"], [None, pa.py_buffer(out[name])])
                 got = got.cast(pa.int64()).to_pylist() if name == "start_time" else got.to_pylist()
             else:
-                got = wrap_column(field.type, out["count"], out[name]).to_pylist()
+                got = wrap_column(field.type, entries(out, name), out[name]).to_pylist()
+                if name in SHARED:
+                    got = [value for value, k in zip(got, runs(out)) for _ in range(k)]
                 assert _same(got, column(out, name)), name  # pyarrow reads the buffers as the tests do
             if name in ("resource_attributes", "scope_attributes", "attributes", "events", "links"):
                 got = [None if text is None else json.loads(text) for text in got]
@@ -1279,10 +1308,18 @@ def _list_table(outs: list[dict], receipts: list[tuple[int, str]]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def decoded_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema with each dictionary column as its value type (what DuckDB stores)."""
+    return pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema])
+
+
 def assert_same_table(got: pa.Table, want: pa.Table) -> None:
-    assert got.schema == want.schema and got.num_rows == want.num_rows
+    assert decoded_schema(got.schema) == want.schema and got.num_rows == want.num_rows
     for name in want.column_names:
-        g, w = got[name].combine_chunks(), want[name].combine_chunks()
+        g = got[name]
+        if pa.types.is_dictionary(g.type):  # each chunk has its own dictionary
+            g = pa.chunked_array([chunk.dictionary_decode() for chunk in g.chunks], g.type.value_type)
+        g, w = g.combine_chunks(), want[name].combine_chunks()
         assert g.null_count == w.null_count and g.is_null().equals(w.is_null()), name
         if pa.types.is_floating(w.type):  # NaN != NaN: compare the bits
             g, w = g.view(pa.int64()), w.view(pa.int64())
@@ -1306,18 +1343,39 @@ def test_table_builder_matches_building_from_lists(c_decode, monkeypatch, path):
         builder.add(out, out["count"], received, gateway)
     assert builder.rows == sum(out["count"] for out in outs) > 150
     table = builder.build()
-    assert_same_table(table, _list_table(outs, receipts))
+    want = _list_table(outs, receipts)
+    assert_same_table(table, want)
+    import duckdb  # DuckDB reads the dictionary columns (chunked ones, nulls) as the plain strings
+
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con.register("got", table)
+    shared = ", ".join(sorted(arrow_batches.SHARED_COLUMNS))
+    assert con.execute(f"SELECT {shared} FROM got").fetchall() == list(zip(*(want[c].to_pylist() for c in
+                                                                               sorted(arrow_batches.SHARED_COLUMNS))))
+    con.close()
     if "chunked" in path:
         assert table["attributes"].num_chunks > 1
     else:
         assert all(table[name].num_chunks == 1 for name in table.column_names)
 
 
+def test_resource_columns_are_dictionaries_over_runs(c_decode):
+    builder = TableBuilder("span_rows")
+    for data in (handmade_request(13, 6), realistic_trace_request(64, seed=2)):
+        out = c_decode(data)
+        builder.add(out, out["count"], 1, "gw")
+    service = builder.build()["service_name"]
+    assert service.num_chunks == 1 and pa.types.is_dictionary(service.type)
+    runs_seen = service.chunk(0).dictionary.to_pylist()  # one value per run, not per row
+    assert runs_seen == ["svc-a", "svc-a", None, "edge-inference"]
+    assert service.chunk(0).dictionary_decode().to_pylist() == ["svc-a"] * 15 + [None] * 6 + ["edge-inference"] * 64
+
+
 def test_table_builder_empty_and_metric_tables(c_decode):
     empty = TableBuilder("span_rows")
     empty.add(c_decode(request([])), 0, 1, "gw")
     table = empty.build()
-    assert table.num_rows == 0 and table.schema == arrow_schema("span_rows")
+    assert table.num_rows == 0 and decoded_schema(table.schema) == arrow_schema("span_rows")
     metrics = TableBuilder("metric_points")  # metric columns still arrive as lists
     columns = {field.name: [None, None] for field in arrow_schema("metric_points")}
     columns.update(metric_name=["a", "b"], time=[1, 2], value=[0.5, math.nan], metric_type=["gauge", "sum"])
