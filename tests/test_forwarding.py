@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 import threading
 import time
 from pathlib import Path
 
+import grpc
+from google.rpc.status_pb2 import Status
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -16,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests.collector_process import CollectorProcess, free_port, metric_value, query, wait_until
 from tests.otlp_requests import trace_request
-from tests.test_collector_bad_input import post
+from tests.test_collector_bad_input import grpc_call, post
 
 
 def gateway_config(tmp_path: Path, endpoint: str, **queue) -> dict:
@@ -205,3 +210,39 @@ def test_gateway_keeps_a_local_copy_while_forwarding(tmp_path):
     assert central.stop() == 0
     for db in ("gateway.duckdb", "central.duckdb"):
         assert sorted(r[0] for r in query(tmp_path / db, "SELECT span_id FROM spans")) == sorted(sent), db
+
+
+def test_a_request_larger_than_the_disk_budget_is_refused_for_good_alone(tmp_path):
+    central = CollectorProcess(tmp_path / "central.duckdb").start()
+    config = gateway_config(tmp_path, central.http_url, max_size_mib=0.05)  # about 48 KB per request at most
+    with CollectorProcess(tmp_path / "unused.duckdb", config=config) as gateway:
+        provider = TracerProvider(resource=Resource.create({"service.name": "cam", "device.id": "cam-big"}))
+        memory = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        with provider.get_tracer("device").start_as_current_span("inference") as span:
+            span.set_attribute("ml.feature.frame", base64.b64encode(os.urandom(90_000)).decode())  # incompressible
+        exporter = OTLPSpanExporter(endpoint=gateway.http_url + "/v1/traces", timeout=10)
+        assert exporter.export(memory.get_finished_spans()) == SpanExportResult.FAILURE
+        assert gateway.ready(), "an oversized request must not mark the gateway not ready"
+        text = gateway.metrics_text()
+        # the SDK did not retry it: one attempt, answered for good
+        assert metric_value(text, "fleetwatch_receiver_requests_total", outcome="too_large_for_queue") == 1
+        assert metric_value(text, "fleetwatch_receiver_items_refused_total", reason="too_large_for_queue") == 1
+
+        big, _ = trace_request(2000)  # about 66 KB even compressed
+        with ThreadPoolExecutor(4) as pool:  # small requests batched together with the big one
+            smalls = [pool.submit(send_requests, gateway, 10, 5) for _ in range(3)]
+            status, _, body = post(gateway.http_port, "/v1/traces", big, token=None)
+            sent = [span for future in smalls for ids in future.result() for span in ids]
+        assert status == 400
+        message = Status.FromString(body).message
+        assert "max_size_mib=0.05" in message and "smaller requests" in message, message
+        try:
+            grpc_call(gateway.grpc_endpoint, big, token=None)
+            raise AssertionError("gRPC accepted an oversized request")
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT and "max_size_mib" in exc.details()
+        assert gateway.ready()
+        wait_until(lambda: queue_empty(gateway), what="the small requests to be forwarded")
+    assert central.stop() == 0
+    assert sorted(r[0] for r in query(tmp_path / "central.duckdb", "SELECT span_id FROM spans")) == sorted(sent)
