@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import queue
+import socket
 import ssl
 import threading
 import time
@@ -78,6 +79,9 @@ class SendResult:
     status: int | None = None
     reason: str = ""
     retry_after: float | None = None
+    # False only when the request certainly never reached the upstream (no
+    # connection): it may then be re-planned with more of the backlog.
+    maybe_sent: bool = True
 
 
 class _Upstream:
@@ -106,7 +110,8 @@ class _Upstream:
             response.read()
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            return SendResult(False, reason=f"{type(exc).__name__}: {exc}")
+            unreached = isinstance(exc, (ConnectionRefusedError, socket.gaierror))
+            return SendResult(False, reason=f"{type(exc).__name__}: {exc}", maybe_sent=not unreached)
         if 200 <= response.status < 300:
             return SendResult(True, status=response.status)
         if response.getheader("Connection", "").lower() == "close":
@@ -291,8 +296,11 @@ class ForwardingExporter:
         backoff = Backoff(self.config.retry)
         last_failure_log = 0.0
         request: UpstreamRequest | None = None
+        result = SendResult(False)
         while not self._stop.is_set():
-            if request is None or not self.merger.still_queued(request):
+            # A request that may have reached the upstream is re-sent as it is;
+            # one that never did takes in what was queued meanwhile.
+            if request is None or not result.maybe_sent or not self.merger.still_queued(request):
                 request = self.merger.next()
             if request is None:
                 self._wake.wait(1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import http.server
 import json
 import os
@@ -12,7 +13,9 @@ import time
 from pathlib import Path
 
 import grpc
+import zstandard
 from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -246,3 +249,131 @@ def test_a_request_larger_than_the_disk_budget_is_refused_for_good_alone(tmp_pat
         wait_until(lambda: queue_empty(gateway), what="the small requests to be forwarded")
     assert central.stop() == 0
     assert sorted(r[0] for r in query(tmp_path / "central.duckdb", "SELECT span_id FROM spans")) == sorted(sent)
+
+
+class RecordingLink:
+    """A real HTTP hop between a gateway and central that records every upstream body.
+
+    ``cut()`` closes its port (an outage: connections are refused) and
+    ``restore()`` opens it again; with ``hold_min_device_requests`` set, the
+    first body carrying at least that many device requests is delivered to
+    central but its answer is withheld until ``release`` is set (the gateway
+    never learns that it was delivered).
+    """
+
+    def __init__(self, central_port: int) -> None:
+        self.central_port = central_port
+        self.port = free_port()
+        self.bodies: list[bytes] = []
+        self.hold_min_device_requests = 0
+        self.held: bytes | None = None
+        self.held_event = threading.Event()
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.server: http.server.ThreadingHTTPServer | None = None
+        self.restore()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def restore(self) -> None:
+        link = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                conn = http.client.HTTPConnection("127.0.0.1", link.central_port, timeout=60)
+                conn.request("POST", self.path, body=body, headers=dict(self.headers.items()))
+                response = conn.getresponse()
+                answer = response.read()
+                conn.close()
+                if link.hold_now(body):
+                    link.release.wait(120)
+                    return  # the connection closes without an answer
+                self.send_response(response.status)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def cut(self) -> None:
+        assert self.server is not None
+        self.server.shutdown()
+        self.server.server_close()
+
+    def hold_now(self, body: bytes) -> bool:
+        with self.lock:
+            self.bodies.append(body)
+            if self.held is None and self.hold_min_device_requests and \
+                    len(upstream_request(body).resource_spans) >= self.hold_min_device_requests:
+                self.held = body
+                self.held_event.set()
+                return True
+        return False
+
+
+def upstream_request(body: bytes) -> ExportTraceServiceRequest:
+    return ExportTraceServiceRequest.FromString(zstandard.ZstdDecompressor().decompress(body))
+
+
+def queued(gateway: CollectorProcess) -> float:
+    return metric_value(gateway.metrics_text(), "fleetwatch_forward_queue_items")
+
+
+def test_small_request_backlog_drains_in_merged_requests_exactly_once_across_kill_9(tmp_path):
+    central = CollectorProcess(tmp_path / "central.duckdb").start()
+    link = RecordingLink(central.http_port)
+    config = gateway_config(tmp_path, link.url)
+    gw_ports = {"http_port": free_port(), "grpc_port": free_port()}
+    gateway = CollectorProcess(tmp_path / "unused.duckdb", config=config, **gw_ports).start()
+    devices = [Device(i, gateway.http_url + "/v1/traces") for i in range(4)]
+    for device in devices:
+        device.start()
+    acked = lambda: sum(len(d.acked) for d in devices)  # noqa: E731
+    wait_until(lambda: acked() > 400, what="first spans")
+
+    link.cut()  # central unreachable while the devices keep sending small requests
+    backlog = 60
+    wait_until(lambda: queued(gateway) >= backlog, what="a backlog of gateway batches")
+    link.hold_min_device_requests = 5
+    link.restore()
+    wait_until(link.held_event.is_set, what="a merged request after the outage")
+    # more batches queue up behind it, so a merge planned again after the restart would differ
+    mark = queued(gateway)
+    wait_until(lambda: queued(gateway) >= mark + 2, what="batches queued after the merged request")
+    gateway.kill()  # kill -9 while central has committed a merged request the gateway never saw acknowledged
+    link.release.set()
+    gateway = CollectorProcess(tmp_path / "unused.duckdb", config=config, **gw_ports).start()
+    wait_until(lambda: queued(gateway) <= backlog / 10, what="the backlog to drain while devices keep sending")
+    assert all(device.is_alive() for device in devices)
+    text = gateway.metrics_text()
+    batches = metric_value(text, "fleetwatch_forward_batches_delivered_total")
+    requests = metric_value(text, "fleetwatch_forward_requests_total", outcome="delivered")
+    assert batches >= 3 * requests, f"{batches} gateway batches in {requests} upstream requests"
+
+    for device in devices:
+        device.stop.set()
+    for device in devices:
+        device.join(60)
+    wait_until(lambda: queue_empty(gateway), what="the gateway queue to drain")
+    assert gateway.stop() == 0
+    assert central.stop() == 0
+    link.cut()
+
+    assert link.bodies.count(link.held) >= 2, "the held merged request was not re-sent byte-identical"
+    carried: dict[str, bytes] = {}
+    for body in link.bodies:
+        for resource_spans in upstream_request(body).resource_spans:
+            for span in resource_spans.scope_spans[0].spans:
+                span_id = span.span_id.hex()
+                assert carried.setdefault(span_id, body) == body, "a span went upstream in two different requests"
+    expected = [span for device in devices for span in device.acked]
+    stored = [r[0] for r in query(tmp_path / "central.duckdb", "SELECT span_id FROM spans")]
+    assert len(stored) == len(set(stored)), "a span was counted twice"
+    assert set(stored) == set(expected)
