@@ -90,14 +90,31 @@ class Device(threading.Thread):
             time.sleep(0.05)
 
 
+def start_devices(gateway: CollectorProcess, count: int = 4) -> list[Device]:
+    devices = [Device(i, gateway.http_url + "/v1/traces") for i in range(count)]
+    for device in devices:
+        device.start()
+    return devices
+
+
+def stop_devices_then_drain(devices: list[Device], gateway: CollectorProcess, central: CollectorProcess) -> list[str]:
+    """Stop the devices, let the gateway's queue drain, stop both; the span ids acknowledged to devices."""
+    for device in devices:
+        device.stop.set()
+    for device in devices:
+        device.join(60)
+    wait_until(lambda: queue_empty(gateway), what="the gateway queue to drain")
+    assert gateway.stop() == 0
+    assert central.stop() == 0
+    return [span for device in devices for span in device.acked]
+
+
 def test_exactly_the_acknowledged_spans_reach_central_through_outages_and_kill_9(tmp_path):
     central = CollectorProcess(tmp_path / "central.duckdb").start()
     gw_ports = {"http_port": free_port(), "grpc_port": free_port()}
     config = gateway_config(tmp_path, central.http_url)
     gateway = CollectorProcess(tmp_path / "unused.duckdb", config=config, **gw_ports).start()
-    devices = [Device(i, gateway.http_url + "/v1/traces") for i in range(4)]
-    for device in devices:
-        device.start()
+    devices = start_devices(gateway)
     acked = lambda: sum(len(d.acked) for d in devices)  # noqa: E731
     wait_until(lambda: acked() > 800, what="first spans")
 
@@ -113,15 +130,7 @@ def test_exactly_the_acknowledged_spans_reach_central_through_outages_and_kill_9
     mark = acked()
     wait_until(lambda: acked() > mark + 800, what="spans after the gateway restart")
 
-    for device in devices:
-        device.stop.set()
-    for device in devices:
-        device.join(60)
-    wait_until(lambda: queue_empty(gateway), what="the gateway queue to drain")
-    assert gateway.stop() == 0
-    assert central.stop() == 0
-
-    expected = [span for device in devices for span in device.acked]
+    expected = stop_devices_then_drain(devices, gateway, central)
     rows = query(tmp_path / "central.duckdb", "SELECT span_id, gateway_id FROM spans")
     stored = [r[0] for r in rows]
     assert len(stored) == len(set(stored)), "a span was counted twice"
@@ -332,9 +341,7 @@ def test_small_request_backlog_drains_in_merged_requests_exactly_once_across_kil
     config = gateway_config(tmp_path, link.url)
     gw_ports = {"http_port": free_port(), "grpc_port": free_port()}
     gateway = CollectorProcess(tmp_path / "unused.duckdb", config=config, **gw_ports).start()
-    devices = [Device(i, gateway.http_url + "/v1/traces") for i in range(4)]
-    for device in devices:
-        device.start()
+    devices = start_devices(gateway)
     acked = lambda: sum(len(d.acked) for d in devices)  # noqa: E731
     wait_until(lambda: acked() > 400, what="first spans")
 
@@ -357,15 +364,8 @@ def test_small_request_backlog_drains_in_merged_requests_exactly_once_across_kil
     requests = metric_value(text, "fleetwatch_forward_requests_total", outcome="delivered")
     assert batches >= 3 * requests, f"{batches} gateway batches in {requests} upstream requests"
 
-    for device in devices:
-        device.stop.set()
-    for device in devices:
-        device.join(60)
-    wait_until(lambda: queue_empty(gateway), what="the gateway queue to drain")
-    assert gateway.stop() == 0
-    assert central.stop() == 0
+    expected = stop_devices_then_drain(devices, gateway, central)
     link.cut()
-
     assert link.bodies.count(link.held) >= 2, "the held merged request was not re-sent byte-identical"
     carried: dict[str, bytes] = {}
     for body in link.bodies:
@@ -373,7 +373,6 @@ def test_small_request_backlog_drains_in_merged_requests_exactly_once_across_kil
             for span in resource_spans.scope_spans[0].spans:
                 span_id = span.span_id.hex()
                 assert carried.setdefault(span_id, body) == body, "a span went upstream in two different requests"
-    expected = [span for device in devices for span in device.acked]
     stored = [r[0] for r in query(tmp_path / "central.duckdb", "SELECT span_id FROM spans")]
     assert len(stored) == len(set(stored)), "a span was counted twice"
     assert set(stored) == set(expected)
