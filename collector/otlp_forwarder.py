@@ -17,8 +17,9 @@ recording each merge before sending it. A re-sent upstream request is
 therefore byte-identical, and the central instance recognises it by its
 digest: exactly once in results even when a send's outcome was unknown. A
 device request too large for the queue's disk budget is refused at the
-receiver (``largest_queueable_request``), never queued. Each upstream request carries the gateway's receive
-time and id in ``X-Fleetwatch-Received-At`` / ``X-Fleetwatch-Gateway-Id``.
+receiver (``largest_queueable_request``), never queued. Each upstream
+request carries the gateway's receive time and id in
+``X-Fleetwatch-Received-At`` / ``X-Fleetwatch-Gateway-Id``.
 
 Answers: 2xx (partial success included) → delivered; 429/502/503/504,
 401/403, timeouts and connection errors → retried with exponential backoff
@@ -50,7 +51,6 @@ from collector.retry import Backoff, parse_retry_after, retryable_status
 from collector.selfmetrics import CollectorMetrics
 from collector.sent_digests import SentDigestJournal
 from collector.upstream_merge import RequestMerger, UpstreamRequest, compress
-
 
 log = logging.getLogger("fleetwatch.exporter.otlp")
 
