@@ -9,13 +9,17 @@ endpoint — a central fleetwatch or any OTLP/HTTP receiver::
     exporter.submit(batch)      # merges the batch's requests into upstream requests, appends, fsyncs
     exporter.close()            # stops; whatever was not delivered stays on disk
 
-Upstream requests are built once, when they are queued: device requests of
-one signal are concatenated (protobuf messages of one type merge by
-concatenation) up to ``max_request_size_mib`` and compressed. A re-sent
-upstream request is therefore byte-identical, and the central instance
-recognises it by its digest: exactly once in results even when a send's
-outcome was unknown. Each upstream request carries the gateway's receive
-time and id in ``X-Fleetwatch-Received-At`` / ``X-Fleetwatch-Gateway-Id``.
+Each gateway batch is queued as one item: device requests of one signal
+concatenated (protobuf messages of one type merge by concatenation) up to
+``max_request_size_mib`` and compressed. The sender merges the oldest queued
+items into one upstream request up to the same size (``upstream_merge``),
+recording each merge before sending it. A re-sent upstream request is
+therefore byte-identical, and the central instance recognises it by its
+digest: exactly once in results even when a send's outcome was unknown. A
+device request too large for the queue's disk budget is refused at the
+receiver (``largest_queueable_request``), never queued. Each upstream
+request carries the gateway's receive time and id in
+``X-Fleetwatch-Received-At`` / ``X-Fleetwatch-Gateway-Id``.
 
 Answers: 2xx (partial success included) → delivered; 429/502/503/504,
 401/403, timeouts and connection errors → retried with exponential backoff
@@ -27,31 +31,45 @@ the reason, and the queue moves on.
 from __future__ import annotations
 
 import base64
-import gzip
 import http.client
 import json
 import logging
 import os
 import queue
+import socket
 import ssl
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
 
-import zstandard
-
+from collector import queue_format as fmt
 from collector.config import OtlpExporterConfig
 from collector.exporters import BatchedRequest, WriteBatch
-from collector.persistent_queue import PersistentQueue, QueueItem
+from collector.persistent_queue import PersistentQueue
 from collector.retry import Backoff, parse_retry_after, retryable_status
 from collector.selfmetrics import CollectorMetrics
 from collector.sent_digests import SentDigestJournal
+from collector.upstream_merge import RequestMerger, UpstreamRequest, compress
 
 log = logging.getLogger("fleetwatch.exporter.otlp")
 
 _PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics", "logs": "/v1/logs"}
 _DROP_LOG_INTERVAL = 60.0
+# Room for a queue item's JSON meta next to its payload: the fixed fields, and
+# each device request's digest (counted with its request in _groups).
+_META_ALLOWANCE = 4096
+_DIGEST_META_BYTES = 64
+
+
+def largest_queueable_request(config: OtlpExporterConfig) -> int:
+    """Protobuf bytes of the largest device request the forwarding queue's disk budget can ever hold.
+
+    Allows for the meta and for compression's worst case on incompressible
+    data (zstd and gzip grow it by well under 1/256).
+    """
+    item = PersistentQueue.largest_item(int(config.queue.max_size_mib * (1 << 20))) - _META_ALLOWANCE
+    return max(0, item - item // 256 - 64)
 
 
 @dataclass
@@ -61,6 +79,9 @@ class SendResult:
     status: int | None = None
     reason: str = ""
     retry_after: float | None = None
+    # False only when the request certainly never reached the upstream (no
+    # connection): it may then be re-planned with more of the backlog.
+    maybe_sent: bool = True
 
 
 class _Upstream:
@@ -89,7 +110,8 @@ class _Upstream:
             response.read()
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            return SendResult(False, reason=f"{type(exc).__name__}: {exc}")
+            unreached = isinstance(exc, (ConnectionRefusedError, socket.gaierror))
+            return SendResult(False, reason=f"{type(exc).__name__}: {exc}", maybe_sent=not unreached)
         if 200 <= response.status < 300:
             return SendResult(True, status=response.status)
         if response.getheader("Connection", "").lower() == "close":
@@ -116,10 +138,12 @@ class ForwardingExporter:
         self.metrics = metrics
         self.gateway_id = gateway_id
         self.healthy = True
-        self.max_request_bytes = int(config.max_request_size_mib * (1 << 20))
+        self.max_request_bytes = min(int(config.max_request_size_mib * (1 << 20)), largest_queueable_request(config))
         self.queue = PersistentQueue(config.queue.directory, max_bytes=int(config.queue.max_size_mib * (1 << 20)),
                                      fsync=config.queue.fsync, on_drop=self._on_drop)
         self.journal = SentDigestJournal(config.queue.directory.rstrip("/") + ".sent-digests")
+        self.merger = RequestMerger(self.queue, config.queue.directory.rstrip("/") + ".merge-plan",
+                                    self.max_request_bytes, fsync=config.queue.fsync)
         self._upstream = _Upstream(config)
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -135,6 +159,8 @@ class ForwardingExporter:
                                     "Upstream send attempts by outcome (delivered, retry, dead_letter).", ["outcome"])
         self.m_items = r.counter("fleetwatch_forward_items_delivered_total",
                                  "Device requests delivered upstream.", ["signal"])
+        self.m_batches = r.counter("fleetwatch_forward_batches_delivered_total",
+                                   "Queued gateway batches delivered upstream (several merge into one request).")
         self.m_bytes = r.counter("fleetwatch_forward_bytes_sent_total",
                                  "Compressed bytes of delivered upstream requests.")
         self.m_dropped = r.counter("fleetwatch_forward_queue_dropped_items_total",
@@ -152,6 +178,7 @@ class ForwardingExporter:
     def start(self) -> None:
         report = self.queue.open()
         self.journal.open()
+        self.merger.open()
         log.info("forwarding queue opened", extra={"directory": self.config.queue.directory,
                                                    "endpoint": self.config.endpoint, "report": str(report)})
         self._appender = threading.Thread(target=self._append_loop, name="otlp-queue-writer", daemon=True)
@@ -199,7 +226,8 @@ class ForwardingExporter:
     def _append(self, batch: WriteBatch) -> None:
         try:
             items = [self._upstream_item(group) for group in self._groups(batch.requests)]
-            self.queue.append_many(items)
+            for chunk in self._appendable_chunks(items):
+                self.queue.append_many(chunk)
         except Exception as exc:  # disk full, I/O error: the devices get a retryable error
             self.healthy = False
             log.error("could not queue %d requests: %.300s", len(batch.requests), exc)
@@ -216,13 +244,27 @@ class ForwardingExporter:
         for request in requests:
             key = (request.signal, request.gateway_id)
             group, size = open_groups.get(key, (None, [0]))
-            if group is None or size[0] + len(request.payload) > self.max_request_bytes:
+            request_bytes = len(request.payload) + _DIGEST_META_BYTES
+            if group is None or size[0] + request_bytes > self.max_request_bytes:
                 group, size = [], [0]
                 open_groups[key] = (group, size)
                 groups.append(group)
             group.append(request)
-            size[0] += len(request.payload)
+            size[0] += request_bytes
         return groups
+
+    def _appendable_chunks(self, items: list[tuple[bytes, bytes]]) -> list[list[tuple[bytes, bytes]]]:
+        """Consecutive runs of items that each fit the disk budget (one write and fsync per run)."""
+        chunks: list[list[tuple[bytes, bytes]]] = []
+        room = 0
+        for payload, meta in items:
+            size = fmt.RECORD_OVERHEAD + len(payload) + len(meta)
+            if not chunks or size > room:
+                chunks.append([])
+                room = self.queue.max_bytes - fmt.HEADER_SIZE
+            chunks[-1].append((payload, meta))
+            room -= size
+        return chunks
 
     def _upstream_item(self, group: list[BatchedRequest]) -> tuple[bytes, bytes]:
         raw = b"".join(r.payload for r in group)
@@ -236,14 +278,7 @@ class ForwardingExporter:
             "encoding": self.config.compression,
             "digests": [r.digest for r in group],
         }
-        return self._compress(raw), json.dumps(meta, separators=(",", ":")).encode()
-
-    def _compress(self, raw: bytes) -> bytes:
-        if self.config.compression == "zstd":
-            return zstandard.ZstdCompressor(level=3).compress(raw)
-        if self.config.compression == "gzip":
-            return gzip.compress(raw, compresslevel=6)
-        return raw
+        return compress(raw, self.config.compression), json.dumps(meta, separators=(",", ":")).encode()
 
     def _on_drop(self, items: int, nbytes: int) -> None:
         self.m_dropped.inc(items)
@@ -260,29 +295,36 @@ class ForwardingExporter:
     def _send_loop(self) -> None:
         backoff = Backoff(self.config.retry)
         last_failure_log = 0.0
+        request: UpstreamRequest | None = None
+        result = SendResult(False)
         while not self._stop.is_set():
-            items = self.queue.peek(1, self.max_request_bytes)
-            if not items:
+            # A request that may have reached the upstream is re-sent as it is;
+            # one that never did takes in what was queued meanwhile.
+            if request is None or not result.maybe_sent or not self.merger.still_queued(request):
+                request = self.merger.next()
+            if request is None:
                 self._wake.wait(1.0)
                 self._wake.clear()
                 continue
-            item = items[0]
-            meta = self._meta(item)
-            result = self._send(item, meta)
+            meta = request.meta
+            result = self._send(request)
             if result.delivered:
                 self.journal.add(meta.get("digests", []))
-                self.queue.ack(item.seq)
+                self.queue.ack(request.last_seq)
                 backoff.reset()
                 self.m_up.set(1)
                 self.m_requests.inc(outcome="delivered")
                 self.m_items.inc(len(meta.get("digests", [])), signal=meta.get("signal", "unknown"))
-                self.m_bytes.inc(len(item.payload))
+                self.m_batches.inc(request.batches)
+                self.m_bytes.inc(len(request.body))
+                request = None
                 continue
             self.m_up.set(0)
             if result.permanent or backoff.expired():
                 reason = result.reason if result.permanent else f"gave up after retrying: {result.reason}"
-                self._dead_letter(item, meta, reason, result.status)
-                self.queue.ack(item.seq)
+                self._dead_letter(request, reason, result.status)
+                self.queue.ack(request.last_seq)
+                request = None
                 backoff.reset()
                 self.m_requests.inc(outcome="dead_letter")
                 continue
@@ -296,14 +338,8 @@ class ForwardingExporter:
                 last_failure_log = now
             self._stop.wait(delay)
 
-    @staticmethod
-    def _meta(item: QueueItem) -> dict:
-        try:
-            return json.loads(item.meta)
-        except ValueError:
-            return {"signal": "traces", "encoding": "unknown", "digests": []}
-
-    def _send(self, item: QueueItem, meta: dict) -> SendResult:
+    def _send(self, request: UpstreamRequest) -> SendResult:
+        meta = request.meta
         signal = meta.get("signal", "traces")
         headers = {"Content-Type": "application/x-protobuf", **self.config.headers,
                    "X-Fleetwatch-Gateway-Id": str(meta.get("gateway_id", self.gateway_id))}
@@ -312,16 +348,18 @@ class ForwardingExporter:
         encoding = meta.get("encoding", self.config.compression)
         if encoding in ("zstd", "gzip"):
             headers["Content-Encoding"] = encoding
-        return self._upstream.post(_PATHS.get(signal, "/v1/traces"), item.payload, headers)
+        return self._upstream.post(_PATHS.get(signal, "/v1/traces"), request.body, headers)
 
-    def _dead_letter(self, item: QueueItem, meta: dict, reason: str, status: int | None) -> None:
+    def _dead_letter(self, request: UpstreamRequest, reason: str, status: int | None) -> None:
+        meta = request.meta
         record = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "reason": reason,
             "status": status,
-            "seq": item.seq,
+            "seq": request.first_seq,
+            "last_seq": request.last_seq,
             **{k: meta.get(k) for k in ("signal", "gateway_id", "received_at", "items", "encoding", "digests")},
-            "payload_base64": base64.b64encode(item.payload).decode("ascii"),
+            "payload_base64": base64.b64encode(request.body).decode("ascii"),
         }
         line = (json.dumps(record) + "\n").encode()
         fd = os.open(self.config.dead_letter_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

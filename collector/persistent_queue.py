@@ -208,6 +208,11 @@ class PersistentQueue:
         """Append one item; durable when this returns. Returns its sequence number."""
         return self.append_many([(payload, meta)])[0]
 
+    @staticmethod
+    def largest_item(max_bytes: int) -> int:
+        """Payload plus meta bytes of the largest item a queue with this budget can hold."""
+        return min(fmt.MAX_RECORD, max_bytes - fmt.HEADER_SIZE - fmt.RECORD_OVERHEAD)
+
     def append_many(self, items: list[tuple[bytes, bytes]]) -> list[int]:
         """Append ``(payload, meta)`` items with one write and one fsync; return their sequence numbers.
 
@@ -219,8 +224,7 @@ class PersistentQueue:
             if not isinstance(payload, (bytes, bytearray, memoryview)) or not isinstance(
                     meta, (bytes, bytearray, memoryview)):
                 raise TypeError("payload and meta must be bytes")
-            record = fmt.RECORD_OVERHEAD + len(payload) + len(meta)
-            if len(payload) + len(meta) > fmt.MAX_RECORD or fmt.HEADER_SIZE + record > self.max_bytes:
+            if len(payload) + len(meta) > self.largest_item(self.max_bytes):
                 raise ValueError(f"item of {len(payload) + len(meta)} bytes is larger than the queue's whole "
                                  f"budget (max_bytes={self.max_bytes})")
             batch.append((payload, meta))

@@ -126,6 +126,16 @@ class Ingestor:
         # answering health checks and accepting connections meanwhile.
         self._decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
         metrics.queue_limit_bytes.set(self.budget.limit)
+        self.forward_limit = self._forward_limit(config)
+
+    @staticmethod
+    def _forward_limit(config: CollectorConfig) -> int | None:
+        """The largest request the forwarding queue can hold, when this process forwards."""
+        if "otlp" not in config.exporter_names() or config.exporters.otlp is None:
+            return None
+        from collector.otlp_forwarder import largest_queueable_request
+
+        return largest_queueable_request(config.exporters.otlp)
 
     async def ingest(
         self,
@@ -164,6 +174,7 @@ class Ingestor:
                 self.metrics.requests.inc(receiver=receiver, signal=signal, outcome="bad_request")
                 raise BadRequest(str(exc)) from None
             self._count_decoded(signal, decoded)
+            self._check_forwardable(signal, decoded, receiver)
             outcome = IngestOutcome(decoded.count, decoded.rejected, self._reject_message(decoded))
             if not decoded.count:
                 self.metrics.requests.inc(receiver=receiver, signal=signal, outcome=self._outcome_name(outcome))
@@ -207,6 +218,24 @@ class Ingestor:
                 f"least {MemoryBudget.MIN_REQUEST_CAP} bytes); send fewer items or smaller attributes per request"
             )
         return size
+
+    def _check_forwardable(self, signal: str, decoded: _Decoded, receiver: str) -> None:
+        """Refuse for good a request larger than the forwarding queue's whole disk budget.
+
+        It could never be queued; answering "retry later" would make clients
+        re-send it forever, and failing its batch would fail the requests
+        batched with it.
+        """
+        if self.forward_limit is None or len(decoded.payload) <= self.forward_limit:
+            return
+        self.metrics.items_refused.inc(decoded.count, signal=signal, reason="too_large_for_queue")
+        self.metrics.requests.inc(receiver=receiver, signal=signal, outcome="too_large_for_queue")
+        assert self.config.exporters.otlp is not None  # forward_limit is set only with it
+        raise BadRequest(
+            f"request of {len(decoded.payload)} bytes (protobuf) is larger than the gateway's forwarding queue "
+            f"can ever hold: at most {self.forward_limit} bytes per request with exporters.otlp.queue."
+            f"max_size_mib={self.config.exporters.otlp.queue.max_size_mib:g}; send it in smaller requests"
+        )
 
     async def _commit(self, request: BatchedRequest, decoded: _Decoded, receiver: str, decoded_bytes: int) -> None:
         signal, digest = request.signal, request.digest

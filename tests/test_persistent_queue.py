@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import shutil
@@ -16,6 +17,7 @@ import pytest
 
 from collector import queue_format as fmt
 from collector.persistent_queue import PersistentQueue, QueueInUseError
+from collector.upstream_merge import RequestMerger, compress, decompress
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = (10**9, 1 << 62)  # peek limits that take everything
@@ -549,4 +551,63 @@ def test_drops_without_a_callback_are_logged(tmp_path, caplog):
             queue.append(*item)
     assert queue.stats().dropped_items > 0
     assert len([r for r in caplog.records if "dropped" in r.getMessage()]) == 1  # once per interval
+    queue.close()
+
+
+# -- merged upstream requests (collector/upstream_merge.py) ---------------------------
+
+def forwarder_items(first: int, count: int) -> list[tuple[bytes, bytes]]:
+    """Items as the forwarder queues them: a zstd'ed protobuf-like body and its JSON meta."""
+    items = []
+    for i in range(first, first + count):
+        raw = payload_for(f"raw-{i}".encode(), 300)
+        meta = {"signal": "traces", "gateway_id": "gw", "received_at": 1000 + i, "items": 1,
+                "raw_bytes": len(raw), "encoding": "zstd", "digests": [f"d{i}"]}
+        items.append((compress(raw, "zstd"), json.dumps(meta).encode()))
+    return items
+
+
+def test_a_recorded_merge_is_rebuilt_byte_identical_after_a_restart(tmp_path):
+    plan = str(tmp_path / "queue.merge-plan")
+    queue = open_queue(tmp_path / "q")
+    queue.append_many(forwarder_items(0, 10))
+    merger = RequestMerger(queue, plan, max_request_bytes=1 << 20)
+    first = merger.next()
+    assert (first.first_seq, first.last_seq, first.batches) == (1, 10, 10)
+    assert first.meta["digests"] == [f"d{i}" for i in range(10)] and first.meta["received_at"] == 1000
+    queue.append_many(forwarder_items(10, 5))  # more arrives while the request is in flight
+    queue.close()  # the answer never came (kill -9 before the ack)
+
+    queue = open_queue(tmp_path / "q")
+    merger = RequestMerger(queue, plan, max_request_bytes=1 << 20)
+    merger.open()
+    again = merger.next()
+    assert again.body == first.body and (again.first_seq, again.last_seq) == (1, 10)
+    queue.ack(again.last_seq)
+    rest = merger.next()
+    assert (rest.first_seq, rest.last_seq) == (11, 15)
+    queue.ack(rest.last_seq)
+    queue.close()
+
+    queue = open_queue(tmp_path / "q")  # a plan already acknowledged is not replayed
+    merger = RequestMerger(queue, plan, max_request_bytes=1 << 20)
+    merger.open()
+    queue.append_many(forwarder_items(15, 2))
+    request = merger.next()
+    assert (request.first_seq, request.last_seq) == (16, 17)
+    queue.close()
+
+
+def test_merges_respect_the_size_cap_and_a_damaged_plan_is_ignored(tmp_path):
+    plan = tmp_path / "queue.merge-plan"
+    plan.write_bytes(b"garbage\n")
+    queue = open_queue(tmp_path / "q")
+    queue.append_many(forwarder_items(0, 10))
+    merger = RequestMerger(queue, str(plan), max_request_bytes=1000)  # three 300-byte items per request
+    merger.open()
+    request = merger.next()
+    assert (request.first_seq, request.last_seq) == (1, 3)
+    assert decompress(request.body, "zstd") == b"".join(
+        payload_for(f"raw-{i}".encode(), 300) for i in range(3))
+    assert merger.still_queued(request)
     queue.close()
