@@ -15,7 +15,7 @@ from analytics.api.queries import REGISTRY
 from analytics.api.server import ARROW_STREAM, ReadApi
 from analytics.api.sql_guard import SqlGuard
 from collector.bulk import ingest_request_log
-from collector.read_pool import ReadPool
+from collector.store.read_pool import ReadPool
 from collector.request_log import RequestLogWriter
 from tests.otlp_requests import gauge_request, trace_request
 

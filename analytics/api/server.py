@@ -35,7 +35,7 @@ from analytics.api.queries import NamedQuery
 from analytics.api.sql_guard import SqlGuard, UnsafeSql
 from collector.auth import BearerAuth, server_ssl_context
 from collector.config import parse_endpoint
-from collector.read_pool import PoolBusy, QueryFailed, QueryTimeout, ReadPool, ReadResult
+from collector.store.read_pool import PoolBusy, QueryFailed, QueryTimeout, ReadPool, ReadResult
 
 log = logging.getLogger("fleetwatch.api")
 
