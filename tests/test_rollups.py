@@ -190,3 +190,25 @@ def test_bucket_quantiles_are_within_one_bucket_of_numpy():
         estimate = quantile(counts.tolist(), q)
         assert abs(np.log2(estimate / exact)) <= 0.25, (q, exact, estimate)
     assert quantile([0] * N_BUCKETS, 0.5) is None
+
+
+def test_the_scheduler_catches_up_every_job_and_reports_it_in_metrics(store):
+    from analytics.jobs.scheduler import AnalyticsScheduler
+    from collector.selfmetrics import Registry
+    from tests.collector_process import wait_until
+
+    registry = Registry()
+    runner = JobRunner(store, rollup_jobs())
+    scheduler = AnalyticsScheduler(runner, registry)
+    scheduler.start()
+    try:
+        wait_until(lambda: all(runner.watermark(name) and runner.watermark(name) > datetime.utcnow() - timedelta(hours=2)
+                               for name in runner.jobs), timeout=300)
+    finally:
+        scheduler.shutdown()
+    assert stored_rollup(store, "rollup_minute") == expected_rollup(store, 60)
+    assert stored_rollup(store, "rollup_hour") == expected_rollup(store, 3600)
+    metrics = registry.render()
+    assert 'fleetwatch_job_runs_total{job="rollup_minute",outcome="ok"}' in metrics
+    assert 'fleetwatch_job_watermark_lag_seconds{job="device_hour"}' in metrics
+    assert "outcome=\"failed\"" not in metrics

@@ -151,6 +151,11 @@ class JobRunner:
                 self._state[job.name] = _State(None, 0)
         return self._state[job.name]
 
+    def watermark(self, name: str) -> datetime | None:
+        """The end of the newest window of job ``name`` with nothing missing before it (None: never ran)."""
+        state = self._state.get(name)
+        return state.watermark if state else None
+
     # -- the work --------------------------------------------------------
     def run_due(self, name: str, now: datetime | None = None) -> RunReport:
         """Compute every window of job ``name`` that is due at ``now``: late ones first, then new ones."""
