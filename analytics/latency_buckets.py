@@ -68,3 +68,27 @@ def quantile(counts: list[int], q: float) -> float | None:
             return lower * math.pow(upper / lower, share)
         seen += count
     return BOUNDS_MS[-1]
+
+
+def quantiles(counts: np.ndarray, q: float) -> np.ndarray:
+    """:func:`quantile` for every row of a (rows x N_BUCKETS) count matrix; NaN where a row is empty."""
+    counts = np.asarray(counts, dtype=np.float64)
+    out = np.full(counts.shape[0], np.nan)
+    if counts.size == 0:
+        return out
+    total = counts.sum(axis=1)
+    cumulative = np.cumsum(counts, axis=1)
+    rank = q * total
+    # The first bucket whose cumulative count reaches the rank (and holds something).
+    index = np.argmax((cumulative >= rank[:, None]) & (counts > 0), axis=1)
+    ratio = 2 ** (1 / PER_DOUBLING)
+    bounds = np.asarray(BOUNDS_MS)
+    upper = np.concatenate([bounds, [bounds[-1] * ratio]])
+    lower = np.concatenate([[bounds[0] / ratio], bounds])
+    rows = np.arange(counts.shape[0])
+    in_bucket = counts[rows, index]
+    below = cumulative[rows, index] - in_bucket
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(in_bucket > 0, (rank - below) / in_bucket, 0.0)
+        values = lower[index] * np.power(upper[index] / lower[index], share)
+    return np.where(total > 0, values, np.nan)

@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS device_hour (
     device_id VARCHAR NOT NULL,
     site VARCHAR, region VARCHAR, device_class VARCHAR, firmware_version VARCHAR,
     inferences UBIGINT NOT NULL, errors UBIGINT NOT NULL, cold_starts UBIGINT NOT NULL,
-    last_event_time TIMESTAMP_NS, last_received_at TIMESTAMP_NS, clock_offset_ns BIGINT
+    last_event_time TIMESTAMP_NS, last_received_at TIMESTAMP_NS, clock_offset_ns BIGINT,
+    model_versions VARCHAR[]   -- sorted 'model:version' pairs the device ran in the hour
 )
 """
 
@@ -98,7 +99,9 @@ DEVICE_HOUR_SQL = f"""
            count(*)::UBIGINT AS inferences, (count(*) FILTER (WHERE status_code = 2))::UBIGINT AS errors,
            (count(*) FILTER (WHERE cold_start))::UBIGINT AS cold_starts,
            max(event_time) AS last_event_time, max(received_at) AS last_received_at,
-           arg_max(clock_offset_ns, received_at) AS clock_offset_ns
+           arg_max(clock_offset_ns, received_at) AS clock_offset_ns,
+           list_sort(list(DISTINCT coalesce(model_name, '') || ':' || coalesce(model_version, '')))
+               AS model_versions
     FROM rows WHERE device_id IS NOT NULL GROUP BY ALL
 """
 

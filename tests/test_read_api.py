@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from analytics.api.config import ApiConfig
-from analytics.api.queries import REGISTRY
+from analytics.api.catalog import CATALOG
 from analytics.api.server import ARROW_STREAM, ReadApi
 from analytics.api.sql_guard import SqlGuard
 from collector.bulk import ingest_request_log
@@ -50,7 +50,7 @@ def call(database, requests, **config):
         api_config.admin.bearer_tokens = [ADMIN]
         api_config.validate()
         pool = ReadPool(con, size=api_config.readers, queue_limit=api_config.queue_limit)
-        api = ReadApi(api_config, pool, REGISTRY, SqlGuard({"spans", "metric_points", "devices"}))
+        api = ReadApi(api_config, pool, CATALOG, SqlGuard({"spans", "metric_points", "devices"}))
         await api.start()
         try:
             async with aiohttp.ClientSession() as session:

@@ -4,9 +4,10 @@ A named query is SQL written once, here, with DuckDB ``$name``
 placeholders; callers send only parameter values, which are parsed by
 their declared type and bound by DuckDB, never pasted into the text::
 
-    query = REGISTRY["device_spans"]
-    sql, bound = query.bind({"device_id": "cam-0001", "since": "-1h"})
-    # sql still holds $device_id / $since; bound == {"device_id": "cam-0001", "since": datetime(...)}
+    query = CATALOG["device_spans"]                  # analytics.api.catalog
+    bound = query.bind({"device_id": "cam-0001", "since": "-1h"})
+    bound.sql       # still holds $device_id / $since
+    bound.params    # {"device_id": "cam-0001", "since": datetime(...), "until": datetime(...)}
 
 An unknown parameter, a missing required one or a bad value raises
 :class:`BadParameter` naming it. Grouping choices that must change the SQL
@@ -20,9 +21,11 @@ docs/api.md lists every query with an example; a test runs each example.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
+import pyarrow as pa
 
 from analytics.api.params import BadParameter, Param
 
@@ -36,6 +39,11 @@ class NamedQuery:
     sql: str
     params: tuple[Param, ...] = ()
     fragments: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Fragments that depend on several values (e.g. the rollup table for a
+    # time range): a function of the bound values returning fixed texts.
+    derive: Callable[[dict], dict[str, str]] | None = None
+    # Work SQL says badly (quantiles from histogram columns), on the result.
+    postprocess: Callable[[pa.Table, dict], pa.Table] | None = None
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.params]
@@ -46,8 +54,8 @@ class NamedQuery:
             if param is None or param.kind != "choice" or set(by_choice) != set(param.choices):
                 raise ValueError(f"query {self.name}: fragments for {param_name!r} must cover its choices")
 
-    def bind(self, raw: Mapping[str, str], now: datetime | None = None) -> tuple[str, dict]:
-        """The statement and its bound values for query-string ``raw``."""
+    def bind(self, raw: Mapping[str, str], now: datetime | None = None) -> BoundQuery:
+        """The statement, its DuckDB parameters and every parsed value, for query-string ``raw``."""
         known = {p.name for p in self.params}
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -55,15 +63,35 @@ class NamedQuery:
             raise BadParameter(f"unknown parameter {unknown[0]!r} for query {self.name!r} (parameters: {allowed})")
         bound = {p.name: p.parse(raw.get(p.name), now) for p in self.params}
         sql = self.sql
-        if self.fragments:
-            sql = sql.format(**{name: self.fragments[name][bound[name]] for name in self.fragments})
+        texts = {name: self.fragments[name][bound[name]] for name in self.fragments}
+        if self.derive is not None:
+            texts.update(self.derive(bound))
+        if texts:
+            sql = sql.format(**texts)
         used = set(re.findall(r"\$([a-z][a-z0-9_]*)", sql))
         # Only the placeholders the statement uses are bound (DuckDB refuses extras);
         # times go in as naive UTC so DuckDB never applies its session time zone.
-        return sql, {name: _naive_utc(value) for name, value in bound.items() if name in used}
+        return BoundQuery(self, sql, {name: _naive_utc(value) for name, value in bound.items() if name in used},
+                          bound)
+
+
 
     def describe(self) -> dict:
         return {"name": self.name, "doc": self.doc, "params": [p.describe() for p in self.params]}
+
+
+@dataclass(frozen=True)
+class BoundQuery:
+    """A named query ready to run: ``sql`` with ``params`` for DuckDB, ``values`` as parsed."""
+
+    query: NamedQuery
+    sql: str
+    params: dict
+    values: dict
+
+    def finish(self, table: pa.Table) -> pa.Table:
+        """The result as callers see it (after the query's ``postprocess``, if any)."""
+        return self.query.postprocess(table, self.values) if self.query.postprocess else table
 
 
 def _naive_utc(value):
@@ -72,58 +100,7 @@ def _naive_utc(value):
     return value
 
 
-_RANGE = (
-    Param("since", "timestamp", "start of the time range (inclusive)", default="-1h"),
-    Param("until", "timestamp", "end of the time range (exclusive)", default="now"),
-)
-
-QUERIES = (
-    NamedQuery(
-        "device_spans",
-        "Spans of one device in a time range (device clock, corrected for skew), newest first.",
-        """
-        SELECT trace_id, span_id, parent_span_id, name, status_code, status_message,
-               corrected_start_time AS start_time, duration_ms, model_name, model_version,
-               inference_mode, request_id, prediction_label, prediction_score, prediction_value,
-               cold_start, site, firmware_version, attributes, received_at
-        FROM spans
-        WHERE device_id = $device_id
-          AND corrected_start_time >= $since AND corrected_start_time < $until
-        ORDER BY corrected_start_time DESC
-        """,
-        (Param("device_id", "string", "the device's device.id", required=True), *_RANGE),
-    ),
-    NamedQuery(
-        "trace_spans",
-        "Every span of one trace, in start order (for a waterfall).",
-        """
-        SELECT trace_id, span_id, parent_span_id, name, kind, status_code, status_message,
-               start_time, end_time, duration_ms, service_name, device_id, model_name,
-               model_version, inference_mode, attributes, events
-        FROM spans
-        WHERE trace_id = lower($trace_id)
-        ORDER BY start_time, span_id
-        """,
-        (Param("trace_id", "string", "32 hex characters", required=True),),
-    ),
-    NamedQuery(
-        "device_metrics",
-        "One device's gauge and sum series (CPU, memory, temperature, battery, bytes sent).",
-        """
-        SELECT time, metric_name, unit, value, attributes
-        FROM metric_points
-        WHERE device_id = $device_id
-          AND ($metric_name IS NULL OR metric_name = $metric_name)
-          AND time >= $since AND time < $until
-        ORDER BY metric_name, time
-        """,
-        (Param("device_id", "string", "the device's device.id", required=True),
-         Param("metric_name", "string", "only this metric (default: all)"), *_RANGE),
-    ),
-)
-
-
-def registry(queries=QUERIES) -> dict[str, NamedQuery]:
+def registry(queries) -> dict[str, NamedQuery]:
     """Queries by name; refuses two queries with one name."""
     out: dict[str, NamedQuery] = {}
     for query in queries:
@@ -132,5 +109,3 @@ def registry(queries=QUERIES) -> dict[str, NamedQuery]:
         out[query.name] = query
     return out
 
-
-REGISTRY = registry()

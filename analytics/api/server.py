@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -97,10 +98,10 @@ class ReadApi:
                 return _error(400, f"parameter {key!r} is given twice")
             raw[key] = value
         try:
-            sql, bound = query.bind(raw)
+            bound = query.bind(raw)
         except BadParameter as exc:
             return _error(400, str(exc))
-        return await self._run(request, name, sql, bound)
+        return await self._run(request, name, bound.sql, bound.params, bound.finish)
 
     async def _sql(self, request: web.Request) -> web.StreamResponse:
         authorization = request.headers.get("Authorization")
@@ -120,17 +121,19 @@ class ReadApi:
             sql = self.guard.check(body)
         except UnsafeSql as exc:
             return _error(400, f"refused: {exc}")
-        return await self._run(request, "sql", sql, None)
+        return await self._run(request, "sql", sql, None, None)
 
-    async def _run(self, request: web.Request, name: str, sql: str, bound) -> web.StreamResponse:
+    async def _run(self, request: web.Request, name: str, sql: str, params: dict | None,
+                   finish: Callable[[pa.Table], pa.Table] | None) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         config = self.config
         try:
             admission = self.pool.admit()
             result = await loop.run_in_executor(
                 self._threads,
-                lambda: admission.run(sql, bound, max_rows=config.max_rows, timeout=config.timeout_seconds,
-                                      max_bytes=config.max_result_bytes))
+                lambda: _finished(admission.run(sql, params, max_rows=config.max_rows,
+                                                timeout=config.timeout_seconds,
+                                                max_bytes=config.max_result_bytes), finish))
         except PoolBusy as exc:
             return _error(503, str(exc), headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))})
         except QueryTimeout as exc:
@@ -141,6 +144,10 @@ class ReadApi:
         if ARROW_STREAM in request.headers.get("Accept", ""):
             return _arrow_response(result)
         return web.json_response(_json_body(name, result), dumps=_dumps)
+
+
+def _finished(result: ReadResult, finish: Callable[[pa.Table], pa.Table] | None) -> ReadResult:
+    return result if finish is None else ReadResult(finish(result.table), result.truncated, result.seconds)
 
 
 def _json_body(name: str, result: ReadResult) -> dict:
