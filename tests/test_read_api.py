@@ -218,3 +218,36 @@ def _counts(db) -> tuple:
         return tables, con.execute("SELECT count(*) FROM devices").fetchone()[0]
     finally:
         con.close()
+
+
+def test_the_client_reads_json_and_arrow_and_turns_errors_into_one_line(database):
+    from analytics.api.client import ApiError, ReadApiClient
+
+    def use(base):
+        client = ReadApiClient(base, token=READ)
+        out = {"queries": client.queries(),
+               "json": client.query("device_spans", device_id="cam-2", since="-3650d"),
+               "arrow": client.query_arrow("device_spans", device_id="cam-2", since="-3650d")}
+        for case, call_ in (("bad param", lambda: client.query("device_spans", device_id="x", since="soon")),
+                            ("read token sql", lambda: client.sql("SELECT 1")),
+                            ("no token", lambda: ReadApiClient(base).queries())):
+            try:
+                call_()
+            except ApiError as exc:
+                out[case] = (exc.status, str(exc))
+        out["admin sql"] = ReadApiClient(base, token=ADMIN).sql("SELECT count(*) AS n FROM spans").rows
+        return out
+
+    async def requests(session, base):
+        return await asyncio.to_thread(use, base)
+
+    out = call(database, requests)
+    assert {q["name"] for q in out["queries"]} >= {"device_spans", "golden_signals"}
+    assert len(out["json"].rows) == 40 == out["arrow"].num_rows
+    assert sorted(r["span_id"] for r in out["json"].records()) == sorted(out["arrow"].column("span_id").to_pylist())
+    assert out["bad param"][0] == 400 and "parameter 'since'" in out["bad param"][1]
+    assert out["read token sql"][0] == 403 and out["no token"][0] == 401
+    assert "\n" not in out["bad param"][1]
+    assert out["admin sql"] == [[120]]
+    with pytest.raises(ApiError, match="cannot reach the read API"):
+        ReadApiClient("http://127.0.0.1:9", timeout=5).queries()
