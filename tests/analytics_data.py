@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 from datetime import datetime
+
+import aiohttp
 
 import numpy as np
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from analytics.api.catalog import CATALOG
+from analytics.api.config import ApiConfig
+from analytics.api.server import ReadApi
+from analytics.api.sql_guard import SqlGuard
 from analytics.latency_buckets import BOUNDS_MS, COLUMNS, N_BUCKETS
 from analytics.rollups import GROUP_COLUMNS
 from analytics.schema import ANALYTICS
@@ -98,3 +106,23 @@ def stored_rollup(store, table: str) -> dict:
     return {(r["w"], *(r[c] for c in GROUP_COLUMNS)): {
         "inferences": r["inferences"], "errors": r["errors"], "cold_starts": r["cold_starts"],
         "latency_sum_ns": r["latency_sum_ns"], "hist": [r[c] for c in COLUMNS]} for r in rows}
+
+
+def serve_and_get(store, paths: list[str]) -> list[dict]:
+    async def run():
+        config = ApiConfig(endpoint="127.0.0.1:0")
+        config.validate()
+        api = ReadApi(config, store.reads, CATALOG, SqlGuard({"spans"}))
+        await api.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                out = []
+                for path in paths:
+                    async with session.get(f"http://127.0.0.1:{api.port}{path}") as response:
+                        assert response.status == 200, await response.text()
+                        out.append(json.loads(await response.text()))
+                return out
+        finally:
+            await api.stop()
+
+    return asyncio.run(run())

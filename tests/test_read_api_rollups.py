@@ -2,40 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from datetime import timedelta
 
-import aiohttp
 import numpy as np
 
-from analytics.api.catalog import CATALOG
-from analytics.api.config import ApiConfig
-from analytics.api.server import ReadApi
-from analytics.api.sql_guard import SqlGuard
 from analytics.jobs.framework import JobRunner
 from analytics.rollups import rollup_jobs
-from tests.analytics_data import MINUTES, T0, read, store  # noqa: F401 (fixture)
-
-
-def serve_and_get(store, paths: list[str]) -> list[dict]:
-    async def run():
-        config = ApiConfig(endpoint="127.0.0.1:0")
-        config.validate()
-        api = ReadApi(config, store.reads, CATALOG, SqlGuard({"spans"}))
-        await api.start()
-        try:
-            async with aiohttp.ClientSession() as session:
-                out = []
-                for path in paths:
-                    async with session.get(f"http://127.0.0.1:{api.port}{path}") as response:
-                        assert response.status == 200, await response.text()
-                        out.append(json.loads(await response.text()))
-                return out
-        finally:
-            await api.stop()
-
-    return asyncio.run(run())
+from tests.analytics_data import T0, read, serve_and_get, store  # noqa: F401 (fixture)
 
 
 def rows_of(answer: dict) -> list[dict]:
