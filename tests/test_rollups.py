@@ -123,3 +123,26 @@ def test_the_scheduler_catches_up_every_job_and_reports_it_in_metrics(store):
     assert 'fleetwatch_job_runs_total{job="rollup_minute",outcome="ok"}' in metrics
     assert 'fleetwatch_job_watermark_lag_seconds{job="device_hour"}' in metrics
     assert "outcome=\"failed\"" not in metrics
+
+
+def test_device_hours_match_the_raw_spans(store):
+    runner = JobRunner(store, rollup_jobs())
+    assert runner.run_due("device_hour", T0 + timedelta(hours=3)).error is None
+    raw = read(store, "SELECT device_id, epoch_ns(start_time) AS t, status_code, cold_start, received_at, "
+                      "site, firmware_version, model_name, model_version FROM span_rows WHERE name = 'inference'")
+    expected = {}
+    for row in raw.to_pylist():
+        hour = T0.replace(minute=0) + timedelta(hours=(row["t"] - int((T0 - datetime(1970, 1, 1)).total_seconds()) * 10**9)
+                                             // (3600 * 10**9))
+        entry = expected.setdefault((hour, row["device_id"]), {"inferences": 0, "errors": 0, "cold_starts": 0,
+                                                               "versions": set(), "site": row["site"]})
+        entry["inferences"] += 1
+        entry["errors"] += row["status_code"] == 2
+        entry["cold_starts"] += bool(row["cold_start"])
+        entry["versions"].add(f"{row['model_name']}:{row['model_version']}")
+    stored = {(r["window_start"], r["device_id"]): {"inferences": r["inferences"], "errors": r["errors"],
+                                                     "cold_starts": r["cold_starts"],
+                                                     "versions": set(r["model_versions"]), "site": r["site"]}
+              for r in read(store, "SELECT * FROM device_hour").to_pylist()}
+    assert stored == expected
+    assert len({hour for hour, _ in stored}) == 2
