@@ -115,6 +115,27 @@ class Gauge(_Metric):
         return self.header() + [f"{self.name} {_format_number(value) if not math.isnan(value) else 'NaN'}"]
 
 
+class LabelledGauge(_Metric):
+    """Gauges read at scrape time, one per label set: ``fn()`` returns {label values: value}."""
+
+    kind = "gauge"
+
+    def __init__(self, name: str, help_text: str, label_names: Sequence[str],
+                 fn: Callable[[], dict[_LabelValues, float]]) -> None:
+        super().__init__(name, help_text, label_names)
+        self._fn = fn
+
+    def render(self) -> list[str]:
+        try:
+            values = self._fn()
+        except Exception:  # a failing probe must not break the whole scrape
+            values = {}
+        return self.header() + [
+            f"{self.name}{_format_labels(self.label_names, key)} "
+            f"{_format_number(value) if not math.isnan(value) else 'NaN'}"
+            for key, value in sorted(values.items())]
+
+
 class Histogram(_Metric):
     """Cumulative-bucket histogram for latencies (seconds)."""
 
@@ -169,6 +190,10 @@ class Registry:
 
     def gauge_callback(self, name: str, help_text: str, fn: Callable[[], float]) -> Gauge:
         return self._register(Gauge(name, help_text, fn))  # type: ignore[return-value]
+
+    def gauge_callback_labelled(self, name: str, help_text: str, label_names: Sequence[str],
+                                fn: Callable[[], dict[_LabelValues, float]]) -> LabelledGauge:
+        return self._register(LabelledGauge(name, help_text, label_names, fn))  # type: ignore[return-value]
 
     def histogram(self, name: str, help_text: str, buckets: Sequence[float]) -> Histogram:
         return self._register(Histogram(name, help_text, buckets))  # type: ignore[return-value]

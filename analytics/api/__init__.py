@@ -1,0 +1,1 @@
+"""The read API: named queries and guarded ad-hoc SQL over the owner's DuckDB file."""

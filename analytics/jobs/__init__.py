@@ -1,0 +1,1 @@
+"""Scheduled analytics jobs: windows computed in DuckDB, replaced atomically, never double-counted."""

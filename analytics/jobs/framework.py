@@ -1,0 +1,284 @@
+"""The window-job framework every analytics job runs on.
+
+A job declares the length of its windows, the tables it writes and how to
+compute one span of windows from the raw tables. The runner decides which
+windows are due and makes each result durable exactly once::
+
+    class Rollup(WindowJob):
+        name = "golden_signals"
+        window = timedelta(minutes=1)
+        outputs = ("rollup_minute",)          # each has a window_start TIMESTAMP column
+        inputs = ("span_rows",)               # late rows here re-open windows
+
+        def compute(self, read, start, end) -> JobOutput:
+            table = read("SELECT ... WHERE t >= $start AND t < $end GROUP BY ...",
+                         {"start": start, "end": end})
+            return JobOutput({"rollup_minute": table}, rows_in=...)
+
+    runner = JobRunner(store, [Rollup()], metrics)
+    runner.run_due(job, now)                  # what APScheduler calls
+
+What the runner guarantees:
+
+- **Idempotent windows.** A span of windows is computed on a read cursor,
+  then replaced in one write transaction: its old output rows deleted, the
+  new ones inserted, a ``job_runs`` row and the job's watermark written.
+  Re-running a window is harmless; ``kill -9`` at any moment leaves each
+  window either as it was or fully replaced, and the watermark says which.
+- **No gaps.** The watermark is the end of the newest window computed with
+  nothing missing before it. After a stop, every window from the watermark
+  to now is computed, oldest first, in chunks, with a progress line.
+- **Late data.** The writer records, per batch, which minutes of event time
+  received rows (``ingest_marks``, with a sequence number). Marks behind a
+  job's watermark that it has not seen re-open exactly those windows.
+- **Failures stay put.** A failing span is recorded in ``job_runs`` with its
+  error, counted, and retried with exponential backoff; the watermark does
+  not move past it and no other job waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+import pyarrow as pa
+
+from collector.store.database import Store
+
+log = logging.getLogger("fleetwatch.jobs")
+
+Read = Callable[[str, dict], pa.Table]
+EPOCH = datetime(1970, 1, 1)
+
+
+@dataclass
+class JobOutput:
+    """What one computation produced: a table of rows per output table, and how many rows it read."""
+
+    tables: dict[str, pa.Table | None]  # None: the span has no rows (its old ones are still deleted)
+    rows_in: int = 0
+
+    @property
+    def rows_out(self) -> int:
+        return sum(t.num_rows for t in self.tables.values() if t is not None)
+
+
+class WindowJob:
+    """Base class of a window job; subclasses set the class attributes and ``compute``."""
+
+    name: str = ""
+    window: timedelta = timedelta(minutes=1)
+    # How long after a window closes it is first computed, so that data
+    # in flight (batch timers, a gateway's queue) is usually in.
+    delay: timedelta = timedelta(seconds=30)
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    # Most windows one write transaction replaces when catching up.
+    chunk: int = 60
+    # Where a job with no watermark starts: this far back from the oldest input row, at most.
+    backfill: timedelta = timedelta(days=7)
+
+    def compute(self, read: Read, start: datetime, end: datetime) -> JobOutput:
+        raise NotImplementedError
+
+    def first_window(self, read: Read, now: datetime) -> datetime | None:
+        """The window to start from when the job has never run: the oldest data within ``backfill``."""
+        return None
+
+
+def floor_time(t: datetime, window: timedelta) -> datetime:
+    """``t`` rounded down to a multiple of ``window`` since the epoch (naive UTC in, naive UTC out)."""
+    step = int(window.total_seconds() * 1_000_000)
+    micros = (t - EPOCH) // timedelta(microseconds=1)
+    return EPOCH + timedelta(microseconds=micros - micros % step)
+
+
+def utc_naive(t: datetime) -> datetime:
+    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
+
+
+@dataclass
+class _State:
+    watermark: datetime | None
+    marks_seen: int
+    failures: int = 0
+    retry_at: float = 0.0
+
+
+@dataclass
+class RunReport:
+    """What one call of :meth:`JobRunner.run_due` did."""
+
+    job: str
+    spans: list[tuple[datetime, datetime, str]] = field(default_factory=list)  # (start, end, reason)
+    rows_out: int = 0
+    error: str | None = None
+    skipped: str | None = None
+
+
+class JobRunner:
+    """Runs window jobs against a :class:`Store`; see the module docstring."""
+
+    def __init__(self, store: Store, jobs: Sequence[WindowJob], *, query_timeout: float = 300.0,
+                 max_backoff: float = 600.0, on_run: Callable[[str, str, float], None] | None = None) -> None:
+        names = [job.name for job in jobs]
+        if len(set(names)) != len(names) or not all(names):
+            raise ValueError(f"jobs need distinct, non-empty names: {names}")
+        self.store = store
+        self.jobs = {job.name: job for job in jobs}
+        self.query_timeout = query_timeout
+        self.max_backoff = max_backoff
+        self.on_run = on_run  # (job, outcome, seconds): the process's metrics
+        self._state: dict[str, _State] = {}
+
+    # -- reading ---------------------------------------------------------
+    def _read(self, sql: str, params: dict | None = None) -> pa.Table:
+        assert self.store.reads is not None
+        result = self.store.reads.run(sql, params or None, max_rows=50_000_000, timeout=self.query_timeout,
+                                      max_bytes=2**40)
+        return result.table
+
+    def _load_state(self, job: WindowJob) -> _State:
+        if job.name not in self._state:
+            row = self._read("SELECT watermark, marks_seen FROM job_state WHERE job = $job", {"job": job.name})
+            if row.num_rows:
+                self._state[job.name] = _State(row["watermark"][0].as_py(), row["marks_seen"][0].as_py())
+            else:
+                self._state[job.name] = _State(None, 0)
+        return self._state[job.name]
+
+    def watermark(self, name: str) -> datetime | None:
+        """The end of the newest window of job ``name`` with nothing missing before it (None: never ran)."""
+        state = self._state.get(name)
+        return state.watermark if state else None
+
+    # -- the work --------------------------------------------------------
+    def run_due(self, name: str, now: datetime | None = None) -> RunReport:
+        """Compute every window of job ``name`` that is due at ``now``: late ones first, then new ones."""
+        job = self.jobs[name]
+        report = RunReport(name)
+        state = self._load_state(job)
+        if time.monotonic() < state.retry_at:
+            report.skipped = f"backing off after {state.failures} failures"
+            return report
+        now = utc_naive(now or datetime.now(timezone.utc))
+        try:
+            for start, end, reason, marks in self._due_spans(job, state, now):
+                self._run_span(job, state, start, end, reason, marks, report)
+        except Exception as exc:  # recorded in job_runs by _run_span; keep the job and the others alive
+            state.failures += 1
+            backoff = min(self.max_backoff, 2.0 ** min(state.failures, 20))
+            state.retry_at = time.monotonic() + backoff
+            report.error = f"{type(exc).__name__}: {exc}"
+            log.error("job %s failed (attempt %d, next try in %.0f s): %.300s", name, state.failures, backoff, exc)
+            return report
+        state.failures = 0
+        return report
+
+    def _due_spans(self, job: WindowJob, state: _State, now: datetime):
+        """(start, end, reason, marks_seq) spans to compute, oldest first, late windows before new ones."""
+        newest_closed = floor_time(now - job.delay, job.window)
+        if state.watermark is not None and job.inputs:
+            marks_seq, late = self._late_windows(job, state)
+            for i, start in enumerate(late):
+                # The marks count as seen only with the last late window, so a
+                # crash half-way leaves the rest to be found again.
+                yield start, start + job.window, "late-data", marks_seq if i == len(late) - 1 else None
+            if marks_seq > state.marks_seen and not late:
+                state.marks_seen = marks_seq  # nothing behind the watermark: move on without a write
+        start = state.watermark
+        if start is None:
+            first = job.first_window(self._read, now)
+            if first is None:
+                return
+            start = floor_time(max(first, now - job.backfill), job.window)
+        total = int((newest_closed - start) / job.window)
+        if total > job.chunk:
+            log.info("job %s catching up on %d windows from %s", job.name, total, start.isoformat())
+        done = 0
+        while start < newest_closed:
+            end = min(start + job.window * job.chunk, newest_closed)
+            yield start, end, "catch-up" if total > job.chunk else "scheduled", None
+            done += int((end - start) / job.window)
+            if total > job.chunk:
+                log.info("job %s: %d of %d windows done (up to %s)", job.name, done, total, end.isoformat())
+            start = end
+
+    def _late_windows(self, job: WindowJob, state: _State) -> tuple[int, list[datetime]]:
+        """The newest mark sequence and the windows behind the watermark that got rows since last time."""
+        tables = ", ".join(f"'{t}'" for t in job.inputs)  # class attributes, not user input
+        seq = self._read("SELECT coalesce(max(seq), 0) AS seq FROM ingest_marks")["seq"][0].as_py()
+        if seq <= state.marks_seen:
+            return seq, []
+        minutes = self._read(
+            f"SELECT DISTINCT minute FROM ingest_marks WHERE seq > $seen AND seq <= $seq "
+            f"AND table_name IN ({tables}) AND minute < $watermark ORDER BY minute",
+            {"seen": state.marks_seen, "seq": seq, "watermark": state.watermark})["minute"].to_pylist()
+        windows = sorted({floor_time(m, job.window) for m in minutes})
+        return seq, windows
+
+    def _run_span(self, job: WindowJob, state: _State, start: datetime, end: datetime, reason: str,
+                  marks_seq: int | None, report: RunReport) -> None:
+        started = datetime.now(timezone.utc).replace(tzinfo=None)
+        clock = time.perf_counter()
+        try:
+            output = job.compute(self._read, start, end)
+            unknown = set(output.tables) - set(job.outputs)
+            if unknown:
+                raise ValueError(f"job {job.name} produced undeclared tables {sorted(unknown)}")
+        except Exception as exc:
+            self._record_failure(job, start, end, reason, started, exc)
+            self._count(job.name, "failed", time.perf_counter() - clock)
+            raise
+        advances = state.watermark is None or end > state.watermark
+        new_watermark = end if advances else state.watermark
+
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            with Store.transaction(con):
+                for table in job.outputs:
+                    con.execute(f"DELETE FROM {table} WHERE window_start >= ? AND window_start < ?", [start, end])
+                    rows = output.tables.get(table)
+                    if rows is not None and rows.num_rows:
+                        con.register("job_output", rows)
+                        try:
+                            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM job_output")
+                        finally:
+                            con.unregister("job_output")
+                con.execute(
+                    "INSERT INTO job_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ok', NULL)",
+                    [job.name, start, end, reason, started, datetime.now(timezone.utc).replace(tzinfo=None),
+                     output.rows_in, output.rows_out])
+                con.execute(
+                    "INSERT OR REPLACE INTO job_state VALUES (?, ?, ?, current_timestamp)",
+                    [job.name, new_watermark, marks_seq if marks_seq is not None else state.marks_seen])
+
+        try:
+            self.store.submit(write).result()
+        except Exception as exc:
+            self._record_failure(job, start, end, reason, started, exc)
+            self._count(job.name, "failed", time.perf_counter() - clock)
+            raise
+        state.watermark = new_watermark
+        if marks_seq is not None:
+            state.marks_seen = marks_seq
+        report.spans.append((start, end, reason))
+        report.rows_out += output.rows_out
+        self._count(job.name, "ok", time.perf_counter() - clock)
+
+    def _record_failure(self, job: WindowJob, start, end, reason, started, exc: BaseException) -> None:
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute("INSERT INTO job_runs VALUES (?, ?, ?, ?, ?, ?, 0, 0, 'failed', ?)",
+                        [job.name, start, end, reason, started, datetime.now(timezone.utc).replace(tzinfo=None),
+                         f"{type(exc).__name__}: {exc}"[:2000]])
+        try:
+            self.store.submit(write).result()
+        except Exception:
+            log.exception("recording the failure of job %s failed too", job.name)
+
+    def _count(self, job: str, outcome: str, seconds: float) -> None:
+        if self.on_run is not None:
+            self.on_run(job, outcome, seconds)

@@ -1,0 +1,84 @@
+"""APScheduler (3.x) driving the window jobs inside the process that owns the DuckDB file.
+
+One APScheduler job per window job, each on its own interval, so that a
+slow or failing job never delays another (``max_instances=1`` keeps one run
+of a job at a time; ``coalesce`` folds missed ticks into one, since a run
+already does everything that is due)::
+
+    scheduler = AnalyticsScheduler(runner, registry)
+    scheduler.start()        # first runs at once: catch-up after a stop
+    ...
+    scheduler.shutdown()     # waits for running jobs; their windows commit or not at all
+
+Runs are counted in ``/metrics``: ``fleetwatch_job_runs_total{job,outcome}``,
+``fleetwatch_job_seconds_total{job}`` and the age of each job's watermark,
+``fleetwatch_job_watermark_lag_seconds{job}``, the number to alert on when
+analytics fall behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from analytics.jobs.framework import JobRunner
+from collector.selfmetrics import Registry
+
+log = logging.getLogger("fleetwatch.jobs")
+
+# How often a job looks for due windows: often enough that a minute window
+# is computed soon after its delay, rarely enough to cost nothing idle.
+MAX_TICK = timedelta(seconds=20)
+
+
+class AnalyticsScheduler:
+    """Runs every job of a :class:`JobRunner` on its own interval; see the module docstring."""
+
+    def __init__(self, runner: JobRunner, registry: Registry, *, workers: int = 2) -> None:
+        self.runner = runner
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=workers)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=timezone.utc,
+        )
+        self._runs = registry.counter("fleetwatch_job_runs_total", "Window spans computed, by job and outcome.",
+                                      ["job", "outcome"])
+        self._seconds = registry.counter("fleetwatch_job_seconds_total", "Seconds spent computing, by job.", ["job"])
+        registry.gauge_callback_labelled(
+            "fleetwatch_job_watermark_lag_seconds",
+            "Seconds between now and the end of the newest window computed, by job.", ["job"],
+            lambda: {(name,): self._lag(name) for name in runner.jobs})
+        runner.on_run = self._count
+
+    def start(self) -> None:
+        now = datetime.now(timezone.utc)
+        for name, job in self.runner.jobs.items():
+            tick = min(job.window, MAX_TICK)
+            self._scheduler.add_job(self._run, IntervalTrigger(seconds=tick.total_seconds(), timezone=timezone.utc),
+                                    args=[name], id=name, name=name, next_run_time=now)
+        self._scheduler.start()
+        log.info("analytics scheduler started with jobs: %s", ", ".join(self.runner.jobs))
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=wait)
+
+    def _run(self, name: str) -> None:
+        try:
+            self.runner.run_due(name)
+        except Exception:  # run_due records its own failures; this is the last line of defence
+            log.exception("job %s crashed", name)
+
+    def _count(self, job: str, outcome: str, seconds: float) -> None:
+        self._runs.inc(job=job, outcome=outcome)
+        self._seconds.inc(seconds, job=job)
+
+    def _lag(self, name: str) -> float:
+        watermark = self.runner.watermark(name)
+        if watermark is None:
+            return float("nan")
+        return (datetime.now(timezone.utc).replace(tzinfo=None) - watermark).total_seconds()

@@ -1,0 +1,11 @@
+"""The analytics tables' schema versions (see :mod:`collector.store.migrations`)."""
+
+from __future__ import annotations
+
+from analytics.jobs.schema import JOB_TABLES
+from analytics.rollups import ROLLUP_DDL
+from collector.store.migrations import Migration, Migrations
+
+ANALYTICS = Migrations("analytics", [
+    Migration(1, "job_runs, job_state, golden-signal and device rollups", [*JOB_TABLES, *ROLLUP_DDL]),
+])

@@ -1,0 +1,1 @@
+"""The owner of a DuckDB file: one write thread, a bounded pool of readers, versioned schemas."""
