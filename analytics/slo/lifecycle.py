@@ -20,9 +20,9 @@ States and transitions::
   already resets the rules quickly; the pending time covers the other edge
   risk, a minute whose data is half in (a gateway's batch still queued),
   at the cost of that much detection delay. ``0`` fires on the first tick.
-- No data (``None``) changes nothing: a pending alert stays pending without
-  getting closer to firing, a firing one keeps firing (silence is not
-  recovery; the SLI's own no-data signal reports the silence).
+- No data (``None``) changes nothing: a pending alert stays pending (it
+  fires only on a tick whose condition holds), a firing one keeps firing
+  (silence is not recovery; the SLI's own no-data signal reports it).
 - A firing alert is re-sent every ``repeat_interval`` (Alertmanager's
   default, 4h); a resolved one is sent once, with ``endsAt``.
 - Inhibition: while the page of an SLO and group fires, its ticket's
