@@ -88,9 +88,10 @@ def test_resolved_alerts_carry_their_end_and_a_resolved_status():
 
 
 def test_max_alerts_truncates_and_counts():
-    alerts = [AlertMessage(_firing(site=f"site-{i}"), {"summary": "burn"}) for i in range(5)]
+    alerts = [AlertMessage(_firing(site=f"site-{i}"), {"summary": "burn" if i < 2 else "other"}) for i in range(5)]
     body = webhook_payload(alerts, PayloadConfig(max_alerts=2), {"slo": "det-success"})
     assert len(body["alerts"]) == 2 and body["truncatedAlerts"] == 3
+    # Alertmanager builds the template data from the alerts it keeps (notify/webhook truncateAlerts first).
     assert body["commonAnnotations"] == {"summary": "burn"}
 
 

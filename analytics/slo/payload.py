@@ -2,7 +2,8 @@
 
 Field names follow Alertmanager's source: notify/webhook/webhook.go
 (``Message``: the template data plus ``version``, ``groupKey``,
-``truncatedAlerts``) and template/template.go (``Data``: ``receiver``,
+``truncatedAlerts``; alerts beyond ``max_alerts`` are cut before the
+template data is built) and template/template.go (``Data``: ``receiver``,
 ``status``, ``alerts``, ``groupLabels``, ``commonLabels``,
 ``commonAnnotations``, ``externalURL``; ``Alert``: ``status``, ``labels``,
 ``annotations``, ``startsAt``, ``endsAt``, ``generatorURL``,
@@ -172,18 +173,17 @@ def webhook_payload(messages: list[AlertMessage], config: PayloadConfig, group_l
     truncated = 0
     if config.max_alerts and len(alerts) > config.max_alerts:
         truncated, alerts = len(alerts) - config.max_alerts, alerts[:config.max_alerts]
-    # Common labels and annotations cover every alert of the group, sent or truncated.
-    every = [_alert(m, config) for m in messages] if truncated else alerts
+    # As in Alertmanager's webhook notifier, status and common labels describe the alerts sent, after truncation.
     return {
         "version": WEBHOOK_VERSION,
         "groupKey": f"{route_key}:{label_set_string(group_labels)}",
         "truncatedAlerts": truncated,
         "receiver": config.receiver,
-        "status": FIRING if any(a["status"] == FIRING for a in every) else RESOLVED,
+        "status": FIRING if any(a["status"] == FIRING for a in alerts) else RESOLVED,
         "alerts": alerts,
         "groupLabels": dict(group_labels),
-        "commonLabels": _common([a["labels"] for a in every]),
-        "commonAnnotations": _common([a["annotations"] for a in every]),
+        "commonLabels": _common([a["labels"] for a in alerts]),
+        "commonAnnotations": _common([a["annotations"] for a in alerts]),
         "externalURL": config.external_url,
     }
 
