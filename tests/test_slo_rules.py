@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from analytics.slo.rules import (Outcome, WindowCounts, alert_windows, budget_remaining, budget_spent, burn_rate,
-                                 error_ratio, evaluate_rule, evaluate_severity, time_to_exhaustion)
+                                 error_ratio, evaluate_rule, evaluate_severity, sloth_alert_windows,
+                                 time_to_exhaustion)
 
 DAY, HOUR, MINUTE = timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)
 
@@ -56,6 +57,22 @@ def test_windows_and_factors_match_sloths_published_specs(period):
         # Sloth's getBurnRateFactor: hours needed to spend the share at burn 1, divided by the long window.
         factor = window["errorBudgetPercent"] / 100 * period_hours / _hours(window["longWindow"])
         assert rule.factor == pytest.approx(factor, rel=1e-12)
+
+
+def test_a_sloth_catalog_loads_into_the_same_rules():
+    for period, text in SLOTH_SPECS.items():
+        loaded = sloth_alert_windows({"version": "alertWindows/v1", "sloPeriod": period, **yaml.safe_load(text)})
+        assert loaded == alert_windows(timedelta(hours=_hours(period)))
+    wrapped = sloth_alert_windows({"apiVersion": "sloth.slok.dev/v1", "kind": "AlertWindows",
+                                   "spec": {"sloPeriod": "2w", **yaml.safe_load(SLOTH_SPECS["30d"])}})
+    assert wrapped.period == 14 * DAY and wrapped.rules[0].factor == pytest.approx(0.02 * 14 * 24)
+    bad = yaml.safe_load(SLOTH_SPECS["30d"])
+    bad["ticket"]["slow"]["shortWindow"] = "4d"
+    with pytest.raises(ValueError, match=r"^ticket\.slow: need shortWindow < longWindow <= sloPeriod"):
+        sloth_alert_windows({"sloPeriod": "30d", **bad})
+    bad["ticket"]["slow"]["errorBudgetPercent"] = 0
+    with pytest.raises(ValueError, match=r"^ticket\.slow\.errorBudgetPercent: expected a percentage"):
+        sloth_alert_windows({"sloPeriod": "30d", **bad})
 
 
 def test_thirty_day_factors_are_the_workbooks():

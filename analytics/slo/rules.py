@@ -109,6 +109,42 @@ def alert_windows(period: timedelta) -> AlertWindows:
     return AlertWindows(period, rules)
 
 
+_SLOTH_DURATION = {"m": _M, "h": _H, "d": _D, "w": 7 * _D}
+
+
+def _sloth_duration(value: object, key: str) -> timedelta:
+    text = str(value).strip()
+    if len(text) < 2 or text[-1] not in _SLOTH_DURATION or not text[:-1].isdigit() or int(text[:-1]) == 0:
+        raise ValueError(f"{key}: expected a duration such as 5m, 6h or 3d, got {value!r}")
+    return int(text[:-1]) * _SLOTH_DURATION[text[-1]]
+
+
+def sloth_alert_windows(doc: dict) -> AlertWindows:
+    """Rules from a Sloth AlertWindows spec (``version: alertWindows/v1`` or ``kind: AlertWindows``).
+
+    Sloth users keep custom period catalogs in this format; the factor is
+    computed from the share as Sloth computes it (see :attr:`BurnRateRule.factor`).
+    """
+    body = doc.get("spec", doc) if isinstance(doc, dict) else None
+    if not isinstance(body, dict):
+        raise ValueError("alert windows: expected a Sloth AlertWindows mapping")
+    period = _sloth_duration(body.get("sloPeriod"), "sloPeriod")
+    rules = []
+    for severity, speed, _, _ in _RULE_WINDOWS:
+        key = f"{severity}.{speed}"
+        window = (body.get(severity) or {}).get(speed)
+        if not isinstance(window, dict):
+            raise ValueError(f"{key}: missing")
+        share = window.get("errorBudgetPercent")
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 100:
+            raise ValueError(f"{key}.errorBudgetPercent: expected a percentage in (0, 100], got {share!r}")
+        long, short = (_sloth_duration(window.get(k), f"{key}.{k}") for k in ("longWindow", "shortWindow"))
+        if not short < long <= period:
+            raise ValueError(f"{key}: need shortWindow < longWindow <= sloPeriod")
+        rules.append(BurnRateRule(severity, speed, share / 100, long, short, period))
+    return AlertWindows(period, tuple(rules))
+
+
 @dataclass(frozen=True)
 class WindowCounts:
     """Good and total events of one SLI over one window (sums of per-minute counts)."""
