@@ -205,3 +205,11 @@ def test_severity_evaluation_needs_every_window():
 def test_window_counts_refuse_impossible_counts():
     with pytest.raises(ValueError, match="0 <= good <= total"):
         WindowCounts(5, 3)
+
+
+def test_a_burn_exactly_at_the_factor_does_not_fire_as_in_sloths_greater_than():
+    ticket_slow = alert_windows(30 * DAY).rules[3]
+    assert ticket_slow.factor == 1.0
+    at = evaluate_rule(ticket_slow, 0.5, WindowCounts(50, 100), WindowCounts(5, 10))
+    above = evaluate_rule(ticket_slow, 0.5, WindowCounts(49, 100), WindowCounts(4, 10))
+    assert (at.long_burn, at.outcome, above.outcome) == (1.0, Outcome.OK, Outcome.FIRING)
