@@ -120,9 +120,6 @@ class _SpanRollup(WindowJob):
         rows_in = sum(rows["inferences"].to_pylist()) if rows.num_rows else 0
         return JobOutput({table: rows}, rows_in=rows_in)
 
-    def first_window(self, read: Read, now: datetime) -> datetime | None:
-        return read("SELECT min(minute) AS first FROM ingest_marks WHERE table_name = 'span_rows'", {})["first"][0].as_py()
-
 
 class GoldenSignalsMinute(_SpanRollup):
     name = "rollup_minute"

@@ -172,7 +172,7 @@ def run_collector(load: dict, workdir: Path) -> dict:
     result["disk_bytes_per_span"] = disk / max(1, result["spans_acked"])
     result["disk_share_of_raw_otlp"] = disk / result["raw_otlp_bytes"]
     result["cpu_seconds_per_million_spans"] = result["server_cpu_seconds"] / max(1, result["spans_acked"]) * 1e6
-    from collector.duckdb_exporter import open_database
+    from collector.store.files import open_database
 
     con = open_database(str(db), read_only=True)
     result["spans_in_table"] = con.execute("SELECT count(*) FROM spans").fetchone()[0]

@@ -13,7 +13,7 @@ without sockets, the event loop and per-request acknowledgements::
     counts["spans"], counts["points"], counts["log_records"], counts["rejected"], counts["duplicates"]
 
 Like every offline tool it opens the file only when no server owns it and
-raises :class:`collector.duckdb_exporter.DatabaseLockedError` when one does.
+raises :class:`collector.store.files.DatabaseLockedError` when one does.
 A file that is not a request log is refused before the database is opened
 (no empty database is left behind). Ingesting the same log twice writes
 nothing the second time. A log that turns out damaged part-way raises
@@ -36,7 +36,7 @@ from typing import TextIO
 from collector.admission import DigestWindow
 from collector.arrow_batches import TableBuilder
 from collector.config import CollectorConfig, default_config
-from collector.duckdb_exporter import DuckDBExporter
+from collector.duckdb_exporter import DuckDBExporter, collector_store
 from collector.exporters import BatchedRequest, WriteBatch
 from collector.pipeline import decode_request, request_digest
 from collector.progress import ProgressReporter
@@ -106,7 +106,7 @@ def ingest_records(records: Iterable[RequestRecord], config: CollectorConfig, *,
     """
     duck = config.exporters.duckdb
     metrics = metrics or CollectorMetrics()
-    exporter = DuckDBExporter(duck, metrics)
+    exporter = DuckDBExporter(collector_store(duck, metrics), duck, metrics)
     exporter.start()
     counts: Counter[str] = Counter()
     damage: DamagedLogError | None = None

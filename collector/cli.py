@@ -120,7 +120,7 @@ def _main(argv: list[str] | None) -> int:
 
     if args.verb in ("serve", "demo"):
         from collector.checkpoints import UnfinishedBatchError
-        from collector.duckdb_exporter import DatabaseLockedError, NotADatabaseError
+        from collector.store.files import DatabaseLockedError, NotADatabaseError
         from collector.selfmetrics import CollectorMetrics
         from collector.server import check_ports_free, run
 
@@ -183,7 +183,7 @@ def _timed(work):
 def _ingest(args: argparse.Namespace) -> int:
     from collector.bulk import PartialLoadError, ingest_request_log
     from collector.checkpoints import UnfinishedBatchError
-    from collector.duckdb_exporter import DatabaseLockedError, NotADatabaseError
+    from collector.store.files import DatabaseLockedError, NotADatabaseError
     from collector.interrupt import StopSignals
     from collector.progress import describe_counts
 

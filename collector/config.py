@@ -32,6 +32,7 @@ import dataclasses
 import os
 import re
 import socket
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -405,9 +406,21 @@ class CollectorConfig:
     processors: ProcessorsConfig = field(default_factory=ProcessorsConfig)
     exporters: ExportersConfig = field(default_factory=ExportersConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    # Top-level sections of the components that compose this process with the
+    # collector (the read API's ``api``, ``analytics``), by name; see register_section.
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> Any:
+        """The registered section ``name``: as configured, its defaults when the file leaves it out
+        and the section is ``always`` present, or None."""
+        if name not in self.sections and _SECTIONS.get(name, (None, False))[1]:
+            self.sections[name] = _SECTIONS[name][0]()
+        return self.sections.get(name)
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad key."""
+        for name, value in self.sections.items():
+            value.validate(name)
         self.receivers.otlp.validate("receivers.otlp")
         self.processors.memory_limiter.validate("processors.memory_limiter")
         self.processors.batch.validate("processors.batch")
@@ -454,6 +467,23 @@ _DURATION_FIELDS = {"timeout", "retry_after", "dedup_window", "shutdown_timeout"
                     "checkpoint_max_interval"}
 
 
+# name -> (section class, present with its defaults when the file leaves it out)
+_SECTIONS: dict[str, tuple[type, bool]] = {}
+
+
+def register_section(name: str, cls: type, *, always: bool = False) -> None:
+    """Let the YAML have a top-level section ``name`` built as dataclass ``cls`` (which has ``validate(key)``).
+
+    Components layered on the collector (the read API, analytics) own their
+    sections and register them; the collector knows nothing of them.
+    """
+    if not dataclasses.is_dataclass(cls) or not hasattr(cls, "validate"):
+        raise TypeError(f"section {name!r}: {cls!r} must be a dataclass with validate(key)")
+    if name in {f.name for f in dataclasses.fields(CollectorConfig)}:
+        raise ValueError(f"section {name!r} is the collector's own")
+    _SECTIONS[name] = (cls, always)
+
+
 def _build(cls: type, data: Any, key: str) -> Any:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys by path."""
     if data is None:
@@ -461,16 +491,24 @@ def _build(cls: type, data: Any, key: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{key or 'config'}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
+    sections: dict[str, Any] = {}
     for name, value in data.items():
         path = f"{key}.{name}" if key else str(name)
-        if name not in fields:
-            raise ConfigError(f"{path}: unknown key; expected one of {sorted(fields)}")
-        kwargs[name] = _convert(fields[name], value, path)
+        if cls is CollectorConfig and name in _SECTIONS:
+            sections[name] = _build(_SECTIONS[name][0], value, path)
+            continue
+        if name not in fields or name == "sections":
+            known = sorted(set(fields) - {"sections"} | (set(_SECTIONS) if cls is CollectorConfig else set()))
+            raise ConfigError(f"{path}: unknown key; expected one of {known}")
+        kwargs[name] = _convert(fields[name], hints[name], value, path)
+    if sections:
+        kwargs["sections"] = sections
     return cls(**kwargs)
 
 
-def _convert(f: dataclasses.Field, value: Any, path: str) -> Any:
+def _convert(f: dataclasses.Field, hint: Any, value: Any, path: str) -> Any:
     annotation = str(f.type)
     if f.name in _DURATION_FIELDS:
         return parse_duration(value, path)
@@ -482,9 +520,10 @@ def _convert(f: dataclasses.Field, value: Any, path: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping")
         return {str(k): str(v) for k, v in value.items()}
-    # Nested sections, optional ones included ("OtlpExporterConfig | None").
-    section = globals().get(annotation.split(" | ")[0])
-    if isinstance(section, type) and dataclasses.is_dataclass(section):
+    # Nested sections, optional ones included (OtlpExporterConfig | None),
+    # resolved from the class's own annotations wherever it is defined.
+    section = next((t for t in typing.get_args(hint) or (hint,) if dataclasses.is_dataclass(t)), None)
+    if section is not None:
         return _build(section, value, path)
     if annotation.startswith("list"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

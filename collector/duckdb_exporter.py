@@ -1,4 +1,4 @@
-"""The DuckDB exporter: one writer thread that owns the database file.
+"""The DuckDB exporter: telemetry batches into the file, through its :class:`Store`.
 
 Batches arrive as Arrow tables (see :mod:`collector.batcher`); each batch is
 appended and committed in one transaction together with the digests of the
@@ -8,10 +8,15 @@ row group is committed in two parts around a checkpoint (see
 :mod:`collector.checkpoints`). After a ``kill -9`` every acknowledged row is
 in the file, replayed from DuckDB's write-ahead log::
 
-    exporter = DuckDBExporter(config.exporters.duckdb, metrics)
-    exporter.start()                       # fails fast if another process owns the file
-    exporter.submit(batch)                 # batch.on_done(error) runs on the writer thread
-    exporter.close()                       # drains, checkpoints, closes
+    store = collector_store(config.exporters.duckdb, metrics)   # not opened yet
+    exporter = DuckDBExporter(store, config.exporters.duckdb, metrics)
+    exporter.start()                       # opens the store: fails fast if another process owns the file
+    exporter.submit(batch)                 # batch.on_done(error) runs on the store's write thread
+    exporter.close()                       # drains, checkpoints, closes the store
+
+Every write also records which minutes of event time it touched
+(:mod:`collector.store.marks`), in the same transaction, so analytics jobs
+recompute exactly the windows a late upload changes.
 
 DuckDB allows one read-write process per file, so nothing else opens it
 while the collector runs; readers go through the read API.
@@ -20,10 +25,8 @@ while the collector runs; readers go through the read API.
 from __future__ import annotations
 
 import logging
-import os
-import queue
-import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 
 import duckdb
@@ -33,8 +36,12 @@ from collector.checkpoints import CheckpointPolicy, drop_orphaned_heads, forget_
 from collector.clock_skew import DeviceClocks
 from collector.config import ConfigError, DuckDBExporterConfig
 from collector.exporters import WriteBatch
-from collector.schema import arrow_schema, ddl
+from collector.schema import arrow_schema
 from collector.selfmetrics import CollectorMetrics
+from collector.store.database import Store
+from collector.store.marks import TIME_COLUMNS, next_seq, record_marks
+from collector.store.migrations import Migrations
+from collector.store.versions import COLLECTOR
 
 log = logging.getLogger("fleetwatch.exporter.duckdb")
 
@@ -49,229 +56,99 @@ def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table):
         con.unregister(name)
 
 
-class DatabaseLockedError(RuntimeError):
-    """Another process holds the DuckDB file open."""
-
-
-class NotADatabaseError(ValueError):
-    """The path given as the database is not a DuckDB file (a directory, an empty file, SQLite, ...)."""
-
-
-# DuckDB downloads and loads "known" extensions on demand (a SQLite file as the
-# database fetched sqlite_scanner from the internet). Gateways are air-gapped:
-# nothing here may open a connection nobody configured, whatever the settings say.
-NO_NETWORK_SETTINGS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-
-_DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB database file
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def _refuse_foreign_file(path: str) -> None:
-    """Name what ``path`` is when it is not a DuckDB file, before DuckDB guesses (and reaches for an extension)."""
-    if path == ":memory:" or path.startswith(":memory:"):
-        return
-    if os.path.isdir(path):
-        raise NotADatabaseError(f"{path} is a directory, not a DuckDB database file")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except FileNotFoundError:
-        return  # DuckDB creates it
-    except OSError as exc:
-        raise NotADatabaseError(f"cannot read {path}: {exc.strerror}") from None
-    if head.startswith(_SQLITE_MAGIC):
-        raise NotADatabaseError(f"{path} is a SQLite database, not a DuckDB database file")
-    if head[8:12] != _DUCKDB_MAGIC:
-        what = "an empty file" if not head else "not a DuckDB database file"
-        raise NotADatabaseError(f"{path} is {what}; give the path of a DuckDB file or of one to create")
-
-
-def open_database(path: str, *, read_only: bool = False, config: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
-    """Open a DuckDB file without network access, turning DuckDB's refusals into clear one-line messages."""
-    _refuse_foreign_file(path)
-    try:
-        return duckdb.connect(path, read_only=read_only, config={**(config or {}), **NO_NETWORK_SETTINGS})
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise DatabaseLockedError(
-                f"{path} is already open in another process ({exc}). DuckDB allows one process per file: "
-                "stop that process, or read through its read API instead of opening the file."
-            ) from None
-        raise NotADatabaseError(f"cannot open {path} as a DuckDB database: {str(exc).splitlines()[0]}") from None
-
-
-def file_bytes(path: str) -> int:
-    """Bytes on disk for the database and its write-ahead log."""
-    total = 0
-    for name in (path, path + ".wal"):
-        try:
-            total += os.path.getsize(name)
-        except OSError:
-            pass
-    return total
-
-
-def _load_malloc_trim():
-    try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-
-
-_MALLOC_TRIM = _load_malloc_trim()
-
-
-def _release_free_memory() -> None:
-    """Hand memory freed by the last batch back to the OS.
-
-    Each batch allocates and frees tens of MB (decoded columns, Arrow arrays,
-    DuckDB's copies) from several threads; glibc keeps the freed pages in
-    its per-thread arenas, so without this the resident size drifts far
-    above what is live.
-    """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
+def collector_store(config: DuckDBExporterConfig, metrics: CollectorMetrics,
+                    migrations: Sequence[Migrations] = (), *, readers: int = 2, queue_limit: int = 8) -> Store:
+    """The store for ``exporters.duckdb``: its file, DuckDB settings, checkpoint policy and schemas."""
+    settings = {
+        "memory_limit": f"{config.memory_limit_mib}MB",
+        "threads": str(config.threads),
+        # Ours (collector.checkpoints) come first; DuckDB's own threshold is a last resort.
+        "checkpoint_threshold": f"{config.checkpoint_threshold_mib * 4}MB",
+        **config.settings,
+    }
+    policy = CheckpointPolicy(config.checkpoint_threshold_mib << 20, idle_seconds=config.checkpoint_idle,
+                              max_interval_seconds=config.checkpoint_max_interval)
+    return Store(config.path, migrations=[COLLECTOR, *migrations], settings=settings, checkpoints=policy,
+                 metrics=metrics, readers=readers, queue_limit=queue_limit)
 
 
 class DuckDBExporter:
-    """Appends Arrow batches to the DuckDB tables; see the module docstring."""
+    """Appends Arrow batches to the DuckDB tables through the store's write thread; see the module docstring."""
 
-    def __init__(self, config: DuckDBExporterConfig, metrics: CollectorMetrics) -> None:
+    def __init__(self, store: Store, config: DuckDBExporterConfig, metrics: CollectorMetrics) -> None:
+        if store.checkpoints is None:
+            raise ValueError("the DuckDB exporter needs a store with a checkpoint policy (collector_store)")
+        self.store = store
         self.config = config
         self.metrics = metrics
-        self._queue: queue.Queue[WriteBatch | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._con: duckdb.DuckDBPyConnection | None = None
+        self.checkpoints: CheckpointPolicy = store.checkpoints
         self._last_prune = time.monotonic()
-        self._path = ""
         self.healthy = True
         self.clocks = DeviceClocks(config.clock_skew_threshold)
-        self.checkpoints = CheckpointPolicy(config.checkpoint_threshold_mib << 20,
-                                            idle_seconds=config.checkpoint_idle,
-                                            max_interval_seconds=config.checkpoint_max_interval)
         self._orphaned_head = False
+        self._seq = 0  # the next write's number in ingest_marks
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
-        path = os.path.expanduser(self.config.path)
-        self._path = path
-        wal_before = self._wal_bytes()
-        opening = time.perf_counter()
+        """Open the store (its write-ahead log replayed, schemas migrated) and recover this exporter's state."""
         try:
-            self._con = open_database(
-                path,
-                config={
-                    "memory_limit": f"{self.config.memory_limit_mib}MB",
-                    "threads": str(self.config.threads),
-                    # Ours (collector.checkpoints) come first; DuckDB's own threshold is a last resort.
-                    "checkpoint_threshold": f"{self.config.checkpoint_threshold_mib * 4}MB",
-                    **self.config.settings,
-                },
-            )
+            self.store.open()
         except duckdb.InvalidInputException as exc:  # ours are validated: an option under settings
             raise ConfigError(f"exporters.duckdb.settings: DuckDB refused an option: {exc}") from None
-        self._report_open(wal_before, time.perf_counter() - opening)
-        for statement in ddl():
-            self._con.execute(statement)
-        self._drop_orphaned_heads()  # fails start-up rather than guess, see drop_orphaned_heads
-        for device_id, min_lag, seen_ns, event_ns, requests in self._con.execute(
+        try:
+            self.store.submit(self._recover).result()
+        except BaseException:
+            self.store.close()
+            raise
+        log.info("duckdb exporter started", extra={"path": self.store.path})
+
+    def _recover(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._drop_orphaned_heads(con)  # fails start-up rather than guess, see drop_orphaned_heads
+        for device_id, min_lag, seen_ns, event_ns, requests in con.execute(
             "SELECT device_id, min_lag_ns, epoch_ns(last_seen), epoch_ns(last_event_time), requests FROM devices"
         ).fetchall():
             self.clocks.seed(device_id, min_lag, seen_ns, event_ns, requests)
-        if self._wal_bytes():  # what was replayed (or the schema just created) need not wait in the log
-            self._checkpoint("start")
-        self._update_size_gauges()
-        self._measure_memory()
-        self._thread = threading.Thread(target=self._run, name="duckdb-writer", daemon=True)
-        self._thread.start()
-        log.info("duckdb exporter started", extra={"path": path})
-
-    def _report_open(self, wal_replayed: int, seconds: float) -> None:
-        """Opening replays the write-ahead log left by a crash; say how much and how long it took."""
-        self.metrics.wal_replayed_bytes.set(wal_replayed)
-        self.metrics.open_seconds.set(seconds)
-        log.info("opened %s: replayed %d bytes of write-ahead log in %.2fs", self._path, wal_replayed, seconds,
-                 extra={"wal_replayed_bytes": wal_replayed, "open_seconds": round(seconds, 3)})
+        self._seq = next_seq(con)
+        if self.store.wal_bytes():  # what was replayed (or the schema just created) need not wait in the log
+            self.store.checkpoint("start")
 
     def recent_digests(self, window_seconds: float, limit: int) -> list[tuple[str, int]]:
-        """Digests committed within the dedup window, oldest first (called before start of serving)."""
-        assert self._con is not None
+        """Digests committed within the dedup window, oldest first (called before serving starts)."""
         since_ns = time.time_ns() - int(window_seconds * 1e9)
-        rows = self._con.execute(
-            "SELECT request_digest, epoch_ns(written_at) FROM ingest_log "
-            "WHERE written_at >= make_timestamp_ns(?) ORDER BY written_at DESC LIMIT ?",
-            [since_ns, limit],
-        ).fetchall()
-        return list(reversed(rows))
+
+        def read(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
+            return con.execute(
+                "SELECT request_digest, epoch_ns(written_at) FROM ingest_log "
+                "WHERE written_at >= make_timestamp_ns(?) ORDER BY written_at DESC LIMIT ?",
+                [since_ns, limit]).fetchall()
+
+        return list(reversed(self.store.submit(read).result()))
 
     def submit(self, batch: WriteBatch) -> None:
-        self._queue.put(batch)
+        self.store.submit(lambda con: self._write_and_acknowledge(con, batch))
 
     def pending_batches(self) -> int:
-        return self._queue.qsize()
+        return self.store.pending_writes()
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything submitted so far, checkpoint and close the file."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.error("duckdb writer did not finish within %.0fs; closing anyway", timeout)
-        if self._con is not None:
-            try:
-                self._con.execute("CHECKPOINT")
-            except duckdb.Error as exc:
-                log.warning("checkpoint at shutdown failed: %s", exc)
-            self._con.close()
-            self._con = None
+        self.store.close(timeout)
 
-    # -- writer thread ---------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            try:  # wake up for a checkpoint that falls due while no batch arrives (a quiet gateway)
-                batch = self._queue.get(timeout=self.checkpoints.seconds_until_due())
-            except queue.Empty:
-                self._checkpoint_if_due()
-                continue
-            if batch is None:
-                return
-            error = self._write(batch)
-            _release_free_memory()
-            try:
-                batch.on_done(error)
-            except Exception:  # the callback must never kill the writer
-                log.exception("acknowledging a batch failed")
-            if error is None and self.checkpoints.wal_due(self._wal_bytes()):
-                self._checkpoint("wal_size")
-            else:
-                self._checkpoint_if_due()
-            self._maybe_prune()
-            self._measure_memory()
-
-    def _measure_memory(self) -> None:
-        """Refresh the DuckDB memory gauge from the writer's own connection.
-
-        Only the writer thread touches the database: a query on another
-        connection (a scrape) holds a transaction, and a CHECKPOINT fails
-        while any other transaction is open.
-        """
-        assert self._con is not None
+    # -- on the store's write thread ---------------------------------------
+    def _write_and_acknowledge(self, con: duckdb.DuckDBPyConnection, batch: WriteBatch) -> None:
+        error = self._write(con, batch)
         try:
-            used = self._con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchall()[0][0]
-        except duckdb.Error:
-            return
-        self.metrics.duckdb_memory_bytes.set(used or 0)
+            batch.on_done(error)
+        except Exception:  # the callback must never kill the writer
+            log.exception("acknowledging a batch failed")
+        self._maybe_prune(con)
 
-    def _write(self, batch: WriteBatch) -> BaseException | None:
+    def _write(self, con: duckdb.DuckDBPyConnection, batch: WriteBatch) -> BaseException | None:
         """Commit the batch; checkpoint in the middle of it when it completes a row group (collector.checkpoints)."""
-        assert self._con is not None
-        con = self._con
         started = time.perf_counter()
         try:
             if self._orphaned_head:  # a head without its tail goes before anything is appended after it
-                self._drop_orphaned_heads()
+                self._drop_orphaned_heads(con)
                 self._orphaned_head = False
             arrows = {table: builder.build() for table, builder in batch.tables.items()}
             touched = self._observe_clocks(arrows)
@@ -280,18 +157,18 @@ class DuckDBExporter:
             split = self.checkpoints.split_point(tail_rows)
             if split is not None:
                 table, head_rows = split
-                with self._transaction():
-                    self._append(table, arrows[table].slice(0, head_rows), offsets)
+                with Store.transaction(con):
+                    self._append(con, table, arrows[table].slice(0, head_rows), offsets)
                     record_head(con, table, head_rows)
                 # Until the tail commits, whatever goes wrong leaves the head orphaned.
                 self._orphaned_head = True
                 self.checkpoints.written({table: head_rows})
-                self._checkpoint("row_group")
+                self.store.checkpoint("row_group")
                 arrows[table] = arrows[table].slice(head_rows)
                 tail_rows[table] -= head_rows
-            with self._transaction():
+            with Store.transaction(con):
                 for table, arrow in arrows.items():
-                    self._append(table, arrow, offsets)
+                    self._append(con, table, arrow, offsets)
                 if split is not None:
                     forget_heads(con)
                 if touched:
@@ -312,47 +189,36 @@ class DuckDBExporter:
         for table, builder in batch.tables.items():
             self.metrics.batches_written.inc(table=table)
             self.metrics.rows_written.inc(builder.rows, table=table)
-        self._update_size_gauges()
         return None
 
-    def _drop_orphaned_heads(self) -> None:
-        with self._transaction():
-            heads = drop_orphaned_heads(self._con)
+    def _drop_orphaned_heads(self, con: duckdb.DuckDBPyConnection) -> None:
+        with Store.transaction(con):
+            heads = drop_orphaned_heads(con)
         if heads:
             log.warning("removed %d rows of a batch whose commit did not finish; its requests were not acknowledged",
                         sum(rows for _, rows in heads),
                         extra={"heads": [{"table": table, "rows": rows} for table, rows in heads]})
 
-    @contextmanager
-    def _transaction(self):
-        """One DuckDB transaction: committed when the block ends, rolled back if it raises."""
-        assert self._con is not None
-        self._con.execute("BEGIN TRANSACTION")
-        try:
-            yield
-            self._con.execute("COMMIT")
-        except BaseException:
-            try:
-                self._con.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
-            raise
-
-    def _append(self, table: str, arrow: pa.Table, offsets: pa.Table | None) -> None:
-        """Append Arrow rows to a telemetry table, adding each skewed device's clock offset."""
-        con = self._con
-        assert con is not None
+    def _append(self, con: duckdb.DuckDBPyConnection, table: str, arrow: pa.Table, offsets: pa.Table | None) -> None:
+        """Append Arrow rows to a telemetry table, adding each skewed device's clock offset, and mark their minutes."""
         # Built once per batch: one contiguous chunk per column scans about
         # twice as fast as many request-sized chunks.
         with _registered(con, "incoming_rows", arrow):
             if offsets is None:
-                con.execute(f"INSERT INTO {table} SELECT *, NULL FROM incoming_rows")
+                rows = "SELECT *, NULL::BIGINT AS clock_offset_ns FROM incoming_rows"
+                con.execute(f"INSERT INTO {table} {rows}")
             else:
-                with _registered(con, "incoming_offsets", offsets):
-                    con.execute(
-                        f"INSERT INTO {table} SELECT r.*, o.clock_offset_ns FROM incoming_rows r "
-                        "LEFT JOIN incoming_offsets o ON r.device_id = o.device_id"
-                    )
+                con.register("incoming_offsets", offsets)
+                rows = ("SELECT r.*, o.clock_offset_ns FROM incoming_rows r "
+                        "LEFT JOIN incoming_offsets o ON r.device_id = o.device_id")
+                con.execute(f"INSERT INTO {table} {rows}")
+            try:
+                if table in TIME_COLUMNS:
+                    record_marks(con, self._seq, table, f"({rows})")
+                    self._seq += 1
+            finally:
+                if offsets is not None:
+                    con.unregister("incoming_offsets")
 
     def _observe_clocks(self, arrows: dict[str, pa.Table]) -> set[str]:
         """Feed each request's newest event time to the clock estimator; return the devices seen."""
@@ -408,43 +274,13 @@ class DuckDBExporter:
             schema=arrow_schema("ingest_log"),
         )
 
-    def _wal_bytes(self) -> int:
-        try:
-            return os.path.getsize(self._path + ".wal")
-        except OSError:
-            return 0
-
-    def _update_size_gauges(self) -> None:
-        self.metrics.disk_bytes.set(file_bytes(self._path))
-        self.metrics.wal_bytes.set(self._wal_bytes())
-
-    def _checkpoint_if_due(self) -> None:
-        reason = self.checkpoints.time_due()
-        if reason is not None:
-            self._checkpoint(reason)
-
-    def _checkpoint(self, reason: str) -> None:
-        assert self._con is not None
-        started = time.perf_counter()
-        try:
-            self._con.execute("CHECKPOINT")
-        except duckdb.Error as exc:  # e.g. disk full: the WAL keeps the data, try again later
-            self.checkpoints.failed()
-            self.metrics.checkpoint_failures.inc()
-            log.warning("checkpoint failed: %.300s", exc)
-            return
-        self.checkpoints.checkpointed()
-        self.metrics.checkpoints.inc(reason=reason)
-        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
-        self._update_size_gauges()
-
-    def _maybe_prune(self) -> None:
+    def _maybe_prune(self, con: duckdb.DuckDBPyConnection) -> None:
         """Drop ingest_log rows older than the dedup window, at most once an hour."""
-        if time.monotonic() - self._last_prune < 3600 or self._con is None:
+        if time.monotonic() - self._last_prune < 3600:
             return
         self._last_prune = time.monotonic()
         cutoff = time.time_ns() - int(self.config.dedup_window * 1e9)
         try:
-            self._con.execute("DELETE FROM ingest_log WHERE written_at < make_timestamp_ns(?)", [cutoff])
+            con.execute("DELETE FROM ingest_log WHERE written_at < make_timestamp_ns(?)", [cutoff])
         except duckdb.Error as exc:
             log.warning("pruning ingest_log failed: %s", exc)

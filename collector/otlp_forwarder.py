@@ -310,13 +310,15 @@ class ForwardingExporter:
             result = self._send(request)
             if result.delivered:
                 self.journal.add(meta.get("digests", []))
-                self.queue.ack(request.last_seq)
-                backoff.reset()
+                # Counted before the queue lets go, so that an empty queue means
+                # the counters already say what was delivered.
                 self.m_up.set(1)
                 self.m_requests.inc(outcome="delivered")
                 self.m_items.inc(len(meta.get("digests", [])), signal=meta.get("signal", "unknown"))
                 self.m_batches.inc(request.batches)
                 self.m_bytes.inc(len(request.body))
+                self.queue.ack(request.last_seq)
+                backoff.reset()
                 request = None
                 continue
             self.m_up.set(0)

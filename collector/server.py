@@ -27,27 +27,31 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 
 from collector.auth import BearerAuth, server_ssl_context
 from collector.config import CollectorConfig, parse_endpoint
-from collector.duckdb_exporter import DuckDBExporter
+from collector.duckdb_exporter import DuckDBExporter, collector_store
 from collector.exporters import FanOut
 from collector.logs import configure_logging
 from collector.pipeline import Ingestor
 from collector.receiver_grpc import GrpcReceiver
 from collector.receiver_http import HttpReceiver
 from collector.selfmetrics import CollectorMetrics
+from collector.store.database import Store
+from collector.store.migrations import Migrations
 from collector.trace_decode import SPEEDUPS_AVAILABLE
 
 log = logging.getLogger("fleetwatch.collector")
 
 
-def build_exporters(config: CollectorConfig, metrics: CollectorMetrics) -> list:
-    """The exporters the pipelines name, in a fixed order (local copy first)."""
+def build_exporters(config: CollectorConfig, metrics: CollectorMetrics, store: Store | None = None) -> list:
+    """The exporters the pipelines name, in a fixed order (local copy first); ``store`` for the DuckDB one."""
     names = config.exporter_names()
     exporters: list = []
     if "duckdb" in names:
-        exporters.append(DuckDBExporter(config.exporters.duckdb, metrics))
+        exporters.append(DuckDBExporter(store or collector_store(config.exporters.duckdb, metrics),
+                                        config.exporters.duckdb, metrics))
     if "otlp" in names:
         from collector.otlp_forwarder import ForwardingExporter
 
@@ -103,11 +107,18 @@ class Collector:
     ``serve`` leaves nothing behind.
     """
 
-    def __init__(self, config: CollectorConfig, metrics: CollectorMetrics | None = None) -> None:
+    def __init__(self, config: CollectorConfig, metrics: CollectorMetrics | None = None, *,
+                 migrations: Sequence[Migrations] = (), readers: int = 2, read_queue_limit: int = 8) -> None:
         self.config = config
         self.metrics = metrics or CollectorMetrics()
-        self.exporter = FanOut(build_exporters(config, self.metrics), config.exporters.duckdb.dedup_window,
-                               config.exporters.duckdb.dedup_max_entries)
+        # The DuckDB file's owner, shared with whatever composes this process
+        # (the read API, analytics jobs: ``migrations`` adds their schemas).
+        self.store: Store | None = None
+        if "duckdb" in config.exporter_names():
+            self.store = collector_store(config.exporters.duckdb, self.metrics, migrations,
+                                         readers=readers, queue_limit=read_queue_limit)
+        self.exporter = FanOut(build_exporters(config, self.metrics, self.store),
+                               config.exporters.duckdb.dedup_window, config.exporters.duckdb.dedup_max_entries)
         self.metrics.registry.gauge_callback(
             "fleetwatch_exporter_partly_held_requests",
             "Requests one exporter made durable and another did not (their re-send goes only to the others).",

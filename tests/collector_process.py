@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from collector.duckdb_exporter import open_database
+from collector.store.files import open_database
 
 
 def free_port() -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from collector.bulk import ingest_request_log
-from collector.duckdb_exporter import DatabaseLockedError
+from collector.store.files import DatabaseLockedError
 from collector.request_log import RequestLogWriter
 from collector.selfmetrics import CollectorMetrics
 from tests.collector_process import CollectorProcess, query

@@ -79,15 +79,23 @@ class WindowJob:
     outputs: tuple[str, ...] = ()
     # Most windows one write transaction replaces when catching up.
     chunk: int = 60
-    # Where a job with no watermark starts: this far back from the oldest input row, at most.
-    backfill: timedelta = timedelta(days=7)
+    # How far back a job with no watermark starts, at most (None: from the oldest input row).
+    backfill: timedelta | None = None
 
     def compute(self, read: Read, start: datetime, end: datetime) -> JobOutput:
         raise NotImplementedError
 
     def first_window(self, read: Read, now: datetime) -> datetime | None:
-        """The window to start from when the job has never run: the oldest data within ``backfill``."""
-        return None
+        """The window to start from when the job has never run: the oldest input data."""
+        return self.next_data(read, EPOCH)
+
+    def next_data(self, read: Read, after: datetime) -> datetime | None:
+        """The first minute at or after ``after`` that any input table has rows in (from ingest_marks)."""
+        if not self.inputs:
+            return None
+        tables = ", ".join(f"'{t}'" for t in self.inputs)  # class attributes, not user input
+        return read(f"SELECT min(minute) AS first FROM ingest_marks WHERE table_name IN ({tables}) "
+                    "AND minute >= $after", {"after": after})["first"][0].as_py()
 
 
 def floor_time(t: datetime, window: timedelta) -> datetime:
@@ -182,51 +190,62 @@ class JobRunner:
     def _due_spans(self, job: WindowJob, state: _State, now: datetime):
         """(start, end, reason, marks_seq) spans to compute, oldest first, late windows before new ones."""
         newest_closed = floor_time(now - job.delay, job.window)
-        if state.watermark is not None and job.inputs:
-            marks_seq, late = self._late_windows(job, state)
+        # Every write of this round read data committed after the marks up to
+        # ``seq``: once it is done, those marks need no second look.
+        seq = self._marks_seq() if job.inputs else None
+        if state.watermark is not None and seq is not None and seq > state.marks_seen:
+            late = self._late_windows(job, state, seq)
             for i, start in enumerate(late):
-                # The marks count as seen only with the last late window, so a
-                # crash half-way leaves the rest to be found again.
-                yield start, start + job.window, "late-data", marks_seq if i == len(late) - 1 else None
-            if marks_seq > state.marks_seen and not late:
-                state.marks_seen = marks_seq  # nothing behind the watermark: move on without a write
+                # Seen only with the last late window, so that a crash half-way
+                # leaves the rest to be found again.
+                yield start, start + job.window, "late-data", seq if i == len(late) - 1 else None
         start = state.watermark
         if start is None:
             first = job.first_window(self._read, now)
             if first is None:
                 return
-            start = floor_time(max(first, now - job.backfill), job.window)
+            if job.backfill is not None:
+                first = max(first, now - job.backfill)
+            start = floor_time(first, job.window)
         total = int((newest_closed - start) / job.window)
         if total > job.chunk:
             log.info("job %s catching up on %d windows from %s", job.name, total, start.isoformat())
         done = 0
         while start < newest_closed:
             end = min(start + job.window * job.chunk, newest_closed)
-            yield start, end, "catch-up" if total > job.chunk else "scheduled", None
+            reason = "catch-up" if total > job.chunk else "scheduled"
+            if job.inputs:
+                # A stretch with no data at all (a fleet that was off, a file
+                # of old history) is passed over in one step, not window by window.
+                following = job.next_data(self._read, start)
+                skip_to = newest_closed if following is None else min(floor_time(following, job.window),
+                                                                      newest_closed)
+                if skip_to >= end:
+                    end, reason = skip_to, "no-data"
+            yield start, end, reason, seq
             done += int((end - start) / job.window)
             if total > job.chunk:
                 log.info("job %s: %d of %d windows done (up to %s)", job.name, done, total, end.isoformat())
             start = end
 
-    def _late_windows(self, job: WindowJob, state: _State) -> tuple[int, list[datetime]]:
-        """The newest mark sequence and the windows behind the watermark that got rows since last time."""
+    def _marks_seq(self) -> int:
+        return self._read("SELECT coalesce(max(seq), 0) AS seq FROM ingest_marks")["seq"][0].as_py()
+
+    def _late_windows(self, job: WindowJob, state: _State, seq: int) -> list[datetime]:
+        """The windows behind the watermark that rows marked after ``state.marks_seen`` (up to ``seq``) touch."""
         tables = ", ".join(f"'{t}'" for t in job.inputs)  # class attributes, not user input
-        seq = self._read("SELECT coalesce(max(seq), 0) AS seq FROM ingest_marks")["seq"][0].as_py()
-        if seq <= state.marks_seen:
-            return seq, []
         minutes = self._read(
             f"SELECT DISTINCT minute FROM ingest_marks WHERE seq > $seen AND seq <= $seq "
             f"AND table_name IN ({tables}) AND minute < $watermark ORDER BY minute",
             {"seen": state.marks_seen, "seq": seq, "watermark": state.watermark})["minute"].to_pylist()
-        windows = sorted({floor_time(m, job.window) for m in minutes})
-        return seq, windows
+        return sorted({floor_time(m, job.window) for m in minutes})
 
     def _run_span(self, job: WindowJob, state: _State, start: datetime, end: datetime, reason: str,
                   marks_seq: int | None, report: RunReport) -> None:
         started = datetime.now(timezone.utc).replace(tzinfo=None)
         clock = time.perf_counter()
         try:
-            output = job.compute(self._read, start, end)
+            output = JobOutput({}, 0) if reason == "no-data" else job.compute(self._read, start, end)
             unknown = set(output.tables) - set(job.outputs)
             if unknown:
                 raise ValueError(f"job {job.name} produced undeclared tables {sorted(unknown)}")
