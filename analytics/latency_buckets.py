@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 N_BOUNDS = 88
 OFFSET = 16
 PER_DOUBLING = 4
@@ -48,9 +46,11 @@ def bucket_sql(ms: str) -> str:
 
 def bucket_of(ms: float) -> int:
     """The bucket index of one latency, in Python (the reference the SQL is tested against)."""
+    import bisect
+
     if ms <= BOUNDS_MS[0]:
         return 0
-    return int(np.searchsorted(np.asarray(BOUNDS_MS), ms, side="left")) if ms <= BOUNDS_MS[-1] else N_BOUNDS
+    return bisect.bisect_left(BOUNDS_MS, ms) if ms <= BOUNDS_MS[-1] else N_BOUNDS
 
 
 def quantile(counts: list[int], q: float) -> float | None:
@@ -70,8 +70,14 @@ def quantile(counts: list[int], q: float) -> float | None:
     return BOUNDS_MS[-1]
 
 
-def quantiles(counts: np.ndarray, q: float) -> np.ndarray:
-    """:func:`quantile` for every row of a (rows x N_BUCKETS) count matrix; NaN where a row is empty."""
+def quantiles(counts, q: float):
+    """:func:`quantile` for every row of a (rows x N_BUCKETS) count matrix; NaN where a row is empty.
+
+    numpy is imported here, not at the top: the read API runs on gateways
+    that have no numpy and serve no rollups.
+    """
+    import numpy as np
+
     counts = np.asarray(counts, dtype=np.float64)
     out = np.full(counts.shape[0], np.nan)
     if counts.size == 0:

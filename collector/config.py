@@ -462,6 +462,8 @@ class CollectorConfig:
         return {e for p in self.service.pipelines.values() for e in p.exporters}
 
 
+# Fields read as durations (seconds out, a unit required in). A section class
+# registered from another layer names its own in a ``DURATIONS`` class attribute.
 _DURATION_FIELDS = {"timeout", "retry_after", "dedup_window", "shutdown_timeout", "initial_interval",
                     "max_interval", "max_elapsed_time", "clock_skew_threshold", "checkpoint_idle",
                     "checkpoint_max_interval"}
@@ -502,15 +504,16 @@ def _build(cls: type, data: Any, key: str) -> Any:
         if name not in fields or name == "sections":
             known = sorted(set(fields) - {"sections"} | (set(_SECTIONS) if cls is CollectorConfig else set()))
             raise ConfigError(f"{path}: unknown key; expected one of {known}")
-        kwargs[name] = _convert(fields[name], hints[name], value, path)
+        kwargs[name] = _convert(fields[name], hints[name], value, path,
+                                is_duration=name in _DURATION_FIELDS or name in getattr(cls, "DURATIONS", ()))
     if sections:
         kwargs["sections"] = sections
     return cls(**kwargs)
 
 
-def _convert(f: dataclasses.Field, hint: Any, value: Any, path: str) -> Any:
+def _convert(f: dataclasses.Field, hint: Any, value: Any, path: str, *, is_duration: bool) -> Any:
     annotation = str(f.type)
-    if f.name in _DURATION_FIELDS:
+    if is_duration:
         return parse_duration(value, path)
     if f.name == "pipelines":
         if not isinstance(value, dict):

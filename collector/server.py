@@ -28,6 +28,7 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 from collector.auth import BearerAuth, server_ssl_context
 from collector.config import CollectorConfig, parse_endpoint
@@ -76,17 +77,18 @@ def _remove_files(paths: list[str]) -> None:
             pass
 
 
-def check_ports_free(config: CollectorConfig) -> None:
-    """Raise OSError naming the first enabled receiver whose fixed port cannot be bound now.
+def check_ports_free(config: CollectorConfig, extra: Sequence[tuple[str, str, int]] = ()) -> None:
+    """Raise OSError naming the first enabled listener whose fixed port cannot be bound now.
 
+    ``extra`` adds (what, host, port) listeners of extensions (the read API).
     ``demo`` calls this before its long sample load, so a port in use is
     reported in a second rather than after a minute of loading.
     """
     protocols = config.receivers.otlp.protocols
-    for name, receiver in (("OTLP/HTTP", protocols.http), ("OTLP/gRPC", protocols.grpc)):
-        if not receiver.enabled:
-            continue
-        host, port = parse_endpoint(receiver.endpoint, "endpoint")
+    listeners = [(name, *parse_endpoint(receiver.endpoint, "endpoint"))
+                 for name, receiver in (("OTLP/HTTP", protocols.http), ("OTLP/gRPC", protocols.grpc))
+                 if receiver.enabled]
+    for name, host, port in [*listeners, *extra]:
         if port == 0:
             continue
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -108,8 +110,10 @@ class Collector:
     """
 
     def __init__(self, config: CollectorConfig, metrics: CollectorMetrics | None = None, *,
-                 migrations: Sequence[Migrations] = (), readers: int = 2, read_queue_limit: int = 8) -> None:
+                 migrations: Sequence[Migrations] = (), readers: int = 2, read_queue_limit: int = 8,
+                 extra_ports: Sequence[tuple[str, str, int]] = ()) -> None:
         self.config = config
+        self.extra_ports = list(extra_ports)
         self.metrics = metrics or CollectorMetrics()
         # The DuckDB file's owner, shared with whatever composes this process
         # (the read API, analytics jobs: ``migrations`` adds their schemas).
@@ -139,7 +143,7 @@ class Collector:
 
     async def start(self) -> None:
         otlp = self.config.receivers.otlp
-        check_ports_free(self.config)  # before any exporter creates its file or queue directory
+        check_ports_free(self.config, self.extra_ports)  # before any exporter creates its file or queue directory
         new_files = _database_files_not_yet_there(self.config)
         try:
             self.exporter.start()
@@ -205,17 +209,48 @@ class Collector:
         log.info("shut down cleanly", extra={"rows_written": self.metrics.rows_written.total()})
 
 
-async def serve(config: CollectorConfig, metrics: CollectorMetrics | None = None) -> None:
+class Extension(Protocol):
+    """Something that runs in the collector's process beside it (the read API, analytics jobs).
+
+    The layers above the collector compose it with their extensions; the
+    collector knows only this shape. ``migrations`` are added to the store's
+    schemas before it opens; ``ports()`` are checked with the receivers' before
+    any file is created; ``start`` runs once the collector is serving and
+    ``stop`` before it stops, in reverse order.
+    """
+
+    migrations: Sequence[Migrations]
+
+    def ports(self) -> list[tuple[str, str, int]]: ...  # (what, host, port)
+
+    async def start(self, collector: Collector) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def serve(config: CollectorConfig, metrics: CollectorMetrics | None = None,
+                extensions: Sequence[Extension] = (), *, readers: int = 2, read_queue_limit: int = 8) -> None:
     """Run until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    collector = Collector(config, metrics)
+    collector = Collector(config, metrics, migrations=[m for e in extensions for m in e.migrations],
+                          readers=readers, read_queue_limit=read_queue_limit,
+                          extra_ports=[p for e in extensions for p in e.ports()])
     await collector.start()
+    started: list[Extension] = []
     try:
+        for extension in extensions:
+            await extension.start(collector)
+            started.append(extension)
         await stop.wait()
     finally:
+        for extension in reversed(started):
+            try:
+                await extension.stop()
+            except Exception:  # stopping the rest and the collector matters more
+                log.exception("stopping %s failed", type(extension).__name__)
         await collector.stop()
 
 
@@ -266,11 +301,12 @@ def _use_system_allocator_for_arrow() -> None:
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
 
 
-def run(config: CollectorConfig, metrics: CollectorMetrics | None = None) -> int:
+def run(config: CollectorConfig, metrics: CollectorMetrics | None = None, extensions: Sequence[Extension] = (),
+        **store_options) -> int:
     """Serve until SIGTERM / SIGINT; ``metrics`` carries counts from earlier work in this process (demo's load)."""
     configure_logging(config.service.telemetry.logs.level)
     _raise_open_file_limit()
     keep_pandas_out()
     _use_system_allocator_for_arrow()
-    asyncio.run(serve(config, metrics))
+    asyncio.run(serve(config, metrics, extensions, **store_options))
     return 0

@@ -37,7 +37,7 @@ class CollectorProcess:
 
     def __init__(self, db_path: Path | str, config: dict | None = None, extra_args: list[str] | None = None,
                  env: dict[str, str] | None = None, startup_timeout: float = 60.0,
-                 http_port: int | None = None, grpc_port: int | None = None) -> None:
+                 http_port: int | None = None, grpc_port: int | None = None, api_port: int | None = None) -> None:
         self.db_path = Path(db_path)
         self.config = config
         self.extra_args = extra_args or []
@@ -45,6 +45,7 @@ class CollectorProcess:
         self.startup_timeout = startup_timeout
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
+        self.api_port = api_port or free_port()
         self.proc: subprocess.Popen | None = None
         self.stderr_path = self.db_path.with_suffix(f".{self.http_port}.log")
 
@@ -54,12 +55,17 @@ class CollectorProcess:
         return f"{scheme}://127.0.0.1:{self.http_port}"
 
     @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
     def grpc_endpoint(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
     def start(self) -> "CollectorProcess":
-        args = [sys.executable, "-m", "collector.cli", "serve", "--db", str(self.db_path),
-                "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port)]
+        args = [sys.executable, "-m", "fleetwatch.cli", "serve", "--db", str(self.db_path),
+                "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
+                "--api-port", str(self.api_port)]
         if self.config is not None:
             config_path = self.db_path.with_suffix(f".{self.http_port}.yaml")
             config_path.write_text(yaml.safe_dump(self.config))

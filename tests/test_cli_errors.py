@@ -24,7 +24,7 @@ from tests.otlp_requests import trace_request
 
 
 def fleetwatch(*args: str, timeout: float = 120, prefix: list[str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*(prefix or []), sys.executable, "-m", "collector.cli", *args],
+    return subprocess.run([*(prefix or []), sys.executable, "-m", "fleetwatch.cli", *args],
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -63,7 +63,7 @@ def test_a_db_that_is_not_duckdb_gets_one_line(tmp_path, kind, verb):
     db = foreign(kind, tmp_path)
     log = small_log(tmp_path / "x.otlp.zst")
     before = sorted(tmp_path.rglob("*"))
-    args = ["--http-port", "0", "--grpc-port", "0"] if verb == "serve" else [str(log)]
+    args = ["--http-port", "0", "--grpc-port", "0", "--api-port", "0"] if verb == "serve" else [str(log)]
     result = fleetwatch(verb, "--db", str(db), *args)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(f"fleetwatch: {db} {FOREIGN[kind]}"), result.stderr
@@ -88,7 +88,7 @@ def test_a_foreign_file_makes_no_connection_attempt(tmp_path, verb):
     """
     db = sqlite_file(tmp_path / "site.db")
     trace = tmp_path / "connect.trace"
-    args = ["--http-port", "0", "--grpc-port", "0"] if verb == "serve" else [str(small_log(tmp_path / "x.otlp.zst"))]
+    args = ["--http-port", "0", "--grpc-port", "0", "--api-port", "0"] if verb == "serve" else [str(small_log(tmp_path / "x.otlp.zst"))]
     result = fleetwatch(verb, "--db", str(db), *args,
                         prefix=["strace", "-f", "-qq", "-e", "trace=connect", "-o", str(trace)])
     assert result.returncode == 1, result.stderr
@@ -161,7 +161,7 @@ def test_a_start_that_fails_after_opening_the_database_removes_it(tmp_path):
                                                                      "key_file": str(tmp_path / "gw.key")}}}}))
     before = sorted(tmp_path.iterdir())
     result = fleetwatch("serve", "--config", str(config), "--db", str(tmp_path / "fw.duckdb"),
-                        "--http-port", "0", "--grpc-port", "0")
+                        "--http-port", "0", "--grpc-port", "0", "--api-port", "0")
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"fleetwatch: cannot start: receivers.otlp.tls: cannot load the certificate "

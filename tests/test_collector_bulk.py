@@ -59,13 +59,13 @@ def test_ingest_refuses_a_file_a_server_owns(tmp_path, request_log):
     with CollectorProcess(db):
         with pytest.raises(DatabaseLockedError, match="already open in another process"):
             ingest_request_log(db, log_path)
-        result = subprocess.run([sys.executable, "-m", "collector.cli", "ingest", "--db", str(db), str(log_path)],
+        result = subprocess.run([sys.executable, "-m", "fleetwatch.cli", "ingest", "--db", str(db), str(log_path)],
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 1 and "already open in another process" in result.stderr
 
 
 def _ingest_cli(db, *logs, **popen) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "collector.cli", "ingest", "--db", str(db), *map(str, logs)],
+    return subprocess.run([sys.executable, "-m", "fleetwatch.cli", "ingest", "--db", str(db), *map(str, logs)],
                           capture_output=True, text=True, timeout=300, **popen)
 
 
@@ -130,8 +130,8 @@ SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "fleet-sample.
 def test_a_signal_during_a_bulk_load_commits_what_was_loaded(tmp_path, verb, signum):
     """SIGTERM / Ctrl-C mid-load: one line, exit 128+signal, and the database holds what that line reports."""
     db = tmp_path / "fw.duckdb"
-    args = ([str(SAMPLE)] if verb == "ingest" else ["--http-port", "0", "--grpc-port", "0"])
-    proc = subprocess.Popen([sys.executable, "-m", "collector.cli", verb, "--db", str(db), *args],
+    args = ([str(SAMPLE)] if verb == "ingest" else ["--http-port", "0", "--grpc-port", "0", "--api-port", "0"])
+    proc = subprocess.Popen([sys.executable, "-m", "fleetwatch.cli", verb, "--db", str(db), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         seen = []

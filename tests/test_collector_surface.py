@@ -159,7 +159,7 @@ def test_bad_config_fails_fast_naming_the_key(tmp_path, config, message):
 
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = subprocess.run([sys.executable, "-m", "collector.cli", "serve", "--config", str(path),
+    result = subprocess.run([sys.executable, "-m", "fleetwatch.cli", "serve", "--config", str(path),
                              "--db", str(tmp_path / "x.duckdb")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert message in result.stderr

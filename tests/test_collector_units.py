@@ -51,7 +51,7 @@ def test_duration_without_a_unit_is_refused_not_read_as_seconds(bare):
 def test_duration_without_a_unit_is_refused_from_a_config_file(tmp_path):
     config = tmp_path / "gateway.yaml"
     config.write_text("processors:\n  batch:\n    timeout: 3\n")
-    result = subprocess.run([sys.executable, "-m", "collector.cli", "serve", "--config", str(config),
+    result = subprocess.run([sys.executable, "-m", "fleetwatch.cli", "serve", "--config", str(config),
                              "--db", str(tmp_path / "fw.duckdb")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [

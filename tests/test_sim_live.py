@@ -41,7 +41,7 @@ class _Collector:
         config.write_text("processors:\n  batch: {timeout: 20ms}\n")  # quick acks: the test sends serially
         self.log = open(tmp / "collector.log", "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "collector.cli", "serve", "--config", str(config), "--db", str(self.db),
+            [sys.executable, "-m", "fleetwatch.cli", "serve", "--config", str(config), "--db", str(self.db),
              "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port)],
             cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60

@@ -142,6 +142,7 @@ QUERIES = (
         fragments={"group_by": _GROUPS},
         derive=_rollup_source,
         postprocess=_golden_finish,
+        needs="analytics",
     ),
     NamedQuery(
         "fleet_inventory",
@@ -174,6 +175,7 @@ QUERIES = (
          Param("status", "choice", "only online or only stale devices", choices=("online", "stale")),
          Param("site", "string", "only this site"), Param("region", "string", "only this region"),
          Param("device_class", "string", "only this device class")),
+        needs="analytics",
     ),
     NamedQuery(
         "model_versions",
@@ -203,7 +205,13 @@ QUERIES = (
         (Param("since", "timestamp", "start of the time range (inclusive)", default="-1d"),
          Param("until", "timestamp", "end of the time range (exclusive)", default="now"),
          Param("site", "string", "only this site")),
+        needs="analytics",
     ),
 )
 
 CATALOG: dict[str, NamedQuery] = registry(RAW_QUERIES + QUERIES)
+
+
+def served_queries(schemas: dict[str, int]) -> dict[str, NamedQuery]:
+    """The queries a file with these schema owners can answer (a gateway has no rollups)."""
+    return {name: q for name, q in CATALOG.items() if q.needs is None or q.needs in schemas}

@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from collector.config import AuthConfig, ConfigError, TlsConfig, parse_endpoint
+from collector.config import AuthConfig, ConfigError, TlsConfig, parse_endpoint, register_section
 
 
 @dataclass
@@ -85,3 +85,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+register_section("api", ApiConfig, always=True)

@@ -44,6 +44,9 @@ class NamedQuery:
     derive: Callable[[dict], dict[str, str]] | None = None
     # Work SQL says badly (quantiles from histogram columns), on the result.
     postprocess: Callable[[pa.Table, dict], pa.Table] | None = None
+    # The schema owner whose tables it reads besides the collector's (analytics
+    # rollups): served only where that schema exists.
+    needs: str | None = None
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.params]

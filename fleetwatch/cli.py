@@ -2,15 +2,18 @@
 
 Verbs::
 
-    fleetwatch serve [--config FILE] [--db PATH] [--http-port N] [--grpc-port N] [--host ADDR]
-    fleetwatch demo [--db PATH] [--http-port N] [--grpc-port N]   (sample data loaded, then serve)
+    fleetwatch serve [--config FILE] [--db PATH] [--http-port N] [--grpc-port N] [--api-port N] [--host ADDR]
+    fleetwatch demo [--db PATH] [...]   (sample data loaded, then serve with analytics)
     fleetwatch ingest --db PATH LOG [LOG ...]   (request logs, e.g. backfills and sample data)
+    fleetwatch query NAME [--param K=V ...] [--format table|csv|json]   (the read API)
+    fleetwatch sql "SELECT ..."    (the read API, admin token)
     fleetwatch simulate ...        (see fleetwatch simulate --help)
 
 Flags override the config file. Every verb's work lives in a library module;
 this module only turns exceptions into one-line messages and exit codes.
-Verbs that need optional packages import them lazily, so the collector runs
-on a gateway that has only the collector's dependencies.
+Verbs import the layers they need lazily (the collector, analytics, the
+simulator), so a gateway's ``serve`` loads neither APScheduler nor the
+simulator.
 
 Exit codes: 0 done (``serve`` stopped by SIGTERM / Ctrl-C included); 1 the
 work failed (a port in use, a --db that is not a DuckDB file, a damaged
@@ -34,13 +37,16 @@ _SERVE_DESCRIPTION = """\
 Receive OTLP from devices (OTLP/HTTP on port 4318, OTLP/gRPC on 4317) and
 write it into a DuckDB file (default fleetwatch.duckdb),
 and/or forward it upstream, as the config file says. /healthz and /metrics
-answer on the HTTP port. Runs until SIGTERM or Ctrl-C, then commits what was
-accepted and closes the file. See docs/configuration.md."""
+answer on the HTTP port; the read API (docs/api.md) on 127.0.0.1:4319. With an
+`analytics` section in the config, the scheduled jobs run too. Runs until
+SIGTERM or Ctrl-C, then commits what was accepted and closes the file. See
+docs/configuration.md."""
 
 _DEMO_DESCRIPTION = f"""\
 Load the shipped sample fleet (sample_data/{SAMPLE_FILE}: a simulated fleet's
 OTLP requests; sample_data/manifest.json lists its devices and incidents) into a
-DuckDB file, default ./{DEMO_DB}, then serve as `fleetwatch serve` does. The load takes
+DuckDB file, default ./{DEMO_DB}, then serve as `fleetwatch serve` does, with the
+analytics jobs on (rollups of the sample appear within a minute). The load takes
 about a minute and shows its progress; running demo again on the same file
 recognises every request and loads nothing twice. Ctrl-C or SIGTERM during the
 load commits what was loaded and exits."""
@@ -56,13 +62,24 @@ def _serve_flags(p: argparse.ArgumentParser, default_db: str | None) -> None:
     p.add_argument("--db", metavar="PATH", default=default_db, help="DuckDB file (overrides exporters.duckdb.path)")
     p.add_argument("--http-port", type=int, metavar="N", help="OTLP/HTTP port (default 4318; 0 = any free port)")
     p.add_argument("--grpc-port", type=int, metavar="N", help="OTLP/gRPC port (default 4317; 0 = any free port)")
+    p.add_argument("--api-port", type=int, metavar="N", help="read API port (default 4319; 0 = any free port)")
     p.add_argument("--host", metavar="ADDR", help="listen address for both receivers (default 127.0.0.1)")
     p.add_argument("--gateway-id", metavar="ID", help="this gateway's id, stamped on every row (default: host name)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
 
-def _apply_serve_flags(args: argparse.Namespace):
+def _apply_serve_flags(args: argparse.Namespace, *, analytics: bool = False):
+    # The sections of the layers serve composes register themselves on import.
+    import analytics.api.config  # noqa: F401
+    from analytics.config import AnalyticsConfig
+
     config = load_config(args.config)
+    if analytics and config.section("analytics") is None:
+        config.sections["analytics"] = AnalyticsConfig()
+    if args.api_port is not None:
+        api = config.section("api")
+        host, _, _ = api.endpoint.rpartition(":")
+        api.endpoint = f"{host}:{args.api_port}"
     protocols = config.receivers.otlp.protocols
     for proto, port in (("http", args.http_port), ("grpc", args.grpc_port)):
         receiver = getattr(protocols, proto)
@@ -112,11 +129,16 @@ def _main(argv: list[str] | None) -> int:
                             "commits what was loaded (exit 130 / 143).")
     ingest.add_argument("--db", required=True, metavar="PATH", help="DuckDB file (must not be owned by a server)")
     ingest.add_argument("logs", nargs="+", metavar="LOG", help="request log files")
+    from fleetwatch import read_verbs
+
+    read_verbs.add_parsers(sub)
     sub.add_parser("simulate", help="generate fleet telemetry (fleetwatch simulate --help)")
     args = parser.parse_args(argv)
 
     if args.verb == "ingest":
         return _ingest(args)
+    if args.verb in ("query", "sql"):
+        return read_verbs.run(args)
 
     if args.verb in ("serve", "demo"):
         from collector.checkpoints import UnfinishedBatchError
@@ -125,14 +147,19 @@ def _main(argv: list[str] | None) -> int:
         from collector.server import check_ports_free, run
 
         try:
-            config = _apply_serve_flags(args)
+            from analytics.service import service_extensions
+
+            config = _apply_serve_flags(args, analytics=args.verb == "demo")
+            extensions = service_extensions(config)
             metrics = CollectorMetrics()
             if args.verb == "demo":
-                check_ports_free(config)  # before the long load, not after it
+                # Before the long load, not after it.
+                check_ports_free(config, [p for e in extensions for p in e.ports()])
                 stopped_by = _load_sample(config, metrics)
                 if stopped_by is not None:
                     return 128 + stopped_by
-            return run(config, metrics)
+            api = config.section("api")
+            return run(config, metrics, extensions, readers=api.readers, read_queue_limit=api.queue_limit)
         except ConfigError as exc:
             print(f"fleetwatch: configuration error: {exc}", file=sys.stderr)
             return 2

@@ -1,0 +1,110 @@
+"""What ``fleetwatch serve`` runs beside the collector: the read API and, when configured, the jobs.
+
+The collector knows nothing of analytics; this module composes it. Each
+piece is a :class:`collector.server.Extension`::
+
+    extensions = service_extensions(config)        # the read API; the scheduler if config has analytics
+    collector.server.run(config, metrics, extensions, readers=..., read_queue_limit=...)
+
+The read API always runs (a gateway can be asked about its own spans);
+the analytics schemas, the rollup jobs and APScheduler only with an
+``analytics`` section, so a gateway never imports APScheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+from analytics.api.catalog import served_queries
+from analytics.api.config import ApiConfig
+from analytics.api.server import ReadApi
+from analytics.api.sql_guard import SqlGuard
+from analytics.config import AnalyticsConfig
+from collector.config import CollectorConfig, parse_endpoint
+from collector.store.migrations import Migrations
+
+log = logging.getLogger("fleetwatch.analytics")
+
+
+class ReadApiExtension:
+    """The read API on its own listener, reading through the collector's store."""
+
+    migrations: Sequence[Migrations] = ()
+
+    def __init__(self, config: ApiConfig) -> None:
+        self.config = config
+        self.api: ReadApi | None = None
+
+    def ports(self) -> list[tuple[str, str, int]]:
+        return [("the read API", *parse_endpoint(self.config.endpoint, "api.endpoint"))]
+
+    async def start(self, collector) -> None:
+        store = collector.store
+        if store is None or store.reads is None:
+            log.warning("no DuckDB exporter in this process: the read API is not started")
+            return
+        tables = await asyncio.to_thread(_readable_tables, store)
+        self.api = ReadApi(self.config, store.reads, served_queries(store.versions), SqlGuard(tables))
+        await self.api.start()
+
+    async def stop(self) -> None:
+        if self.api is not None:
+            await self.api.stop()
+
+
+class AnalyticsExtension:
+    """The window jobs (golden-signal rollups first) on APScheduler, writing through the collector's store."""
+
+    def __init__(self, config: AnalyticsConfig) -> None:
+        from analytics.schema import ANALYTICS
+
+        self.config = config
+        self.migrations: Sequence[Migrations] = (ANALYTICS,)
+        self.scheduler = None
+
+    def ports(self) -> list[tuple[str, str, int]]:
+        return []
+
+    async def start(self, collector) -> None:
+        from analytics.jobs.framework import JobRunner
+        from analytics.jobs.scheduler import AnalyticsScheduler
+        from analytics.rollups import rollup_jobs
+
+        if collector.store is None:
+            log.warning("no DuckDB exporter in this process: analytics jobs are not started")
+            return
+        jobs = rollup_jobs()
+        for job in jobs:
+            if self.config.backfill is not None:
+                job.backfill = timedelta(seconds=self.config.backfill)
+        runner = JobRunner(collector.store, jobs, query_timeout=self.config.query_timeout)
+        self.scheduler = AnalyticsScheduler(runner, collector.metrics.registry, workers=self.config.workers)
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            # Waits for running jobs: each window commits whole or not at all.
+            await asyncio.to_thread(self.scheduler.shutdown)
+
+
+def service_extensions(config: CollectorConfig) -> list:
+    """The extensions ``fleetwatch serve`` runs for ``config``."""
+    extensions: list = []
+    api = config.section("api")
+    if api is not None and api.enabled:
+        extensions.append(ReadApiExtension(api))
+    analytics = config.section("analytics")
+    if analytics is not None:
+        extensions.append(AnalyticsExtension(analytics))
+    return extensions
+
+
+def _readable_tables(store) -> set[str]:
+    """Every table and view of the file but the storage and bookkeeping ones only the writer needs."""
+    hidden = {"schema_migrations", "batch_heads", "ingest_log", "fleetwatch_meta"}
+    names = store.reads.run("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'",
+                            max_rows=10_000, timeout=30).table["table_name"].to_pylist()
+    return {name for name in names if name not in hidden}
