@@ -48,7 +48,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from bench.ingest import drive_load, machine  # noqa: E402
 from bench.otlp_shapes import realistic_trace_request  # noqa: E402
 from bench.steady_devices import SteadyDevices  # noqa: E402
-from tests.collector_process import CollectorProcess, free_port, metric_value, query, wait_until  # noqa: E402
+from bench.harness import CollectorProcess, free_port, metric_value, query, wait_until  # noqa: E402
 
 
 def _float32(value: float) -> float:

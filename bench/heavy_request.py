@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.ingest import _proc_stat  # noqa: E402
-from tests.collector_process import CollectorProcess, query  # noqa: E402
-from tests.otlp_requests import heavy_resource_request  # noqa: E402
-from tests.test_collector_bad_input import post  # noqa: E402
+from bench.harness import CollectorProcess, query  # noqa: E402
+from bench.otlp_shapes import heavy_resource_request  # noqa: E402
+from bench.harness import post  # noqa: E402
 
 MiB = 1 << 20
 CASES = [("1 MiB name x 1,900 spans", 1900, MiB), ("1 MiB name x 2,049 spans", 2049, MiB),

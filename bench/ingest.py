@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.otlp_shapes import realistic_trace_request  # noqa: E402
-from tests.collector_process import CollectorProcess, free_port  # noqa: E402
+from bench.harness import CollectorProcess, free_port  # noqa: E402
 
 
 def _proc_stat(pid: int) -> tuple[float, int]:

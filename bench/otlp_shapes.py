@@ -14,7 +14,9 @@ same bytes.
 
 from __future__ import annotations
 
+import os
 import random
+import time
 import uuid
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -110,4 +112,21 @@ def realistic_trace_request(n_spans: int = 512, seed: int = 0, device: int = 0) 
             )
         ]
     )
+    return request.SerializeToString()
+
+
+def heavy_resource_request(n_spans: int, value_bytes: int = 1 << 20) -> bytes:
+    """One resource whose ``service.name`` is ``value_bytes`` long over ``n_spans`` minimal spans.
+
+    About 1.1 MiB on the wire for the default 1 MiB name and 1,900 spans, but
+    n_spans MiB once every row carries its resource's name.
+    """
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.extend([kv("service.name", "s" * value_bytes), kv("device.id", "dev-heavy")])
+    spans = rs.scope_spans.add().spans
+    start = time.time_ns()
+    for i in range(n_spans):
+        spans.add(trace_id=os.urandom(16), span_id=os.urandom(8), start_time_unix_nano=start + i,
+                  end_time_unix_nano=start + i + 1)
     return request.SerializeToString()

@@ -68,13 +68,13 @@ def _serve_flags(p: argparse.ArgumentParser, default_db: str | None) -> None:
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
 
-def _apply_serve_flags(args: argparse.Namespace, *, analytics: bool = False):
+def _apply_serve_flags(args: argparse.Namespace, *, with_analytics: bool = False):
     # The sections of the layers serve composes register themselves on import.
-    import analytics.api.config  # noqa: F401
+    from analytics.api.config import ApiConfig  # noqa: F401
     from analytics.config import AnalyticsConfig
 
     config = load_config(args.config)
-    if analytics and config.section("analytics") is None:
+    if with_analytics and config.section("analytics") is None:
         config.sections["analytics"] = AnalyticsConfig()
     if args.api_port is not None:
         api = config.section("api")
@@ -149,7 +149,7 @@ def _main(argv: list[str] | None) -> int:
         try:
             from analytics.service import service_extensions
 
-            config = _apply_serve_flags(args, analytics=args.verb == "demo")
+            config = _apply_serve_flags(args, with_analytics=args.verb == "demo")
             extensions = service_extensions(config)
             metrics = CollectorMetrics()
             if args.verb == "demo":

@@ -101,20 +101,3 @@ def log_request(n_records: int, *, device: str = "dev-1", bad_trace_ids: int = 0
         if kind == "good":
             bodies.append(record.body.string_value)
     return request.SerializeToString(), bodies
-
-
-def heavy_resource_request(n_spans: int, value_bytes: int = 1 << 20) -> bytes:
-    """One resource whose ``service.name`` is ``value_bytes`` long over ``n_spans`` minimal spans.
-
-    About 1.1 MiB on the wire for the default 1 MiB name and 1,900 spans, but
-    n_spans MiB once every row carries its resource's name.
-    """
-    request = ExportTraceServiceRequest()
-    rs = request.resource_spans.add()
-    rs.resource.attributes.extend([kv("service.name", "s" * value_bytes), kv("device.id", "dev-heavy")])
-    spans = rs.scope_spans.add().spans
-    start = time.time_ns()
-    for i in range(n_spans):
-        spans.add(trace_id=os.urandom(16), span_id=os.urandom(8), start_time_unix_nano=start + i,
-                  end_time_unix_nano=start + i + 1)
-    return request.SerializeToString()

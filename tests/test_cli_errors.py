@@ -19,7 +19,7 @@ import yaml
 from collector.config import ConfigError, config_from_dict
 from collector.store.files import NotADatabaseError, open_database
 from collector.request_log import RequestLogWriter
-from tests.collector_process import free_port
+from bench.harness import free_port
 from tests.otlp_requests import trace_request
 
 

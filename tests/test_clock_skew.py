@@ -7,9 +7,9 @@ import time
 import pytest
 
 from collector.clock_skew import DeviceClocks
-from tests.collector_process import CollectorProcess, query
+from bench.harness import CollectorProcess, query
 from tests.otlp_requests import trace_request
-from tests.test_collector_bad_input import post
+from bench.harness import post
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S

@@ -15,32 +15,10 @@ from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from tests.collector_process import CollectorProcess, metric_value, query
+from bench.harness import CollectorProcess, grpc_call, metric_value, post, query
 from tests.otlp_requests import gauge_request, trace_request
 
 TOKEN = "fw-test-token-1"
-TRACE_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-
-
-def post(port: int, path: str, body: bytes, *, content_type="application/x-protobuf", token: str | None = TOKEN,
-         headers: dict | None = None) -> tuple[int, dict, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    all_headers = {"Content-Type": content_type, **(headers or {})}
-    if token is not None:
-        all_headers["Authorization"] = f"Bearer {token}"
-    conn.request("POST", path, body=body, headers=all_headers)
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response.status, dict(response.getheaders()), data
-
-
-def grpc_call(endpoint: str, body: bytes, token: str | None = TOKEN, compression=None,
-              method: str = TRACE_METHOD) -> bytes:
-    with grpc.insecure_channel(endpoint, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
-        call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
-        metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        return call(body, metadata=metadata, timeout=30, compression=compression)
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +56,14 @@ def test_authentication_required(guarded):
 def test_partial_success_rejects_only_bad_spans(guarded):
     collector, _, good = guarded
     body, ids = trace_request(5, bad_ids=2)
-    status, headers, data = post(collector.http_port, "/v1/traces", body)
+    status, headers, data = post(collector.http_port, "/v1/traces", body, token=TOKEN)
     assert status == 200 and headers["Content-Type"].startswith("application/x-protobuf")
     response = ExportTraceServiceResponse.FromString(data)
     assert response.partial_success.rejected_spans == 2
     assert "invalid_span_id" in response.partial_success.error_message
     good.extend(ids)
 
-    status, _, data = post(collector.http_port, "/v1/metrics", gauge_request(4, missing_time=1))
+    status, _, data = post(collector.http_port, "/v1/metrics", gauge_request(4, missing_time=1), token=TOKEN)
     assert status == 200
     assert ExportMetricsServiceResponse.FromString(data).partial_success.rejected_data_points == 1
 
@@ -110,7 +88,7 @@ def test_bad_http_bodies(guarded, body, content_type, encoding, expected):
     collector, _, good = guarded
     headers = {"Content-Encoding": encoding} if encoding else {}
     status, response_headers, data = post(collector.http_port, "/v1/traces", body, content_type=content_type,
-                                          headers=headers)
+                                          headers=headers, token=TOKEN)
     assert status == expected
     if content_type == "application/json":
         assert json.loads(data)["code"] == 3 and json.loads(data)["message"]
@@ -118,23 +96,23 @@ def test_bad_http_bodies(guarded, body, content_type, encoding, expected):
         assert Status.FromString(data).message
     # the process keeps serving, and good data still lands
     ok_body, ids = trace_request(2)
-    assert post(collector.http_port, "/v1/traces", ok_body)[0] == 200
+    assert post(collector.http_port, "/v1/traces", ok_body, token=TOKEN)[0] == 200
     good.extend(ids)
 
 
 def test_bad_grpc_messages(guarded):
     collector, _, good = guarded
     with pytest.raises(grpc.RpcError) as err:
-        grpc_call(collector.grpc_endpoint, b"\xff\xff\xff garbage")
+        grpc_call(collector.grpc_endpoint, b"\xff\xff\xff garbage", token=TOKEN)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     big, _ = trace_request(9000)  # about 1.2 MiB, over the 1 MiB cap
     assert len(big) > 1 << 20
     for compression in (None, grpc.Compression.Gzip):
         with pytest.raises(grpc.RpcError) as err:
-            grpc_call(collector.grpc_endpoint, big, compression=compression)
+            grpc_call(collector.grpc_endpoint, big, compression=compression, token=TOKEN)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     body, ids = trace_request(3)
-    response = ExportTraceServiceResponse.FromString(grpc_call(collector.grpc_endpoint, body))
+    response = ExportTraceServiceResponse.FromString(grpc_call(collector.grpc_endpoint, body, token=TOKEN))
     assert not response.HasField("partial_success")
     good.extend(ids)
 
@@ -143,8 +121,8 @@ def test_resent_request_is_not_counted_twice(guarded):
     collector, db, good = guarded
     body, ids = trace_request(10)
     for _ in range(3):
-        assert post(collector.http_port, "/v1/traces", body)[0] == 200
-    grpc_call(collector.grpc_endpoint, body)
+        assert post(collector.http_port, "/v1/traces", body, token=TOKEN)[0] == 200
+    grpc_call(collector.grpc_endpoint, body, token=TOKEN)
     good.extend(ids)
     assert metric_value(collector.metrics_text(), "fleetwatch_receiver_requests_total", outcome="duplicate") >= 3
 

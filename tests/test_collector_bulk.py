@@ -14,7 +14,7 @@ from collector.bulk import ingest_request_log
 from collector.store.files import DatabaseLockedError
 from collector.request_log import RequestLogWriter
 from collector.selfmetrics import CollectorMetrics
-from tests.collector_process import CollectorProcess, query
+from bench.harness import CollectorProcess, query
 from tests.otlp_requests import gauge_request, histogram_request, log_request, trace_request
 
 BACKFILL_NS = 1_767_225_600_000_000_000  # 2026-01-01: a backfill's receive times lie in the past

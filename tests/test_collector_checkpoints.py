@@ -12,9 +12,9 @@ import pytest
 
 from collector.checkpoints import ROW_GROUP_ROWS, CheckpointPolicy
 from collector.config import ConfigError, config_from_dict
-from tests.collector_process import CollectorProcess, metric_value, query, wait_until
+from bench.harness import CollectorProcess, metric_value, query, wait_until
 from tests.otlp_requests import trace_request
-from tests.test_collector_bad_input import post
+from bench.harness import post
 
 
 def test_policy_cuts_the_batch_that_reaches_a_row_group_boundary():

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from tests.collector_process import CollectorProcess, query
+from bench.harness import CollectorProcess, query
 from tests.otlp_requests import trace_request
-from tests.test_collector_bad_input import post
+from bench.harness import post
 
 
 @pytest.mark.parametrize("acked_before_kill", [20_000, 140_000], ids=["within-a-row-group", "past-a-row-group"])

@@ -20,9 +20,9 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogR
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from tests.collector_process import CollectorProcess, metric_value, query, wait_until
+from bench.harness import CollectorProcess, metric_value, query, wait_until
 from tests.otlp_requests import log_request
-from tests.test_collector_bad_input import grpc_call, post
+from bench.harness import grpc_call, post
 from tests.test_collector_sdk import PROMOTED_RESOURCE, _normalise, _resource, _row_attributes
 from tests.test_forwarding import gateway_config, queue_empty
 

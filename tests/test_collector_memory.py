@@ -24,9 +24,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bench.ingest import _proc_stat
-from tests.collector_process import CollectorProcess, metric_value, query
-from tests.otlp_requests import heavy_resource_request, trace_request
-from tests.test_collector_bad_input import grpc_call, post
+from bench.harness import CollectorProcess, metric_value, query
+from bench.otlp_shapes import heavy_resource_request
+from tests.otlp_requests import trace_request
+from bench.harness import grpc_call, post
 
 MiB = 1 << 20
 #: peak RSS allowed above the idle process's own peak while the heavy requests are refused

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from tests.collector_process import CollectorProcess, query
+from bench.harness import CollectorProcess, query
 
 PROMOTED_RESOURCE = {
     "service.name": "service_name",

@@ -14,8 +14,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from tests.collector_process import CollectorProcess, metric_value, query
-from tests.test_collector_bad_input import post
+from bench.harness import CollectorProcess, metric_value, query
+from bench.harness import post
 
 # Written by hand from the OTLP specification's JSON encoding rules: hex ids,
 # integer enums, int64 as strings, lowerCamelCase, and an unknown field.

@@ -16,7 +16,8 @@ from bench.otlp_shapes import realistic_trace_request
 from collector.decoded_size import ROW_OVERHEAD, decoded_size_python
 from collector.metric_decode import decode_metrics
 from collector.trace_decode import decode_traces_python
-from tests.otlp_requests import gauge_request, heavy_resource_request, histogram_request
+from bench.otlp_shapes import heavy_resource_request
+from tests.otlp_requests import gauge_request, histogram_request
 from tests.test_trace_decode import (  # noqa: F401  (c_decode is a fixture)
     _speedups,
     c_decode,

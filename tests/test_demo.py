@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from analytics.api.client import ReadApiClient
-from tests.collector_process import free_port, metric_value, query, wait_until
+from bench.harness import free_port, metric_value, query, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,9 +12,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from bench.otlp_shapes import realistic_trace_request
 from collector.config import config_from_dict
-from tests.collector_process import CollectorProcess, query
+from bench.harness import CollectorProcess, query
 from tests.otlp_requests import gauge_request, histogram_request, log_request
-from tests.test_collector_bad_input import post
+from bench.harness import post
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

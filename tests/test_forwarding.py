@@ -22,9 +22,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.collector_process import CollectorProcess, free_port, metric_value, query, wait_until
+from bench.harness import CollectorProcess, free_port, metric_value, query, wait_until
 from tests.otlp_requests import trace_request
-from tests.test_collector_bad_input import grpc_call, post
+from bench.harness import grpc_call, post
 
 
 def gateway_config(tmp_path: Path, endpoint: str, **queue) -> dict:

@@ -21,9 +21,9 @@ from collector.arrow_batches import TableBuilder
 from collector.exporters import BatchedRequest, WriteBatch
 from collector.queue_recovery import segment_path
 from collector.trace_decode import decode_traces
-from tests.collector_process import CollectorProcess, metric_value, query, wait_until
+from bench.harness import CollectorProcess, metric_value, query, wait_until
 from tests.otlp_requests import trace_request
-from tests.test_collector_bad_input import post
+from bench.harness import post
 from tests.test_forwarding import gateway_config, queue_empty
 
 

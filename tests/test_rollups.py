@@ -106,7 +106,7 @@ def test_bucket_quantiles_are_within_one_bucket_of_numpy():
 def test_the_scheduler_catches_up_every_job_and_reports_it_in_metrics(store):
     from analytics.jobs.scheduler import AnalyticsScheduler
     from collector.selfmetrics import Registry
-    from tests.collector_process import wait_until
+    from bench.harness import wait_until
 
     registry = Registry()
     runner = JobRunner(store, rollup_jobs())

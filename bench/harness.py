@@ -10,6 +10,7 @@ Usage::
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import grpc
 import yaml
 
 from collector.store.files import open_database
@@ -169,3 +171,27 @@ def metric_value(metrics_text: str, name: str, **labels: str) -> float:
         if all(pairs.get(k) == f'"{v}"' for k, v in labels.items()):
             total += float(value)
     return total
+
+
+TRACE_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+def post(port: int, path: str, body: bytes, *, content_type="application/x-protobuf", token: str | None = None,
+         headers: dict | None = None) -> tuple[int, dict, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    all_headers = {"Content-Type": content_type, **(headers or {})}
+    if token is not None:
+        all_headers["Authorization"] = f"Bearer {token}"
+    conn.request("POST", path, body=body, headers=all_headers)
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, dict(response.getheaders()), data
+
+
+def grpc_call(endpoint: str, body: bytes, token: str | None = None, compression=None,
+              method: str = TRACE_METHOD) -> bytes:
+    with grpc.insecure_channel(endpoint, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+        call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        return call(body, metadata=metadata, timeout=30, compression=compression)

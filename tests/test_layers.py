@@ -1,0 +1,88 @@
+"""Layers import downwards only, and a gateway's `fleetwatch serve` loads only what it needs."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("fleetwatch", "collector", "analytics", "dashboards", "sample_data")
+
+# What each layer may import of the project (DESIGN.md's layers). sample_data's
+# `simulate --db` hands its log to the collector's bulk loader: that one
+# edge beyond the request-log format is allowed by name.
+ALLOWED = {
+    "collector": {"collector"},
+    "analytics": {"analytics", "collector"},
+    "dashboards": {"dashboards", "analytics.api.client"},
+    "sample_data": {"sample_data", "collector.request_log", "collector.bulk"},
+    "fleetwatch": set(PACKAGES),
+}
+
+
+def project_imports(path: Path) -> set[str]:
+    """Every module of the project that ``path`` imports, at any depth of the file (lazy imports too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module]
+        else:
+            continue
+        found |= {name for name in names if name.split(".")[0] in PACKAGES}
+    return found
+
+
+def test_every_layer_imports_only_what_is_below_it():
+    offences = []
+    for package, allowed in ALLOWED.items():
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for module in project_imports(path):
+                if not any(module == a or module.startswith(a + ".") for a in allowed):
+                    offences.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert offences == []
+
+
+def test_benchmarks_import_no_test_module():
+    offences = [f"{path.relative_to(ROOT)}" for path in sorted((ROOT / "bench").rglob("*.py"))
+                if any(node.module and node.module.startswith("tests")
+                       for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom))]
+    assert offences == []
+
+
+def test_a_gateway_serve_loads_neither_apscheduler_nor_the_simulator(tmp_path):
+    """`fleetwatch serve` without an analytics section, run for real until SIGTERM."""
+    script = textwrap.dedent(
+        f"""
+        import json, os, signal, sys, threading, time, urllib.request
+        from fleetwatch.cli import main
+        from bench.harness import free_port
+
+        http, api = free_port(), free_port()
+
+        def stop_when_ready():
+            for _ in range(600):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{{http}}/healthz", timeout=2) as r:
+                        if json.loads(r.read())["ready"]:
+                            urllib.request.urlopen(f"http://127.0.0.1:{{api}}/api/v1/queries", timeout=5).read()
+                            break
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=stop_when_ready, daemon=True).start()
+        code = main(["serve", "--db", {str(tmp_path / 'gw.duckdb')!r}, "--http-port", str(http),
+                     "--grpc-port", "0", "--api-port", str(api)])
+        banned = ("apscheduler", "sample_data", "scipy", "streamlit", "plotly", "polars", "pandas", "dashboards")
+        print(code, sorted(m for m in sys.modules if m.split(".")[0] in banned))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "0 []", result.stderr
