@@ -31,12 +31,13 @@ T0_NS = int((T0 - datetime(1970, 1, 1)).total_seconds()) * 10**9
 MINUTES = 90
 
 
-def fleet_requests(rng: np.random.Generator, n_devices: int = 12, per_request: int = 60):
+def fleet_requests(rng: np.random.Generator, n_devices: int = 12, per_request: int = 60, minutes: int = MINUTES,
+                   per_device: int = 400, start_ns: int = T0_NS):
     """Inference spans with known shapes: two models, three sites, lognormal latency, 7 % errors."""
     for device in range(n_devices):
         model, version = ("detector", f"v{1 + device % 2}") if device % 3 else ("classifier", "v7")
         site = f"site-{device % 3}"
-        times = np.sort(rng.integers(0, MINUTES * 60 * 10**9, 400)) + T0_NS
+        times = np.sort(rng.integers(0, minutes * 60 * 10**9, per_device)) + start_ns
         for first in range(0, len(times), per_request):
             request = ExportTraceServiceRequest()
             rs = request.resource_spans.add()

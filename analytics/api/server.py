@@ -153,9 +153,23 @@ def _finished(result: ReadResult, finish: Callable[[pa.Table], pa.Table] | None)
 def _json_body(name: str, result: ReadResult) -> dict:
     table = result.table
     columns = [{"name": f.name, "type": str(f.type)} for f in table.schema]
-    rows = [list(row.values()) for row in table.to_pylist()]
+    rows = [list(row.values()) for row in _times_as_text(table).to_pylist()]
     return {"query": name, "columns": columns, "rows": rows, "row_count": table.num_rows,
             "truncated": result.truncated, "elapsed_ms": round(result.seconds * 1000, 1)}
+
+
+def _times_as_text(table: pa.Table) -> pa.Table:
+    """Timestamps as RFC 3339 text, nanoseconds kept (Python's datetime holds only microseconds)."""
+    import pyarrow.compute as pc
+
+    for index, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type):
+            text = pc.replace_substring(table.column(index).cast(pa.string()), " ", "T")
+            text = pc.replace_substring_regex(text, r"\.0+$", "")  # whole seconds read as such
+            if field.type.tz is None:  # fleetwatch's times are UTC
+                text = pc.binary_join_element_wise(text, pa.scalar("Z"), "")
+            table = table.set_column(index, field.name, text)
+    return table
 
 
 def _arrow_response(result: ReadResult) -> web.Response:
