@@ -141,7 +141,9 @@ class Collector:
             "uptime_seconds": round(time.time() - self._started_at, 1),
         }
 
-    async def start(self) -> None:
+    async def start(self, *, ready: bool = True) -> None:
+        """Start exporters and receivers; ``ready=False`` leaves /healthz not ready until :meth:`mark_ready`
+        (``serve`` starts its extensions first, so ready means every listener answers)."""
         otlp = self.config.receivers.otlp
         check_ports_free(self.config, self.extra_ports)  # before any exporter creates its file or queue directory
         new_files = _database_files_not_yet_there(self.config)
@@ -173,6 +175,10 @@ class Collector:
             self.exporter.close()
             _remove_files(new_files)
             raise
+        if ready:
+            self.mark_ready()
+
+    def mark_ready(self) -> None:
         self.state = "running"
         log.info(
             "collector ready",
@@ -181,7 +187,7 @@ class Collector:
                 "grpc_port": self.grpc.port if self.grpc else None,
                 "exporters": sorted(self.config.exporter_names()),
                 "gateway_id": self.config.service.gateway_id,
-                "auth": auth.enabled,
+                "auth": bool(self.config.receivers.otlp.auth.tokens()),
                 "c_decoder": SPEEDUPS_AVAILABLE,
             },
         )
@@ -238,12 +244,13 @@ async def serve(config: CollectorConfig, metrics: CollectorMetrics | None = None
     collector = Collector(config, metrics, migrations=[m for e in extensions for m in e.migrations],
                           readers=readers, read_queue_limit=read_queue_limit,
                           extra_ports=[p for e in extensions for p in e.ports()])
-    await collector.start()
+    await collector.start(ready=False)
     started: list[Extension] = []
     try:
         for extension in extensions:
             await extension.start(collector)
             started.append(extension)
+        collector.mark_ready()
         await stop.wait()
     finally:
         for extension in reversed(started):

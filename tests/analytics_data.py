@@ -10,7 +10,6 @@ from datetime import datetime
 import aiohttp
 
 import numpy as np
-import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from analytics.api.catalog import CATALOG
@@ -19,12 +18,9 @@ from analytics.api.server import ReadApi
 from analytics.api.sql_guard import SqlGuard
 from analytics.latency_buckets import BOUNDS_MS, COLUMNS, N_BUCKETS
 from analytics.rollups import GROUP_COLUMNS
-from analytics.schema import ANALYTICS
 from bench.otlp_shapes import kv
 from collector.bulk import ingest_request_log
 from collector.request_log import RequestLogWriter
-from collector.store.database import Store
-from collector.store.versions import COLLECTOR
 
 T0 = datetime(2026, 11, 30, 10, 0)
 T0_NS = int((T0 - datetime(1970, 1, 1)).total_seconds()) * 10**9
@@ -65,17 +61,13 @@ def fleet_requests(rng: np.random.Generator, n_devices: int = 12, per_request: i
             yield request.SerializeToString()
 
 
-@pytest.fixture()
-def store(tmp_path):
-    log_path, db = tmp_path / "fleet.otlp.zst", tmp_path / "fw.duckdb"
+def load_fleet(db) -> None:
+    """The small fleet of :func:`fleet_requests`, through the collector's bulk path into ``db``."""
+    log_path = db.with_suffix(".otlp.zst")
     with RequestLogWriter(log_path) as log:
         for i, body in enumerate(fleet_requests(np.random.default_rng(7))):
             log.append("traces", T0_NS + (MINUTES + 1) * 60 * 10**9 + i, body)
     ingest_request_log(db, log_path)
-    store = Store(str(db), migrations=[COLLECTOR, ANALYTICS], readers=2)
-    store.open()
-    yield store
-    store.close()
 
 
 def read(store, sql, params=None):

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from analytics.api.catalog import CATALOG
-from tests.analytics_data import serve_and_get, store  # noqa: F401 (fixture)
+from tests.analytics_data import serve_and_get
 
 DOC = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from analytics.jobs.framework import JobRunner
 from analytics.rollups import rollup_jobs
-from tests.analytics_data import T0, read, serve_and_get, store  # noqa: F401 (fixture)
+from tests.analytics_data import T0, read, serve_and_get
 
 
 def rows_of(answer: dict) -> list[dict]:

@@ -11,7 +11,7 @@ from analytics.latency_buckets import BOUNDS_MS, N_BUCKETS, quantile
 from analytics.rollups import rollup_jobs
 from collector.store.database import Store
 from collector.store.marks import next_seq, record_marks
-from tests.analytics_data import MINUTES, T0, expected_rollup, read, store, stored_rollup  # noqa: F401 (fixture)
+from tests.analytics_data import MINUTES, T0, expected_rollup, read, stored_rollup
 
 def run_all(runner, now):
     return {name: runner.run_due(name, now) for name in runner.jobs}

@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 
 from analytics.api.client import ApiError, ReadApiClient
-from analytics.jobs.framework import JobRunner
-from analytics.rollups import rollup_jobs
 from analytics.schema import ANALYTICS
 from bench.harness import CollectorProcess, metric_value, post, wait_until
 from collector.bulk import ingest_request_log

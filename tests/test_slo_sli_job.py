@@ -17,7 +17,7 @@ from analytics.slo.sli_job import SLI_MINUTE_DDL, SliMinute, good_condition
 from analytics.slo.spec import slos_from_dict
 from collector.store.database import Store
 from collector.store.marks import next_seq, record_marks
-from tests.analytics_data import T0, T0_NS, read, store  # noqa: F401 (fixture)
+from tests.analytics_data import T0, T0_NS, read
 
 THRESHOLD_MS = 8.5  # not a latency bucket bound: the SLI must be exact on duration_ns
 SPECS = slos_from_dict({"slos": [
