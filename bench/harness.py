@@ -195,3 +195,31 @@ def grpc_call(endpoint: str, body: bytes, token: str | None = None, compression=
         call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
         metadata = (("authorization", f"Bearer {token}"),) if token else ()
         return call(body, metadata=metadata, timeout=30, compression=compression)
+
+
+def gateway_config(tmp_path: Path, endpoint: str, **queue) -> dict:
+    """A gateway that forwards everything to ``endpoint`` through a queue under ``tmp_path``."""
+    return {
+        "exporters": {
+            "otlp": {
+                "endpoint": endpoint,
+                "queue": {"directory": str(tmp_path / "gw-queue"), **queue},
+                "retry": {"initial_interval": "100ms", "max_interval": "1s"},
+                "dead_letter_file": str(tmp_path / "dead-letter.jsonl"),
+            }
+        },
+        "service": {
+            "gateway_id": "gw-test",
+            "pipelines": {
+                "traces": {"receivers": ["otlp"], "exporters": ["otlp"]},
+                "metrics": {"receivers": ["otlp"], "exporters": ["otlp"]},
+            },
+        },
+    }
+
+
+def queue_empty(gateway: CollectorProcess) -> bool:
+    try:
+        return metric_value(gateway.metrics_text(), "fleetwatch_forward_queue_items") == 0
+    except OSError:
+        return False

@@ -101,3 +101,46 @@ def log_request(n_records: int, *, device: str = "dev-1", bad_trace_ids: int = 0
         if kind == "good":
             bodies.append(record.body.string_value)
     return request.SerializeToString(), bodies
+
+
+# Written by hand from the OTLP specification's JSON encoding rules: hex ids,
+# integer enums, int64 as strings, lowerCamelCase, and an unknown field.
+SPEC_JSON = {
+    "resourceSpans": [
+        {
+            "resource": {
+                "attributes": [
+                    {"key": "service.name", "value": {"stringValue": "json-device"}},
+                    {"key": "device.id", "value": {"stringValue": "cam-7"}},
+                    {"key": "rack", "value": {"intValue": "12"}},
+                ]
+            },
+            "scopeSpans": [
+                {
+                    "scope": {"name": "manual", "version": "0.1"},
+                    "spans": [
+                        {
+                            "traceId": "5b8efff798038103d269b633813fc60c",
+                            "spanId": "eee19b7ec3c1b174",
+                            "parentSpanId": "eee19b7ec3c1b173",
+                            "name": "inference",
+                            "kind": 2,
+                            "startTimeUnixNano": "1544712660000000000",
+                            "endTimeUnixNano": "1544712661000000123",
+                            "attributes": [
+                                {"key": "ml.model.name", "value": {"stringValue": "kws"}},
+                                {"key": "ml.prediction.score", "value": {"doubleValue": 0.75}},
+                                {"key": "ml.inference.cold_start", "value": {"boolValue": True}},
+                                {"key": "big", "value": {"intValue": "9007199254740993"}},
+                                {"key": "arr", "value": {"arrayValue": {"values": [{"stringValue": "a"},
+                                                                                  {"intValue": "1"}]}}},
+                            ],
+                            "status": {"code": 2, "message": "boom"},
+                            "someFutureField": {"x": 1},
+                        }
+                    ],
+                }
+            ],
+        }
+    ]
+}

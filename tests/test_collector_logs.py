@@ -20,11 +20,10 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogR
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from bench.harness import CollectorProcess, metric_value, query, wait_until
+from bench.harness import CollectorProcess, gateway_config, metric_value, query, queue_empty, wait_until
 from tests.otlp_requests import log_request
 from bench.harness import grpc_call, post
-from tests.test_collector_sdk import PROMOTED_RESOURCE, _normalise, _resource, _row_attributes
-from tests.test_forwarding import gateway_config, queue_empty
+from tests.sdk_contract import PROMOTED_RESOURCE, device_resource, normalise, row_attributes
 
 LOG_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 LOG_COLUMNS = ["epoch_ns(time)", "epoch_ns(observed_time)", "severity_number", "severity_text", "body", "trace_id",
@@ -46,7 +45,7 @@ def _emit(protocol: str, collector: CollectorProcess, rng: random.Random) -> lis
     else:
         log_exporter = HttpLogExporter(endpoint=collector.http_url + "/v1/logs")
         span_exporter = HttpSpanExporter(endpoint=collector.http_url + "/v1/traces")
-    resource = _resource(rng.randint(0, 9999))
+    resource = device_resource(rng.randint(0, 9999))
     captured = InMemoryLogRecordExporter()
     logs = LoggerProvider(resource=resource)
     logs.add_log_record_processor(SimpleLogRecordProcessor(captured))
@@ -100,15 +99,15 @@ def test_sdk_log_exporters_land_exactly(tmp_path, protocol):
         if isinstance(record.body, str):
             assert row["body"] == record.body
         else:
-            assert json.loads(row["body"]) == _normalise(record.body)
+            assert json.loads(row["body"]) == normalise(record.body)
         assert row["trace_id"] == (format(record.trace_id, "032x") if record.trace_id else None)
         assert row["span_id"] == (format(record.span_id, "016x") if record.span_id else None)
         in_span += bool(record.trace_id)
         assert row["flags"] == int(record.trace_flags or 0)
         assert row["event_name"] == record.event_name
-        assert json.loads(row["attributes"]) == _normalise(record.attributes)
-        resource = _normalise(readable.resource.attributes)
-        assert _row_attributes(row, PROMOTED_RESOURCE, "resource_attributes") == resource
+        assert json.loads(row["attributes"]) == normalise(record.attributes)
+        resource = normalise(readable.resource.attributes)
+        assert row_attributes(row, PROMOTED_RESOURCE, "resource_attributes") == resource
         assert row["scope_name"] == readable.instrumentation_scope.name
         assert row["gateway_id"] == "gw-test" and row["received_at"] is not None
     assert in_span == 80

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 
 import pytest
@@ -13,22 +12,14 @@ from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExp
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
 from bench.harness import CollectorProcess, query
+from tests.sdk_contract import PROMOTED_RESOURCE, device_resource, normalise, row_attributes
 
-PROMOTED_RESOURCE = {
-    "service.name": "service_name",
-    "device.id": "device_id",
-    "fleet.site": "site",
-    "fleet.region": "region",
-    "device.class": "device_class",
-    "device.firmware.version": "firmware_version",
-}
 PROMOTED_SPAN = {
     "ml.model.name": "model_name",
     "ml.model.version": "model_version",
@@ -49,20 +40,6 @@ SPAN_COLUMNS = (
     + ", "
     + ", ".join(PROMOTED_SPAN.values())
 )
-
-
-def _resource(device: int) -> Resource:
-    return Resource.create(
-        {
-            "service.name": "vision-edge",
-            "device.id": f"cam-{device:04d}",
-            "fleet.site": "site-berlin",
-            "fleet.region": "eu-central",
-            "device.class": "jetson-orin",
-            "device.firmware.version": "4.2.1",
-            "host.arch": "arm64",
-        }
-    )
 
 
 def _emit_spans(provider: TracerProvider, rng: random.Random, count: int) -> None:
@@ -92,18 +69,6 @@ def _emit_spans(provider: TracerProvider, rng: random.Random, count: int) -> Non
                 span.set_status(Status(StatusCode.OK))
 
 
-def _row_attributes(row: dict, mapping: dict[str, str], json_column: str) -> dict:
-    attributes = json.loads(row[json_column]) if row[json_column] else {}
-    for key, column in mapping.items():
-        if row[column] is not None:
-            attributes[key] = row[column]
-    return attributes
-
-
-def _normalise(attributes) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in attributes.items()}
-
-
 def _check_spans_exact(db_path, sent) -> None:
     rows = query(db_path, f"SELECT {SPAN_COLUMNS} FROM spans")
     names = [d.split(" AS ")[-1].strip() for d in SPAN_COLUMNS.split(", ")]
@@ -123,8 +88,8 @@ def _check_spans_exact(db_path, sent) -> None:
         assert row["status_code"] == span.status.status_code.name
         assert row["status_message"] == span.status.description
         assert row["kind"] == "INTERNAL"
-        assert _row_attributes(row, PROMOTED_SPAN, "attributes") == _normalise(span.attributes)
-        assert _row_attributes(row, PROMOTED_RESOURCE, "resource_attributes") == _normalise(span.resource.attributes)
+        assert row_attributes(row, PROMOTED_SPAN, "attributes") == normalise(span.attributes)
+        assert row_attributes(row, PROMOTED_RESOURCE, "resource_attributes") == normalise(span.resource.attributes)
         assert row["gateway_id"] == "gw-test"
         assert row["received_at"] is not None
 
@@ -141,7 +106,7 @@ def _send(collector: CollectorProcess, protocol: str, rng: random.Random, spans:
         compression = Compression.Gzip if protocol == "http-gzip" else Compression.NoCompression
         span_exporter = HttpSpanExporter(endpoint=collector.http_url + "/v1/traces", compression=compression)
         metric_exporter = HttpMetricExporter(endpoint=collector.http_url + "/v1/metrics", compression=compression)
-    resource = _resource(rng.randint(0, 9999))
+    resource = device_resource(rng.randint(0, 9999))
     captured = InMemorySpanExporter()
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(SimpleSpanProcessor(captured))

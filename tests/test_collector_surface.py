@@ -14,50 +14,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from bench.harness import CollectorProcess, metric_value, query
-from bench.harness import post
+from bench.harness import CollectorProcess, metric_value, post, query
+from tests.otlp_requests import SPEC_JSON
 
-# Written by hand from the OTLP specification's JSON encoding rules: hex ids,
-# integer enums, int64 as strings, lowerCamelCase, and an unknown field.
-SPEC_JSON = {
-    "resourceSpans": [
-        {
-            "resource": {
-                "attributes": [
-                    {"key": "service.name", "value": {"stringValue": "json-device"}},
-                    {"key": "device.id", "value": {"stringValue": "cam-7"}},
-                    {"key": "rack", "value": {"intValue": "12"}},
-                ]
-            },
-            "scopeSpans": [
-                {
-                    "scope": {"name": "manual", "version": "0.1"},
-                    "spans": [
-                        {
-                            "traceId": "5b8efff798038103d269b633813fc60c",
-                            "spanId": "eee19b7ec3c1b174",
-                            "parentSpanId": "eee19b7ec3c1b173",
-                            "name": "inference",
-                            "kind": 2,
-                            "startTimeUnixNano": "1544712660000000000",
-                            "endTimeUnixNano": "1544712661000000123",
-                            "attributes": [
-                                {"key": "ml.model.name", "value": {"stringValue": "kws"}},
-                                {"key": "ml.prediction.score", "value": {"doubleValue": 0.75}},
-                                {"key": "ml.inference.cold_start", "value": {"boolValue": True}},
-                                {"key": "big", "value": {"intValue": "9007199254740993"}},
-                                {"key": "arr", "value": {"arrayValue": {"values": [{"stringValue": "a"},
-                                                                                  {"intValue": "1"}]}}},
-                            ],
-                            "status": {"code": 2, "message": "boom"},
-                            "someFutureField": {"x": 1},
-                        }
-                    ],
-                }
-            ],
-        }
-    ]
-}
 
 
 def test_spec_json_body_is_accepted(tmp_path):
@@ -83,7 +42,7 @@ def test_compressed_bodies_in_both_content_types(tmp_path):
 
     import zstandard
 
-    from tests.otlp_requests import trace_request
+    from tests.otlp_requests import trace_request, SPEC_JSON
 
     encoders = {"gzip": gzip.compress, "deflate": zlib.compress, "zstd": zstandard.ZstdCompressor().compress,
                 "identity": lambda b: b}

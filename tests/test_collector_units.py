@@ -19,7 +19,7 @@ from collector.config import ConfigError, config_from_dict, parse_duration, pars
 from collector.decompress import BadEncoding, BodyTooLarge, UnsupportedEncoding, decompress
 from collector.otlp_json import json_to_protobuf
 from collector.selfmetrics import Registry
-from tests.test_collector_surface import SPEC_JSON
+from tests.otlp_requests import SPEC_JSON
 
 
 def test_defaults_validate_and_listen_on_loopback():

@@ -10,7 +10,6 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 import threading
 import time
-from pathlib import Path
 
 import grpc
 import zstandard
@@ -22,29 +21,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from bench.harness import CollectorProcess, free_port, metric_value, query, wait_until
+from bench.harness import CollectorProcess, free_port, gateway_config, metric_value, query, queue_empty, wait_until
 from tests.otlp_requests import trace_request
 from bench.harness import grpc_call, post
-
-
-def gateway_config(tmp_path: Path, endpoint: str, **queue) -> dict:
-    return {
-        "exporters": {
-            "otlp": {
-                "endpoint": endpoint,
-                "queue": {"directory": str(tmp_path / "gw-queue"), **queue},
-                "retry": {"initial_interval": "100ms", "max_interval": "1s"},
-                "dead_letter_file": str(tmp_path / "dead-letter.jsonl"),
-            }
-        },
-        "service": {
-            "gateway_id": "gw-test",
-            "pipelines": {
-                "traces": {"receivers": ["otlp"], "exporters": ["otlp"]},
-                "metrics": {"receivers": ["otlp"], "exporters": ["otlp"]},
-            },
-        },
-    }
 
 
 def send_requests(collector: CollectorProcess, count: int, spans: int) -> list[list[str]]:
@@ -55,13 +34,6 @@ def send_requests(collector: CollectorProcess, count: int, spans: int) -> list[l
         assert post(collector.http_port, "/v1/traces", body, token=None)[0] == 200
         sent.append(ids)
     return sent
-
-
-def queue_empty(gateway: CollectorProcess) -> bool:
-    try:
-        return metric_value(gateway.metrics_text(), "fleetwatch_forward_queue_items") == 0
-    except OSError:
-        return False
 
 
 class Device(threading.Thread):

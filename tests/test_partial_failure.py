@@ -21,10 +21,9 @@ from collector.arrow_batches import TableBuilder
 from collector.exporters import BatchedRequest, WriteBatch
 from collector.queue_recovery import segment_path
 from collector.trace_decode import decode_traces
-from bench.harness import CollectorProcess, metric_value, query, wait_until
+from bench.harness import CollectorProcess, gateway_config, metric_value, query, queue_empty, wait_until
 from tests.otlp_requests import trace_request
 from bench.harness import post
-from tests.test_forwarding import gateway_config, queue_empty
 
 
 def test_a_batch_cut_to_some_of_its_requests_keeps_exactly_their_rows():
