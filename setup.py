@@ -10,8 +10,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "collector._speedups",
-            sources=["collector/_speedups.c"],
+            "collector.decoding._speedups",
+            sources=["collector/decoding/_speedups.c"],
             optional=True,
             extra_compile_args=["-O2"],
         )

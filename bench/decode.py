@@ -26,11 +26,11 @@ if str(ROOT) not in sys.path:
 import pyarrow as pa  # noqa: E402
 
 from bench.otlp_shapes import realistic_trace_request  # noqa: E402
-from collector.arrow_batches import TableBuilder  # noqa: E402
-from collector.trace_decode import decode_traces_python  # noqa: E402
+from collector.decoding.arrow_batches import TableBuilder  # noqa: E402
+from collector.decoding.trace_decode import decode_traces_python  # noqa: E402
 
 try:
-    from collector._speedups import decode_traces as decode_traces_c
+    from collector.decoding._speedups import decode_traces as decode_traces_c
 except ImportError:  # not built: python setup.py build_ext --inplace
     decode_traces_c = None
 

@@ -199,7 +199,7 @@ def main() -> None:
     args = parser.parse_args()
     load = {"processes": 2, "threads": 32, "spans": 512,
             "requests_per_process": 60 if args.quick else 1000}
-    from collector.trace_decode import SPEEDUPS_AVAILABLE
+    from collector.decoding.trace_decode import SPEEDUPS_AVAILABLE
 
     workdir = Path(tempfile.mkdtemp(prefix="fw-bench-"))
     try:

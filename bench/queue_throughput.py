@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from collector.persistent_queue import PersistentQueue  # noqa: E402
+from collector.forwarding.persistent_queue import PersistentQueue  # noqa: E402
 
 ITEM = 64 << 10
 META = b"x" * 64  # digests and a signal name, about this size

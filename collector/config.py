@@ -238,7 +238,7 @@ class DuckDBExporterConfig:
     # +20 % at 64 MiB) but no data.
     memory_limit_mib: int = 100
     # The writer checkpoints when a table's new rows fill a row group
-    # (collector.checkpoints); this write-ahead-log size forces one sooner,
+    # (collector.store.checkpoints); this write-ahead-log size forces one sooner,
     # for rows so wide that a row group's log would be larger.
     checkpoint_threshold_mib: int = 256
     # A quiet gateway fills row groups slowly; without these its write-ahead

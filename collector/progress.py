@@ -89,7 +89,7 @@ def _plural(n: int, one: str, many: str | None = None) -> str:
 
 
 def describe_counts(counts: dict[str, int]) -> str:
-    """A bulk load's counts (see :func:`collector.bulk.ingest_records`) in words."""
+    """A bulk load's counts (see :func:`collector.store.bulk.ingest_records`) in words."""
     items = [_plural(counts['spans'], 'span'), _plural(counts['points'], 'metric point')]
     if counts.get("log_records"):
         items.append(_plural(counts["log_records"], "log record"))

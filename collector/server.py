@@ -30,18 +30,18 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from collector.auth import BearerAuth, server_ssl_context
+from collector.receivers.auth import BearerAuth, server_ssl_context
 from collector.config import CollectorConfig, parse_endpoint
-from collector.duckdb_exporter import DuckDBExporter, collector_store
-from collector.exporters import FanOut
+from collector.store.duckdb_exporter import DuckDBExporter, collector_store
+from collector.processing.exporters import FanOut
 from collector.logs import configure_logging
-from collector.pipeline import Ingestor
-from collector.receiver_grpc import GrpcReceiver
-from collector.receiver_http import HttpReceiver
+from collector.processing.pipeline import Ingestor
+from collector.receivers.otlp_grpc import GrpcReceiver
+from collector.receivers.otlp_http import HttpReceiver
 from collector.selfmetrics import CollectorMetrics
 from collector.store.database import Store
 from collector.store.migrations import Migrations
-from collector.trace_decode import SPEEDUPS_AVAILABLE
+from collector.decoding.trace_decode import SPEEDUPS_AVAILABLE
 
 log = logging.getLogger("fleetwatch.collector")
 
@@ -54,7 +54,7 @@ def build_exporters(config: CollectorConfig, metrics: CollectorMetrics, store: S
         exporters.append(DuckDBExporter(store or collector_store(config.exporters.duckdb, metrics),
                                         config.exporters.duckdb, metrics))
     if "otlp" in names:
-        from collector.otlp_forwarder import ForwardingExporter
+        from collector.forwarding.otlp_forwarder import ForwardingExporter
 
         assert config.exporters.otlp is not None  # validated
         exporters.append(ForwardingExporter(config.exporters.otlp, metrics, config.service.gateway_id))

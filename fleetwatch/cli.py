@@ -141,7 +141,7 @@ def _main(argv: list[str] | None) -> int:
         return read_verbs.run(args)
 
     if args.verb in ("serve", "demo"):
-        from collector.checkpoints import UnfinishedBatchError
+        from collector.store.checkpoints import UnfinishedBatchError
         from collector.store.files import DatabaseLockedError, NotADatabaseError
         from collector.selfmetrics import CollectorMetrics
         from collector.server import check_ports_free, run
@@ -181,7 +181,7 @@ def _load_sample(config, metrics) -> int | None:
     """
     from importlib.resources import files
 
-    from collector.bulk import ingest_request_log
+    from collector.store.bulk import ingest_request_log
     from collector.interrupt import StopSignals
     from collector.progress import describe_counts
 
@@ -208,8 +208,8 @@ def _timed(work):
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from collector.bulk import PartialLoadError, ingest_request_log
-    from collector.checkpoints import UnfinishedBatchError
+    from collector.store.bulk import PartialLoadError, ingest_request_log
+    from collector.store.checkpoints import UnfinishedBatchError
     from collector.store.files import DatabaseLockedError, NotADatabaseError
     from collector.interrupt import StopSignals
     from collector.progress import describe_counts

@@ -14,7 +14,7 @@ Modules, one concern each:
 - ``streams``    the seeded random streams (one per device and purpose)
 - ``generator``  ``SimConfig`` and ``FleetSimulation``: the run, tick by tick, as OTLP requests
 - ``otel``       SDK plumbing shared by both outputs (specs -> spans, seeded ids, device meters)
-- ``bulk``       request-log output (and ``--db`` through ``collector.bulk``)
+- ``bulk``       request-log output (and ``--db`` through ``collector.store.bulk``)
 - ``live``       real OTLP exporters (HTTP / gRPC) in real or accelerated time
 - ``progress``   a bar on a terminal, periodic lines otherwise
 - ``cli``        ``fleetwatch simulate`` / ``python -m sample_data``

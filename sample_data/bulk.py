@@ -5,7 +5,7 @@ serialized with the SDK's own OTLP encoders (``encode_spans`` /
 ``encode_metrics``) and written with :class:`collector.request_log.
 RequestLogWriter` in the order a gateway would have received them, so a
 backfill goes through the collector's own decode / validate / batch /
-write path (``collector.bulk.ingest_request_log``)::
+write path (``collector.store.bulk.ingest_request_log``)::
 
     from sample_data.bulk import write_request_log, ingest_into_duckdb
     manifest = write_request_log(SimConfig(seed=7), "fleet.otlp.zst")
@@ -132,14 +132,14 @@ def ingest_into_duckdb(cfg: SimConfig, db_path: str, *, level: int = 3,
     """Simulate ``cfg`` and load it into ``db_path`` through the collector.
 
     Writes a temporary request log (or ``keep_log``) and hands it to
-    ``collector.bulk.ingest_request_log``, the collector's own ingest path.
+    ``collector.store.bulk.ingest_request_log``, the collector's own ingest path.
     Returns ``{"manifest": ..., "ingest": <collector counts>}``. A ``db_path`` in
     a directory that does not exist is a ValueError naming that path.
     """
     try:
-        from collector.bulk import ingest_request_log
+        from collector.store.bulk import ingest_request_log
     except ImportError as exc:  # pragma: no cover - depends on the collector's progress
-        raise RuntimeError("collector.bulk.ingest_request_log is not available in this installation") from exc
+        raise RuntimeError("collector.store.bulk.ingest_request_log is not available in this installation") from exc
     if keep_log:
         manifest = write_request_log(cfg, keep_log, level=level, progress=progress)
         return {"manifest": manifest, "ingest": ingest_request_log(db_path, keep_log)}

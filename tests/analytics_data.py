@@ -19,7 +19,7 @@ from analytics.api.sql_guard import SqlGuard
 from analytics.latency_buckets import BOUNDS_MS, COLUMNS, N_BUCKETS
 from analytics.rollups import GROUP_COLUMNS
 from bench.otlp_shapes import kv
-from collector.bulk import ingest_request_log
+from collector.store.bulk import ingest_request_log
 from collector.request_log import RequestLogWriter
 
 T0 = datetime(2026, 11, 30, 10, 0)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from collector.clock_skew import DeviceClocks
+from collector.store.clock_skew import DeviceClocks
 from bench.harness import CollectorProcess, query
 from tests.otlp_requests import trace_request
 from bench.harness import post

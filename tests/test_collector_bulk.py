@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.bulk import ingest_request_log
+from collector.store.bulk import ingest_request_log
 from collector.store.files import DatabaseLockedError
 from collector.request_log import RequestLogWriter
 from collector.selfmetrics import CollectorMetrics

@@ -10,7 +10,7 @@ import time
 import duckdb
 import pytest
 
-from collector.checkpoints import ROW_GROUP_ROWS, CheckpointPolicy
+from collector.store.checkpoints import ROW_GROUP_ROWS, CheckpointPolicy
 from collector.config import ConfigError, config_from_dict
 from bench.harness import CollectorProcess, metric_value, query, wait_until
 from tests.otlp_requests import trace_request

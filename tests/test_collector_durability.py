@@ -16,7 +16,7 @@ from bench.harness import post
 
 @pytest.mark.parametrize("acked_before_kill", [20_000, 140_000], ids=["within-a-row-group", "past-a-row-group"])
 def test_kill_9_loses_no_acknowledged_span(tmp_path, acked_before_kill):
-    """Past a row group, the writer has split a batch around a checkpoint (collector.checkpoints) at least once."""
+    """Past a row group, the writer has split a batch around a checkpoint (collector.store.checkpoints) at least once."""
     db = tmp_path / "fw.duckdb"
     collector = CollectorProcess(db).start()
     acked: list[str] = []

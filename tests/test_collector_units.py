@@ -13,11 +13,11 @@ import zlib
 import pytest
 import zstandard
 
-from collector.admission import DigestWindow, MemoryBudget
-from collector.auth import BearerAuth
+from collector.processing.admission import DigestWindow, MemoryBudget
+from collector.receivers.auth import BearerAuth
 from collector.config import ConfigError, config_from_dict, parse_duration, parse_endpoint
-from collector.decompress import BadEncoding, BodyTooLarge, UnsupportedEncoding, decompress
-from collector.otlp_json import json_to_protobuf
+from collector.receivers.decompress import BadEncoding, BodyTooLarge, UnsupportedEncoding, decompress
+from collector.receivers.otlp_json import json_to_protobuf
 from collector.selfmetrics import Registry
 from tests.otlp_requests import SPEC_JSON
 

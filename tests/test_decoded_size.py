@@ -13,9 +13,9 @@ import random
 import pytest
 
 from bench.otlp_shapes import realistic_trace_request
-from collector.decoded_size import ROW_OVERHEAD, decoded_size_python
-from collector.metric_decode import decode_metrics
-from collector.trace_decode import decode_traces_python
+from collector.decoding.decoded_size import ROW_OVERHEAD, decoded_size_python
+from collector.decoding.metric_decode import decode_metrics
+from collector.decoding.trace_decode import decode_traces_python
 from bench.otlp_shapes import heavy_resource_request
 from tests.otlp_requests import gauge_request, histogram_request
 from tests.test_trace_decode import (  # noqa: F401  (c_decode is a fixture)

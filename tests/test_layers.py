@@ -18,7 +18,7 @@ ALLOWED = {
     "collector": {"collector"},
     "analytics": {"analytics", "collector"},
     "dashboards": {"dashboards", "analytics.api.client"},
-    "sample_data": {"sample_data", "collector.request_log", "collector.bulk"},
+    "sample_data": {"sample_data", "collector.request_log", "collector.store.bulk"},
     "fleetwatch": set(PACKAGES),
 }
 

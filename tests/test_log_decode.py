@@ -7,10 +7,10 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from bench.otlp_shapes import kv
-from collector.attributes import MAX_VALUE_DEPTH
-from collector.log_decode import decode_logs
-from collector.otlp_json import json_to_protobuf
-from collector.schema import LOG_ROW_COLUMNS
+from collector.decoding.attributes import MAX_VALUE_DEPTH
+from collector.decoding.log_decode import decode_logs
+from collector.receivers.otlp_json import json_to_protobuf
+from collector.store.schema import LOG_ROW_COLUMNS
 
 
 def _request() -> tuple[ExportLogsServiceRequest, object]:

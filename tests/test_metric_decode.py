@@ -8,9 +8,9 @@ import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from bench.otlp_shapes import kv
-from collector.arrow_batches import TableBuilder
-from collector.metric_decode import SHARED, decode_metrics
-from collector.schema import HISTOGRAM_POINT_COLUMNS, METRIC_POINT_COLUMNS
+from collector.decoding.arrow_batches import TableBuilder
+from collector.decoding.metric_decode import SHARED, decode_metrics
+from collector.store.schema import HISTOGRAM_POINT_COLUMNS, METRIC_POINT_COLUMNS
 
 
 def _request() -> tuple[ExportMetricsServiceRequest, object]:

@@ -17,10 +17,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from collector.arrow_batches import TableBuilder
-from collector.exporters import BatchedRequest, WriteBatch
-from collector.queue_recovery import segment_path
-from collector.trace_decode import decode_traces
+from collector.decoding.arrow_batches import TableBuilder
+from collector.processing.exporters import BatchedRequest, WriteBatch
+from collector.forwarding.queue_recovery import segment_path
+from collector.decoding.trace_decode import decode_traces
 from bench.harness import CollectorProcess, gateway_config, metric_value, query, queue_empty, wait_until
 from tests.otlp_requests import trace_request
 from bench.harness import post

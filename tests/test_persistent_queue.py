@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from collector import queue_format as fmt
-from collector.persistent_queue import PersistentQueue, QueueInUseError
-from collector.upstream_merge import RequestMerger, compress, decompress
+from collector.forwarding import queue_format as fmt
+from collector.forwarding.persistent_queue import PersistentQueue, QueueInUseError
+from collector.forwarding.upstream_merge import RequestMerger, compress, decompress
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = (10**9, 1 << 62)  # peek limits that take everything
@@ -239,7 +239,7 @@ def test_bad_arguments_and_oversized_items(tmp_path):
 CHILD = textwrap.dedent("""
     import random, sys, threading, time
     sys.path.insert(0, sys.argv[1])
-    from collector.persistent_queue import PersistentQueue
+    from collector.forwarding.persistent_queue import PersistentQueue
     from tests.test_persistent_queue import payload_for
 
     queue = PersistentQueue(sys.argv[2], max_bytes=1 << 30, segment_bytes=128 << 10)
@@ -554,7 +554,7 @@ def test_drops_without_a_callback_are_logged(tmp_path, caplog):
     queue.close()
 
 
-# -- merged upstream requests (collector/upstream_merge.py) ---------------------------
+# -- merged upstream requests (collector/forwarding/upstream_merge.py) ---------------------------
 
 def forwarder_items(first: int, count: int) -> list[tuple[bytes, bytes]]:
     """Items as the forwarder queues them: a zstd'ed protobuf-like body and its JSON meta."""

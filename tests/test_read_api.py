@@ -14,7 +14,7 @@ from analytics.api.config import ApiConfig
 from analytics.api.catalog import CATALOG
 from analytics.api.server import ARROW_STREAM, ReadApi
 from analytics.api.sql_guard import SqlGuard
-from collector.bulk import ingest_request_log
+from collector.store.bulk import ingest_request_log
 from collector.store.read_pool import ReadPool
 from collector.request_log import RequestLogWriter
 from tests.otlp_requests import gauge_request, trace_request

@@ -13,7 +13,7 @@ import pytest
 from analytics.api.client import ApiError, ReadApiClient
 from analytics.schema import ANALYTICS
 from bench.harness import CollectorProcess, metric_value, post, wait_until
-from collector.bulk import ingest_request_log
+from collector.store.bulk import ingest_request_log
 from collector.request_log import RequestLogWriter
 from collector.store.database import Store
 from collector.store.versions import COLLECTOR

@@ -1,6 +1,6 @@
 """Live mode: real SDK exporters (OTLP/HTTP and OTLP/gRPC) into a collector subprocess.
 
-Also the ``--db`` bulk path, through ``collector.bulk.ingest_request_log``
+Also the ``--db`` bulk path, through ``collector.store.bulk.ingest_request_log``
 (skipped, saying so, while the collector does not provide it).
 """
 
@@ -132,7 +132,7 @@ def test_live_mode_over_http_and_grpc_lands_in_duckdb(tmp_path):
 
 
 def test_bulk_into_duckdb_through_the_collector(tmp_path):
-    pytest.importorskip("collector.bulk", reason="collector.bulk.ingest_request_log is not there yet")
+    pytest.importorskip("collector.store.bulk", reason="collector.store.bulk.ingest_request_log is not there yet")
     from sample_data import cli
 
     db = tmp_path / "bulk.duckdb"

@@ -1,4 +1,4 @@
-"""Differential tests: collector._speedups (C) against decode_traces_python (upb).
+"""Differential tests: collector.decoding._speedups (C) against decode_traces_python (upb).
 
 Both decoders must return equal dicts, or both raise ValueError, for every
 input. Besides hand-written cases with exact expected values, a seeded
@@ -31,18 +31,18 @@ if str(ROOT) not in sys.path:
 
 
 def _load_speedups():
-    src = ROOT / "collector" / "_speedups.c"
-    built = [p for p in (ROOT / "collector").glob("_speedups*") if p.suffix in (".so", ".pyd")]
+    src = ROOT / "collector" / "decoding" / "_speedups.c"
+    built = [p for p in (ROOT / "collector" / "decoding").glob("_speedups*") if p.suffix in (".so", ".pyd")]
     if not built or max(p.stat().st_mtime for p in built) < src.stat().st_mtime:
         if not (shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")):
-            return None, "no C compiler to build collector._speedups"
+            return None, "no C compiler to build collector.decoding._speedups"
         proc = subprocess.run(
             [sys.executable, "setup.py", "build_ext", "--inplace"], cwd=ROOT, capture_output=True, text=True, timeout=600
         )
         if proc.returncode != 0:
             return None, "build failed:\n" + proc.stdout[-3000:] + proc.stderr[-3000:]
     try:
-        from collector import _speedups
+        from collector.decoding import _speedups
     except ImportError as exc:
         return None, f"import failed: {exc}"
     return _speedups, None
@@ -64,10 +64,10 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 import pyarrow as pa  # noqa: E402
 
 from bench.otlp_shapes import realistic_trace_request  # noqa: E402
-from collector import arrow_batches, trace_decode  # noqa: E402
-from collector.arrow_batches import TableBuilder, wrap_column  # noqa: E402
-from collector.schema import arrow_schema  # noqa: E402
-from collector.trace_decode import decode_traces_python  # noqa: E402
+from collector.decoding import arrow_batches, trace_decode  # noqa: E402
+from collector.decoding.arrow_batches import TableBuilder, wrap_column  # noqa: E402
+from collector.store.schema import arrow_schema  # noqa: E402
+from collector.decoding.trace_decode import decode_traces_python  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +303,7 @@ def test_dispatch_and_pure_python_switch(c_decode):
     assert trace_decode.SPEEDUPS_AVAILABLE is True
     data = realistic_trace_request(8)
     assert trace_decode.decode_traces(data) == decode_traces_python(data)
-    code = ("import collector.trace_decode as t, collector.arrow_batches as a; "
+    code = ("import collector.decoding.trace_decode as t, collector.decoding.arrow_batches as a; "
             "print(t.SPEEDUPS_AVAILABLE, a._concat_column)")
     env = dict(os.environ, FLEETWATCH_PURE_PYTHON="1", PYTHONPATH=str(ROOT))
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)

@@ -34,7 +34,7 @@ from analytics.api.config import ApiConfig
 from analytics.api.params import BadParameter
 from analytics.api.queries import NamedQuery
 from analytics.api.sql_guard import SqlGuard, UnsafeSql
-from collector.auth import BearerAuth, server_ssl_context
+from collector.receivers.auth import BearerAuth, server_ssl_context
 from collector.config import parse_endpoint
 from collector.store.read_pool import PoolBusy, QueryFailed, QueryTimeout, ReadPool, ReadResult
 

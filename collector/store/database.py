@@ -43,7 +43,7 @@ from typing import TypeVar
 
 import duckdb
 
-from collector.checkpoints import CheckpointPolicy
+from collector.store.checkpoints import CheckpointPolicy
 from collector.selfmetrics import CollectorMetrics
 from collector.store.files import file_bytes, open_database, release_free_memory, wal_bytes
 from collector.store.migrations import Migrations, migrate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from collector.schema import ddl
+from collector.store.schema import ddl
 from collector.store.marks import MARKS_TABLE, backfill_marks
 from collector.store.migrations import Migration, Migrations
 

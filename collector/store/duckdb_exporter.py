@@ -1,11 +1,11 @@
 """The DuckDB exporter: telemetry batches into the file, through its :class:`Store`.
 
-Batches arrive as Arrow tables (see :mod:`collector.batcher`); each batch is
+Batches arrive as Arrow tables (see :mod:`collector.processing.batcher`); each batch is
 appended and committed in one transaction together with the digests of the
 requests it holds, and only then are those requests acknowledged (group
 commit: many concurrent requests share one commit). The batch that fills a
 row group is committed in two parts around a checkpoint (see
-:mod:`collector.checkpoints`). After a ``kill -9`` every acknowledged row is
+:mod:`collector.store.checkpoints`). After a ``kill -9`` every acknowledged row is
 in the file, replayed from DuckDB's write-ahead log::
 
     store = collector_store(config.exporters.duckdb, metrics)   # not opened yet
@@ -32,11 +32,11 @@ from contextlib import contextmanager
 import duckdb
 import pyarrow as pa
 
-from collector.checkpoints import CheckpointPolicy, drop_orphaned_heads, forget_heads, record_head
-from collector.clock_skew import DeviceClocks
+from collector.store.checkpoints import CheckpointPolicy, drop_orphaned_heads, forget_heads, record_head
+from collector.store.clock_skew import DeviceClocks
 from collector.config import ConfigError, DuckDBExporterConfig
-from collector.exporters import WriteBatch
-from collector.schema import arrow_schema
+from collector.processing.exporters import WriteBatch
+from collector.store.schema import arrow_schema
 from collector.selfmetrics import CollectorMetrics
 from collector.store.database import Store
 from collector.store.marks import TIME_COLUMNS, next_seq, record_marks
@@ -62,7 +62,7 @@ def collector_store(config: DuckDBExporterConfig, metrics: CollectorMetrics,
     settings = {
         "memory_limit": f"{config.memory_limit_mib}MB",
         "threads": str(config.threads),
-        # Ours (collector.checkpoints) come first; DuckDB's own threshold is a last resort.
+        # Ours (collector.store.checkpoints) come first; DuckDB's own threshold is a last resort.
         "checkpoint_threshold": f"{config.checkpoint_threshold_mib * 4}MB",
         **config.settings,
     }
@@ -144,7 +144,7 @@ class DuckDBExporter:
         self._maybe_prune(con)
 
     def _write(self, con: duckdb.DuckDBPyConnection, batch: WriteBatch) -> BaseException | None:
-        """Commit the batch; checkpoint in the middle of it when it completes a row group (collector.checkpoints)."""
+        """Commit the batch; checkpoint in the middle of it when it completes a row group (collector.store.checkpoints)."""
         started = time.perf_counter()
         try:
             if self._orphaned_head:  # a head without its tail goes before anything is appended after it

@@ -3,13 +3,13 @@
 Shared by the trace and metric decoders (the C decoder implements the same
 rules; tests/test_trace_decode.py holds both to them)::
 
-    from collector.attributes import attributes_json, resource_columns, promote, SPAN_PROMOTED
+    from collector.decoding.attributes import attributes_json, resource_columns, promote, SPAN_PROMOTED
     resource_columns(resource.attributes)   # {"service_name": ..., ..., "resource_attributes": '{"host.name":"a"}'}
     attributes_json(point.attributes)        # '{"key":"value"}' or None when empty
     promote(span.attributes, SPAN_PROMOTED)  # ({"model_name": "m", ...}, JSON of the rest or None)
 
 The rules (last occurrence of a key promoted, JSON encoding of each value
-kind) are written out in the module docstring of :mod:`collector.trace_decode`.
+kind) are written out in the module docstring of :mod:`collector.decoding.trace_decode`.
 """
 
 from __future__ import annotations

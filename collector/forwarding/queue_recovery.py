@@ -1,6 +1,6 @@
 """Start-up of the persistent queue: scan, verify, repair, quarantine, restore the head.
 
-:func:`recover` is called by :meth:`collector.persistent_queue.PersistentQueue.open`
+:func:`recover` is called by :meth:`collector.forwarding.persistent_queue.PersistentQueue.open`
 and never raises because of bad bytes on disk (only for errors of the file
 system itself, such as a directory it may not write). Per segment file, in
 order of segment id:
@@ -35,7 +35,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from collector import queue_format as fmt
+from collector.forwarding import queue_format as fmt
 
 try:
     import fcntl

@@ -32,7 +32,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from collector.arrow_batches import TableBuilder
+from collector.decoding.arrow_batches import TableBuilder
 
 
 @dataclass(frozen=True)

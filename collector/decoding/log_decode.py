@@ -3,7 +3,7 @@
 One row per log record. Resource and scope conventions match the trace and
 metric decoders: the data contract's resource attributes become columns,
 everything else is kept as JSON text in the same encoding (see
-:mod:`collector.attributes`)::
+:mod:`collector.decoding.attributes`)::
 
     decoded = decode_logs(payload)
     decoded["log_rows"]["body"]              # list of str or None
@@ -31,16 +31,16 @@ from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from collector.attributes import RESOURCE_PROMOTED, any_value_json, attributes_json
-from collector.metric_decode import Rejections, parse_request, scopes
-from collector.schema import LOG_ROW_COLUMNS
+from collector.decoding.attributes import RESOURCE_PROMOTED, any_value_json, attributes_json
+from collector.decoding.metric_decode import Rejections, parse_request, scopes
+from collector.store.schema import LOG_ROW_COLUMNS
 
 _RECEIPT = {"received_at", "gateway_id"}
 #: TIMESTAMP_NS is a signed 64-bit count; a later (fixed64) time would fail the whole write batch
 _MAX_TIME_NS = 2**63 - 1
 
 # Rows are built as tuples in the storage table's column order and transposed
-# once per request, as in collector.metric_decode; the layout is checked
+# once per request, as in collector.decoding.metric_decode; the layout is checked
 # against the schema at import time.
 _LOG_NAMES = [c.name for c in LOG_ROW_COLUMNS if c.name not in _RECEIPT]
 assert _LOG_NAMES == ["time", "observed_time", "severity_number", "severity_text", "body", "trace_id_hi",

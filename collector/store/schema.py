@@ -209,7 +209,7 @@ CREATE TABLE IF NOT EXISTS devices (
 )
 """
 
-# A write batch's head committed ahead of its tail (see collector.checkpoints);
+# A write batch's head committed ahead of its tail (see collector.store.checkpoints);
 # empty except between the two commits.
 BATCH_HEADS_TABLE = """
 CREATE TABLE IF NOT EXISTS batch_heads (

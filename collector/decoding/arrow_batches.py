@@ -9,10 +9,10 @@ into one table when the batch is written::
     table = builder.build()                                              # per batch
 
 Span columns arrive from the trace decoder as Arrow buffers (see
-:mod:`collector.trace_decode`): ``add`` only keeps each request's decoded
+:mod:`collector.decoding.trace_decode`): ``add`` only keeps each request's decoded
 dict (no per-request Arrow work, so a request with two spans stays cheap) and
 ``build`` concatenates each column's buffers once per batch, one C call per
-column (``collector._speedups.concat_column``), and wraps the result with
+column (``collector.decoding._speedups.concat_column``), and wraps the result with
 ``pa.Array.from_buffers`` without a further copy; no Python object per value
 is made. Without the extension each request's buffers are wrapped and joined
 with ``pa.concat_arrays``, which gives the same table. A text column holding
@@ -35,12 +35,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from collector.schema import arrow_schema
+from collector.store.schema import arrow_schema
 
 try:
     if os.environ.get("FLEETWATCH_PURE_PYTHON") == "1":
         raise ImportError("FLEETWATCH_PURE_PYTHON=1")
-    from collector._speedups import concat_column as _concat_column
+    from collector.decoding._speedups import concat_column as _concat_column
 except ImportError:
     _concat_column = None
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from collector.arrow_batches import TableBuilder
+from collector.decoding.arrow_batches import TableBuilder
 from collector.config import BatchConfig
-from collector.exporters import BatchedRequest, Exporter, WriteBatch
+from collector.processing.exporters import BatchedRequest, Exporter, WriteBatch
 
 
 class WriteFailed(RuntimeError):

@@ -12,7 +12,7 @@ Raises :class:`BadRequest` (answer 400 / INVALID_ARGUMENT) for a body that is
 not OTLP, :class:`DecodedTooLarge` (413 / INVALID_ARGUMENT, not retried) for a
 request whose decoded rows would pass the budget's per-request cap (sized
 from its wire format before anything is decoded, see
-:mod:`collector.decoded_size`), :class:`Refused` (503 / UNAVAILABLE with
+:mod:`collector.decoding.decoded_size`), :class:`Refused` (503 / UNAVAILABLE with
 retry advice) when the memory budget is full or the commit failed. Bad input costs only its own
 request: nothing else is dropped and the process keeps serving.
 """
@@ -26,16 +26,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from collector.admission import DigestWindow, MemoryBudget
-from collector.batcher import Batcher, WriteFailed
+from collector.processing.admission import DigestWindow, MemoryBudget
+from collector.processing.batcher import Batcher, WriteFailed
 from collector.config import CollectorConfig
-from collector.decoded_size import decoded_size
-from collector.exporters import BatchedRequest, Exporter
-from collector.log_decode import decode_logs
-from collector.metric_decode import decode_metrics
-from collector.otlp_json import json_to_protobuf
+from collector.decoding.decoded_size import decoded_size
+from collector.processing.exporters import BatchedRequest, Exporter
+from collector.decoding.log_decode import decode_logs
+from collector.decoding.metric_decode import decode_metrics
+from collector.receivers.otlp_json import json_to_protobuf
 from collector.selfmetrics import CollectorMetrics
-from collector.trace_decode import decode_traces
+from collector.decoding.trace_decode import decode_traces
 
 log = logging.getLogger("fleetwatch.pipeline")
 
@@ -133,7 +133,7 @@ class Ingestor:
         """The largest request the forwarding queue can hold, when this process forwards."""
         if "otlp" not in config.exporter_names() or config.exporters.otlp is None:
             return None
-        from collector.otlp_forwarder import largest_queueable_request
+        from collector.forwarding.otlp_forwarder import largest_queueable_request
 
         return largest_queueable_request(config.exporters.otlp)
 

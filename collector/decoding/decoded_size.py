@@ -20,7 +20,7 @@ rows), so it costs a few nanoseconds per row in C. JSON escaping can make
 text longer than its wire bytes (a control character becomes six bytes);
 the decoders' own text limit still holds for that case.
 
-The C decoder (``collector._speedups.decoded_size``) is used when it is
+The C decoder (``collector.decoding._speedups.decoded_size``) is used when it is
 importable; ``decoded_size_python`` is the reference, and both give the
 same number or both raise for every input (tests/test_decoded_size.py).
 """
@@ -137,7 +137,7 @@ def decoded_size_python(signal: str, payload: bytes) -> int:
 try:
     if os.environ.get("FLEETWATCH_PURE_PYTHON") == "1":
         raise ImportError("FLEETWATCH_PURE_PYTHON=1")
-    from collector._speedups import decoded_size as _decoded_size_c
+    from collector.decoding._speedups import decoded_size as _decoded_size_c
 except ImportError:
     _decoded_size_c = None
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from collector.trace_decode import decode_traces, SPEEDUPS_AVAILABLE
+    from collector.decoding.trace_decode import decode_traces, SPEEDUPS_AVAILABLE
     cols = decode_traces(payload)          # raises ValueError on a malformed request
     n = cols["count"]
     span_ids = pyarrow.py_buffer(cols["span_id"])   # n little-endian uint64, no copy
@@ -10,7 +10,7 @@ Usage::
     names = pyarrow.Array.from_buffers(pyarrow.string(), n,
         [validity and pyarrow.py_buffer(validity), pyarrow.py_buffer(offsets), pyarrow.py_buffer(data)])
 
-``decode_traces`` uses the C decoder ``collector._speedups`` when it is
+``decode_traces`` uses the C decoder ``collector.decoding._speedups`` when it is
 importable and ``FLEETWATCH_PURE_PYTHON`` is not ``1``; otherwise
 ``decode_traces_python``, the reference built on the upb protobuf backend.
 Both return equal dicts for every input (the tests check it) and both raise
@@ -50,7 +50,7 @@ Output contract: a dict with
     held once however many spans it applies to. A run is the accepted spans
     of one ScopeSpans (none: no run); ``shared_runs`` is bytes of little-endian
     int32, each run's length, adding up to n. Row i takes the entry of the run
-    it falls in (collector/arrow_batches.py makes dictionary arrays of them).
+    it falls in (collector/decoding/arrow_batches.py makes dictionary arrays of them).
   text columns:
     name, trace_state, status_message, scope_name, scope_version: null when
     empty.
@@ -110,7 +110,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from collector.attributes import (
+from collector.decoding.attributes import (
     RESOURCE_PROMOTED,
     SPAN_PROMOTED,
     attributes_json,
@@ -196,7 +196,7 @@ def _parse(data: bytes) -> ExportTraceServiceRequest:
     request.DiscardUnknownFields()
     # Unknown fields somewhere: are any known numbers among them? (Deeply
     # nested attribute values, which the discard does not reach, are checked
-    # as they are rendered: see collector.attributes.)
+    # as they are rendered: see collector.decoding.attributes.)
     if request.ByteSize() != size:
         check_wire_types(ExportTraceServiceRequest.FromString(data), "request")
     return request
@@ -334,7 +334,7 @@ def decode_traces_python(data: bytes) -> dict[str, Any]:
 try:
     if os.environ.get("FLEETWATCH_PURE_PYTHON") == "1":
         raise ImportError("FLEETWATCH_PURE_PYTHON=1")
-    from collector._speedups import decode_traces as _decode_traces_c
+    from collector.decoding._speedups import decode_traces as _decode_traces_c
 except ImportError:
     _decode_traces_c = None
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import zstandard
 
-from collector import queue_format as fmt
-from collector.persistent_queue import PersistentQueue, QueueItem
+from collector.forwarding import queue_format as fmt
+from collector.forwarding.persistent_queue import PersistentQueue, QueueItem
 
 log = logging.getLogger("fleetwatch.exporter.otlp")
 

@@ -30,11 +30,11 @@ import time
 
 from aiohttp import web
 
-from collector.auth import BearerAuth
+from collector.receivers.auth import BearerAuth
 from collector.config import HttpReceiverConfig, parse_endpoint
-from collector.decompress import BadEncoding, BodyTooLarge, UnsupportedEncoding, decompress
-from collector.pipeline import BadRequest, DecodedTooLarge, Ingestor, Refused
-from collector.responses import StatusCode, status_body, success_body
+from collector.receivers.decompress import BadEncoding, BodyTooLarge, UnsupportedEncoding, decompress
+from collector.processing.pipeline import BadRequest, DecodedTooLarge, Ingestor, Refused
+from collector.receivers.responses import StatusCode, status_body, success_body
 from collector.selfmetrics import CollectorMetrics
 
 log = logging.getLogger("fleetwatch.receiver.http")

@@ -53,8 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from collector import queue_format as fmt
-from collector.queue_recovery import (DirectoryLock, QueueInUseError, RecoveryReport, SegmentIndex, recover,
+from collector.forwarding import queue_format as fmt
+from collector.forwarding.queue_recovery import (DirectoryLock, QueueInUseError, RecoveryReport, SegmentIndex, recover,
                                       segment_path)
 
 __all__ = ["PersistentQueue", "QueueItem", "QueueStats", "RecoveryReport", "QueueInUseError"]

@@ -1,9 +1,9 @@
 /*
- * collector._speedups: a hand-written decoder of OTLP ExportTraceServiceRequest
- * protobuf bytes into the column dict described in collector/trace_decode.py:
+ * collector.decoding._speedups: a hand-written decoder of OTLP ExportTraceServiceRequest
+ * protobuf bytes into the column dict described in collector/decoding/trace_decode.py:
  * every column is Arrow buffers (fixed-width values; text as int32 offsets +
  * UTF-8 data + validity bitmap), no Python object per value. concat_column()
- * joins the columns of many requests for collector/arrow_batches.py.
+ * joins the columns of many requests for collector/decoding/arrow_batches.py.
  *
  * No libprotobuf: the wire format is parsed here, with every read checked
  * against the end of its enclosing message. The output must equal
@@ -31,7 +31,7 @@
  * The resource and scope columns (SHARED below) hold one entry per run, not
  * per row: a run is the accepted spans of one ScopeSpans, and "shared_runs"
  * gives each run's length, so a resource's text is written once however many
- * spans it applies to (collector/arrow_batches.py makes dictionary arrays).
+ * spans it applies to (collector/decoding/arrow_batches.py makes dictionary arrays).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -2230,7 +2230,7 @@ static PyObject *py_decode_traces(PyObject *self, PyObject *arg)
 }
 
 /* ---------------------------------------------------------------- decoded size
- * decoded_size(data, signal): the estimate of collector/decoded_size.py (the
+ * decoded_size(data, signal): the estimate of collector/decoding/decoded_size.py (the
  * reference; see it for the rule), from the framing only: tags and lengths of
  * the levels above the rows, nothing rendered, nothing allocated. Broken
  * framing raises ValueError, as the reference does. */
@@ -2385,7 +2385,7 @@ static PyObject *py_repr_double(PyObject *self, PyObject *arg)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Concatenating decoded columns of many requests (collector.arrow_batches)    */
+/* Concatenating decoded columns of many requests (collector.decoding.arrow_batches)    */
 
 /* n bits of src (LSB first; NULL: all set) into dst at bit pos; dst zeroed past pos */
 static void append_bits(uint8_t *dst, Py_ssize_t pos, const uint8_t *src, Py_ssize_t n)
@@ -2574,10 +2574,10 @@ static PyObject *py_set_max_text_bytes(PyObject *self, PyObject *arg)
 static PyMethodDef methods[] = {
     {"decode_traces", py_decode_traces, METH_O,
      "decode_traces(data: bytes) -> dict\n\nDecode an OTLP ExportTraceServiceRequest into columns "
-     "(see collector.trace_decode). Raises ValueError on malformed input."},
+     "(see collector.decoding.trace_decode). Raises ValueError on malformed input."},
     {"decoded_size", py_decoded_size, METH_VARARGS,
      "decoded_size(data: bytes, signal: int) -> int\n\nEstimated bytes of the decoded rows of an OTLP request "
-     "(signal 0 traces, 1 metrics; see collector.decoded_size). ValueError on broken framing."},
+     "(signal 0 traces, 1 metrics; see collector.decoding.decoded_size). ValueError on broken framing."},
     {"_repr_double", py_repr_double, METH_O, "JSON text of a double as the decoder writes it (tests)."},
     {"concat_column", py_concat_column, METH_VARARGS,
      "concat_column(kind: int, chunks: list[tuple], counts: list[int], max_text: int = 2**31 - 1) -> tuple"
@@ -2589,8 +2589,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef moduledef = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "collector._speedups",
-    .m_doc = "C decoder for OTLP trace requests (see collector.trace_decode).",
+    .m_name = "collector.decoding._speedups",
+    .m_doc = "C decoder for OTLP trace requests (see collector.decoding.trace_decode).",
     .m_size = -1,
     .m_methods = methods,
 };

@@ -1,4 +1,4 @@
-"""On-disk format of the persistent queue (collector/persistent_queue.py).
+"""On-disk format of the persistent queue (collector/forwarding/persistent_queue.py).
 
 Pure functions over bytes: encode records and headers, and scan a segment
 file that may be torn or damaged. Nothing here touches the file system

@@ -1,7 +1,7 @@
 """OTLP/gRPC receiver (default 127.0.0.1:4317): the trace, metrics and logs Export services.
 
 Requests are taken as raw bytes (no generated-stub decode) and go through the
-same :class:`collector.pipeline.Ingestor` as HTTP. Answers follow the OTLP
+same :class:`collector.processing.pipeline.Ingestor` as HTTP. Answers follow the OTLP
 specification:
 
 =================================  =============================================
@@ -25,10 +25,10 @@ import time
 
 import grpc
 
-from collector.auth import BearerAuth
+from collector.receivers.auth import BearerAuth
 from collector.config import GrpcReceiverConfig, TlsConfig, parse_endpoint
-from collector.pipeline import BadRequest, Ingestor, Refused
-from collector.responses import retry_info, status_message, success_body, StatusCode
+from collector.processing.pipeline import BadRequest, Ingestor, Refused
+from collector.receivers.responses import retry_info, status_message, success_body, StatusCode
 from collector.selfmetrics import CollectorMetrics
 
 log = logging.getLogger("fleetwatch.receiver.grpc")

@@ -43,14 +43,14 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-from collector import queue_format as fmt
+from collector.forwarding import queue_format as fmt
 from collector.config import OtlpExporterConfig
-from collector.exporters import BatchedRequest, WriteBatch
-from collector.persistent_queue import PersistentQueue
-from collector.retry import Backoff, parse_retry_after, retryable_status
+from collector.processing.exporters import BatchedRequest, WriteBatch
+from collector.forwarding.persistent_queue import PersistentQueue
+from collector.forwarding.retry import Backoff, parse_retry_after, retryable_status
 from collector.selfmetrics import CollectorMetrics
-from collector.sent_digests import SentDigestJournal
-from collector.upstream_merge import RequestMerger, UpstreamRequest, compress
+from collector.forwarding.sent_digests import SentDigestJournal
+from collector.forwarding.upstream_merge import RequestMerger, UpstreamRequest, compress
 
 log = logging.getLogger("fleetwatch.exporter.otlp")
 

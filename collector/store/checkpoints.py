@@ -15,7 +15,7 @@ boundary, the batch is split: its *head* (that table's rows up to the
 boundary) is committed first, the checkpoint runs, and then the *tail* (the
 rest of the batch and the digests of its requests) is committed; the
 batch's requests are acknowledged only after the tail. The head is recorded
-in ``batch_heads`` (see :mod:`collector.schema`) within its own transaction and the record is deleted with
+in ``batch_heads`` (see :mod:`collector.store.schema`) within its own transaction and the record is deleted with
 the tail, so a head whose tail never committed (``kill -9`` during the
 checkpoint, or a failed tail) is recognised: its rows are the last rows of
 their table, nothing is appended to that table until they are removed, and

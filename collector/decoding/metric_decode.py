@@ -4,7 +4,7 @@ Gauges and sums become one ``metric_points`` row per data point; explicit and
 exponential histograms one ``histogram_points`` row per data point. Resource
 and span-level conventions match the trace decoder: the data contract's
 resource attributes become columns, everything else is kept as JSON text in
-the same encoding (see :mod:`collector.attributes`)::
+the same encoding (see :mod:`collector.decoding.attributes`)::
 
     decoded = decode_metrics(payload)
     decoded["metric_points"]["value"]      # list of floats, one per row
@@ -14,7 +14,7 @@ the same encoding (see :mod:`collector.attributes`)::
 As in the trace decoder, the resource and scope columns (``SHARED``) hold one
 value per run, the points of one ScopeMetrics in that table, and
 ``shared_runs`` each run's length: a resource is held once, not per point
-(collector/arrow_batches.py makes dictionary arrays of them).
+(collector/decoding/arrow_batches.py makes dictionary arrays of them).
 
 A data point is rejected alone (counted by reason) when it has no timestamp,
 no value, or inconsistent histogram buckets; summary metrics are counted as
@@ -32,8 +32,8 @@ from typing import Any
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from collector.schema import HISTOGRAM_POINT_COLUMNS, METRIC_POINT_COLUMNS
-from collector.attributes import RESOURCE_PROMOTED, attributes_json, resource_columns
+from collector.store.schema import HISTOGRAM_POINT_COLUMNS, METRIC_POINT_COLUMNS
+from collector.decoding.attributes import RESOURCE_PROMOTED, attributes_json, resource_columns
 
 _TEMPORALITY = {0: "unspecified", 1: "delta", 2: "cumulative"}
 _MAX_TIME_NS = 2**63
@@ -92,7 +92,7 @@ def _check_buckets(bounds, counts) -> bool:
 
 
 class Rejections:
-    """Rejected items counted by reason, with the first one's message (shared with collector.log_decode)."""
+    """Rejected items counted by reason, with the first one's message (shared with collector.decoding.log_decode)."""
 
     def __init__(self) -> None:
         self.reasons: Counter[str] = Counter()

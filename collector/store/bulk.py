@@ -4,8 +4,8 @@ Backfills and the shipped sample data are request logs (see
 :mod:`collector.request_log`): sequences of OTLP requests with the time the
 gateway received them. They enter the database through the same steps as
 live traffic — request digest and re-send check, decode and validate
-(:func:`collector.pipeline.decode_request`), Arrow batches
-(:class:`collector.arrow_batches.TableBuilder`) and the DuckDB exporter's
+(:func:`collector.processing.pipeline.decode_request`), Arrow batches
+(:class:`collector.decoding.arrow_batches.TableBuilder`) and the DuckDB exporter's
 transaction, which records every request's digest in ``ingest_log`` — only
 without sockets, the event loop and per-request acknowledgements::
 
@@ -33,12 +33,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TextIO
 
-from collector.admission import DigestWindow
-from collector.arrow_batches import TableBuilder
+from collector.processing.admission import DigestWindow
+from collector.decoding.arrow_batches import TableBuilder
 from collector.config import CollectorConfig, default_config
-from collector.duckdb_exporter import DuckDBExporter, collector_store
-from collector.exporters import BatchedRequest, WriteBatch
-from collector.pipeline import decode_request, request_digest
+from collector.store.duckdb_exporter import DuckDBExporter, collector_store
+from collector.processing.exporters import BatchedRequest, WriteBatch
+from collector.processing.pipeline import decode_request, request_digest
 from collector.progress import ProgressReporter
 from collector.request_log import DamagedLogError, RequestLogReader, RequestRecord
 from collector.selfmetrics import CollectorMetrics

@@ -1,0 +1,1 @@
+"""The gateway's forwarding exporter: the persistent queue, merged upstream requests, retries."""

@@ -1,0 +1,1 @@
+"""Between receivers and exporters: admission (memory budget), group-commit batching, fan-out."""

@@ -1,0 +1,1 @@
+"""OTLP receivers: HTTP and gRPC, authentication, answers, decompression, OTLP/JSON."""
