@@ -51,7 +51,8 @@ from collector.config import default_config  # noqa: E402
 from collector.duckdb_exporter import collector_store  # noqa: E402
 from collector.selfmetrics import CollectorMetrics  # noqa: E402
 
-SERVE_CONFIG = {"analytics": {"workers": 2}}
+def serve_config(api_readers: int) -> dict:
+    return {"analytics": {"workers": 2}, "api": {"readers": api_readers}}
 
 
 def current_trace_request(n_spans: int, seed: int = 0, device: int = 0) -> bytes:
@@ -269,6 +270,7 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=1.0, help="seconds each reader waits between queries")
     parser.add_argument("--requests-per-process", type=int, help="requests of 512 spans per client process and phase")
     parser.add_argument("--rounds", type=int, help="pairs of phases (alone, with readers)")
+    parser.add_argument("--api-readers", type=int, default=2, help="the server's read pool size (api.readers)")
     args = parser.parse_args()
     minutes = 1 if args.quick else 3
     days = 30
@@ -284,7 +286,7 @@ def main() -> None:
         print(f"rollup jobs over {minutes} min of spans at 50k/s: " + ", ".join(
             f"{name} {j['cpu_seconds_per_minute_of_data']:.2f} CPU s per minute of data" for name, j in jobs.items()),
             flush=True)
-        collector = CollectorProcess(db, config=SERVE_CONFIG).start()
+        collector = CollectorProcess(db, config=serve_config(args.api_readers)).start()
         try:
             client = ReadApiClient(collector.api_url, timeout=120)
             wait_until(lambda: api_ready(client), timeout=120, what="the read API")
@@ -308,6 +310,7 @@ def main() -> None:
         "load": load,
         "readers": args.readers,
         "reader_pause_seconds": args.pause,
+        "api_readers": args.api_readers,
         "ingest_spans_per_second_alone": ingest["spans_per_second_alone"],
         "ingest_spans_per_second_with_readers": ingest["spans_per_second_with_readers"],
         "ingest_ratio_with_readers": ingest["ratio"],
