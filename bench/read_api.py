@@ -45,6 +45,7 @@ from analytics.rollups import rollup_jobs  # noqa: E402
 from analytics.schema import ANALYTICS  # noqa: E402
 from bench.fleet_history import Fleet, load_span_minutes, write_rollups  # noqa: E402
 from bench.harness import CollectorProcess, metric_value, wait_until  # noqa: E402
+from bench.ingest import _proc_stat as proc_stat  # noqa: E402
 from bench.ingest import drive_load, machine  # noqa: E402
 from bench.otlp_shapes import realistic_trace_request  # noqa: E402
 from collector.config import default_config  # noqa: E402
@@ -152,14 +153,19 @@ def timed_query(client: ReadApiClient, kind: dict) -> tuple[float, int]:
     return time.perf_counter() - started, table.num_rows
 
 
-def measure_latency(client: ReadApiClient, kinds: dict[str, dict], rounds: int) -> dict:
+def measure_latency(client: ReadApiClient, kinds: dict[str, dict], rounds: int, server_pid: int) -> dict:
+    """Each kind ``rounds`` times, one query at a time: latency and the server's CPU per query."""
     times: dict[str, list[float]] = {k: [] for k in kinds}
+    cpu: dict[str, float] = {k: 0.0 for k in kinds}
     rows: dict[str, int] = {}
     for _ in range(rounds):
         for name, kind in kinds.items():
+            before = proc_stat(server_pid)[0]
             seconds, rows[name] = timed_query(client, kind)
+            cpu[name] += proc_stat(server_pid)[0] - before
             times[name].append(seconds)
-    return {name: {**summary_ms(times[name]), "rows": rows[name]} for name in kinds}
+    return {name: {**summary_ms(times[name]), "server_cpu_ms_per_query": round(cpu[name] / rounds * 1000, 1),
+                   "rows": rows[name]} for name in kinds}
 
 
 # -- 3. ingest with and without readers ------------------------------------------------------------
@@ -236,9 +242,13 @@ def ingest_phase(collector: CollectorProcess, load: dict, seed_base: int, reader
             **{key: round(after[key] - before[key], 2) for key in CHECKPOINT_FIGURES}}
 
 
-def run_ingest(collector: CollectorProcess, load: dict, rounds: int, reader_count: int, pause: float) -> dict:
+LOOP_KINDS = ("golden_signals_30d", "golden_signals_1h_by_site", "device_spans_1h", "fleet_inventory")
+
+
+def run_ingest(collector: CollectorProcess, load: dict, rounds: int, reader_count: int, pause: float,
+               loop_kinds: tuple[str, ...] = LOOP_KINDS) -> dict:
     """Alternating phases (alone, with readers, ...) so that drift on a shared machine hits both alike."""
-    kinds = {k: v for k, v in query_kinds(None).items() if k != "golden_signals_30d_by_model_version"}
+    kinds = {k: v for k, v in query_kinds(None).items() if k in loop_kinds}
     phases: dict[str, list[dict]] = {"alone": [], "with_readers": []}
     all_readers = []
     for r in range(rounds):
@@ -270,6 +280,7 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=1.0, help="seconds each reader waits between queries")
     parser.add_argument("--requests-per-process", type=int, help="requests of 512 spans per client process and phase")
     parser.add_argument("--rounds", type=int, help="pairs of phases (alone, with readers)")
+    parser.add_argument("--loop", default=",".join(LOOP_KINDS), help="query kinds the readers loop over")
     parser.add_argument("--api-readers", type=int, default=2, help="the server's read pool size (api.readers)")
     args = parser.parse_args()
     minutes = 1 if args.quick else 3
@@ -290,11 +301,12 @@ def main() -> None:
         try:
             client = ReadApiClient(collector.api_url, timeout=120)
             wait_until(lambda: api_ready(client), timeout=120, what="the read API")
-            latency = measure_latency(client, query_kinds(history["hour"]), rounds=5 if args.quick else 20)
+            latency = measure_latency(client, query_kinds(history["hour"]), 5 if args.quick else 20, collector.proc.pid)
             for name, figures in latency.items():
-                print(f"{name}: p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms ({figures['rows']} rows)",
+                print(f"{name}: p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms, "
+                      f"server CPU {figures['server_cpu_ms_per_query']} ms per query ({figures['rows']} rows)",
                       flush=True)
-            ingest = run_ingest(collector, load, rounds, args.readers, args.pause)
+            ingest = run_ingest(collector, load, rounds, args.readers, args.pause, tuple(args.loop.split(",")))
         finally:
             code = collector.stop()
         if code != 0:
@@ -311,6 +323,7 @@ def main() -> None:
         "readers": args.readers,
         "reader_pause_seconds": args.pause,
         "api_readers": args.api_readers,
+        "reader_loop": args.loop.split(","),
         "ingest_spans_per_second_alone": ingest["spans_per_second_alone"],
         "ingest_spans_per_second_with_readers": ingest["spans_per_second_with_readers"],
         "ingest_ratio_with_readers": ingest["ratio"],
