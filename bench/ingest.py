@@ -36,7 +36,7 @@ from bench.otlp_shapes import realistic_trace_request  # noqa: E402
 from bench.harness import CollectorProcess, free_port  # noqa: E402
 
 
-def proc_stat(pid: int) -> tuple[float, int]:
+def _proc_stat(pid: int) -> tuple[float, int]:
     """(CPU seconds user+system, peak RSS bytes) of a process, including its threads."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -113,11 +113,11 @@ def drive_load(port: int, pid: int, *, processes: int, threads: int, requests_pe
     barrier.wait()  # every client has built its requests
     if on_start is not None:
         on_start()
-    cpu_before, _ = proc_stat(pid)
+    cpu_before, _ = _proc_stat(pid)
     wall_start = time.perf_counter()
     outcomes = [results.get(timeout=1800) for _ in workers]
     wall = time.perf_counter() - wall_start
-    cpu_after, peak_rss = proc_stat(pid)
+    cpu_after, peak_rss = _proc_stat(pid)
     for w in workers:
         w.join()
     acked = sum(o["acked"] for o in outcomes)

@@ -45,7 +45,7 @@ from analytics.rollups import rollup_jobs  # noqa: E402
 from analytics.schema import ANALYTICS  # noqa: E402
 from bench.fleet_history import Fleet, load_span_minutes, write_rollups  # noqa: E402
 from bench.harness import CollectorProcess, metric_value, wait_until  # noqa: E402
-from bench.ingest import proc_stat  # noqa: E402
+from bench.ingest import _proc_stat as proc_stat  # noqa: E402
 from bench.ingest import drive_load, machine  # noqa: E402
 from bench.otlp_shapes import realistic_trace_request  # noqa: E402
 from collector.config import default_config  # noqa: E402
