@@ -95,10 +95,11 @@ def _client_worker(worker: int, n_requests: int, spans: int, port: int, threads:
 
 
 def drive_load(port: int, pid: int, *, processes: int, threads: int, requests_per_process: int, spans: int,
-               shape=realistic_trace_request, seed_base: int = 0) -> dict:
+               shape=realistic_trace_request, seed_base: int = 0, on_start=None) -> dict:
     """Run the client processes against ``port``; measure the server process ``pid``.
 
-    ``shape(n_spans, seed=, device=)`` builds each request body (forked, so any callable works).
+    ``shape(n_spans, seed=, device=)`` builds each request body (forked, so any callable works);
+    ``on_start()``, if given, runs once every client has built its requests, as the load begins.
     """
     ctx = mp.get_context("fork")
     barrier = ctx.Barrier(processes + 1)
@@ -110,6 +111,8 @@ def drive_load(port: int, pid: int, *, processes: int, threads: int, requests_pe
     for w in workers:
         w.start()
     barrier.wait()  # every client has built its requests
+    if on_start is not None:
+        on_start()
     cpu_before, _ = _proc_stat(pid)
     wall_start = time.perf_counter()
     outcomes = [results.get(timeout=1800) for _ in workers]
