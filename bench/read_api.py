@@ -49,7 +49,7 @@ from bench.ingest import _proc_stat as proc_stat  # noqa: E402
 from bench.ingest import drive_load, machine  # noqa: E402
 from bench.otlp_shapes import realistic_trace_request  # noqa: E402
 from collector.config import default_config  # noqa: E402
-from collector.duckdb_exporter import collector_store  # noqa: E402
+from collector.store.duckdb_exporter import collector_store  # noqa: E402
 from collector.selfmetrics import CollectorMetrics  # noqa: E402
 
 def serve_config(api_readers: int) -> dict:

@@ -11,7 +11,7 @@ from analytics.rollups import rollup_jobs
 from analytics.schema import ANALYTICS
 from bench.fleet_history import Fleet, load_span_minutes, write_rollups
 from collector.config import default_config
-from collector.duckdb_exporter import collector_store
+from collector.store.duckdb_exporter import collector_store
 from collector.selfmetrics import CollectorMetrics
 
 HOUR = datetime(2026, 11, 30, 10, 0)
