@@ -349,10 +349,14 @@ class OtlpExporterConfig:
         self.retry.validate(f"{key}.retry")
 
 
+# Every pipeline's processors: one memory budget and one batcher serve all signals.
+_PROCESSORS = ("memory_limiter", "batch")
+
+
 @dataclass
 class PipelineConfig:
     receivers: list[str] = field(default_factory=lambda: ["otlp"])
-    processors: list[str] = field(default_factory=lambda: ["memory_limiter", "batch"])
+    processors: list[str] = field(default_factory=lambda: list(_PROCESSORS))
     exporters: list[str] = field(default_factory=lambda: ["duckdb"])
 
 
@@ -451,6 +455,11 @@ class CollectorConfig:
                         raise ConfigError(f"{key}.{kind}: unknown component {component!r}; known: {sorted(known)}")
                     if kind == "exporters" and component == "otlp" and self.exporters.otlp is None:
                         raise ConfigError(f"{key}.exporters: 'otlp' is listed but exporters.otlp is not configured")
+            if list(pipeline.processors) != list(_PROCESSORS):
+                # One memory budget and one group-commit batcher serve every
+                # signal: a pipeline cannot leave either out or reorder them.
+                raise ConfigError(f"{key}.processors: must be {list(_PROCESSORS)} (the memory limiter and the "
+                                  f"batcher apply to every pipeline); got {list(pipeline.processors)}")
         if len({frozenset(p.exporters) for p in self.service.pipelines.values()}) > 1:
             raise ConfigError("service.pipelines: every pipeline must list the same exporters (one write path)")
 

@@ -8,14 +8,15 @@ import sys
 import textwrap
 import urllib.request
 
+import grpc
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from bench.harness import CollectorProcess, metric_value, post, query
-from tests.otlp_requests import SPEC_JSON
+from bench.harness import CollectorProcess, grpc_call, metric_value, post, query
+from tests.otlp_requests import SPEC_JSON, gauge_request, log_request, trace_request
 
 
 
@@ -178,3 +179,23 @@ def test_collector_loads_no_analytics_or_dashboard_packages(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_signal_without_a_pipeline_is_refused_for_good(tmp_path):
+    """The pipelines the config names are what the collector takes: no logs pipeline, no logs."""
+    config = {"service": {"pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["duckdb"]}}}}
+    with CollectorProcess(tmp_path / "fw.duckdb", config=config) as collector:
+        logs, _ = log_request(3)
+        status, _, body = post(collector.http_port, "/v1/logs", logs)
+        assert status == 400 and b"no logs pipeline" in body
+        with pytest.raises(grpc.RpcError) as refused:
+            grpc_call(collector.grpc_endpoint, gauge_request(2),
+                      method="/opentelemetry.proto.collector.metrics.v1.MetricsService/Export")
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "no metrics pipeline" in refused.value.details()
+        traces, _ = trace_request(4)
+        assert post(collector.http_port, "/v1/traces", traces)[0] == 200
+        text = collector.metrics_text()
+        assert metric_value(text, "fleetwatch_receiver_requests_total", receiver="http", signal="logs",
+                            outcome="no_pipeline") == 1
+    assert query(tmp_path / "fw.duckdb", "SELECT count(*) FROM log_records")[0][0] == 0

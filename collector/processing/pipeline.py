@@ -115,6 +115,7 @@ class Ingestor:
         self.config = config
         self.metrics = metrics
         self.gateway_id = config.service.gateway_id
+        self.signals = config.signals()
         limiter = config.processors.memory_limiter
         self.retry_after = limiter.retry_after
         self.budget = MemoryBudget(int(limiter.limit_mib * (1 << 20)))
@@ -151,6 +152,9 @@ class Ingestor:
         process's id for requests a trusted gateway forwarded."""
         if signal not in SIGNALS:
             raise BadRequest(f"unknown signal {signal!r}")
+        if signal not in self.signals:  # the config's pipelines say which signals this process takes
+            self.metrics.requests.inc(receiver=receiver, signal=signal, outcome="no_pipeline")
+            raise BadRequest(f"this collector has no {signal} pipeline (service.pipelines); it does not take {signal}")
         digest = request_digest(signal, payload)
         state = self.digests.lookup(digest)
         if state != "new":
