@@ -9,9 +9,16 @@ import numpy as np
 from analytics.jobs.framework import JobRunner
 from analytics.latency_buckets import BOUNDS_MS, N_BUCKETS, quantile
 from analytics.rollups import rollup_jobs
+from analytics.jobs.scheduler import AnalyticsScheduler
+from bench.harness import wait_until
+from collector.config import default_config
+from collector.request_log import RequestLogWriter
+from collector.selfmetrics import Registry
+from collector.store.bulk import ingest_request_log
 from collector.store.database import Store
-from collector.store.marks import next_seq, record_marks
-from tests.analytics_data import MINUTES, T0, expected_rollup, read, stored_rollup
+from collector.store.duckdb_exporter import DuckDBExporter
+from collector.store.marks import compact_marks, next_seq, record_marks
+from tests.analytics_data import MINUTES, T0, T0_NS, expected_rollup, fleet_requests, read, stored_rollup
 
 def run_all(runner, now):
     return {name: runner.run_due(name, now) for name in runner.jobs}
@@ -104,10 +111,6 @@ def test_bucket_quantiles_are_within_one_bucket_of_numpy():
 
 
 def test_the_scheduler_catches_up_every_job_and_reports_it_in_metrics(store):
-    from analytics.jobs.scheduler import AnalyticsScheduler
-    from collector.selfmetrics import Registry
-    from bench.harness import wait_until
-
     registry = Registry()
     runner = JobRunner(store, rollup_jobs())
     scheduler = AnalyticsScheduler(runner, registry)
@@ -146,3 +149,61 @@ def test_device_hours_match_the_raw_spans(store):
               for r in read(store, "SELECT * FROM device_hour").to_pylist()}
     assert stored == expected
     assert len({hour for hour, _ in stored}) == 2
+
+
+def _write_late(store, minute: datetime, shift: int) -> None:
+    """What the writer does with a backlog: one old row and its mark, in one transaction."""
+    def write(con):
+        with Store.transaction(con):
+            con.execute("CREATE TEMP TABLE late AS SELECT * REPLACE (?::TIMESTAMP_NS AS start_time, "
+                        "span_id + ? AS span_id) FROM span_rows WHERE name = 'inference' LIMIT 1", [minute, shift])
+            con.execute("INSERT INTO span_rows SELECT * FROM late")
+            record_marks(con, next_seq(con), "span_rows", "late")
+            con.execute("DROP TABLE late")
+
+    store.submit(write).result()
+
+
+def test_seen_marks_are_merged_per_minute_and_late_data_is_still_found(store):
+    runner = JobRunner(store, rollup_jobs())
+    run_all(runner, T0 + timedelta(hours=3))
+    _write_late(store, T0 + timedelta(minutes=5, seconds=1), 11)  # a second mark for minute 5
+    run_all(runner, T0 + timedelta(hours=3))
+    before = read(store, "SELECT count(*) AS n, max(seq) AS top FROM ingest_marks").to_pylist()[0]
+    floor = runner.marks_floor()
+    assert floor == before["top"] > 0
+
+    def merge(con):
+        with Store.transaction(con):
+            compact_marks(con, floor)
+
+    store.submit(merge).result()
+    after = read(store, "SELECT count(*) AS n, count(DISTINCT (table_name, minute)) AS minutes, max(seq) AS top "
+                        "FROM ingest_marks").to_pylist()[0]
+    assert after["n"] == after["minutes"] == before["n"] - 1 and after["top"] == before["top"]
+    _write_late(store, T0 + timedelta(minutes=12, seconds=30), 7)
+    report = runner.run_due("rollup_minute", T0 + timedelta(hours=3))
+    assert [(s, reason) for s, _, reason in report.spans] == [(T0 + timedelta(minutes=12), "late-data")]
+    assert stored_rollup(store, "rollup_minute") == expected_rollup(store, 60)
+
+
+def test_a_gateway_merges_its_own_marks(tmp_path, monkeypatch):
+    """Without jobs nobody reads the marks: the writer's hourly prune merges them to one row per minute."""
+
+    monkeypatch.setattr(DuckDBExporter, "PRUNE_INTERVAL", 0.0)
+    log_path, db = tmp_path / "gw.otlp.zst", tmp_path / "gw.duckdb"
+    with RequestLogWriter(log_path) as log:
+        for i, body in enumerate(fleet_requests(np.random.default_rng(3), n_devices=3, minutes=2, per_device=40,
+                                                per_request=10)):
+            log.append("traces", T0_NS + i, body)
+    config = default_config()
+    config.processors.batch.send_batch_size = 10  # a batch (and marks) per request
+    ingest_request_log(db, log_path, config)
+    gateway = Store(str(db))
+    gateway.open()
+    try:
+        marks = read(gateway, "SELECT count(*) AS n, count(DISTINCT minute) AS minutes FROM ingest_marks "
+                              "WHERE table_name = 'span_rows'").to_pylist()[0]
+    finally:
+        gateway.close()
+    assert marks["n"] == marks["minutes"] <= 3

@@ -142,6 +142,14 @@ class JobRunner:
         self.max_backoff = max_backoff
         self.on_run = on_run  # (job, outcome, seconds): the process's metrics
         self._state: dict[str, _State] = {}
+        store.marks_floor = self.marks_floor
+
+    def marks_floor(self) -> int:
+        """The newest ingest mark every job has looked at: older ones may be merged (0 before all have run)."""
+        readers = [name for name, job in self.jobs.items() if job.inputs]
+        if any(name not in self._state for name in readers):
+            return 0
+        return min((self._state[name].marks_seen for name in readers), default=0)
 
     # -- reading ---------------------------------------------------------
     def _read(self, sql: str, params: dict | None = None) -> pa.Table:

@@ -72,6 +72,10 @@ class Store:
         self._con: duckdb.DuckDBPyConnection | None = None
         self.reads: ReadPool | None = None
         self.versions: dict[str, int] = {}
+        # The newest ingest_marks sequence every reader of marks has seen (the
+        # analytics jobs set it); marks up to it may be merged. None: nobody
+        # reads marks here (a gateway), so all of them may be.
+        self.marks_floor: Callable[[], int] | None = None
 
     # -- lifecycle -------------------------------------------------------
     def open(self) -> None:

@@ -39,7 +39,7 @@ from collector.processing.exporters import WriteBatch
 from collector.store.schema import arrow_schema
 from collector.selfmetrics import CollectorMetrics
 from collector.store.database import Store
-from collector.store.marks import TIME_COLUMNS, next_seq, record_marks
+from collector.store.marks import TIME_COLUMNS, compact_marks, next_seq, record_marks
 from collector.store.migrations import Migrations
 from collector.store.versions import COLLECTOR
 
@@ -74,6 +74,8 @@ def collector_store(config: DuckDBExporterConfig, metrics: CollectorMetrics,
 
 class DuckDBExporter:
     """Appends Arrow batches to the DuckDB tables through the store's write thread; see the module docstring."""
+
+    PRUNE_INTERVAL = 3600.0  # seconds between ingest_log pruning and ingest-mark merging
 
     def __init__(self, store: Store, config: DuckDBExporterConfig, metrics: CollectorMetrics) -> None:
         if store.checkpoints is None:
@@ -275,12 +277,16 @@ class DuckDBExporter:
         )
 
     def _maybe_prune(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Drop ingest_log rows older than the dedup window, at most once an hour."""
-        if time.monotonic() - self._last_prune < 3600:
+        """At most once an hour: drop ingest_log rows older than the dedup window, and merge
+        the ingest marks every job has seen into one row per minute (one per write otherwise)."""
+        if time.monotonic() - self._last_prune < self.PRUNE_INTERVAL:
             return
         self._last_prune = time.monotonic()
         cutoff = time.time_ns() - int(self.config.dedup_window * 1e9)
+        floor = self.store.marks_floor() if self.store.marks_floor is not None else self._seq - 1
         try:
             con.execute("DELETE FROM ingest_log WHERE written_at < make_timestamp_ns(?)", [cutoff])
+            with Store.transaction(con):
+                compact_marks(con, floor)
         except duckdb.Error as exc:
-            log.warning("pruning ingest_log failed: %s", exc)
+            log.warning("pruning ingest_log or merging ingest marks failed: %s", exc)

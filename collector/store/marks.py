@@ -13,8 +13,8 @@ at); ``min_time`` / ``max_time`` bound the raw (uncorrected) time column
 of the rows in that minute, which jobs use as a filter DuckDB can prune
 row groups with (the corrected time is computed, so it cannot be pruned on).
 
-Marks are merged per minute once they are older than every job's
-interest (:func:`compact_marks`), so the table stays one row per minute
+Marks every job has seen are merged, once an hour, into one row per table
+and minute (:func:`compact_marks`), so the table stays one row per minute
 of history plus the recent writes.
 """
 
@@ -24,7 +24,7 @@ import duckdb
 
 MARKS_TABLE = """
 CREATE TABLE IF NOT EXISTS ingest_marks (
-    seq BIGINT NOT NULL,            -- the write's sequence number; 0 for compacted history
+    seq BIGINT NOT NULL,            -- the write's sequence number (merged history keeps the newest merged)
     table_name VARCHAR NOT NULL,    -- span_rows, metric_points, histogram_points, ...
     minute TIMESTAMP NOT NULL,      -- corrected event time, truncated to the minute (UTC)
     rows BIGINT NOT NULL,
@@ -62,11 +62,19 @@ def backfill_marks(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def compact_marks(con: duckdb.DuckDBPyConnection, up_to_seq: int) -> None:
-    """Merge marks with ``seq <= up_to_seq`` into one history row (seq 0) per table and minute."""
+    """Merge marks with ``seq <= up_to_seq`` into one row per table and minute, numbered ``up_to_seq``.
+
+    Keeping the number (not 0) keeps the sequence growing across restarts,
+    so a job that has seen ``up_to_seq`` never mistakes a new write for an
+    old one. Call it inside a transaction: the merged rows replace the old
+    ones at once.
+    """
+    if up_to_seq <= 0:
+        return
     con.execute(
-        "CREATE TEMP TABLE merged_marks AS SELECT 0 AS seq, table_name, minute, sum(rows)::BIGINT AS rows, "
+        "CREATE TEMP TABLE merged_marks AS SELECT ?::BIGINT AS seq, table_name, minute, sum(rows)::BIGINT AS rows, "
         "min(min_time) AS min_time, max(max_time) AS max_time FROM ingest_marks WHERE seq <= ? "
-        "GROUP BY table_name, minute", [up_to_seq])
+        "GROUP BY table_name, minute", [up_to_seq, up_to_seq])
     try:
         con.execute("DELETE FROM ingest_marks WHERE seq <= ?", [up_to_seq])
         con.execute("INSERT INTO ingest_marks SELECT * FROM merged_marks")
