@@ -27,13 +27,20 @@ RAW_QUERIES = (
     NamedQuery(
         "device_spans",
         "Spans of one device in a time range (device clock, corrected for skew), newest first.",
+        # The corrected time is computed, so DuckDB cannot skip row groups on it;
+        # the raw start times that the range's minutes hold (ingest_marks) can.
         """
+        WITH bounds AS (
+            SELECT min(min_time) AS lo, max(max_time) AS hi FROM ingest_marks
+            WHERE table_name = 'span_rows' AND minute >= date_trunc('minute', $since) AND minute < $until
+        )
         SELECT trace_id, span_id, parent_span_id, name, status_code, status_message,
                corrected_start_time AS start_time, duration_ms, model_name, model_version,
                inference_mode, request_id, prediction_label, prediction_score, prediction_value,
                cold_start, site, firmware_version, attributes, received_at
-        FROM spans
+        FROM spans, bounds
         WHERE device_id = $device_id
+          AND spans.start_time >= bounds.lo AND spans.start_time <= bounds.hi
           AND corrected_start_time >= $since AND corrected_start_time < $until
         ORDER BY corrected_start_time DESC
         """,
