@@ -44,30 +44,10 @@ def bucket_sql(ms: str) -> str:
             f"ELSE {g} + ({ms} > {bounds}[{g} + 1])::INTEGER - ({ms} <= {bounds}[{g}])::INTEGER END)")
 
 
-def bucket_of(ms: float) -> int:
-    """The bucket index of one latency, in Python (the reference the SQL is tested against)."""
-    import bisect
-
-    if ms <= BOUNDS_MS[0]:
-        return 0
-    return bisect.bisect_left(BOUNDS_MS, ms) if ms <= BOUNDS_MS[-1] else N_BOUNDS
-
-
 def quantile(counts: list[int], q: float) -> float | None:
-    """The ``q`` quantile (0 < q < 1) of a bucket histogram, or None when it holds nothing."""
-    total = sum(counts)
-    if total == 0:
-        return None
-    rank = q * total
-    seen = 0
-    for i, count in enumerate(counts):
-        if count and seen + count >= rank:
-            lower = BOUNDS_MS[i - 1] if i > 0 else BOUNDS_MS[0] / 2 ** (1 / PER_DOUBLING)
-            upper = BOUNDS_MS[i] if i < N_BOUNDS else BOUNDS_MS[-1] * 2 ** (1 / PER_DOUBLING)
-            share = (rank - seen) / count
-            return lower * math.pow(upper / lower, share)
-        seen += count
-    return BOUNDS_MS[-1]
+    """The ``q`` quantile (0 < q < 1) of one bucket histogram, or None when it holds nothing."""
+    value = float(quantiles([counts], q)[0])
+    return None if math.isnan(value) else value
 
 
 def quantiles(counts, q: float):

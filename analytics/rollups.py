@@ -28,12 +28,12 @@ from analytics.jobs.framework import JobOutput, Read, WindowJob
 from analytics.latency_buckets import COLUMNS as LATENCY_COLUMNS
 from analytics.latency_buckets import bucket_sql
 from collector.store.marks import raw_time_bounds
+from collector.store.schema import corrected_time
 
 GROUP_COLUMNS = ("model_name", "model_version", "inference_mode", "site", "region", "device_class",
                  "firmware_version")
 
-_CORRECTED = ("CASE WHEN clock_offset_ns IS NULL THEN start_time "
-              "ELSE make_timestamp_ns(epoch_ns(start_time) - clock_offset_ns) END")
+_CORRECTED = corrected_time("start_time")
 
 
 def _golden_ddl(table: str) -> str:

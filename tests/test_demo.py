@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from analytics.api.client import ReadApiClient
-from bench.harness import free_port, metric_value, query, wait_until
+from bench.harness import free_port, jobs_caught_up, metric_value, query, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +68,4 @@ def test_demo_loads_the_sample_and_serves(tmp_path):
 
 def _jobs_caught_up(port: int) -> bool:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    lags = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line.startswith("fleetwatch_job_watermark_lag_seconds{")]
-    return len(lags) == 3 and all(lag < 3 * 3600 for lag in lags)
+        return jobs_caught_up(response.read().decode())

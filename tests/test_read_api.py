@@ -6,7 +6,6 @@ import asyncio
 import json
 
 import aiohttp
-import duckdb
 import pyarrow as pa
 import pytest
 
@@ -15,6 +14,7 @@ from analytics.api.catalog import CATALOG
 from analytics.api.server import ARROW_STREAM, ReadApi
 from analytics.api.sql_guard import SqlGuard
 from collector.store.bulk import ingest_request_log
+from collector.store.files import open_database
 from collector.store.read_pool import ReadPool
 from collector.request_log import RequestLogWriter
 from tests.otlp_requests import gauge_request, trace_request
@@ -43,8 +43,7 @@ def call(database, requests, **config):
     db, _ = database
 
     async def run():
-        con = duckdb.connect(str(db), config={"autoinstall_known_extensions": False,
-                                              "autoload_known_extensions": False})
+        con = open_database(str(db))
         api_config = ApiConfig(endpoint="127.0.0.1:0", **config)
         api_config.read.bearer_tokens = [READ]
         api_config.admin.bearer_tokens = [ADMIN]
@@ -212,7 +211,7 @@ def test_reads_past_the_pool_and_queue_get_503_with_retry_after(database):
 
 
 def _counts(db) -> tuple:
-    con = duckdb.connect(str(db), read_only=True)
+    con = open_database(str(db), read_only=True)
     try:
         tables = con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()[0]
         return tables, con.execute("SELECT count(*) FROM devices").fetchone()[0]

@@ -12,7 +12,7 @@ import pytest
 
 from analytics.api.client import ApiError, ReadApiClient
 from analytics.schema import ANALYTICS
-from bench.harness import CollectorProcess, metric_value, post, wait_until
+from bench.harness import CollectorProcess, jobs_caught_up, metric_value, post, wait_until
 from collector.store.bulk import ingest_request_log
 from collector.request_log import RequestLogWriter
 from collector.store.database import Store
@@ -48,10 +48,7 @@ def analytics_config(**api) -> dict:
 
 
 def caught_up(collector: CollectorProcess) -> bool:
-    text = collector.metrics_text()
-    lags = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line.startswith("fleetwatch_job_watermark_lag_seconds{")]
-    return len(lags) == 3 and all(lag < 3 * 3600 for lag in lags)
+    return jobs_caught_up(collector.metrics_text())
 
 
 def open_store(db) -> Store:

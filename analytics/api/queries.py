@@ -23,11 +23,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pyarrow as pa
 
 from analytics.api.params import BadParameter, Param
+from analytics.times import utc_naive
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class NamedQuery:
         used = set(re.findall(r"\$([a-z][a-z0-9_]*)", sql))
         # Only the placeholders the statement uses are bound (DuckDB refuses extras);
         # times go in as naive UTC so DuckDB never applies its session time zone.
-        return BoundQuery(self, sql, {name: _naive_utc(value) for name, value in bound.items() if name in used},
+        return BoundQuery(self, sql, {name: utc_naive(value) for name, value in bound.items() if name in used},
                           bound)
 
 
@@ -95,12 +96,6 @@ class BoundQuery:
     def finish(self, table: pa.Table) -> pa.Table:
         """The result as callers see it (after the query's ``postprocess``, if any)."""
         return self.query.postprocess(table, self.values) if self.query.postprocess else table
-
-
-def _naive_utc(value):
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value
 
 
 def registry(queries) -> dict[str, NamedQuery]:

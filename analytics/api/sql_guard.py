@@ -37,6 +37,8 @@ from collections.abc import Iterable, Iterator
 
 import duckdb
 
+from collector.store.files import open_database
+
 # Table functions that read nothing but their arguments.
 ROW_GENERATORS = frozenset({"range", "generate_series", "unnest"})
 # Scalar functions that write (write_log) or expose configuration.
@@ -55,11 +57,7 @@ class SqlGuard:
         self.allowed_tables = frozenset(name.lower() for name in allowed_tables)
         if not self.allowed_tables:
             raise ValueError("SqlGuard needs at least one allowed table")
-        self._parser = duckdb.connect(
-            ":memory:",
-            config={"autoinstall_known_extensions": False, "autoload_known_extensions": False,
-                    "enable_external_access": False},
-        )
+        self._parser = open_database(":memory:", config={"enable_external_access": False})
         self._lock = threading.Lock()
 
     def check(self, sql: str) -> str:

@@ -47,6 +47,7 @@ from datetime import datetime, timedelta, timezone
 import duckdb
 import pyarrow as pa
 
+from analytics.times import utc_naive
 from collector.store.database import Store
 
 log = logging.getLogger("fleetwatch.jobs")
@@ -103,10 +104,6 @@ def floor_time(t: datetime, window: timedelta) -> datetime:
     step = int(window.total_seconds() * 1_000_000)
     micros = (t - EPOCH) // timedelta(microseconds=1)
     return EPOCH + timedelta(microseconds=micros - micros % step)
-
-
-def utc_naive(t: datetime) -> datetime:
-    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
 
 
 @dataclass

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import duckdb
 
+from collector.store.schema import corrected_time
+
 MARKS_TABLE = """
 CREATE TABLE IF NOT EXISTS ingest_marks (
     seq BIGINT NOT NULL,            -- the write's sequence number (merged history keeps the newest merged)
@@ -38,9 +40,8 @@ TIME_COLUMNS = {"span_rows": "start_time", "metric_points": "time", "histogram_p
 
 
 def corrected_minute(time_column: str) -> str:
-    """SQL for the skew-corrected minute of a row (offset NULL = clock looked right)."""
-    return (f"date_trunc('minute', make_timestamp_ns(epoch_ns({time_column}) - coalesce(clock_offset_ns, 0)))"
-            "::TIMESTAMP")
+    """SQL for the skew-corrected minute of a row."""
+    return f"date_trunc('minute', {corrected_time(time_column)})::TIMESTAMP"
 
 
 def record_marks(con: duckdb.DuckDBPyConnection, seq: int, table: str, source: str) -> None:

@@ -95,12 +95,7 @@ class ReadPool:
         for _ in range(size):
             self._cursors.put(connection.cursor())
         self._admitted = threading.BoundedSemaphore(size + queue_limit)
-        self._lock = threading.Lock()
         self._closed = False
-        self.running = 0
-        self.served = 0
-        self.timeouts = 0
-        self.refused = 0
 
     def run(self, sql: str, params: Sequence | dict | None = None, *, max_rows: int,
             timeout: float, max_bytes: int = 64 * 1024 * 1024) -> ReadResult:
@@ -114,8 +109,6 @@ class ReadPool:
         pool answers at once instead of after the thread pool's own queue.
         """
         if self._closed or not self._admitted.acquire(blocking=False):
-            with self._lock:
-                self.refused += 1
             if self._closed:
                 raise PoolBusy("the database is closing", self.retry_after)
             raise PoolBusy(f"{self.size} queries are running and {self.queue_limit} are waiting",
@@ -141,8 +134,6 @@ class ReadPool:
             cursor.interrupt()
 
         timer = threading.Timer(timeout, stop)
-        with self._lock:
-            self.running += 1
         timer.start()
         try:
             reader = cursor.sql(sql, params=params).to_arrow_reader(FETCH_ROWS)
@@ -163,8 +154,6 @@ class ReadPool:
             reader.close()
         except duckdb.InterruptException:
             if timed_out.is_set():
-                with self._lock:
-                    self.timeouts += 1
                 raise QueryTimeout(f"the query ran longer than {timeout:g} s and was stopped") from None
             raise QueryFailed("the query was interrupted") from None
         except duckdb.OutOfMemoryException as exc:
@@ -173,10 +162,6 @@ class ReadPool:
             raise QueryFailed(_first_line(exc)) from None
         finally:
             timer.cancel()
-            with self._lock:
-                self.running -= 1
-        with self._lock:
-            self.served += 1
         return ReadResult(table, truncated, time.monotonic() - started)
 
     def close(self) -> None:
