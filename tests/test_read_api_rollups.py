@@ -65,3 +65,28 @@ def test_inventory_and_model_versions(store):
                                                             ("detector", "v2"): 4}
     assert spread[("detector", "v1")]["inferences"] == 1600
     assert spread[("detector", "v1")]["inference_share"] == 0.5
+    # Per-device and per-version counts and ratios against the raw spans.
+    raw = read(store, "SELECT device_id, model_name, model_version, status_code FROM span_rows "
+                      "WHERE name = 'inference'").to_pylist()
+    for device in devices:
+        mine = [r for r in raw if r["device_id"] == device["device_id"]]
+        assert device["inferences_24h"] == len(mine) == 400
+        assert device["errors_24h"] == sum(r["status_code"] == 2 for r in mine)
+    for (model, version), row in spread.items():
+        mine = [r for r in raw if (r["model_name"], r["model_version"]) == (model, version)]
+        model_total = sum(1 for r in raw if r["model_name"] == model)
+        assert row["inferences"] == len(mine)
+        assert row["error_ratio"] == sum(r["status_code"] == 2 for r in mine) / len(mine)
+        assert row["inference_share"] == len(mine) / model_total
+
+
+def test_queries_over_a_range_without_data_answer_no_rows_not_zeros(store):
+    runner = JobRunner(store, rollup_jobs())
+    for name in runner.jobs:
+        runner.run_due(name, T0 + timedelta(hours=3))
+    before, after, versions = serve_and_get(store, [
+        "/api/v1/query/golden_signals?since=2026-11-29T10:00:00Z&until=2026-11-29T12:00:00Z&step=15m",
+        "/api/v1/query/golden_signals?since=2026-11-30T13:00:00Z&until=2026-11-30T15:00:00Z&group_by=site",
+        "/api/v1/query/model_versions?since=2026-11-29T00:00:00Z&until=2026-11-30T00:00:00Z",
+    ])
+    assert before["rows"] == [] and after["rows"] == [] and versions["rows"] == []
