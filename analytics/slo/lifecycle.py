@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 INACTIVE, PENDING, FIRING, RESOLVED = "inactive", "pending", "firing", "resolved"
 STATES = (INACTIVE, PENDING, FIRING, RESOLVED)
 ALERT_NAME = "SLOBurnRate"
+NO_DATA_ALERT_NAME = "SLONoData"  # a group that reported in the period and has been silent for an hour
 
 # One row per alert episode (inactive -> ... -> resolved); a new episode of the
 # same SLO x group x severity gets a new row with the same fingerprint.
@@ -87,15 +88,17 @@ class AlertKey:
     severity: str
     group: tuple[tuple[str, str], ...] = ()
     extra_labels: tuple[tuple[str, str], ...] = ()
+    alertname: str = ALERT_NAME
 
     @classmethod
     def of(cls, slo: str, severity: str, group: dict[str, str] | None = None,
-           labels: dict[str, str] | None = None) -> AlertKey:
-        return cls(slo, severity, tuple(sorted((group or {}).items())), tuple(sorted((labels or {}).items())))
+           labels: dict[str, str] | None = None, alertname: str = ALERT_NAME) -> AlertKey:
+        return cls(slo, severity, tuple(sorted((group or {}).items())), tuple(sorted((labels or {}).items())),
+                   alertname)
 
     @property
     def labels(self) -> dict[str, str]:
-        return {**dict(self.extra_labels), **dict(self.group), "alertname": ALERT_NAME, "slo": self.slo,
+        return {**dict(self.extra_labels), **dict(self.group), "alertname": self.alertname, "slo": self.slo,
                 "severity": self.severity}
 
     @property
@@ -135,7 +138,7 @@ class AlertState:
         labels = json.loads(row["labels"])
         group = json.loads(row["group_labels"])
         extra = {k: v for k, v in labels.items() if k not in group and k not in ("alertname", "slo", "severity")}
-        key = AlertKey.of(row["slo"], row["severity"], group, extra)
+        key = AlertKey.of(row["slo"], row["severity"], group, extra, labels["alertname"])
         return cls(key, row["state"], row["opened_at"], row["starts_at"], row["ends_at"], row["last_evaluated_at"],
                    row["last_notified_at"], bool(row["notified_firing"]), bool(row["inhibited"]))
 
@@ -183,8 +186,14 @@ class Lifecycle:
         self.config.validate()
 
     def step(self, alert: AlertState, condition: bool | None, now: datetime,
-             inhibited: bool = False) -> tuple[AlertState, Notification | None]:
-        """One tick for one alert; returns its new state and what to send (``None``: nothing)."""
+             inhibited: bool = False, notify: bool = True) -> tuple[AlertState, Notification | None]:
+        """One tick for one alert; returns its new state and what to send (``None``: nothing).
+
+        ``notify=False`` (an instant evaluated long after the fact, when
+        catching up) changes states but announces no firing: the first
+        instant that may notify announces an alert that still fires. An
+        announced alert's resolution is always announced.
+        """
         alert = dataclasses.replace(alert, last_evaluated_at=now)
         if condition is None:  # no data: hold where we are
             return alert, None
@@ -204,6 +213,8 @@ class Lifecycle:
             return resolved, Notification("resolved", resolved) if alert.notified_firing else None
         if inhibited:
             return dataclasses.replace(alert, inhibited=True), None
+        if not notify:
+            return alert, None
         due = alert.last_notified_at is None or now - alert.last_notified_at >= self.config.repeat_interval
         if not due:
             return dataclasses.replace(alert, inhibited=False), None
@@ -212,10 +223,10 @@ class Lifecycle:
         return alert, Notification(kind, alert)
 
     def step_group(self, page: AlertState, ticket: AlertState, page_condition: bool | None,
-                   ticket_condition: bool | None, now: datetime) -> GroupStep:
+                   ticket_condition: bool | None, now: datetime, notify: bool = True) -> GroupStep:
         """One tick for an SLO and group: the page first, then the ticket, inhibited while the page fires."""
         if page.key.slo != ticket.key.slo or page.key.group != ticket.key.group:
             raise ValueError("step_group: page and ticket must belong to the same SLO and group")
-        page, page_note = self.step(page, page_condition, now)
-        ticket, ticket_note = self.step(ticket, ticket_condition, now, inhibited=page.state == FIRING)
+        page, page_note = self.step(page, page_condition, now, notify=notify)
+        ticket, ticket_note = self.step(ticket, ticket_condition, now, inhibited=page.state == FIRING, notify=notify)
         return GroupStep(page, ticket, tuple(n for n in (page_note, ticket_note) if n is not None))

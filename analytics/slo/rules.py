@@ -26,8 +26,11 @@ A zero denominator is **no data**, never "no burn": :func:`burn_rate` returns
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from datetime import timedelta
+
+import numpy as np
 
 SEVERITIES = ("page", "ticket")
 
@@ -168,8 +171,8 @@ def error_ratio(good: int, total: int) -> float | None:
 
 def burn_rate(good: int, total: int, objective: float) -> float | None:
     """How many times faster than sustainable the budget is spent: error ratio / (1 - objective)."""
-    ratio = error_ratio(good, total)
-    return None if ratio is None else ratio / (1.0 - objective)
+    value = float(burn_rates(np.array([good]), np.array([total]), objective)[0])
+    return None if math.isnan(value) else value
 
 
 def budget_remaining(good: int, total: int, objective: float) -> float | None:
@@ -179,9 +182,16 @@ def budget_remaining(good: int, total: int, objective: float) -> float | None:
     first is what keeps a busy hour and a quiet hour weighted by their
     traffic, which averaging per-window ratios would not.
     """
-    if total == 0:
-        return None
-    return 1.0 - (total - good) / ((1.0 - objective) * total)
+    value = float(budgets_remaining(np.array([good]), np.array([total]), objective)[0])
+    return None if math.isnan(value) else value
+
+
+def budgets_remaining(good: np.ndarray, total: np.ndarray, objective: float) -> np.ndarray:
+    """:func:`budget_remaining` over arrays of period counts; NaN where there were no events."""
+    good, total = np.asarray(good, dtype=np.float64), np.asarray(total, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        left = 1.0 - (total - good) / ((1.0 - objective) * total)
+    return np.where(total > 0, left, np.nan)
 
 
 def budget_spent(rate: float, duration: timedelta, period: timedelta) -> float:
@@ -220,23 +230,52 @@ class RuleEvaluation:
         return self.outcome is Outcome.FIRING
 
 
+OUTCOME_CODES = (Outcome.OK, Outcome.FIRING, Outcome.NO_DATA, Outcome.LOW_TRAFFIC)  # index = code
+OK_CODE, FIRING_CODE, NO_DATA_CODE, LOW_TRAFFIC_CODE = range(4)
+
+
+def burn_rates(good: np.ndarray, total: np.ndarray, objective: float) -> np.ndarray:
+    """:func:`burn_rate` over arrays of counts; NaN where ``total`` is 0 (no data)."""
+    good, total = np.asarray(good, dtype=np.float64), np.asarray(total, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rates = (total - good) / total / (1.0 - objective)
+    return np.where(total > 0, rates, np.nan)
+
+
+def rule_outcomes(rule: BurnRateRule, objective: float, long_good: np.ndarray, long_total: np.ndarray,
+                  short_good: np.ndarray, short_total: np.ndarray, min_events: int = 0) -> np.ndarray:
+    """The outcome code (index into :data:`OUTCOME_CODES`) of ``rule`` at many instants at once.
+
+    The one implementation of the rule: :func:`evaluate_rule` calls it for
+    one instant; the live evaluator and the backtest for every minute of a
+    range. Both windows must burn strictly faster than ``rule.factor``
+    (Sloth's ``>``); an empty window is no data; a burning rule whose long
+    window holds fewer than ``min_events`` events is low traffic.
+    """
+    long_burn = burn_rates(long_good, long_total, objective)
+    short_burn = burn_rates(short_good, short_total, objective)
+    no_data = np.isnan(long_burn) | np.isnan(short_burn)
+    burning = ~no_data & (long_burn > rule.factor) & (short_burn > rule.factor)
+    codes = np.full(long_burn.shape, OK_CODE, dtype=np.int8)
+    codes[no_data] = NO_DATA_CODE
+    codes[burning] = FIRING_CODE
+    codes[burning & (np.asarray(long_total) < min_events)] = LOW_TRAFFIC_CODE
+    return codes
+
+
 def evaluate_rule(rule: BurnRateRule, objective: float, long: WindowCounts, short: WindowCounts,
                   min_events: int = 0) -> RuleEvaluation:
-    """Fire when both windows burn strictly faster than ``rule.factor`` (Sloth's ``>``).
+    """One rule at one instant (see :func:`rule_outcomes`, which it calls).
 
     No events in either window is ``NO_DATA`` (a short window with no
     events cannot confirm that the burn goes on). A burning rule whose long
     window has fewer than ``min_events`` events is ``LOW_TRAFFIC`` and does
     not fire; see docs/slo.md for what the guard costs.
     """
+    code = rule_outcomes(rule, objective, np.array([long.good]), np.array([long.total]),
+                         np.array([short.good]), np.array([short.total]), min_events)[0]
     long_burn, short_burn = (burn_rate(c.good, c.total, objective) for c in (long, short))
-    if long_burn is None or short_burn is None:
-        outcome = Outcome.NO_DATA
-    elif long_burn > rule.factor and short_burn > rule.factor:
-        outcome = Outcome.LOW_TRAFFIC if long.total < min_events else Outcome.FIRING
-    else:
-        outcome = Outcome.OK
-    return RuleEvaluation(rule, outcome, long_burn, short_burn, long.total)
+    return RuleEvaluation(rule, OUTCOME_CODES[code], long_burn, short_burn, long.total)
 
 
 @dataclass(frozen=True)

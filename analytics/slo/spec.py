@@ -108,9 +108,12 @@ class AlertingOptions:
     # one failure among three events is a 33 % error ratio, far above any
     # threshold, but not a reason to wake anyone.
     min_events: int = 0
+    # A group that reported in the period and has had no event for an hour
+    # raises its own ticket (SLONoData): no data is never read as no burn.
+    no_data: bool = True
 
     def validate(self, key: str) -> None:
-        for name in ("page", "ticket"):
+        for name in ("page", "ticket", "no_data"):
             if not isinstance(getattr(self, name), bool):
                 raise SloSpecError(f"{key}.{name}: expected true or false, got {getattr(self, name)!r}")
         if isinstance(self.min_events, bool) or not isinstance(self.min_events, int) or self.min_events < 0:
@@ -227,7 +230,7 @@ def slo_from_dict(data: Any, key: str = "slo") -> SloSpec:
     """Build and validate one SLO from a parsed YAML mapping; unknown keys are refused by path."""
     data = _mapping(data, key, _SLO_KEYS)
     sli = _mapping(data.get("sli", {}), f"{key}.sli", ("kind", "threshold_ms", "max_staleness_minutes"))
-    alerting = _mapping(data.get("alerting", {}), f"{key}.alerting", ("page", "ticket", "min_events"))
+    alerting = _mapping(data.get("alerting", {}), f"{key}.alerting", ("page", "ticket", "min_events", "no_data"))
     group_by = data.get("group_by", [])
     if not isinstance(group_by, list):
         raise SloSpecError(f"{key}.group_by: expected a list of dimensions, got {group_by!r}")
