@@ -77,11 +77,23 @@ class AnalyticsExtension:
             log.warning("no DuckDB exporter in this process: analytics jobs are not started")
             return
         jobs = rollup_jobs()
+        specs = self.config.slo_specs()
+        tasks = []
+        if specs:
+            from analytics.slo.job import SloJob
+            from analytics.slo.sli_job import sli_jobs
+
+            slo_inputs = sli_jobs(specs)
+            jobs += slo_inputs
+            tasks.append(SloJob(collector.store, specs, sli_jobs=[job.name for job in slo_inputs],
+                                notify_window=timedelta(seconds=self.config.notify_window),
+                                query_timeout=self.config.query_timeout))
         for job in jobs:
             if self.config.backfill is not None:
                 job.backfill = timedelta(seconds=self.config.backfill)
         runner = JobRunner(collector.store, jobs, query_timeout=self.config.query_timeout)
-        self.scheduler = AnalyticsScheduler(runner, collector.metrics.registry, workers=self.config.workers)
+        self.scheduler = AnalyticsScheduler(runner, collector.metrics.registry, workers=self.config.workers,
+                                            tasks=tasks)
         self.scheduler.start()
 
     async def stop(self) -> None:

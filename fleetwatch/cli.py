@@ -129,9 +129,10 @@ def _main(argv: list[str] | None) -> int:
                             "commits what was loaded (exit 130 / 143).")
     ingest.add_argument("--db", required=True, metavar="PATH", help="DuckDB file (must not be owned by a server)")
     ingest.add_argument("logs", nargs="+", metavar="LOG", help="request log files")
-    from fleetwatch import read_verbs
+    from fleetwatch import read_verbs, slo_verbs
 
     read_verbs.add_parsers(sub)
+    slo_verbs.add_parsers(sub)
     sub.add_parser("simulate", help="generate fleet telemetry (fleetwatch simulate --help)")
     args = parser.parse_args(argv)
 
@@ -139,6 +140,8 @@ def _main(argv: list[str] | None) -> int:
         return _ingest(args)
     if args.verb in ("query", "sql"):
         return read_verbs.run(args)
+    if args.verb == "slo":
+        return slo_verbs.run(args)
 
     if args.verb in ("serve", "demo"):
         from collector.store.checkpoints import UnfinishedBatchError

@@ -30,14 +30,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     query.add_argument("--param", "-p", action="append", default=[], metavar="K=V",
                        help="a parameter, e.g. --param since=-6h (repeatable)")
     query.add_argument("--list", action="store_true", help="list the named queries and their parameters")
-    _common(query)
+    add_common_options(query)
     sql = sub.add_parser("sql", help="run one read-only SELECT through the read API (admin token)",
                          description="Run one read-only SELECT on a running fleetwatch (admin token).")
     sql.add_argument("statement", help="the SELECT statement")
-    _common(sql)
+    add_common_options(sql)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=os.environ.get("FLEETWATCH_API_URL", "http://127.0.0.1:4319"),
                         help="the read API (default %(default)s; env FLEETWATCH_API_URL)")
     parser.add_argument("--format", "-f", choices=FORMATS, default="table", help="output format (default table)")
@@ -45,26 +45,42 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    from analytics.api.client import ApiError, ReadApiClient
-
+    if args.verb == "query" and args.list:
+        return _answer(args, out, lambda client: client.queries())
+    if args.verb == "query" and not args.name:
+        print("fleetwatch query: name a query, or --list to see them", file=sys.stderr)
+        return 2
+    if args.verb == "sql":
+        return _answer(args, out, lambda client: client.sql(args.statement))
     try:
-        client = ReadApiClient(args.url, token=os.environ.get("FLEETWATCH_API_TOKEN") or None, timeout=args.timeout)
-        if args.verb == "sql":
-            result = client.sql(args.statement)
-        elif args.list:
-            _print_catalog(client.queries(), out)
-            return 0
-        elif not args.name:
-            print("fleetwatch query: name a query, or --list to see them", file=sys.stderr)
-            return 2
-        else:
-            result = client.query(args.name, **_params(args.param))
-    except (ApiError, ValueError) as exc:
+        params = _params(args.param)
+    except ValueError as exc:
         print(f"fleetwatch {args.verb}: {exc}", file=sys.stderr)
         return 1
+    return run_query(args.name, params, args, out)
+
+
+def run_query(name: str, params: dict[str, str], args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Run named query ``name`` with ``params`` against ``args.url`` and print it in ``args.format``."""
+    return _answer(args, out, lambda client: client.query(name, **params))
+
+
+def _answer(args: argparse.Namespace, out: TextIO, ask) -> int:
+    from analytics.api.client import ApiError, ReadApiClient
+
+    verb = " ".join(v for v in (args.verb, getattr(args, "slo_verb", None)) if v)
+    try:
+        client = ReadApiClient(args.url, token=os.environ.get("FLEETWATCH_API_TOKEN") or None, timeout=args.timeout)
+        result = ask(client)
+    except (ApiError, ValueError) as exc:
+        print(f"fleetwatch {verb}: {exc}", file=sys.stderr)
+        return 1
+    if isinstance(result, list):  # the catalog
+        _print_catalog(result, out)
+        return 0
     render(result.names, result.rows, args.format, out)
     if result.truncated:
-        print(f"fleetwatch {args.verb}: the answer was cut at {len(result.rows)} rows (the server's row limit)",
+        print(f"fleetwatch {verb}: the answer was cut at {len(result.rows)} rows (the server's row limit)",
               file=sys.stderr)
     return 0
 

@@ -17,6 +17,7 @@ from analytics.api.params import Param
 from analytics.api.queries import NamedQuery, registry
 from analytics.latency_buckets import COLUMNS as LATENCY_COLUMNS
 from analytics.latency_buckets import quantiles
+from analytics.slo.queries import SLO_QUERIES
 
 _RANGE = (
     Param("since", "timestamp", "start of the time range (inclusive)", default="-1h"),
@@ -216,7 +217,7 @@ QUERIES = (
     ),
 )
 
-CATALOG: dict[str, NamedQuery] = registry(RAW_QUERIES + QUERIES)
+CATALOG: dict[str, NamedQuery] = registry(RAW_QUERIES + QUERIES + SLO_QUERIES)
 
 
 def served_queries(schemas: dict[str, int]) -> dict[str, NamedQuery]:

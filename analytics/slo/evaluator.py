@@ -45,6 +45,7 @@ from analytics.slo.lifecycle import (
     AlertKey,
     AlertState,
     Lifecycle,
+    group_key,
     LifecycleConfig,
 )
 from analytics.slo.payload import AlertContext, AlertMessage, describe
@@ -153,8 +154,7 @@ class SloEvaluator:
             if slo is None:
                 continue  # an SLO no longer in the file: its history stays, it is not evaluated
             state = AlertState.from_row(row)
-            group_key = json.dumps(dict(state.key.group), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-            slo.alerts[(group_key, _slot(state.key))] = state
+            slo.alerts[(group_key(dict(state.key.group)), _slot(state.key))] = state
 
     def reset_sums(self) -> None:
         for slo in self.slos.values():
@@ -318,10 +318,18 @@ class SloEvaluator:
 
 
 def rule_codes(rule, objective: float, chunk: ChunkSums, names: dict[timedelta, str], min_events: int) -> np.ndarray:
-    """The outcome codes of one rule for every group and instant of a chunk."""
+    """The outcome codes of one rule for every group and instant of a chunk.
+
+    Until a group's history covers the rule's short window the rule has no
+    data: half an hour of a new group's events is not a 6-hour window, and
+    a 3-day rule reading it would open tickets on the noise of its first
+    minutes.
+    """
     long, short = names[rule.long_window], names[rule.short_window]
-    return rule_outcomes(rule, objective, chunk.good[long], chunk.total[long], chunk.good[short],
-                         chunk.total[short], min_events)
+    codes = rule_outcomes(rule, objective, chunk.good[long], chunk.total[long], chunk.good[short],
+                          chunk.total[short], min_events)
+    codes[chunk.history < rule.short_window / timedelta(minutes=1)] = NO_DATA_CODE
+    return codes
 
 
 def _conditions(outcome: np.ndarray) -> np.ndarray:

@@ -65,6 +65,11 @@ CREATE TABLE IF NOT EXISTS alerts (
 """
 
 
+def group_key(group: dict[str, str]) -> str:
+    """A group as the compact JSON object with sorted keys that DuckDB's ``to_json`` writes (``{}`` for none)."""
+    return json.dumps(group, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def fingerprint(labels: dict[str, str]) -> str:
     """Alertmanager's alert fingerprint: ``model.LabelSet.Fingerprint()`` of prometheus/common.
 
@@ -127,7 +132,7 @@ class AlertState:
     def to_row(self) -> dict:
         """The ``alerts`` row of this state (only pending, firing or resolved states are stored)."""
         return {"fingerprint": self.key.fingerprint, "opened_at": self.opened_at, "slo": self.key.slo,
-                "severity": self.key.severity, "group_labels": json.dumps(dict(self.key.group), sort_keys=True),
+                "severity": self.key.severity, "group_labels": group_key(dict(self.key.group)),
                 "labels": json.dumps(self.key.labels, sort_keys=True), "state": self.state,
                 "starts_at": self.starts_at, "ends_at": self.ends_at, "last_evaluated_at": self.last_evaluated_at,
                 "last_notified_at": self.last_notified_at, "notified_firing": self.notified_firing,

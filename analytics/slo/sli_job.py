@@ -98,3 +98,8 @@ class SliMinute(_SpanRollup):
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         # Events counted, once per SLO an inference falls under.
         return JobOutput({self.outputs[0]: table}, rows_in=sum(sum(t["total"].to_pylist()) for t in tables))
+
+
+def sli_jobs(specs: Sequence[SloSpec]) -> list[SliMinute]:
+    """The SLI jobs the evaluation of ``specs`` waits for."""
+    return [SliMinute(specs)]

@@ -60,6 +60,7 @@ class ChunkSums:
     groups: list[dict[str, str]]
     good: dict[str, np.ndarray]
     total: dict[str, np.ndarray]
+    history: np.ndarray  # (groups, instants): minutes since the group's first event (0: none yet)
 
 
 class WindowSums:
@@ -80,6 +81,8 @@ class WindowSums:
         self._pos: datetime | None = None
         self._near_good = self._near_total = np.zeros((0, self.near_minutes), dtype=np.int64)
         self._mid_good = self._mid_total = np.zeros(0, dtype=np.int64)
+        # Per group, the minute (since the epoch) of its first event in the period; -inf: before the 3 days held.
+        self._first = np.zeros(0, dtype=np.float64)
 
     def invalidate(self) -> None:
         """Forget the state: the next chunk rebuilds it from the table (after late data)."""
@@ -148,6 +151,10 @@ class WindowSums:
         if self._pos != start:  # first chunk, a jump, or invalidated: rebuild from the table
             self._near_good, self._near_total = self._dense(read, start - near * MINUTE, near)
             self._mid_good, self._mid_total = self._sums(read, start - period * MINUTE, start - near * MINUTE)
+            groups = len(self.group_keys)
+            mid_total = self._grow(self._mid_total, groups)
+            self._first = np.where(mid_total > 0, -np.inf,
+                                   _first_minute(self._grow(self._near_total, groups), _minute(start) - near))
         new_good, new_total = self._dense(read, start, n)
         leave_good, leave_total = self._dense(read, start - period * MINUTE, n)
         groups = len(self.group_keys)
@@ -175,9 +182,25 @@ class WindowSums:
             else:
                 good[name] = cg[:, ends] - cg[:, ends - w]
                 total[name] = ct[:, ends] - ct[:, ends - w]
+        first = np.concatenate([self._first, np.full(groups - len(self._first), np.inf)])
+        first = np.minimum(first, _first_minute(new_total, _minute(start)))
+        instant_minutes = _minute(start) + 1 + np.arange(n)
+        history = np.maximum(instant_minutes[None, :] - first[:, None], 0)  # +inf first (no event yet): 0
+        self._first = first
         self._mid_good = mid_good - lg[:, n] + cg[:, n]
         self._mid_total = mid_total - lt[:, n] + ct[:, n]
         self._near_good, self._near_total = full_good[:, n:], full_total[:, n:]
         self._pos = end
         instants = [start + (i + 1) * MINUTE for i in range(n)]
-        return ChunkSums(instants, list(self.group_keys), list(self.groups), good, total)
+        return ChunkSums(instants, list(self.group_keys), list(self.groups), good, total, history)
+
+
+def _minute(t: datetime) -> int:
+    return int((t - datetime(1970, 1, 1)) // MINUTE)
+
+
+def _first_minute(total: np.ndarray, first_column_minute: int) -> np.ndarray:
+    """Per row, the minute of its first non-zero column (+inf for none)."""
+    seen = total > 0
+    index = np.argmax(seen, axis=1).astype(np.float64)
+    return np.where(seen.any(axis=1), first_column_minute + index, np.inf)
