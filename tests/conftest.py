@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from analytics.schema import ANALYTICS
@@ -19,3 +23,15 @@ def store(tmp_path):
     store.open()
     yield store
     store.close()
+
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+
+
+@pytest.fixture(scope="session")
+def sample_db(tmp_path_factory) -> Path:
+    """The shipped sample fleet loaded once per run by ``fleetwatch ingest`` (read it, never write it)."""
+    db = tmp_path_factory.mktemp("sample") / "sample.duckdb"
+    subprocess.run([sys.executable, "-m", "fleetwatch", "ingest", "--db", str(db),
+                    str(SAMPLE_DIR / "fleet-sample.otlp.zst")], check=True, capture_output=True, timeout=600)
+    return db
