@@ -1,0 +1,541 @@
+"""Simulated fleets whose SLO behaviour is known in advance, for live tests of the SLO alerts.
+
+A :class:`Scenario` is a small fleet (devices with the data contract's
+resource attributes) running edge models over a time range that ends at
+about now, plus a plan of segments per cohort. :func:`send` delivers it to a
+running ``fleetwatch serve`` over real OTLP/HTTP from the OpenTelemetry SDK,
+with the event times in the past, so the server's jobs evaluate the whole
+range at once. The scenario's own per-minute good/total counts are the
+expected truth::
+
+    scenario = Scenario(sites={"s1": 3, "s2": 3}, duration="3h", rate_per_minute=20, error_rate=0.001, seed=7)
+    scenario.outage({"fleet.site": "s2"}, start="-2h", end="-1h30m")           # every inference fails
+    scenario.slow_burn({"fleet.site": "s1"}, error_rate=0.004)                 # 4x the budget of a 99.9 % SLO
+    scenario.single_failure({"device.id": "s1-cam-00"}, at="-30m")            # one failed inference
+    scenario.latency({"fleet.site": "s1"}, median_ms=400, start="-50m", end="-40m")
+    scenario.traffic({"fleet.site": "s2"}, per_minute=0.5, start="-1h")      # a quiet night
+    scenario.silent({"fleet.site": "s2"}, start="-20m", end="-10m")           # devices send nothing
+    scenario.backlog({"fleet.site": "s1"}, start="-40m", end="-20m")          # uploaded after everything else
+    scenario.deployment({"fleet.site": "s2"}, at="-1h", rollout_id="r-42", to_version="v4")
+    report = send(scenario, collector.http_url)     # live part in time order, then the backlog
+    scenario.counts(group_by=("site",))             # {(minute, ("s2",)): (good, total), ...}
+    scenario.counts(group_by=("site",), latency_ms=250, include_backlog=False)
+
+Times of segments are offsets from ``scenario.end`` (``"-3h"``, ``"-90m"``,
+a negative ``timedelta``) or absolute naive-UTC datetimes; ranges are
+``[start, end)`` and open ends mean the scenario's own start or end. Cohorts
+select devices (and, for events, models) by attribute: ``{"fleet.site":
+"s2"}``, ``{"ml.model.name": "detector", "device.class": ["rpi5"]}``. Where
+segments of one kind overlap, the later one wins. Every draw is made once
+per event from the seed, so two scenarios with the same seed and fleet have
+the same events, and a segment changes only what it says.
+
+Traffic: each device runs every model at ``rate_per_minute`` inferences per
+minute: the integer part every minute, the fraction as a seeded coin, so an
+integer rate is exact. Latency is lognormal around the median (sigma 0.25).
+
+Expected page delay (for a test's timeout and for asserting detection). A
+rule fires when both its windows burn faster than its factor ``f``, i.e. the
+error ratio exceeds ``f x (1 - o)`` for objective ``o``. With steady traffic,
+``t`` minutes into an outage of error rate ``e`` after a baseline of ``b``,
+the long window ``L`` (minutes) holds ``t`` minutes at ``e`` and ``L - t``
+at ``b``::
+
+    ratio(t) = (t x e + (L - t) x b) / L  >  f x (1 - o)
+    <=>  t  >  L x (f x (1 - o) - b) / (e - b)
+
+and the same with the short window ``S``, which is reached first since
+``S < L``. The page comes at the first whole minute ``t`` past both, so
+``t = floor(L x (f(1-o) - b) / (e - b)) + 1`` (or 0 when the baseline
+already burns that fast, never when ``e <= f(1-o)``). Example: page quick
+(f = 14.4, L = 60 m) on a 99.9 % SLO, ``b = 0.001``, ``e = 1``: 0.0134 x 60 /
+0.999 = 0.80, so 1 minute; on a 99 % SLO 8.6, so 9 minutes. An outage of
+part of an SLO group has ``e`` = outage error x the cohort's share of the
+group's traffic. :func:`expected_page_delay` computes it; the wall-clock
+delay adds the evaluator's job delay and tick.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, NamedTuple
+from urllib.parse import urlparse
+
+import numpy as np
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.trace import Status, StatusCode
+
+from sample_data.live import otlp_exporter
+from sample_data.otel import INTERNAL, SimResource, SpanSpec, SpecTracer
+
+MINUTE = timedelta(minutes=1)
+EPOCH = datetime(1970, 1, 1)
+# Attribute key -> column of the ``spans`` view (and SLO dimension, where it is one).
+COLUMNS = {"service.name": "service_name", "device.id": "device_id", "fleet.site": "site",
+           "fleet.region": "region", "device.class": "device_class",
+           "device.firmware.version": "firmware_version", "ml.model.name": "model_name",
+           "ml.model.version": "model_version"}
+ATTRIBUTES = {column: key for key, column in COLUMNS.items()}
+MODEL_KEYS = ("ml.model.name", "ml.model.version")
+LATENCY_SIGMA = 0.25
+FAILED = Status(StatusCode.ERROR, "inference failed")
+_OFFSET = re.compile(r"^([+-]?)(\d+)(h|m|s)$")
+_UNITS = {"h": timedelta(hours=1), "m": MINUTE, "s": timedelta(seconds=1)}
+
+
+def parse_offset(value: Any, name: str) -> timedelta:
+    """``"-3h"``, ``"90m"``, ``"-30s"`` or a timedelta; a clear ValueError otherwise."""
+    if isinstance(value, timedelta):
+        return value
+    text = str(value).replace(" ", "")
+    parts = re.findall(r"[+-]?\d+[hms]", text)
+    if not parts or "".join(parts) != text or not all(_OFFSET.match(p) for p in parts):
+        raise ValueError(f"{name}: expected an offset such as -3h, -90m or -1h30m, got {value!r}")
+    sign = -1 if text.startswith("-") else 1
+    return sign * sum((int(m[2]) * _UNITS[m[3]] for m in map(_OFFSET.match, (p.lstrip("+-") for p in parts))),
+                      timedelta())
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One planned change for a cohort over ``[start, end)`` (naive UTC)."""
+
+    kind: str  # traffic | errors | latency | silent | backlog | failure | deployment
+    cohort: dict
+    start: datetime
+    end: datetime
+    value: Any = None
+
+
+class Events(NamedTuple):
+    """The scenario's inferences, one entry per span, sorted by device then start time."""
+
+    device: np.ndarray       # index into Scenario.devices
+    model: np.ndarray        # index into Scenario.models
+    version: np.ndarray      # index into Scenario.versions
+    start_ns: np.ndarray
+    duration_ns: np.ndarray
+    error: np.ndarray        # status ERROR
+    held: np.ndarray         # in a backlog: sent after everything else
+    key: np.ndarray          # what the event's draws and ids hash (uint64)
+
+
+class Scenario:
+    """A fleet and its plan; see the module docstring for a usage guide.
+
+    ``sites`` maps a site to its device count; devices are named
+    ``{site}-cam-{i:02d}``, alternate ``device_classes`` and run every one
+    of ``models`` (``(name, version)`` pairs). ``end`` defaults to the
+    current minute's start (the last whole minute is ``[end - 1m, end)``).
+    """
+
+    def __init__(self, sites: dict[str, int] | None = None, models: Iterable[tuple[str, str]] = (("detector", "v3"),),
+                 duration: Any = "3h", end: datetime | None = None, rate_per_minute: float = 10.0,
+                 error_rate: float = 0.0, latency_ms: float = 20.0, seed: int = 0,
+                 regions: dict[str, str] | None = None, device_classes: tuple[str, ...] = ("jetson-orin", "rpi5"),
+                 firmware_version: str = "4.2.1", service_name: str = "vision-edge") -> None:
+        sites = {"s1": 3, "s2": 3} if sites is None else sites
+        if not sites or any(n < 1 for n in sites.values()):
+            raise ValueError(f"sites: give each site at least one device, got {sites!r}")
+        self.models = [tuple(m) for m in models]
+        if not self.models:
+            raise ValueError("models: give at least one (name, version)")
+        span = parse_offset(duration, "duration")
+        if span < MINUTE or span % MINUTE:
+            raise ValueError(f"duration: a positive whole number of minutes, got {duration!r}")
+        _check_rate(rate_per_minute, "rate_per_minute")
+        _check_share(error_rate, "error_rate")
+        if latency_ms <= 0:
+            raise ValueError(f"latency_ms: must be positive, got {latency_ms!r}")
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        self.end = end if end is not None else now.replace(second=0, microsecond=0)
+        self.start = self.end - span
+        self.rate_per_minute, self.error_rate, self.latency_ms, self.seed = rate_per_minute, error_rate, latency_ms, seed
+        regions = regions or {}
+        self.devices = [
+            {"service.name": service_name, "device.id": f"{site}-cam-{i:02d}", "fleet.site": site,
+             "fleet.region": regions.get(site, "eu-central"), "device.class": device_classes[i % len(device_classes)],
+             "device.firmware.version": firmware_version}
+            for site, n in sites.items() for i in range(n)]
+        self.versions = sorted({v for _, v in self.models})
+        self.segments: list[Segment] = []
+        self._events: Events | None = None
+
+    # -- the plan ------------------------------------------------------
+    def _time(self, value: Any, default: datetime, name: str) -> datetime:
+        if value is None:
+            return default
+        if isinstance(value, datetime):
+            return value
+        return self.end + parse_offset(value, name)
+
+    def _add(self, kind: str, cohort: dict, start: Any, end: Any, value: Any = None) -> "Scenario":
+        self._device_mask(cohort)  # validates the cohort now, not at the first use
+        lo, hi = self._time(start, self.start, f"{kind}.start"), self._time(end, self.end, f"{kind}.end")
+        if not lo < hi and kind not in ("failure", "deployment"):
+            raise ValueError(f"{kind}: start {lo} must be before end {hi}")
+        self.segments.append(Segment(kind, dict(cohort), lo, hi, value))
+        self._events = None
+        return self
+
+    def traffic(self, cohort: dict, per_minute: float, start: Any = None, end: Any = None) -> "Scenario":
+        """Inferences per device (and model) per minute for the cohort."""
+        _check_rate(per_minute, "per_minute")
+        return self._add("traffic", cohort, start, end, per_minute)
+
+    def errors(self, cohort: dict, error_rate: float, start: Any = None, end: Any = None) -> "Scenario":
+        """Probability that an inference of the cohort fails."""
+        _check_share(error_rate, "error_rate")
+        return self._add("errors", cohort, start, end, error_rate)
+
+    def outage(self, cohort: dict, start: Any, end: Any, error_rate: float = 1.0) -> "Scenario":
+        return self.errors(cohort, error_rate, start, end)
+
+    def slow_burn(self, cohort: dict, error_rate: float, start: Any = None, end: Any = None) -> "Scenario":
+        return self.errors(cohort, error_rate, start, end)
+
+    def latency(self, cohort: dict, median_ms: float, start: Any = None, end: Any = None) -> "Scenario":
+        if median_ms <= 0:
+            raise ValueError(f"median_ms: must be positive, got {median_ms!r}")
+        return self._add("latency", cohort, start, end, median_ms)
+
+    def single_failure(self, cohort: dict, at: Any) -> "Scenario":
+        """One extra failed inference, on the cohort's first device and model, at ``at``."""
+        when = self._time(at, self.end, "single_failure.at")
+        if not self.start <= when < self.end:
+            raise ValueError(f"single_failure.at: {when} is outside the scenario [{self.start}, {self.end})")
+        return self._add("failure", cohort, when, when)
+
+    def silent(self, cohort: dict, start: Any, end: Any) -> "Scenario":
+        """The cohort's devices send nothing over the range (their inferences are lost)."""
+        return self._add("silent", cohort, start, end)
+
+    def backlog(self, cohort: dict, start: Any, end: Any, send_at: str = "last") -> "Scenario":
+        """The cohort's data of the range is held back and sent after everything else (an offline site)."""
+        if send_at != "last":
+            raise ValueError(f"backlog.send_at: only 'last' is supported, got {send_at!r}")
+        return self._add("backlog", cohort, start, end)
+
+    def deployment(self, cohort: dict, at: Any, rollout_id: str, stage: str = "canary", outcome: str = "success",
+                   to_version: str | None = None) -> "Scenario":
+        """A ``deployment`` span per device at ``at``; with ``to_version`` its inferences run that version after."""
+        if outcome not in ("success", "failed", "rolled_back"):
+            raise ValueError(f"deployment.outcome: success, failed or rolled_back, got {outcome!r}")
+        if to_version is not None and to_version not in self.versions:
+            self.versions.append(to_version)
+        when = self._time(at, self.end, "deployment.at")
+        return self._add("deployment", cohort, when, when, (rollout_id, stage, outcome, to_version))
+
+    # -- cohorts -------------------------------------------------------
+    def _device_mask(self, cohort: dict) -> np.ndarray:
+        unknown = set(cohort) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"cohort: unknown attribute(s) {sorted(unknown)}; use {', '.join(COLUMNS)}")
+        mask = np.ones(len(self.devices), bool)
+        for key, wanted in cohort.items():
+            if key in MODEL_KEYS:
+                continue
+            values = set(wanted) if isinstance(wanted, (list, tuple, set)) else {wanted}
+            mask &= np.array([d[key] in values for d in self.devices])
+        if not mask.any():
+            raise ValueError(f"cohort {cohort!r} matches no device of the scenario")
+        return mask
+
+    def _model_mask(self, cohort: dict) -> np.ndarray:
+        """Which models the cohort selects (by name and configured version)."""
+        names = np.array([m[0] for m in self.models])
+        mask = np.ones(len(self.models), bool)
+        for key, wanted in cohort.items():
+            values = list(wanted) if isinstance(wanted, (list, tuple, set)) else [wanted]
+            if key == "ml.model.name":
+                mask &= np.isin(names, values)
+            elif key == "ml.model.version":
+                mask &= np.isin(np.array([m[1] for m in self.models]), values)
+        return mask
+
+    def _event_mask(self, events: Events, cohort: dict, lo: datetime, hi: datetime) -> np.ndarray:
+        t0, t1 = _ns(lo), _ns(hi)
+        mask = self._device_mask(cohort)[events.device] & (events.start_ns >= t0) & (events.start_ns < t1)
+        for key, wanted in cohort.items():
+            values = list(wanted) if isinstance(wanted, (list, tuple, set)) else [wanted]
+            if key == "ml.model.name":
+                mask &= np.isin(np.array([m[0] for m in self.models])[events.model], values)
+            elif key == "ml.model.version":
+                mask &= np.isin(np.array(self.versions)[events.version], values)
+        return mask
+
+    def _of(self, kind: str) -> list[Segment]:
+        return [s for s in self.segments if s.kind == kind]
+
+    # -- the events ----------------------------------------------------
+    @property
+    def events(self) -> Events:
+        if self._events is None:
+            self._events = self._generate()
+        return self._events
+
+    def _generate(self) -> Events:
+        minutes = int((self.end - self.start) / MINUTE)
+        n_dev, n_mod = len(self.devices), len(self.models)
+        minute_ns = _ns(self.start) + np.arange(minutes, dtype=np.int64) * 60 * 10**9
+        rate = np.full((n_dev, n_mod, minutes), float(self.rate_per_minute))
+        for s in self._of("traffic"):
+            in_range = (minute_ns >= _ns(s.start)) & (minute_ns < _ns(s.end))
+            cells = self._device_mask(s.cohort)[:, None, None] & self._model_mask(s.cohort)[None, :, None]
+            rate[cells & in_range[None, None, :]] = s.value
+        coin = uniforms(self.seed, 0, np.arange(rate.size, dtype=np.uint64)).reshape(rate.shape)
+        per_cell = (np.floor(rate) + (coin < rate - np.floor(rate))).astype(np.int64).ravel()
+        cell = np.repeat(np.arange(per_cell.size), per_cell)
+        n = cell.size
+        # An event's draws hang on its cell and rank in the cell only, so that a
+        # segment changing one cohort's traffic leaves every other event as it was.
+        rank = np.arange(n) - np.repeat(np.cumsum(per_cell) - per_cell, per_cell)
+        keys = (cell.astype(np.uint64) << np.uint64(20)) | rank.astype(np.uint64)
+        device, model, minute = np.unravel_index(cell, rate.shape)
+        start_ns = minute_ns[minute] + (uniforms(self.seed, 1, keys) * 60e9).astype(np.int64)
+        u_error = uniforms(self.seed, 2, keys)
+        z_latency = np.sqrt(-2 * np.log1p(-uniforms(self.seed, 3, keys))) * np.cos(
+            2 * np.pi * uniforms(self.seed, 4, keys))  # Box-Muller
+        version = np.array([self.versions.index(self.models[m][1]) for m in range(n_mod)], np.int64)[model]
+        events = Events(device, model, version, start_ns, np.zeros(n, np.int64), np.zeros(n, bool), np.zeros(n, bool),
+                        keys)
+        for s in self._of("deployment"):
+            if s.value[3] is not None:
+                events.version[self._event_mask(events, s.cohort, s.start, self.end)] = self.versions.index(s.value[3])
+        p_error = np.full(n, float(self.error_rate))
+        median = np.full(n, float(self.latency_ms))
+        for kind, target in (("errors", p_error), ("latency", median)):
+            for s in self._of(kind):
+                target[self._event_mask(events, s.cohort, s.start, s.end)] = s.value
+        duration = (median * 1e6 * np.exp(LATENCY_SIGMA * z_latency)).astype(np.int64) + 1
+        events = events._replace(duration_ns=duration, error=u_error < p_error)
+        keep = np.ones(n, bool)
+        for s in self._of("silent"):
+            keep &= ~self._event_mask(events, s.cohort, s.start, s.end)
+        events = Events(*(a[keep] for a in events))
+        failures = [self._failure(i, s) for i, s in enumerate(self._of("failure"))]
+        if failures:
+            events = Events(*(np.concatenate([a, np.array(extra, a.dtype)]) for a, extra in zip(events, zip(*failures))))
+        for s in self._of("backlog"):
+            events.held[self._event_mask(events, s.cohort, s.start, s.end)] = True
+        order = np.lexsort((events.start_ns, events.device))
+        return Events(*(a[order] for a in events))
+
+    def _failure(self, i: int, s: Segment) -> tuple:
+        device = int(np.flatnonzero(self._device_mask(s.cohort))[0])
+        model = int(np.flatnonzero(self._model_mask(s.cohort))[0])
+        return (device, model, self.versions.index(self.models[model][1]), _ns(s.start),
+                int(self.latency_ms * 1e6), True, False, 1 << 63 | i)
+
+    def deployments(self) -> list[tuple[int, int, dict]]:
+        """(device index, time ns, span attributes) of every deployment span."""
+        out = []
+        for s in self._of("deployment"):
+            rollout_id, stage, outcome, to_version = s.value
+            for device in np.flatnonzero(self._device_mask(s.cohort)):
+                attrs = {"deployment.kind": "model", "deployment.rollout.id": rollout_id,
+                         "deployment.rollout.stage": stage, "deployment.outcome": outcome}
+                if to_version is not None:
+                    attrs["deployment.version.to"] = to_version
+                out.append((int(device), _ns(s.start), attrs))
+        return out
+
+    # -- the expected truth --------------------------------------------
+    def counts(self, group_by: Iterable[str] = (), latency_ms: float | None = None,
+               include_backlog: bool = True) -> dict[tuple[datetime, tuple], tuple[int, int]]:
+        """``{(minute, group values): (good, total)}`` of inference spans, minutes and groups without events left out.
+
+        ``group_by``: columns (``site``, ``model_name``, ...) or attribute
+        keys (``fleet.site``). Good is "not ERROR", or with ``latency_ms``
+        "duration at or under the threshold" (as the SLI job counts them).
+        """
+        keys = [k if k in COLUMNS else ATTRIBUTES.get(k, k) for k in group_by]
+        unknown = [k for k in keys if k not in COLUMNS]
+        if unknown:
+            raise ValueError(f"group_by: unknown {unknown}; use {', '.join(ATTRIBUTES)}")
+        e = self.events
+        chosen = np.ones(e.device.size, bool) if include_backlog else ~e.held
+        good = ~e.error if latency_ms is None else e.duration_ns <= int(latency_ms * 1e6)
+        minute = (e.start_ns - _ns(self.start)) // (60 * 10**9)
+        columns = []
+        for key in keys:
+            if key == "ml.model.name":
+                columns.append(np.array([m[0] for m in self.models])[e.model].tolist())
+            elif key == "ml.model.version":
+                columns.append(np.array(self.versions)[e.version].tolist())
+            else:
+                columns.append(np.array([d[key] for d in self.devices])[e.device].tolist())
+        out: dict[tuple[datetime, tuple], list[int]] = {}
+        for m, g, take, *group in zip(minute.tolist(), good.tolist(), chosen.tolist(), *columns):
+            if take:
+                row = out.setdefault((self.start + int(m) * MINUTE, tuple(group)), [0, 0])
+                row[0] += g
+                row[1] += 1
+        return {k: (v[0], v[1]) for k, v in sorted(out.items())}
+
+
+def hashes(seed: int, stream: int, keys: np.ndarray) -> np.ndarray:
+    """64-bit SplitMix64 hashes of (seed, stream, key), one per key: draws without shared generator state."""
+    return _mix(keys.astype(np.uint64) ^ _mix(np.array([seed * 64 + stream], np.uint64)))
+
+
+def uniforms(seed: int, stream: int, keys: np.ndarray) -> np.ndarray:
+    """Uniform [0, 1) draws, one per key (see :func:`hashes`)."""
+    return (hashes(seed, stream, keys) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _ns(t: datetime) -> int:
+    return (t - EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def _check_rate(value: float, name: str) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 10_000:
+        raise ValueError(f"{name}: inferences per minute in [0, 10000), got {value!r}")
+
+
+def _check_share(value: float, name: str) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise ValueError(f"{name}: a probability in [0, 1], got {value!r}")
+
+
+@dataclass(frozen=True)
+class PageRule:
+    """A burn-rate rule as the Workbook states it: factor, long and short window (any object with these works)."""
+
+    factor: float
+    long_window: timedelta
+    short_window: timedelta
+
+
+# The Workbook's page rules for a 30-day SLO ("Alerting on SLOs", recommended parameters).
+PAGE_QUICK = PageRule(14.4, timedelta(hours=1), timedelta(minutes=5))
+PAGE_SLOW = PageRule(6.0, timedelta(hours=6), timedelta(minutes=30))
+
+
+def expected_page_delay(baseline_error: float, outage_error: float, objective: float,
+                        rule: Any = PAGE_QUICK) -> timedelta | None:
+    """Whole minutes of outage until both windows of ``rule`` burn faster than its factor; None: never.
+
+    The window arithmetic of the module docstring, assuming steady traffic
+    and a long window full of baseline before the outage began.
+    """
+    for name, value in (("baseline_error", baseline_error), ("outage_error", outage_error)):
+        _check_share(value, name)
+    if not 0 < objective < 1:
+        raise ValueError(f"objective: a share in (0, 1), got {objective!r}")
+    threshold = rule.factor * (1 - objective)  # the error ratio a window must exceed
+    if baseline_error > threshold:
+        return timedelta(0)
+    if outage_error <= threshold:
+        return None
+    minutes = 0
+    for window in (rule.long_window, rule.short_window):
+        needed = (window / MINUTE) * (threshold - baseline_error) / (outage_error - baseline_error)
+        minutes = max(minutes, math.floor(needed) + 1)
+    return min(minutes, int(rule.long_window / MINUTE)) * MINUTE
+
+
+# -- sending -------------------------------------------------------------
+@dataclass(frozen=True)
+class SendReport:
+    """What :func:`send` delivered: spans, OTLP requests and the wall-clock seconds it took."""
+
+    spans: int
+    requests: int
+    seconds: float
+
+    @property
+    def spans_per_second(self) -> float:
+        return self.spans / self.seconds if self.seconds else float("inf")
+
+
+PARTS = ("all", "live", "backlog")
+
+
+def send(scenario: Scenario, endpoint: str, part: str = "all", max_batch: int = 512, senders: int = 4,
+         headers: dict | None = None) -> SendReport:
+    """Send ``scenario`` over OTLP/HTTP (gzip) to ``endpoint`` (127.0.0.1 only); raises if any export fails.
+
+    Each device is a real SDK ``TracerProvider`` with its own ``Resource``;
+    its spans are started and ended with the scenario's times and exported
+    in requests of up to ``max_batch`` spans, in time order across the
+    fleet (deployment spans with the live data), then the backlog
+    (``part`` = "live" or "backlog" sends only one of them). ``senders``
+    requests are in flight at once, so the server's group commit has more
+    than one request to commit at a time. The exporter is called directly
+    rather than through a ``BatchSpanProcessor``, whose failures are only
+    logged: a test must not go on with spans silently missing.
+    """
+    if part not in PARTS:
+        raise ValueError(f"part: one of {', '.join(PARTS)}, got {part!r}")
+    host = urlparse(endpoint).hostname
+    if host not in ("127.0.0.1", "localhost"):
+        raise ValueError(f"endpoint: scenarios are sent to 127.0.0.1 only, got {endpoint!r}")
+    if max_batch < 1 or senders < 1:
+        raise ValueError("max_batch and senders: must be at least 1")
+    e = scenario.events
+    trace_hi, trace_lo, span_id = (hashes(scenario.seed, stream, e.key).tolist() for stream in (5, 6, 7))
+    requests = []  # (phase, first time, device, kind, indices or deployments)
+    phases = {"all": (False, True), "live": (False,), "backlog": (True,)}[part]
+    bounds = np.searchsorted(e.device, np.arange(len(scenario.devices) + 1))
+    for device in range(len(scenario.devices)):
+        mine = np.arange(bounds[device], bounds[device + 1])
+        for held in phases:
+            rows = mine[e.held[mine] == held]
+            for first in range(0, rows.size, max_batch):
+                chunk = rows[first:first + max_batch]
+                requests.append((held, int(e.start_ns[chunk[0]]), device, "inference", chunk))
+    if False in phases:
+        for i, (device, at, attrs) in enumerate(scenario.deployments()):
+            requests.append((False, at, device, "deployment", (i, at, attrs)))
+    requests.sort(key=lambda r: (r[0], r[1], r[2]))
+    tracers = [SpecTracer(SimResource(d)) for d in scenario.devices]
+    attrs = {(m, v): {"ml.model.name": scenario.models[m][0], "ml.model.version": scenario.versions[v],
+                      "ml.inference.mode": "edge"}
+             for m in range(len(scenario.models)) for v in range(len(scenario.versions))}
+    local = threading.local()
+
+    def export(spans) -> None:
+        if not hasattr(local, "exporter"):
+            local.exporter = otlp_exporter("traces", endpoint, "http", timeout=60.0, headers=headers)
+        if local.exporter.export(spans) is not SpanExportResult.SUCCESS:
+            raise RuntimeError(f"export of {len(spans)} spans to {endpoint} failed (see the exporter's log)")
+
+    clock, sent = time.perf_counter(), 0
+    with ThreadPoolExecutor(senders) as pool:
+        for phase in phases:
+            futures = []
+            for held, _, device, kind, what in (r for r in requests if r[0] == phase):
+                if kind == "deployment":
+                    i, at, span_attrs = what
+                    hi, lo, sid = (int(hashes(scenario.seed, stream, np.array([1 << 62 | i]))[0]) for stream in (5, 6, 7))
+                    specs = [SpanSpec("deployment", hi << 64 | lo, sid | 1, 0, False,
+                                      INTERNAL, at, at + 10**9, span_attrs,
+                                      None if span_attrs["deployment.outcome"] == "success"
+                                      else Status(StatusCode.ERROR, "deployment failed"))]
+                else:
+                    specs = [SpanSpec("inference", trace_hi[j] << 64 | trace_lo[j], span_id[j] | 1, 0, False,
+                                      INTERNAL, int(e.start_ns[j]),
+                                      int(e.start_ns[j] + e.duration_ns[j]), attrs[int(e.model[j]), int(e.version[j])],
+                                      FAILED if e.error[j] else None) for j in what.tolist()]
+                spans = tracers[device].emit(specs)
+                sent += len(spans)
+                futures.append(pool.submit(export, spans))
+            for future in futures:  # the backlog goes only once the live part is in
+                future.result()
+    for tracer in tracers:
+        tracer.shutdown()
+    return SendReport(sent, len(requests), time.perf_counter() - clock)
