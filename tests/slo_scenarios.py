@@ -9,7 +9,7 @@ range at once. The scenario's own per-minute good/total counts are the
 expected truth::
 
     scenario = Scenario(sites={"s1": 3, "s2": 3}, duration="3h", rate_per_minute=20, error_rate=0.001, seed=7)
-    scenario.outage({"fleet.site": "s2"}, start="-2h", end="-1h30m")           # every inference fails
+    scenario.outage({"fleet.site": "s2"}, start="-2h", end="-90m")              # every inference fails
     scenario.slow_burn({"fleet.site": "s1"}, error_rate=0.004)                 # 4x the budget of a 99.9 % SLO
     scenario.single_failure({"device.id": "s1-cam-00"}, at="-30m")            # one failed inference
     scenario.latency({"fleet.site": "s1"}, median_ms=400, start="-50m", end="-40m")
@@ -58,24 +58,19 @@ delay adds the evaluator's job delay and tick.
 from __future__ import annotations
 
 import math
-import re
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, NamedTuple
-from urllib.parse import urlparse
 
 import numpy as np
-from opentelemetry.sdk.trace.export import SpanExportResult
-from opentelemetry.trace import Status, StatusCode
 
-from sample_data.live import otlp_exporter
-from sample_data.otel import INTERNAL, SimResource, SpanSpec, SpecTracer
+from tests.scenario_draws import check_rate, check_share, hashes, ns, parse_offset, uniforms
+from tests.scenario_send import PARTS, SendReport, send
+
+__all__ = ["Scenario", "send", "SendReport", "PARTS", "expected_page_delay", "PageRule", "PAGE_QUICK", "PAGE_SLOW",
+           "parse_offset", "hashes"]
 
 MINUTE = timedelta(minutes=1)
-EPOCH = datetime(1970, 1, 1)
 # Attribute key -> column of the ``spans`` view (and SLO dimension, where it is one).
 COLUMNS = {"service.name": "service_name", "device.id": "device_id", "fleet.site": "site",
            "fleet.region": "region", "device.class": "device_class",
@@ -84,22 +79,6 @@ COLUMNS = {"service.name": "service_name", "device.id": "device_id", "fleet.site
 ATTRIBUTES = {column: key for key, column in COLUMNS.items()}
 MODEL_KEYS = ("ml.model.name", "ml.model.version")
 LATENCY_SIGMA = 0.25
-FAILED = Status(StatusCode.ERROR, "inference failed")
-_OFFSET = re.compile(r"^([+-]?)(\d+)(h|m|s)$")
-_UNITS = {"h": timedelta(hours=1), "m": MINUTE, "s": timedelta(seconds=1)}
-
-
-def parse_offset(value: Any, name: str) -> timedelta:
-    """``"-3h"``, ``"90m"``, ``"-30s"`` or a timedelta; a clear ValueError otherwise."""
-    if isinstance(value, timedelta):
-        return value
-    text = str(value).replace(" ", "")
-    parts = re.findall(r"[+-]?\d+[hms]", text)
-    if not parts or "".join(parts) != text or not all(_OFFSET.match(p) for p in parts):
-        raise ValueError(f"{name}: expected an offset such as -3h, -90m or -1h30m, got {value!r}")
-    sign = -1 if text.startswith("-") else 1
-    return sign * sum((int(m[2]) * _UNITS[m[3]] for m in map(_OFFSET.match, (p.lstrip("+-") for p in parts))),
-                      timedelta())
 
 
 @dataclass(frozen=True)
@@ -149,8 +128,8 @@ class Scenario:
         span = parse_offset(duration, "duration")
         if span < MINUTE or span % MINUTE:
             raise ValueError(f"duration: a positive whole number of minutes, got {duration!r}")
-        _check_rate(rate_per_minute, "rate_per_minute")
-        _check_share(error_rate, "error_rate")
+        check_rate(rate_per_minute, "rate_per_minute")
+        check_share(error_rate, "error_rate")
         if latency_ms <= 0:
             raise ValueError(f"latency_ms: must be positive, got {latency_ms!r}")
         now = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -186,12 +165,12 @@ class Scenario:
 
     def traffic(self, cohort: dict, per_minute: float, start: Any = None, end: Any = None) -> "Scenario":
         """Inferences per device (and model) per minute for the cohort."""
-        _check_rate(per_minute, "per_minute")
+        check_rate(per_minute, "per_minute")
         return self._add("traffic", cohort, start, end, per_minute)
 
     def errors(self, cohort: dict, error_rate: float, start: Any = None, end: Any = None) -> "Scenario":
         """Probability that an inference of the cohort fails."""
-        _check_share(error_rate, "error_rate")
+        check_share(error_rate, "error_rate")
         return self._add("errors", cohort, start, end, error_rate)
 
     def outage(self, cohort: dict, start: Any, end: Any, error_rate: float = 1.0) -> "Scenario":
@@ -260,7 +239,7 @@ class Scenario:
         return mask
 
     def _event_mask(self, events: Events, cohort: dict, lo: datetime, hi: datetime) -> np.ndarray:
-        t0, t1 = _ns(lo), _ns(hi)
+        t0, t1 = ns(lo), ns(hi)
         mask = self._device_mask(cohort)[events.device] & (events.start_ns >= t0) & (events.start_ns < t1)
         for key, wanted in cohort.items():
             values = list(wanted) if isinstance(wanted, (list, tuple, set)) else [wanted]
@@ -283,10 +262,10 @@ class Scenario:
     def _generate(self) -> Events:
         minutes = int((self.end - self.start) / MINUTE)
         n_dev, n_mod = len(self.devices), len(self.models)
-        minute_ns = _ns(self.start) + np.arange(minutes, dtype=np.int64) * 60 * 10**9
+        minute_ns = ns(self.start) + np.arange(minutes, dtype=np.int64) * 60 * 10**9
         rate = np.full((n_dev, n_mod, minutes), float(self.rate_per_minute))
         for s in self._of("traffic"):
-            in_range = (minute_ns >= _ns(s.start)) & (minute_ns < _ns(s.end))
+            in_range = (minute_ns >= ns(s.start)) & (minute_ns < ns(s.end))
             cells = self._device_mask(s.cohort)[:, None, None] & self._model_mask(s.cohort)[None, :, None]
             rate[cells & in_range[None, None, :]] = s.value
         coin = uniforms(self.seed, 0, np.arange(rate.size, dtype=np.uint64)).reshape(rate.shape)
@@ -330,7 +309,7 @@ class Scenario:
     def _failure(self, i: int, s: Segment) -> tuple:
         device = int(np.flatnonzero(self._device_mask(s.cohort))[0])
         model = int(np.flatnonzero(self._model_mask(s.cohort))[0])
-        return (device, model, self.versions.index(self.models[model][1]), _ns(s.start),
+        return (device, model, self.versions.index(self.models[model][1]), ns(s.start),
                 int(self.latency_ms * 1e6), True, False, 1 << 63 | i)
 
     def deployments(self) -> list[tuple[int, int, dict]]:
@@ -343,7 +322,7 @@ class Scenario:
                          "deployment.rollout.stage": stage, "deployment.outcome": outcome}
                 if to_version is not None:
                     attrs["deployment.version.to"] = to_version
-                out.append((int(device), _ns(s.start), attrs))
+                out.append((int(device), ns(s.start), attrs))
         return out
 
     # -- the expected truth --------------------------------------------
@@ -362,7 +341,7 @@ class Scenario:
         e = self.events
         chosen = np.ones(e.device.size, bool) if include_backlog else ~e.held
         good = ~e.error if latency_ms is None else e.duration_ns <= int(latency_ms * 1e6)
-        minute = (e.start_ns - _ns(self.start)) // (60 * 10**9)
+        minute = (e.start_ns - ns(self.start)) // (60 * 10**9)
         columns = []
         for key in keys:
             if key == "ml.model.name":
@@ -378,38 +357,6 @@ class Scenario:
                 row[0] += g
                 row[1] += 1
         return {k: (v[0], v[1]) for k, v in sorted(out.items())}
-
-
-def hashes(seed: int, stream: int, keys: np.ndarray) -> np.ndarray:
-    """64-bit SplitMix64 hashes of (seed, stream, key), one per key: draws without shared generator state."""
-    return _mix(keys.astype(np.uint64) ^ _mix(np.array([seed * 64 + stream], np.uint64)))
-
-
-def uniforms(seed: int, stream: int, keys: np.ndarray) -> np.ndarray:
-    """Uniform [0, 1) draws, one per key (see :func:`hashes`)."""
-    return (hashes(seed, stream, keys) >> np.uint64(11)).astype(np.float64) * 2.0**-53
-
-
-def _mix(z: np.ndarray) -> np.ndarray:
-    z = z + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-def _ns(t: datetime) -> int:
-    return (t - EPOCH) // timedelta(microseconds=1) * 1000
-
-
-def _check_rate(value: float, name: str) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 10_000:
-        raise ValueError(f"{name}: inferences per minute in [0, 10000), got {value!r}")
-
-
-def _check_share(value: float, name: str) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-        raise ValueError(f"{name}: a probability in [0, 1], got {value!r}")
-
 
 @dataclass(frozen=True)
 class PageRule:
@@ -433,7 +380,7 @@ def expected_page_delay(baseline_error: float, outage_error: float, objective: f
     and a long window full of baseline before the outage began.
     """
     for name, value in (("baseline_error", baseline_error), ("outage_error", outage_error)):
-        _check_share(value, name)
+        check_share(value, name)
     if not 0 < objective < 1:
         raise ValueError(f"objective: a share in (0, 1), got {objective!r}")
     threshold = rule.factor * (1 - objective)  # the error ratio a window must exceed
@@ -446,96 +393,3 @@ def expected_page_delay(baseline_error: float, outage_error: float, objective: f
         needed = (window / MINUTE) * (threshold - baseline_error) / (outage_error - baseline_error)
         minutes = max(minutes, math.floor(needed) + 1)
     return min(minutes, int(rule.long_window / MINUTE)) * MINUTE
-
-
-# -- sending -------------------------------------------------------------
-@dataclass(frozen=True)
-class SendReport:
-    """What :func:`send` delivered: spans, OTLP requests and the wall-clock seconds it took."""
-
-    spans: int
-    requests: int
-    seconds: float
-
-    @property
-    def spans_per_second(self) -> float:
-        return self.spans / self.seconds if self.seconds else float("inf")
-
-
-PARTS = ("all", "live", "backlog")
-
-
-def send(scenario: Scenario, endpoint: str, part: str = "all", max_batch: int = 512, senders: int = 4,
-         headers: dict | None = None) -> SendReport:
-    """Send ``scenario`` over OTLP/HTTP (gzip) to ``endpoint`` (127.0.0.1 only); raises if any export fails.
-
-    Each device is a real SDK ``TracerProvider`` with its own ``Resource``;
-    its spans are started and ended with the scenario's times and exported
-    in requests of up to ``max_batch`` spans, in time order across the
-    fleet (deployment spans with the live data), then the backlog
-    (``part`` = "live" or "backlog" sends only one of them). ``senders``
-    requests are in flight at once, so the server's group commit has more
-    than one request to commit at a time. The exporter is called directly
-    rather than through a ``BatchSpanProcessor``, whose failures are only
-    logged: a test must not go on with spans silently missing.
-    """
-    if part not in PARTS:
-        raise ValueError(f"part: one of {', '.join(PARTS)}, got {part!r}")
-    host = urlparse(endpoint).hostname
-    if host not in ("127.0.0.1", "localhost"):
-        raise ValueError(f"endpoint: scenarios are sent to 127.0.0.1 only, got {endpoint!r}")
-    if max_batch < 1 or senders < 1:
-        raise ValueError("max_batch and senders: must be at least 1")
-    e = scenario.events
-    trace_hi, trace_lo, span_id = (hashes(scenario.seed, stream, e.key).tolist() for stream in (5, 6, 7))
-    requests = []  # (phase, first time, device, kind, indices or deployments)
-    phases = {"all": (False, True), "live": (False,), "backlog": (True,)}[part]
-    bounds = np.searchsorted(e.device, np.arange(len(scenario.devices) + 1))
-    for device in range(len(scenario.devices)):
-        mine = np.arange(bounds[device], bounds[device + 1])
-        for held in phases:
-            rows = mine[e.held[mine] == held]
-            for first in range(0, rows.size, max_batch):
-                chunk = rows[first:first + max_batch]
-                requests.append((held, int(e.start_ns[chunk[0]]), device, "inference", chunk))
-    if False in phases:
-        for i, (device, at, attrs) in enumerate(scenario.deployments()):
-            requests.append((False, at, device, "deployment", (i, at, attrs)))
-    requests.sort(key=lambda r: (r[0], r[1], r[2]))
-    tracers = [SpecTracer(SimResource(d)) for d in scenario.devices]
-    attrs = {(m, v): {"ml.model.name": scenario.models[m][0], "ml.model.version": scenario.versions[v],
-                      "ml.inference.mode": "edge"}
-             for m in range(len(scenario.models)) for v in range(len(scenario.versions))}
-    local = threading.local()
-
-    def export(spans) -> None:
-        if not hasattr(local, "exporter"):
-            local.exporter = otlp_exporter("traces", endpoint, "http", timeout=60.0, headers=headers)
-        if local.exporter.export(spans) is not SpanExportResult.SUCCESS:
-            raise RuntimeError(f"export of {len(spans)} spans to {endpoint} failed (see the exporter's log)")
-
-    clock, sent = time.perf_counter(), 0
-    with ThreadPoolExecutor(senders) as pool:
-        for phase in phases:
-            futures = []
-            for held, _, device, kind, what in (r for r in requests if r[0] == phase):
-                if kind == "deployment":
-                    i, at, span_attrs = what
-                    hi, lo, sid = (int(hashes(scenario.seed, stream, np.array([1 << 62 | i]))[0]) for stream in (5, 6, 7))
-                    specs = [SpanSpec("deployment", hi << 64 | lo, sid | 1, 0, False,
-                                      INTERNAL, at, at + 10**9, span_attrs,
-                                      None if span_attrs["deployment.outcome"] == "success"
-                                      else Status(StatusCode.ERROR, "deployment failed"))]
-                else:
-                    specs = [SpanSpec("inference", trace_hi[j] << 64 | trace_lo[j], span_id[j] | 1, 0, False,
-                                      INTERNAL, int(e.start_ns[j]),
-                                      int(e.start_ns[j] + e.duration_ns[j]), attrs[int(e.model[j]), int(e.version[j])],
-                                      FAILED if e.error[j] else None) for j in what.tolist()]
-                spans = tracers[device].emit(specs)
-                sent += len(spans)
-                futures.append(pool.submit(export, spans))
-            for future in futures:  # the backlog goes only once the live part is in
-                future.result()
-    for tracer in tracers:
-        tracer.shutdown()
-    return SendReport(sent, len(requests), time.perf_counter() - clock)

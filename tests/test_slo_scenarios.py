@@ -162,7 +162,7 @@ def test_a_sent_scenario_arrives_exactly_and_its_backlog_once_sent(tmp_path):
     end = datetime.now(timezone.utc).replace(tzinfo=None, second=0, microsecond=0) - timedelta(minutes=1)
     scenario = (Scenario(sites={"s1": 3, "s2": 3, "s3": 2}, duration="3h", end=end, rate_per_minute=12,
                          error_rate=0.002, seed=11, models=(("detector", "v3"), ("classifier", "v7")))
-                .outage({"fleet.site": "s2"}, start="-2h", end="-1h30m")
+                .outage({"fleet.site": "s2"}, start="-2h", end="-90m")
                 .silent({"fleet.site": "s3"}, start="-50m", end="-40m")
                 .backlog({"fleet.site": "s1"}, start="-40m", end="-20m")
                 .single_failure({"device.id": "s3-cam-01"}, at="-5m")
