@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from analytics.api.client import ReadApiClient
+from analytics.slo.rules import alert_windows
 from bench.harness import CollectorProcess, wait_until
 from tests.slo_scenarios import PAGE_QUICK, PAGE_SLOW, PageRule, Scenario, expected_page_delay, send
 from tests.test_serve_analytics import ADMIN, analytics_config
@@ -89,7 +90,8 @@ def test_a_deployment_switches_the_cohort_to_the_new_version():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda s: s.outage({"fleet.site": "nowhere"}, "-1h", "-30m"), "matches no device"),
+    (lambda s: s.outage({"fleet.site": "nowhere"}, "-1h", "-30m"), "matches no device and model"),
+    (lambda s: s.single_failure({"ml.model.name": "segmenter"}, "-1h"), "matches no device and model"),
     (lambda s: s.outage({"site": "s1"}, "-1h", "-30m"), "unknown attribute"),
     (lambda s: s.outage({"fleet.site": "s1"}, "-30m", "-1h"), "must be before end"),
     (lambda s: s.errors({"fleet.site": "s1"}, 1.5), "a probability in [0, 1]"),
@@ -125,6 +127,15 @@ def first_firing_minute(baseline: float, outage: float, objective: float, rule, 
 def test_expected_page_delay_matches_a_minute_by_minute_count(baseline, outage, objective, rule):
     assert expected_page_delay(baseline, outage, objective, rule) == first_firing_minute(baseline, outage,
                                                                                         objective, rule)
+
+
+def test_the_page_rules_are_the_workbook_factors_the_rules_module_has_for_30_days():
+    quick, slow = alert_windows(timedelta(days=30)).for_severity("page")
+    for mine, theirs in ((PAGE_QUICK, quick), (PAGE_SLOW, slow)):
+        assert (mine.long_window, mine.short_window) == (theirs.long_window, theirs.short_window)
+        assert mine.factor == pytest.approx(theirs.factor)
+    # Any rule with a factor and two windows will do, the rules module's own included.
+    assert expected_page_delay(0.0, 0.5, 0.999, quick) == expected_page_delay(0.0, 0.5, 0.999, PAGE_QUICK)
 
 
 def test_expected_page_delay_worked_examples():
