@@ -96,7 +96,7 @@ class SloJob:
                             {"names": names})
         self.evaluator.load_states(alerts.to_pylist())
         self._late_seen = self._read(
-            "SELECT max(finished) AS f FROM job_runs WHERE job IN (SELECT unnest($jobs))",
+            "SELECT max(finished_at) AS f FROM job_runs WHERE job IN (SELECT unnest($jobs))",
             {"jobs": self.sli_jobs})["f"][0].as_py()
         self._loaded = True
 
@@ -117,8 +117,8 @@ class SloJob:
 
     def _check_late_data(self) -> None:
         late = self._read(
-            "SELECT max(finished) AS f, min(window_start) AS w FROM job_runs WHERE job IN (SELECT unnest($jobs)) "
-            "AND reason = 'late-data' AND outcome = 'ok' AND finished > coalesce($seen, TIMESTAMP '1970-01-01')",
+            "SELECT max(finished_at) AS f, min(window_start) AS w FROM job_runs WHERE job IN (SELECT unnest($jobs)) "
+            "AND reason = 'late-data' AND outcome = 'ok' AND finished_at > coalesce($seen, TIMESTAMP '1970-01-01')",
             {"jobs": self.sli_jobs, "seen": self._late_seen})
         finished, first = late["f"][0].as_py(), late["w"][0].as_py()
         if finished is None:

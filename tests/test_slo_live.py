@@ -1,0 +1,109 @@
+"""SLO alerts live through `fleetwatch serve`, on simulated fleets sent over real OTLP.
+
+The scenario (tests/slo_scenarios.py) is a fleet of the last three hours:
+one site's total outage, one site's quiet hour with a single failure, one
+site's backlog of failures uploaded after everything else. The expected
+times come from the Workbook's window arithmetic on the scenario's own
+plan (``expected_page_delay``), never from the evaluator; the live alerts
+are compared with ``fleetwatch slo backtest`` of the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import yaml
+
+from analytics.api.client import ReadApiClient
+from bench.harness import CollectorProcess, wait_until
+from tests.slo_scenarios import PAGE_QUICK, Scenario, expected_page_delay, send
+from tests.test_serve_analytics import ADMIN, analytics_config
+
+OBJECTIVE = 0.999
+BASELINE = 0.0002
+SLOS = {"slos": [{"name": "success-by-site", "objective": OBJECTIVE, "group_by": ["site"],
+                  "annotations": {"runbook_url": "https://runbooks.example/success"},
+                  "alerting": {"min_events": 100}}]}
+
+
+def scenario_now() -> Scenario:
+    end = datetime.now(timezone.utc).replace(tzinfo=None, second=0, microsecond=0) - timedelta(minutes=1)
+    return (Scenario(sites={"s1": 3, "s2": 3, "s3": 3}, duration="3h", end=end, rate_per_minute=10,
+                     error_rate=BASELINE, seed=5)
+            .outage({"fleet.site": "s2"}, start="-100m", end="-70m")
+            # A quiet hour at s3 (36 events: far under min_events) with one failure in it.
+            .traffic({"fleet.site": "s3"}, per_minute=0.2, start="-60m")
+            .single_failure({"device.id": "s3-cam-00"}, at="-30m")
+            # s1's failing stretch arrives last, as an offline site's backlog.
+            .errors({"fleet.site": "s1"}, error_rate=0.05, start="-60m", end="-40m")
+            .backlog({"fleet.site": "s1"}, start="-60m", end="-40m"))
+
+
+def evaluated_up_to(client: ReadApiClient, t: datetime) -> bool:
+    rows = client.sql("SELECT watermark FROM job_state WHERE job = 'slo_evaluate'").rows
+    return bool(rows) and datetime.fromisoformat(rows[0][0].replace("Z", "")).replace(tzinfo=None) >= t
+
+
+def alerts(client: ReadApiClient) -> list[dict]:
+    return client.sql("SELECT slo, severity, group_labels, state, opened_at, starts_at, ends_at, labels "
+                      "FROM alerts ORDER BY opened_at").records()
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text.replace("Z", "")).replace(tzinfo=None)
+
+
+def test_outage_pages_quiet_failure_and_late_backlog_do_not_and_backtest_agrees(tmp_path):
+    slos = tmp_path / "slos.yaml"
+    slos.write_text(yaml.safe_dump(SLOS))
+    scenario = scenario_now()
+    config = analytics_config()
+    config["analytics"].update({"slos": str(slos), "notify_window": "4h"})
+    db = tmp_path / "central.duckdb"
+    with CollectorProcess(db, config=config) as central:
+        client = ReadApiClient(central.api_url, token=ADMIN)
+        send(scenario, central.http_url, part="live")
+        wait_until(lambda: evaluated_up_to(client, scenario.end), timeout=300, what="SLO evaluation of the live part")
+        live = alerts(client)
+        send(scenario, central.http_url, part="backlog")
+        # The backlog re-opens its minutes; the next evaluations see them in their windows.
+        sent_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        wait_until(lambda: evaluated_up_to(client, sent_at + timedelta(minutes=1)), timeout=300,
+                   what="SLO evaluation after the backlog")
+        after = alerts(client)
+        status = {json.loads(r["group_key"])["site"]: r
+                  for r in client.query("slo_status", slo="success-by-site").records()}
+
+    pages = [a for a in after if a["severity"] == "page" and a["state"] in ("firing", "resolved")]
+    assert [json.loads(a["group_labels"]) for a in pages] == [{"site": "s2"}], pages  # s1 and s3 never page
+    page = pages[0]
+    outage_start, outage_end = scenario.end - timedelta(minutes=100), scenario.end - timedelta(minutes=70)
+    # Detection: the Workbook arithmetic on the plan (s2 is its own group: the outage is its whole traffic).
+    delay = expected_page_delay(BASELINE, 1.0, OBJECTIVE, PAGE_QUICK)
+    started, ended = _time(page["starts_at"]), _time(page["ends_at"])
+    assert started <= outage_start + delay + timedelta(minutes=2)  # + the 2-minute pending time
+    assert outage_start < started and outage_end < ended <= outage_end + timedelta(minutes=35)
+    assert page["state"] == "resolved"
+    assert [a for a in live if a["severity"] == "page"] == [a for a in after if a["severity"] == "page"]
+    # The backlog's failures count: s1's period counts include them (the scenario's own totals).
+    counts = scenario.counts(group_by=("site",))
+    for site in ("s1", "s2", "s3"):
+        good = sum(g for (_, group), (g, _) in counts.items() if group == (site,))
+        total = sum(t for (_, group), (_, t) in counts.items() if group == (site,))
+        assert (status[site]["good_period"], status[site]["total_period"]) == (good, total), site
+
+    # The backtest of the same file: the same page at the same minutes; s1's backlog, which the live
+    # evaluation saw only after its time had passed, pages in the backtest (it sees it in time).
+    run = subprocess.run([sys.executable, "-m", "fleetwatch", "slo", "backtest", "--db", str(db), "--slos", str(slos),
+                          "--from", f"{scenario.start:%Y-%m-%dT%H:%M:%SZ}",
+                          "--to", f"{scenario.end + timedelta(minutes=40):%Y-%m-%dT%H:%M:%SZ}"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    transitions = [json.loads(line) for line in run.stdout.splitlines()]
+    s2 = [(t["state"], _time(t["at"])) for t in transitions if t["severity"] == "page" and t["group"] == {"site": "s2"}]
+    assert s2 == [("firing", started), ("resolved", ended)]
+    assert {t["group"]["site"] for t in transitions if t["severity"] == "page"} == {"s1", "s2"}
+    assert not [t for t in transitions if t["group"] == {"site": "s3"} and t["severity"] == "page"]
