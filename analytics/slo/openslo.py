@@ -101,7 +101,7 @@ def slo_from_openslo(doc: dict, slis: dict[str, dict] | None = None, key: str = 
     if spec.get("service"):
         labels["service"] = spec["service"]
     data = {"name": name, "description": spec.get("description") or metadata.get("displayName") or "",
-            "sli": {k: source[k] for k in ("kind", "threshold_ms", "max_staleness_minutes", "known_for") if k in source},
+            "sli": {k: source[k] for k in _SOURCE_KEYS[:4] if k in source},
             "objective": target, "period": period, "group_by": source.get("group_by", []),
             "filters": source.get("filters"), "labels": labels, "annotations": metadata.get("annotations")}
     return slo_from_dict(data, f"{key} ({name})")
