@@ -67,24 +67,31 @@ def _received_sql(since: str, until: str | None = None) -> str:
         f"WHERE {bound} AND device_id IS NOT NULL" for table in TELEMETRY_TABLES)
 
 
-# Per device and receive minute in [$start, $end); max() of a struct orders by
-# receive time first, then the dimensions, so ties pick the same row every time.
+# Per device and receive minute in [$start, $end). Grouped first with the
+# dimensions (cheap), then max() of a struct picks the newest: ordered by
+# receive time, then the dimensions, so ties pick the same row every time.
 PRESENCE_SQL = f"""
     SELECT window_start, device_id, newest.site AS site, newest.region AS region,
            newest.device_class AS device_class, newest.received_at AS last_received_at, telemetry
     FROM (
-        SELECT date_trunc('minute', received_at)::TIMESTAMP AS window_start, device_id,
-               max(struct_pack(received_at, site, region, device_class)) AS newest, count(*)::UBIGINT AS telemetry
-        FROM ({_received_sql('$start', '$end')}) GROUP BY ALL
+        SELECT window_start, device_id, max(struct_pack(received_at, site, region, device_class)) AS newest,
+               sum(n)::UBIGINT AS telemetry
+        FROM (
+            SELECT date_trunc('minute', received_at)::TIMESTAMP AS window_start, device_id, site, region,
+                   device_class, max(received_at) AS received_at, count(*) AS n
+            FROM ({_received_sql('$start', '$end')}) GROUP BY ALL
+        ) GROUP BY ALL
     )
 """
 
-# Each device's newest receive minute in [$since, $start), from the job's own earlier output.
+# Each device's newest receive minute in [$since, $start), from the job's own earlier
+# output (one row per device and minute, so the newest receive time has no tie).
 LATEST_SQL = f"""
     SELECT device_id, newest.window_start AS window_start, newest.site AS site, newest.region AS region,
-           newest.device_class AS device_class, newest.last_received_at AS last_received_at
+           newest.device_class AS device_class, last_received_at
     FROM (
-        SELECT device_id, max(struct_pack(last_received_at, window_start, site, region, device_class)) AS newest
+        SELECT device_id, max(last_received_at) AS last_received_at,
+               arg_max(struct_pack(window_start, site, region, device_class), last_received_at) AS newest
         FROM {PRESENCE_TABLE} WHERE window_start >= $since AND window_start < $start GROUP BY device_id
     )
 """
