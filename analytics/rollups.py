@@ -58,13 +58,18 @@ CREATE TABLE IF NOT EXISTS device_hour (
 ROLLUP_DDL = [_golden_ddl("rollup_minute"), _golden_ddl("rollup_hour"), DEVICE_HOUR_DDL]
 
 
-def _inference_rows(window: str) -> str:
-    """Inference spans in [$start, $end) of corrected time, pruned first on the raw start time."""
+def inference_rows_sql(window: str, span_names: tuple[str, ...] = ("inference",)) -> str:
+    """Spans named ``span_names`` in [$start, $end) of corrected start time, pruned first on the raw start time.
+
+    Parameters ``$start``/``$end`` (the windows) and ``$lo``/``$hi`` (from
+    :func:`raw_span_bounds`); adds ``event_time`` and ``window_start``.
+    """
+    names = ", ".join("'" + n.replace("'", "''") + "'" for n in span_names)
     return f"""
         SELECT *, {_CORRECTED} AS event_time,
                date_trunc('{window}', {_CORRECTED})::TIMESTAMP AS window_start
         FROM span_rows
-        WHERE name = 'inference'
+        WHERE name IN ({names})
           AND start_time >= make_timestamp_ns($lo) AND start_time <= make_timestamp_ns($hi)
           AND {_CORRECTED} >= $start AND {_CORRECTED} < $end
     """
@@ -75,7 +80,7 @@ def golden_signals_sql(window: str) -> str:
     pivot = ", ".join(f"coalesce(sum(n) FILTER (WHERE bucket = {i}), 0)::UBIGINT AS {c}"
                       for i, c in enumerate(LATENCY_COLUMNS))
     return f"""
-        WITH rows AS ({_inference_rows(window)}),
+        WITH rows AS ({inference_rows_sql(window)}),
         by_bucket AS (
             SELECT window_start, {groups}, {bucket_sql('duration_ns / 1e6')} AS bucket,
                    count(*) AS n, count(*) FILTER (WHERE status_code = 2) AS errors,
@@ -91,7 +96,7 @@ def golden_signals_sql(window: str) -> str:
 
 
 DEVICE_HOUR_SQL = f"""
-    WITH rows AS ({_inference_rows('hour')})
+    WITH rows AS ({inference_rows_sql('hour')})
     SELECT window_start, device_id,
            arg_max(site, event_time) AS site, arg_max(region, event_time) AS region,
            arg_max(device_class, event_time) AS device_class,
@@ -106,17 +111,23 @@ DEVICE_HOUR_SQL = f"""
 """
 
 
+def raw_span_bounds(read: Read, start: datetime, end: datetime) -> dict | None:
+    """The parameters of :func:`inference_rows_sql` for [start, end); None when no span was ever written there."""
+    bounds = read(raw_time_bounds("span_rows"), {"start": start, "end": end})
+    lo, hi = bounds["lo"][0].as_py(), bounds["hi"][0].as_py()
+    return None if lo is None else {"start": start, "end": end, "lo": lo, "hi": hi}
+
+
 class _SpanRollup(WindowJob):
     inputs = ("span_rows",)
     sql = ""
 
     def compute(self, read: Read, start: datetime, end: datetime) -> JobOutput:
-        bounds = read(raw_time_bounds("span_rows"), {"start": start, "end": end})
-        lo, hi = bounds["lo"][0].as_py(), bounds["hi"][0].as_py()
+        params = raw_span_bounds(read, start, end)
         table = self.outputs[0]
-        if lo is None:  # no span was ever written into this span of time
+        if params is None:
             return JobOutput({table: None}, rows_in=0)
-        rows = read(self.sql, {"start": start, "end": end, "lo": lo, "hi": hi})
+        rows = read(self.sql, params)
         rows_in = sum(rows["inferences"].to_pylist()) if rows.num_rows else 0
         return JobOutput({table: rows}, rows_in=rows_in)
 

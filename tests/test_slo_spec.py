@@ -224,3 +224,30 @@ def test_openslo_features_without_a_fleetwatch_meaning_are_refused_by_path(edit,
     with pytest.raises(SloSpecError) as caught:
         slos_from_openslo(_mutated(edit))
     assert str(caught.value).startswith(message), str(caught.value)
+
+
+FRESH = {"name": "fresh", "objective": 0.99, "sli": {"kind": "freshness", "max_staleness_minutes": 15},
+         "group_by": ["site"], "filters": {"region": "eu"}}
+
+
+def test_freshness_known_for_defaults_to_a_day_and_is_validated():
+    spec = slos_from_dict(_file(FRESH))[0]
+    assert spec.sli.known_for_duration == timedelta(days=1) and spec.sli.max_staleness_ns == 15 * 60 * 10**9
+    assert slos_from_dict(_file({**FRESH, "sli": {**FRESH["sli"], "known_for": "3h"}}))[0].sli.known_for_duration \
+        == timedelta(hours=3)
+    for bad, message in [("2x", "expected a period such as"), ("15m", "must be longer than max_staleness_minutes"),
+                         ("500d", "must be longer than .* and at most 400d")]:
+        with pytest.raises(SloSpecError, match=rf"^slos\[0\]\.sli\.known_for: {message}"):
+            slos_from_dict(_file({**FRESH, "sli": {**FRESH["sli"], "known_for": bad}}))
+    with pytest.raises(SloSpecError, match=r"^slos\[0\]\.sli\.known_for: only for sli kind freshness, not success"):
+        slos_from_dict(_file({"name": "s", "objective": 0.9, "sli": {"kind": "success", "known_for": "1d"}}))
+
+
+@pytest.mark.parametrize("field, value, path", [
+    ("group_by", ["site", "model_name"], r"slos\[0\]\.group_by\[1\]"),
+    ("filters", {"model_version": "v2"}, r"slos\[0\]\.filters\.model_version"),
+])
+def test_freshness_refuses_model_dimensions_by_field(field, value, path):
+    with pytest.raises(SloSpecError, match=rf"^{path}: freshness counts devices, so .* site, region, device_class, "
+                                           rf"not model_"):
+        slos_from_dict(_file({**FRESH, field: value}))

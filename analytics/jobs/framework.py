@@ -82,6 +82,9 @@ class WindowJob:
     chunk: int = 60
     # How far back a job with no watermark starts, at most (None: from the oldest input row).
     backfill: timedelta | None = None
+    # False for a job windowed by receive time: rows arriving late in event
+    # time (ingest marks) change none of its windows, so they re-open none.
+    late_data: bool = True
 
     def compute(self, read: Read, start: datetime, end: datetime) -> JobOutput:
         raise NotImplementedError
@@ -198,7 +201,7 @@ class JobRunner:
         # Every write of this round read data committed after the marks up to
         # ``seq``: once it is done, those marks need no second look.
         seq = self._marks_seq() if job.inputs else None
-        if state.watermark is not None and seq is not None and seq > state.marks_seen:
+        if state.watermark is not None and seq is not None and seq > state.marks_seen and job.late_data:
             late = self._late_windows(job, state, seq)
             for i, start in enumerate(late):
                 # Seen only with the last late window, so that a crash half-way

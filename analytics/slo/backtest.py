@@ -35,7 +35,6 @@ from collector.store.files import open_database
 
 log = logging.getLogger("fleetwatch.slo")
 MINUTE = timedelta(minutes=1)
-CHUNK = timedelta(days=1)
 
 
 def _reader(con: duckdb.DuckDBPyConnection) -> Callable[[str, dict], pa.Table]:
@@ -61,9 +60,9 @@ def compute_slis(con: duckdb.DuckDBPyConnection, specs: Sequence[SloSpec], start
         con.execute(ddl)
     read = _reader(con)
     for job in sli_jobs(specs):
-        at = start
+        at, step = start, job.window * job.chunk
         while at < end:
-            until = min(at + CHUNK, end)
+            until = min(at + step, end)
             output = job.compute(read, at, until)
             for table, rows in output.tables.items():
                 if rows is not None and rows.num_rows:

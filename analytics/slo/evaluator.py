@@ -61,6 +61,7 @@ from analytics.slo.rules import (
     burn_rates,
     rule_outcomes,
 )
+from analytics.slo.sli_job import sli_table
 from analytics.slo.spec import DIMENSIONS, SloSpec
 from analytics.slo.windows import ChunkSums, Read, WindowSums
 
@@ -68,11 +69,6 @@ SEVERITY_OUTCOMES = ("ok", "firing", "no_data", "low_traffic")
 NO_DATA_WINDOW = "1h"  # a group silent this long (having reported in the period) raises SLONoData
 PACE_WINDOW = "1h"     # time to exhaustion is at the burn rate of this window
 ROLLOUT_LOOKBACK = timedelta(hours=6)
-
-
-def sli_table(spec: SloSpec) -> str:
-    """The table holding the per-minute good/total of ``spec``."""
-    return "slo_freshness_minute" if spec.sli.kind == "freshness" else "slo_sli_minute"
 
 
 @dataclass(frozen=True)

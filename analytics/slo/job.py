@@ -36,7 +36,8 @@ from datetime import datetime, timedelta, timezone
 
 import duckdb
 
-from analytics.slo.evaluator import EvaluationResult, SloEvaluator, sli_table
+from analytics.slo.evaluator import EvaluationResult, SloEvaluator
+from analytics.slo.sli_job import sli_table
 from analytics.slo.lifecycle import LifecycleConfig
 from analytics.slo.payload import AlertMessage
 from analytics.slo.spec import SloSpec

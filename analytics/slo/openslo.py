@@ -22,7 +22,7 @@ What maps::
 
 fleetwatch evaluates its SLIs from its own tables, so a metric source must
 be ``type: fleetwatch`` whose ``spec`` names the SLI kind (and its options:
-``threshold_ms``, ``max_staleness_minutes``, ``filters``, ``group_by``);
+``threshold_ms``, ``max_staleness_minutes``, ``known_for``, ``filters``, ``group_by``);
 ``good`` and ``total`` (or ``bad`` and ``total``) must describe the same
 events. What has no fleetwatch meaning is refused with the field's path:
 Prometheus or other vendor queries, threshold (non-ratio) SLIs, calendar
@@ -38,7 +38,7 @@ from typing import Any
 from analytics.slo.spec import SloSpec, SloSpecError, slo_from_dict
 
 API_VERSION = "openslo/v1"
-_SOURCE_KEYS = ("kind", "threshold_ms", "max_staleness_minutes", "filters", "group_by")
+_SOURCE_KEYS = ("kind", "threshold_ms", "max_staleness_minutes", "known_for", "filters", "group_by")
 
 
 def slos_from_openslo(documents: list[Any]) -> list[SloSpec]:
@@ -101,7 +101,7 @@ def slo_from_openslo(doc: dict, slis: dict[str, dict] | None = None, key: str = 
     if spec.get("service"):
         labels["service"] = spec["service"]
     data = {"name": name, "description": spec.get("description") or metadata.get("displayName") or "",
-            "sli": {k: source[k] for k in ("kind", "threshold_ms", "max_staleness_minutes") if k in source},
+            "sli": {k: source[k] for k in _SOURCE_KEYS[:4] if k in source},
             "objective": target, "period": period, "group_by": source.get("group_by", []),
             "filters": source.get("filters"), "labels": labels, "annotations": metadata.get("annotations")}
     return slo_from_dict(data, f"{key} ({name})")

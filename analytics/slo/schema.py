@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from analytics.slo.lifecycle import ALERTS_DDL
+from analytics.slo.freshness_job import FRESHNESS_DDL, PRESENCE_DDL
 from analytics.slo.sli_job import SLI_MINUTE_DDL
 from analytics.slo.spec import DIMENSIONS
 
@@ -25,5 +26,5 @@ CREATE TABLE IF NOT EXISTS slo_evaluations (
 )
 """
 
-SLI_DDL = [SLI_MINUTE_DDL]
-SLO_DDL = [*SLI_DDL, ALERTS_DDL, EVALUATIONS_DDL]
+SLI_DDL = [SLI_MINUTE_DDL, FRESHNESS_DDL, PRESENCE_DDL]
+EVALUATION_DDL = [ALERTS_DDL, EVALUATIONS_DDL]

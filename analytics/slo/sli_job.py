@@ -1,24 +1,42 @@
-"""The per-minute SLI job: good and total events per SLO, group and minute, in DuckDB SQL.
+"""The per-minute SLI jobs: good and total per SLO, group and minute, in DuckDB SQL.
 
-A :class:`~analytics.jobs.framework.WindowJob` like the golden-signal
-rollups, so it inherits their guarantees (idempotent minutes, watermark,
-late data re-opening exactly the minutes it touches)::
+Two window jobs, one table each, with the same columns
+(:func:`analytics.slo.sli_sql.sli_table_ddl`)::
 
-    job = SliMinute(load_slo_file("slos.yaml"))
-    runner = JobRunner(store, [job])
-    runner.run_due(job.name, now)
+    jobs = sli_jobs(load_slo_file("slos.yaml"))     # [SliMinute, FreshnessMinute] as the kinds need
+    runner = JobRunner(store, jobs)
+    runner.run_due("slo_sli_minute", now)
 
-Rows of ``slo_sli_minute``: ``window_start``, ``slo``, the five dimensions
-(the SLO's ``group_by`` ones filled, the others NULL), ``group_key`` (the
-group as a JSON object, ``{}`` for an ungrouped SLO), ``good`` and ``total``.
-A minute and group without events has no row: no data, which the burn-rate
-code tells apart from zero errors. Window sums of these rows are the counts
+``slo_sli_minute`` (this module): the event kinds, windowed by
+skew-corrected event start time as the rollups are, so it inherits their
+guarantees (idempotent minutes, watermark, late data re-opening exactly the
+minutes it touches):
+
+``success``
+    inference spans whose status is not ERROR.
+``latency``
+    inference spans with ``duration_ns <= threshold`` (exact, the raw nanoseconds).
+``deployment``
+    ``deployment`` spans whose ``deployment.outcome`` attribute is
+    ``success`` (a span without the attribute: status not ERROR). A
+    deployment counts in the minute it *started*: the ingest marks that
+    re-open windows for late data, and the row-group pruning, are on the
+    start time, and a span is only exported once it has ended, so its
+    outcome is known whichever minute it lands in.
+
+``slo_freshness_minute``: see :mod:`analytics.slo.freshness_job`.
+
+Rows: ``window_start``, ``slo``, the five dimensions (the SLO's ``group_by``
+ones filled, the others NULL), ``group_key`` (the group as a JSON object,
+``{}`` for an ungrouped SLO), ``good`` and ``total``. A minute and group
+without events has no row: no data, which the burn-rate code tells apart
+from zero errors. Window sums of these rows are the counts
 :func:`analytics.slo.rules.evaluate_severity` takes.
 
-Kinds computed here: ``success`` (status not ERROR) and ``latency``
-(``duration_ns <= threshold``, exact), both over inference spans, windowed
-by skew-corrected event time as the rollups are. ``freshness`` and
-``deployment`` SLOs are skipped by this job (see docs/slo.md).
+All event SLOs are computed from one scan of ``span_rows`` per span of
+minutes: an intermediate per minute x the five dimensions (x inference or
+deployment) with one ``count(*) FILTER`` per distinct good condition, then
+each SLO's filters and ``group_by`` applied to that small intermediate.
 """
 
 from __future__ import annotations
@@ -26,30 +44,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-import pyarrow as pa
-
-from analytics.jobs.framework import JobOutput, Read
-from analytics.rollups import _inference_rows, _SpanRollup
+from analytics.jobs.framework import JobOutput, Read, WindowJob
+from analytics.rollups import inference_rows_sql, raw_span_bounds
+from analytics.slo.freshness_job import FRESHNESS_TABLE, FreshnessMinute
+from analytics.slo.sli_sql import GoodConditions, slo_rows_sql, sli_table_ddl
 from analytics.slo.spec import DIMENSIONS, SloSpec
-from collector.store.marks import raw_time_bounds
 
-COMPUTED_KINDS = ("success", "latency")
+EVENT_KINDS = ("success", "latency", "deployment")
 ERROR_STATUS = 2  # span_rows.status_code of OTLP STATUS_CODE_ERROR
+# The span each event kind counts.
+SPAN_NAMES = {"success": "inference", "latency": "inference", "deployment": "deployment"}
+DEPLOYMENT_OUTCOME = """json_extract_string(attributes, '$."deployment.outcome"')"""
 
-SLI_MINUTE_DDL = f"""
-CREATE TABLE IF NOT EXISTS slo_sli_minute (
-    window_start TIMESTAMP NOT NULL,
-    slo VARCHAR NOT NULL,
-    {", ".join(f"{d} VARCHAR" for d in DIMENSIONS)},
-    group_key VARCHAR NOT NULL,
-    good UBIGINT NOT NULL,
-    total UBIGINT NOT NULL
-)
-"""
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+SLI_TABLE = "slo_sli_minute"
+SLI_TABLES = (SLI_TABLE, FRESHNESS_TABLE)
+SLI_MINUTE_DDL = sli_table_ddl(SLI_TABLE)
 
 
 def good_condition(spec: SloSpec) -> str:
@@ -58,48 +67,63 @@ def good_condition(spec: SloSpec) -> str:
         return f"status_code IS DISTINCT FROM {ERROR_STATUS}"
     if spec.sli.kind == "latency":
         return f"duration_ns <= {int(spec.sli.threshold_ns)}"
-    raise ValueError(f"slo {spec.name}: the SLI job computes {', '.join(COMPUTED_KINDS)}, not {spec.sli.kind}")
+    if spec.sli.kind == "deployment":
+        # The name test first, so that the JSON is only parsed on deployment spans.
+        return (f"name = 'deployment' AND "
+                f"coalesce({DEPLOYMENT_OUTCOME} = 'success', status_code IS DISTINCT FROM {ERROR_STATUS})")
+    raise ValueError(f"slo {spec.name}: the event SLI job computes {', '.join(EVENT_KINDS)}, not {spec.sli.kind}")
 
 
-def sli_minute_sql(spec: SloSpec) -> str:
-    """Good and total per minute and group of one SLO (parameters $start, $end, $lo, $hi as the rollups)."""
-    dims = ", ".join(d if d in spec.group_by else f"NULL::VARCHAR AS {d}" for d in DIMENSIONS)
-    group_key = ("to_json(struct_pack(" + ", ".join(f"{d} := {d}" for d in sorted(spec.group_by)) + "))::VARCHAR"
-                 if spec.group_by else "'{}'")
-    where = " AND ".join(f"{d} IN ({', '.join(_quote(v) for v in values)})" for d, values in spec.filters.items())
-    group_by = ", ".join(["window_start", *spec.group_by])
+def event_sli_sql(specs: Sequence[SloSpec]) -> str:
+    """Every event SLO's rows for [$start, $end) from one scan (parameters as :func:`inference_rows_sql`)."""
+    conditions = GoodConditions()
+    selects = []
+    for spec in specs:
+        column = conditions.column_for(good_condition(spec))
+        selects.append(slo_rows_sql(spec, "fine", column, f"span_name = '{SPAN_NAMES[spec.sli.kind]}'"))
+    names = tuple(sorted({SPAN_NAMES[s.sli.kind] for s in specs}))
+    dims = ", ".join(DIMENSIONS)
     return f"""
-        WITH rows AS ({_inference_rows('minute')})
-        SELECT window_start, {_quote(spec.name)} AS slo, {dims}, {group_key} AS group_key,
-               (count(*) FILTER (WHERE {good_condition(spec)}))::UBIGINT AS good, count(*)::UBIGINT AS total
-        FROM rows {f"WHERE {where}" if where else ""}
-        GROUP BY {group_by}
+        WITH rows AS ({inference_rows_sql('minute', names)}),
+        fine AS MATERIALIZED (
+            SELECT window_start, name AS span_name, {dims}, {conditions.counts_sql()}
+            FROM rows GROUP BY window_start, name, {dims}
+        )
+        {" UNION ALL ".join(selects)}
     """
 
 
-class SliMinute(_SpanRollup):
-    """Per-minute good/total for every success and latency SLO of a spec list (several queries, one output)."""
+class SliMinute(WindowJob):
+    """Per-minute good/total of every success, latency and deployment SLO of a spec list (one scan)."""
 
-    name = "slo_sli_minute"
+    name = SLI_TABLE
     window = timedelta(minutes=1)
-    outputs = ("slo_sli_minute",)
+    inputs = ("span_rows",)
+    outputs = (SLI_TABLE,)
 
     def __init__(self, specs: Sequence[SloSpec]) -> None:
-        self.specs = [s for s in specs if s.sli.kind in COMPUTED_KINDS]
-        self.queries = [sli_minute_sql(s) for s in self.specs]
+        self.specs = [s for s in specs if s.sli.kind in EVENT_KINDS]
+        self.sql = event_sli_sql(self.specs) if self.specs else ""
 
     def compute(self, read: Read, start: datetime, end: datetime) -> JobOutput:
-        bounds = read(raw_time_bounds("span_rows"), {"start": start, "end": end})
-        lo, hi = bounds["lo"][0].as_py(), bounds["hi"][0].as_py()
-        if lo is None or not self.queries:  # no span was ever written into this span of time
-            return JobOutput({self.outputs[0]: None}, rows_in=0)
-        params = {"start": start, "end": end, "lo": lo, "hi": hi}
-        tables = [read(sql, params) for sql in self.queries]
-        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-        # Events counted, once per SLO an inference falls under.
-        return JobOutput({self.outputs[0]: table}, rows_in=sum(sum(t["total"].to_pylist()) for t in tables))
+        params = raw_span_bounds(read, start, end)
+        if params is None or not self.specs:
+            return JobOutput({SLI_TABLE: None}, rows_in=0)
+        table = read(self.sql, params)
+        # Events counted, once per SLO an event falls under.
+        return JobOutput({SLI_TABLE: table}, rows_in=sum(table["total"].to_pylist()) if table.num_rows else 0)
 
 
-def sli_jobs(specs: Sequence[SloSpec]) -> list[SliMinute]:
-    """The SLI jobs the evaluation of ``specs`` waits for."""
-    return [SliMinute(specs)]
+def sli_jobs(specs: Sequence[SloSpec]) -> list[WindowJob]:
+    """The SLI jobs a spec list needs: events (success, latency, deployment) and freshness, each if used."""
+    jobs: list[WindowJob] = []
+    if any(s.sli.kind in EVENT_KINDS for s in specs):
+        jobs.append(SliMinute(specs))
+    if any(s.sli.kind == "freshness" for s in specs):
+        jobs.append(FreshnessMinute(specs))
+    return jobs
+
+
+def sli_table(spec: SloSpec) -> str:
+    """The table holding the per-minute good/total of ``spec``."""
+    return FRESHNESS_TABLE if spec.sli.kind == "freshness" else SLI_TABLE

@@ -25,8 +25,9 @@ SLI kinds (``sli.kind``):
     inference spans with ``duration_ns <= threshold_ms * 1e6``, exact from the
     raw duration (never a histogram bucket); needs ``sli.threshold_ms``.
 ``freshness``
-    devices whose newest telemetry is at most ``sli.max_staleness_minutes``
-    old, among known devices.
+    devices whose newest telemetry (any signal, by gateway receive time) is
+    at most ``sli.max_staleness_minutes`` old, among devices known (heard
+    from within ``sli.known_for``, default 1d); device dimensions only.
 ``deployment``
     deployment spans that succeeded, among deployment spans.
 
@@ -57,6 +58,9 @@ _PERIOD = re.compile(r"^(\d+)(m|h|d|w)$")
 _PERIOD_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 MIN_PERIOD = timedelta(hours=1)
 MAX_PERIOD = timedelta(days=400)
+# Freshness counts devices, which have no model: only these dimensions apply to it.
+DEVICE_DIMENSIONS = ("site", "region", "device_class")
+DEFAULT_KNOWN_FOR = "1d"
 
 
 class SloSpecError(ValueError):
@@ -65,13 +69,18 @@ class SloSpecError(ValueError):
 
 def parse_period(value: Any, key: str) -> timedelta:
     """``30d``, ``28d``, ``7d``, ``12h``, ``4w``: a whole number and one unit (m, h, d, w)."""
-    match = _PERIOD.match(str(value).strip()) if isinstance(value, str) else None
-    if not match or int(match.group(1)) == 0:
-        raise SloSpecError(f"{key}: expected a period such as 30d, 28d, 7d or 12h, got {value!r}")
-    period = int(match.group(1)) * _PERIOD_UNITS[match.group(2)]
+    period = parse_duration(value, key)
     if not MIN_PERIOD <= period <= MAX_PERIOD:
         raise SloSpecError(f"{key}: must be between 1h and 400d, got {value!r}")
     return period
+
+
+def parse_duration(value: Any, key: str) -> timedelta:
+    """A whole number and one unit (m, h, d, w), more than zero: ``90m``, ``1d``."""
+    match = _PERIOD.match(str(value).strip()) if isinstance(value, str) else None
+    if not match or int(match.group(1)) == 0:
+        raise SloSpecError(f"{key}: expected a period such as 30d, 28d, 7d or 12h, got {value!r}")
+    return int(match.group(1)) * _PERIOD_UNITS[match.group(2)]
 
 
 @dataclass
@@ -81,21 +90,38 @@ class SliSpec:
     kind: str = "success"
     threshold_ms: float | None = None          # latency only
     max_staleness_minutes: float | None = None  # freshness only
+    known_for: str | None = None  # freshness only: how long a silent device still counts (default 1d)
 
     def validate(self, key: str) -> None:
         if self.kind not in SLI_KINDS:
             raise SloSpecError(f"{key}.kind: must be one of {', '.join(SLI_KINDS)}, got {self.kind!r}")
         _only_for(self.threshold_ms, "latency", self.kind, f"{key}.threshold_ms")
         _only_for(self.max_staleness_minutes, "freshness", self.kind, f"{key}.max_staleness_minutes")
+        _only_for(self.known_for, "freshness", self.kind, f"{key}.known_for")
         if self.kind == "latency":
             _positive_number(self.threshold_ms, f"{key}.threshold_ms", "a latency in milliseconds such as 250")
         if self.kind == "freshness":
             _positive_number(self.max_staleness_minutes, f"{key}.max_staleness_minutes", "minutes such as 15")
+            known_for = parse_duration(self.known_for or DEFAULT_KNOWN_FOR, f"{key}.known_for")
+            # A device must stay known longer than it may be silent, or it could never count as stale.
+            if known_for.total_seconds() <= self.max_staleness_minutes * 60 or known_for > MAX_PERIOD:
+                raise SloSpecError(f"{key}.known_for: must be longer than max_staleness_minutes "
+                                   f"({self.max_staleness_minutes:g}m) and at most 400d, got {self.known_for!r}")
 
     @property
     def threshold_ns(self) -> int | None:
         """The latency threshold as the integer the raw ``duration_ns`` is compared with (``<=``)."""
         return None if self.threshold_ms is None else int(round(self.threshold_ms * 1_000_000))
+
+    @property
+    def max_staleness_ns(self) -> int | None:
+        """Freshness: the largest receive age, in nanoseconds, that still counts as fresh."""
+        return None if self.max_staleness_minutes is None else int(round(self.max_staleness_minutes * 60e9))
+
+    @property
+    def known_for_duration(self) -> timedelta:
+        """Freshness: how long after its newest telemetry a device still counts in the total."""
+        return parse_duration(self.known_for or DEFAULT_KNOWN_FOR, "known_for")
 
 
 @dataclass
@@ -165,6 +191,8 @@ class SloSpec:
                 raise SloSpecError(f"{key}.filters.{dimension}: not a dimension; use one of {', '.join(DIMENSIONS)}")
             if not values:
                 raise SloSpecError(f"{key}.filters.{dimension}: give a value or a non-empty list of values")
+        if self.sli.kind == "freshness":
+            self._validate_device_dimensions(key)
         for name in self.labels:
             if not _LABEL_NAME.match(name):
                 raise SloSpecError(f"{key}.labels.{name}: not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)")
@@ -175,6 +203,18 @@ class SloSpec:
             if url is not None and not re.match(r"^https?://\S+$", url):
                 raise SloSpecError(f"{key}.annotations.{name}: expected an http(s) URL, got {url!r}")
         self.alerting.validate(f"{key}.alerting")
+
+    def _validate_device_dimensions(self, key: str) -> None:
+        """Freshness counts devices, not inferences: a device has a site, not a model."""
+        allowed = ", ".join(DEVICE_DIMENSIONS)
+        for i, dimension in enumerate(self.group_by):
+            if dimension not in DEVICE_DIMENSIONS:
+                raise SloSpecError(f"{key}.group_by[{i}]: freshness counts devices, so group by {allowed}, "
+                                   f"not {dimension}")
+        for dimension in self.filters:
+            if dimension not in DEVICE_DIMENSIONS:
+                raise SloSpecError(f"{key}.filters.{dimension}: freshness counts devices, so filter on {allowed}, "
+                                   f"not {dimension}")
 
 
 def _only_for(value: Any, kind: str, actual: str, key: str) -> None:
@@ -229,7 +269,7 @@ _SLO_KEYS = ("name", "description", "sli", "objective", "period", "group_by", "f
 def slo_from_dict(data: Any, key: str = "slo") -> SloSpec:
     """Build and validate one SLO from a parsed YAML mapping; unknown keys are refused by path."""
     data = _mapping(data, key, _SLO_KEYS)
-    sli = _mapping(data.get("sli", {}), f"{key}.sli", ("kind", "threshold_ms", "max_staleness_minutes"))
+    sli = _mapping(data.get("sli", {}), f"{key}.sli", ("kind", "threshold_ms", "max_staleness_minutes", "known_for"))
     alerting = _mapping(data.get("alerting", {}), f"{key}.alerting", ("page", "ticket", "min_events", "no_data"))
     group_by = data.get("group_by", [])
     if not isinstance(group_by, list):
