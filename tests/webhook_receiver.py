@@ -5,6 +5,9 @@
     with WebhookReceiver() as receiver:          # 127.0.0.1, a free port
         url = receiver.url("/hook")              # or receiver.url() + "/api/v2/alerts" for Alertmanager
         receiver.fail_next(2, status=503)        # the next two requests get 503, then 200 again
+        receiver.hold_next(1)                    # the one after is recorded, then left unanswered...
+        receiver.release()                       # ...until this (or stop())
+        receiver.answer_next(1, 400)             # any status, in the order scripted
         receiver.stop()                          # the port is closed: connections are refused
         receiver.start()                         # back on the same port
         receiver.wait_for(2)                     # at least two requests recorded (or AssertionError)
@@ -18,10 +21,11 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from bench.harness import wait_until
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,8 @@ class WebhookReceiver:
         self.port = port
         self.requests: list[ReceivedRequest] = []
         self._lock = threading.Lock()
-        self._failures: list[int] = []
+        self._script: list[tuple[int, bool]] = []  # (status, hold) for the next requests; then 200
+        self._released = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -54,9 +59,11 @@ class WebhookReceiver:
                     parsed = json.loads(raw)
                 except ValueError:
                     parsed = None
-                status = receiver._answer()
+                status, hold = receiver._answer()
                 with receiver._lock:
                     receiver.requests.append(ReceivedRequest(self.path, dict(self.headers.items()), parsed, status))
+                if hold:
+                    receiver._released.wait()
                 body = b"{}" if status < 300 else f"status {status} as told".encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -74,6 +81,7 @@ class WebhookReceiver:
         return self
 
     def stop(self) -> None:
+        self.release()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -83,14 +91,26 @@ class WebhookReceiver:
     def url(self, path: str = "") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def fail_next(self, count: int, status: int = 503) -> None:
-        """Answer ``status`` to the next ``count`` requests."""
+    def answer_next(self, count: int, status: int = 200, *, hold: bool = False) -> None:
+        """Answer ``status`` to the next ``count`` requests (after those already scripted); ``hold``: only
+        once :meth:`release` is called."""
         with self._lock:
-            self._failures.extend([status] * count)
+            self._script.extend([(status, hold)] * count)
+            if hold:
+                self._released.clear()
 
-    def _answer(self) -> int:
+    def fail_next(self, count: int, status: int = 503) -> None:
+        self.answer_next(count, status)
+
+    def hold_next(self, count: int = 1) -> None:
+        self.answer_next(count, 200, hold=True)
+
+    def release(self) -> None:
+        self._released.set()
+
+    def _answer(self) -> tuple[int, bool]:
         with self._lock:
-            return self._failures.pop(0) if self._failures else 200
+            return self._script.pop(0) if self._script else (200, False)
 
     def received(self) -> list[ReceivedRequest]:
         with self._lock:
@@ -102,11 +122,7 @@ class WebhookReceiver:
 
     def wait_for(self, count: int, timeout: float = 30.0) -> list[ReceivedRequest]:
         """Wait until ``count`` requests are recorded; AssertionError after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while len(self.received()) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the receiver got {len(self.received())} requests, expected {count}")
-            time.sleep(0.05)
+        wait_until(lambda: len(self.received()) >= count, timeout, f"{count} requests at the webhook receiver")
         return self.received()
 
     def __enter__(self) -> WebhookReceiver:
