@@ -43,6 +43,12 @@ KINDS = ("webhook", "alertmanager")
 ALERTMANAGER_PATH = "/api/v2/alerts"
 
 
+def _require_http_url(value: str, key: str) -> None:
+    parsed = urllib.parse.urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"{key}: an http:// or https:// URL is required, got {value!r}")
+
+
 @dataclass
 class ReceiverConfig:
     """One notification target: a webhook URL, or an Alertmanager (``kind: alertmanager``) at ``url``."""
@@ -72,9 +78,7 @@ class ReceiverConfig:
     def validate(self, key: str) -> None:
         if not self.name:
             raise ConfigError(f"{key}.name: must not be empty")
-        parsed = urllib.parse.urlsplit(self.url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ConfigError(f"{key}.url: an http:// or https:// URL is required, got {self.url!r}")
+        _require_http_url(self.url, f"{key}.url")
         if self.kind not in KINDS:
             raise ConfigError(f"{key}.kind: one of {', '.join(KINDS)}; got {self.kind!r}")
         if not 0 < self.timeout <= 300:
@@ -155,9 +159,7 @@ class AlertingConfig:
             if receiver.name in names:
                 raise ConfigError(f"{key}.receivers[{index}].name: {receiver.name!r} is used twice")
             names.add(receiver.name)
-        parsed = urllib.parse.urlsplit(self.external_url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ConfigError(f"{key}.external_url: an http:// or https:// URL is required, got {self.external_url!r}")
+        _require_http_url(self.external_url, f"{key}.external_url")
         try:
             self.lifecycle().validate(key)
             PayloadConfig(dashboard_url_template=self.dashboard_url, max_alerts=self.max_alerts).validate(key)
