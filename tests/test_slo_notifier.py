@@ -7,6 +7,7 @@ wait is on a condition with a deadline.
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 
 import pytest
@@ -251,3 +252,40 @@ def test_without_receivers_nothing_is_enqueued_and_no_notifier_runs():
     with_receiver = config_from_dict({"analytics": {}, "alerting": {"receivers": [
         {"name": "oncall", "url": "http://127.0.0.1:9/hook"}]}})
     assert any(isinstance(e, NotifierExtension) for e in service_extensions(with_receiver))
+
+
+def test_an_alertmanager_hears_a_firing_alert_again_until_it_resolves(outbox_store, receiver):
+    config = alerting_config([{"name": "am", "url": receiver.url(), "kind": "alertmanager"},
+                              {"name": "oncall", "url": receiver.url("/hook")}],
+                             alertmanager_resend_interval="100ms")
+    alert = firing()
+    enqueue_messages(outbox_store, [alert], config)
+    registry = Registry()
+    notifier = run_notifier(outbox_store, config, registry)
+    try:
+        wait_until(lambda: len([r for r in receiver.received() if r.path == "/api/v2/alerts"]) >= 3, 30,
+                   "the firing alert posted to the Alertmanager again")
+        enqueue_messages(outbox_store, [resolved(alert)], config)
+        wait_until(lambda: finished(outbox_store) and any(
+            r.path == "/api/v2/alerts" and "endsAt" in r.json[0] for r in receiver.received()), 30, "the resolved")
+    finally:
+        notifier.stop()
+    notifier.run_once(now=utc_now() + timedelta(hours=1))  # the resolved one is the newest: nothing to repeat
+    posts = [r for r in receiver.received() if r.path == "/api/v2/alerts"]
+    assert "endsAt" in posts[-1].json[0] and all("endsAt" not in r.json[0] for r in posts[:-1])
+    assert [r.json["status"] for r in receiver.received() if r.path == "/hook"] == ["firing", "resolved"]
+    assert metric_value(registry.render(), "fleetwatch_alert_notifications_total", receiver="am",
+                        outcome="resent") == len(posts) - 2
+
+
+def test_stop_abandons_a_post_that_gets_no_answer_and_the_row_stays_pending(outbox_store, receiver):
+    config = alerting_config([{"name": "oncall", "url": receiver.url("/hook"), "timeout": "1s"}])
+    receiver.hold_next(1)
+    enqueue_messages(outbox_store, [firing()], config)
+    notifier = run_notifier(outbox_store, config)
+    receiver.wait_for(1)
+    notifier.stop()
+    receiver.release()
+    assert not any(t.name == "alert-notifier" for t in threading.enumerate())
+    [row] = outbox_rows(outbox_store)
+    assert row["delivered_at"] is None and row["failed_at"] is None  # sent again by the next start

@@ -15,6 +15,7 @@
       retry: {initial: 5s, max: 5m}
       give_up_after: 3d      # older undelivered notifications are marked expired and counted
       max_alerts: 0          # 0: no limit per webhook body
+      alertmanager_resend_interval: 1m   # firing alerts are re-posted to an Alertmanager this often
 
 Without receivers, alerts are still evaluated and stored and nothing is
 sent (the notifier is not started). A secret is never written inline: a
@@ -127,7 +128,7 @@ class AlertingConfig:
     """Receivers and delivery policy; see the module docstring for the YAML."""
 
     DURATIONS: ClassVar[frozenset[str]] = frozenset({"repeat_interval", "give_up_after", "retention",
-                                                     "poll_interval"})
+                                                     "poll_interval", "alertmanager_resend_interval"})
 
     receivers: list[ReceiverConfig] = field(default_factory=list)
     external_url: str = "http://127.0.0.1:4319"
@@ -139,6 +140,9 @@ class AlertingConfig:
     max_alerts: int = 0
     retention: float = 7 * 86400.0       # delivered (and expired, failed) rows are kept this long
     poll_interval: float = 1.0           # how often the notifier looks for due rows
+    # An Alertmanager resolves a firing alert it has not heard of for resolve_timeout (5m by
+    # default); re-post firing alerts to it this often (Prometheus' own resend delay is 1m).
+    alertmanager_resend_interval: float = 60.0
 
     def receiver(self, name: str) -> ReceiverConfig | None:
         return next((r for r in self.receivers if r.name == name), None)
@@ -167,7 +171,7 @@ class AlertingConfig:
             # PayloadConfig names its own field; the YAML calls it dashboard_url.
             raise ConfigError(str(exc).replace(f"{key}.dashboard_url_template", f"{key}.dashboard_url")) from None
         self.retry.validate(f"{key}.retry")
-        for name in ("give_up_after", "retention", "poll_interval"):
+        for name in ("give_up_after", "retention", "poll_interval", "alertmanager_resend_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{key}.{name}: must be positive")
         if self.give_up_after < self.retry.initial:

@@ -19,7 +19,10 @@ each written through ``store.submit`` and counted in
   ``Retry-After``, up to ``retry.max``);
 - any other status (400, 401, 404, a redirect): ``failed``, with the status and the
   start of the answer in ``last_error``; repeating the same request would not help;
-- still pending ``give_up_after`` after it was enqueued: ``expired``.
+- still pending ``give_up_after`` after it was enqueued: ``expired``;
+- an Alertmanager's delivered firing alert, still its alert's newest notification, is
+  posted again every ``alertmanager_resend_interval``: ``resent`` (or ``resend_failed``,
+  tried again after ``retry.initial``), so Alertmanager never resolves it by timeout.
 
 Gauges: ``fleetwatch_alert_outbox_pending`` and ``fleetwatch_alert_outbox_oldest_pending_seconds``.
 Finished rows are deleted ``retention`` after they finished. One thread sends
@@ -60,7 +63,8 @@ class Notifier:
         self.outcomes = registry.counter(
             "fleetwatch_alert_notifications_total",
             "Alert notification attempts by receiver and outcome: delivered, retry (a failed attempt that will be "
-            "retried), failed (refused for good, e.g. HTTP 400), expired (undelivered after give_up_after).",
+            "retried), failed (refused for good, e.g. HTTP 400), expired (undelivered after give_up_after), "
+            "resent and resend_failed (firing alerts posted to an Alertmanager again).",
             ["receiver", "outcome"])
         self.pending = registry.gauge("fleetwatch_alert_outbox_pending",
                                       "Alert notifications not yet delivered, failed or expired.")
@@ -110,6 +114,12 @@ class Notifier:
             if self._stop.is_set():
                 break
             delivered += self._attempt(row)
+        resends = self.store.reads.run(outbox.RESEND_SQL, {"now": now}, max_rows=DUE_BATCH,
+                                       timeout=READ_TIMEOUT).table.to_pylist()
+        for row in resends:
+            if self._stop.is_set():
+                break
+            self._resend(row)
         return delivered
 
     def _housekeeping(self, now: datetime) -> None:
@@ -126,15 +136,12 @@ class Notifier:
             self.store.submit(lambda con: outbox.prune(con, now, retention)).result()
 
     def _attempt(self, row: dict) -> int:
-        receiver = self.config.receiver(row["receiver"]) or ReceiverConfig(name=row["receiver"], url=row["url"])
-        status, answer, retry_after = self._post(receiver, row["url"], row["body"])
-        now = outbox.utc_now()
-        row_id = row["id"]
-        if status is not None and 200 <= status < 300:
-            self.store.submit(lambda con: outbox.mark_delivered(con, row_id, now)).result()
+        receiver, status, error, retry_after = self._send(row)
+        now, row_id = outbox.utc_now(), row["id"]
+        if error is None:
+            self._delivered(row_id, now)
             self.outcomes.inc(receiver=receiver.name, outcome="delivered")
             return 1
-        error = answer if status is None else f"HTTP {status}: {' '.join(answer.split())}"
         if status is not None and status < 500 and status not in (408, 429):
             self.store.submit(lambda con: outbox.mark_failed(con, row_id, now, error)).result()
             self.outcomes.inc(receiver=receiver.name, outcome="failed")
@@ -149,6 +156,32 @@ class Notifier:
         log.warning("alert notification to %s failed (attempt %d), retrying in %.0f s: %.300s",
                     receiver.name, row["attempts"] + 1, delay, error)
         return 0
+
+    def _resend(self, row: dict) -> None:
+        """Post a delivered firing alert to its Alertmanager again; a failure is tried again after ``retry.initial``."""
+        receiver, _, error, _ = self._send(row)
+        now, row_id = outbox.utc_now(), row["id"]
+        if error is None:
+            self._delivered(row_id, now)
+            self.outcomes.inc(receiver=receiver.name, outcome="resent")
+            return
+        resend_at = now + timedelta(seconds=self.config.retry.initial)
+        self.store.submit(lambda con: outbox.mark_resend_failed(con, row_id, resend_at, error)).result()
+        self.outcomes.inc(receiver=receiver.name, outcome="resend_failed")
+
+    def _delivered(self, row_id: int, now: datetime) -> None:
+        resend_at = now + timedelta(seconds=self.config.alertmanager_resend_interval)
+        self.store.submit(lambda con: outbox.mark_delivered(con, row_id, now, resend_at)).result()
+
+    def _send(self, row: dict) -> tuple[ReceiverConfig, int | None, str | None, float | None]:
+        """POST one row; returns its receiver, the status, the error (None after a 2xx) and Retry-After."""
+        # A receiver since removed from the config is still tried, at its stored URL with defaults.
+        receiver = self.config.receiver(row["receiver"]) or ReceiverConfig(name=row["receiver"], url=row["url"])
+        status, answer, retry_after = self._post(receiver, row["url"], row["body"])
+        if status is not None and 200 <= status < 300:
+            return receiver, status, None, retry_after
+        error = answer if status is None else f"HTTP {status}: {' '.join(answer.split())}"
+        return receiver, status, error, retry_after
 
     def _post(self, receiver: ReceiverConfig, url: str, body: str) -> tuple[int | None, str, float | None]:
         """POST ``body``; returns (status or None when no answer came, answer excerpt or error, Retry-After s)."""

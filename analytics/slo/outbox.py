@@ -16,6 +16,9 @@ it is delivered (a 2xx), failed (a permanent refusal such as 400) or
 expired (still undelivered ``give_up_after`` after it was enqueued); a
 pending row waits for every older pending row of the same receiver and
 fingerprint, so a resolved notification never overtakes its firing one.
+An Alertmanager's firing alert is posted again every
+``alertmanager_resend_interval`` while it is its alert's newest row
+(:data:`RESEND_SQL`), so Alertmanager does not resolve it by timeout.
 """
 
 from __future__ import annotations
@@ -69,6 +72,18 @@ WHERE {_pending('o')} AND o.next_attempt_at <= $now
   AND NOT EXISTS (SELECT 1 FROM alert_outbox p
                   WHERE p.receiver = o.receiver AND p.fingerprint = o.fingerprint AND p.id < o.id
                     AND {_pending('p')})
+ORDER BY o.id
+"""
+
+# An Alertmanager forgets a firing alert posted without endsAt after its resolve_timeout (5m by
+# default): the newest notification of each alert, if it is a delivered firing one, is posted
+# again whenever its next_attempt_at (the resend time) comes.
+RESEND_SQL = """
+SELECT o.id, o.receiver, o.url, o.fingerprint, o.body
+FROM alert_outbox o
+WHERE o.kind = 'alertmanager' AND o.status = 'firing' AND o.delivered_at IS NOT NULL AND o.next_attempt_at <= $now
+  AND NOT EXISTS (SELECT 1 FROM alert_outbox n WHERE n.receiver = o.receiver AND n.fingerprint = o.fingerprint
+                  AND n.id > o.id)
 ORDER BY o.id
 """
 
@@ -133,9 +148,15 @@ def enqueue(con: duckdb.DuckDBPyConnection, deliveries: list[Delivery], now: dat
     return len(deliveries)
 
 
-def mark_delivered(con: duckdb.DuckDBPyConnection, row_id: int, now: datetime) -> None:
+def mark_delivered(con: duckdb.DuckDBPyConnection, row_id: int, now: datetime, resend_at: datetime) -> None:
+    """A 2xx: ``delivered_at`` is the latest one; ``resend_at`` matters only to :data:`RESEND_SQL`."""
     con.execute("UPDATE alert_outbox SET delivered_at = ?, attempts = attempts + 1, next_attempt_at = ? "
-                "WHERE id = ?", [now, now, row_id])
+                "WHERE id = ?", [now, resend_at, row_id])
+
+
+def mark_resend_failed(con: duckdb.DuckDBPyConnection, row_id: int, resend_at: datetime, error: str) -> None:
+    con.execute("UPDATE alert_outbox SET next_attempt_at = ?, last_error = ? WHERE id = ?",
+                [resend_at, error[:ERROR_EXCERPT], row_id])
 
 
 def mark_failed(con: duckdb.DuckDBPyConnection, row_id: int, now: datetime, error: str) -> None:
