@@ -39,6 +39,7 @@ def test_defaults_and_a_full_section():
 @pytest.mark.parametrize("section, key", [
     ({"receivers": [{**HOOK, "url": "ftp://hooks.example.net/x"}]}, "alerting.receivers[0].url"),
     ({"receivers": [{**HOOK, "url": "hooks.example.net/x"}]}, "alerting.receivers[0].url"),
+    ({"receivers": [{**HOOK, "url": "http://hooks.example.net:99999/x"}]}, "alerting.receivers[0].url"),
     ({"receivers": [HOOK, {**HOOK, "kind": "pagerduty"}]}, "alerting.receivers[1].kind"),
     ({"receivers": [HOOK, HOOK]}, "alerting.receivers[1].name"),
     ({"receivers": [{"url": HOOK["url"]}]}, "alerting.receivers[0].name"),

@@ -48,6 +48,10 @@ def _require_http_url(value: str, key: str) -> None:
     parsed = urllib.parse.urlsplit(value)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ConfigError(f"{key}: an http:// or https:// URL is required, got {value!r}")
+    try:
+        parsed.port
+    except ValueError:
+        raise ConfigError(f"{key}: the port must be 0..65535, got {value!r}") from None
 
 
 @dataclass

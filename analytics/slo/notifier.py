@@ -114,6 +114,8 @@ class Notifier:
             if self._stop.is_set():
                 break
             delivered += self._attempt(row)
+        if not any(r.kind == "alertmanager" for r in self.config.receivers):
+            return delivered
         resends = self.store.reads.run(outbox.RESEND_SQL, {"now": now}, max_rows=DUE_BATCH,
                                        timeout=READ_TIMEOUT).table.to_pylist()
         for row in resends:

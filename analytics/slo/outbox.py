@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import duckdb
+import pyarrow as pa
 
 from analytics.slo.alerting_config import AlertingConfig
 from analytics.slo.payload import AlertMessage, api_v2_alerts, webhook_payload
@@ -141,10 +142,12 @@ def enqueue(con: duckdb.DuckDBPyConnection, deliveries: list[Delivery], now: dat
     if not deliveries:
         return 0
     now = now or utc_now()
-    con.executemany(
-        "INSERT INTO alert_outbox (created_at, receiver, url, kind, fingerprint, status, body, next_attempt_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [[now, d.receiver, d.url, d.kind, d.fingerprint, d.status, d.body, now] for d in deliveries])
+    columns = ("receiver", "url", "kind", "fingerprint", "status", "body")
+    # One Arrow append, not executemany (about 2k rows/s): an outage can fire many groups at once.
+    new_rows = pa.table({**{c: pa.array([getattr(d, c) for d in deliveries], pa.string()) for c in columns},
+                         "written_at": pa.array([now] * len(deliveries), pa.timestamp("us"))})
+    con.execute(f"INSERT INTO alert_outbox (created_at, next_attempt_at, {', '.join(columns)}) "
+                f"SELECT written_at, written_at, {', '.join(columns)} FROM new_rows")  # DuckDB scans the local
     return len(deliveries)
 
 
