@@ -65,11 +65,14 @@ class WebhookReceiver:
                 if hold:
                     receiver._released.wait()
                 body = b"{}" if status < 300 else f"status {status} as told".encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the sender gave up or was killed while the answer was held: what tests simulate
 
             def log_message(self, *args) -> None:
                 pass
