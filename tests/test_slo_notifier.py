@@ -289,3 +289,15 @@ def test_stop_abandons_a_post_that_gets_no_answer_and_the_row_stays_pending(outb
     assert not any(t.name == "alert-notifier" for t in threading.enumerate())
     [row] = outbox_rows(outbox_store)
     assert row["delivered_at"] is None and row["failed_at"] is None  # sent again by the next start
+
+
+def test_a_receiver_without_answer_is_tried_once_per_pass_and_holds_up_no_other(outbox_store, receiver):
+    with WebhookReceiver() as healthy:
+        config = alerting_config([{"name": "down", "url": receiver.url("/hook")},
+                                  {"name": "up", "url": healthy.url("/hook")}])
+        receiver.stop()
+        enqueue_messages(outbox_store, [firing(f"slo-{i}") for i in range(3)], config)
+        Notifier(outbox_store, config, Registry()).run_once()
+        attempts = {(r["receiver"], r["attempts"]) for r in outbox_rows(outbox_store)}
+        assert sorted(r["attempts"] for r in outbox_rows(outbox_store) if r["receiver"] == "down") == [0, 0, 1]
+        assert ("up", 0) not in attempts and len(healthy.accepted()) == 3

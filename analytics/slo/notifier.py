@@ -26,7 +26,9 @@ each written through ``store.submit`` and counted in
 
 Gauges: ``fleetwatch_alert_outbox_pending`` and ``fleetwatch_alert_outbox_oldest_pending_seconds``.
 Finished rows are deleted ``retention`` after they finished. One thread sends
-sequentially: a slow receiver delays the others by at most its timeout per row.
+sequentially; a receiver that gives no answer (refused, timed out) is not
+tried again in the same pass, so it delays the others by at most one
+timeout per pass.
 """
 
 from __future__ import annotations
@@ -109,11 +111,16 @@ class Notifier:
         self._housekeeping(now)
         due = self.store.reads.run(outbox.DUE_SQL, {"now": now}, max_rows=DUE_BATCH,
                                    timeout=READ_TIMEOUT).table.to_pylist()
-        delivered = 0
+        delivered, unreachable = 0, set()
         for row in due:
             if self._stop.is_set():
                 break
-            delivered += self._attempt(row)
+            if row["receiver"] in unreachable:
+                continue  # one timeout per pass for a receiver that does not answer, not one per row
+            status = self._attempt(row)
+            delivered += status is not None and 200 <= status < 300
+            if status is None:
+                unreachable.add(row["receiver"])
         if not any(r.kind == "alertmanager" for r in self.config.receivers):
             return delivered
         resends = self.store.reads.run(outbox.RESEND_SQL, {"now": now}, max_rows=DUE_BATCH,
@@ -137,18 +144,19 @@ class Notifier:
         if stats["oldest_finished"] is not None and stats["oldest_finished"] < now - retention:
             self.store.submit(lambda con: outbox.prune(con, now, retention)).result()
 
-    def _attempt(self, row: dict) -> int:
+    def _attempt(self, row: dict) -> int | None:
+        """Send one due row and record the outcome; returns the HTTP status (None: no answer)."""
         receiver, status, error, retry_after = self._send(row)
         now, row_id = outbox.utc_now(), row["id"]
         if error is None:
             self._delivered(row_id, now)
             self.outcomes.inc(receiver=receiver.name, outcome="delivered")
-            return 1
+            return status
         if status is not None and status < 500 and status not in (408, 429):
             self.store.submit(lambda con: outbox.mark_failed(con, row_id, now, error)).result()
             self.outcomes.inc(receiver=receiver.name, outcome="failed")
             log.error("alert notification to %s refused, not retried: %.300s", receiver.name, error)
-            return 0
+            return status
         delay = self.config.retry.delay(row["attempts"] + 1)
         if retry_after is not None:
             delay = min(max(delay, retry_after), self.config.retry.max)
@@ -157,7 +165,7 @@ class Notifier:
         self.outcomes.inc(receiver=receiver.name, outcome="retry")
         log.warning("alert notification to %s failed (attempt %d), retrying in %.0f s: %.300s",
                     receiver.name, row["attempts"] + 1, delay, error)
-        return 0
+        return status
 
     def _resend(self, row: dict) -> None:
         """Post a delivered firing alert to its Alertmanager again; a failure is tried again after ``retry.initial``."""
