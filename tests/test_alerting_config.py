@@ -47,6 +47,7 @@ def test_defaults_and_a_full_section():
     ({"receivers": [{**HOOK, "bearer_token_file": "/nonexistent/token"}]}, "alerting.receivers[0].bearer_token_file"),
     ({"receivers": [{**HOOK, "bearer_token_env": "FW_NO_SUCH_VARIABLE"}]}, "alerting.receivers[0].bearer_token_env"),
     ({"receivers": [{**HOOK, "timeout": "10"}]}, "alerting.receivers[0].timeout"),
+    ({"receivers": [{**HOOK, "ca_file": "/nonexistent/ca.pem"}]}, "alerting.receivers[0].ca_file"),
     ({"receivers": HOOK}, "alerting.receivers"),
     ({"external_url": "fleetwatch:4319"}, "alerting.external_url"),
     ({"dashboard_url": "http://dash/{nope}"}, "alerting.dashboard_url"),

@@ -301,3 +301,19 @@ def test_a_receiver_without_answer_is_tried_once_per_pass_and_holds_up_no_other(
         attempts = {(r["receiver"], r["attempts"]) for r in outbox_rows(outbox_store)}
         assert sorted(r["attempts"] for r in outbox_rows(outbox_store) if r["receiver"] == "down") == [0, 0, 1]
         assert ("up", 0) not in attempts and len(healthy.accepted()) == 3
+
+
+def test_an_https_receiver_is_verified_against_the_configured_ca(outbox_store, tmp_path):
+    from tests.test_collector_surface import _self_signed
+
+    cert, key = _self_signed(tmp_path)
+    with WebhookReceiver(tls=(str(cert), str(key))) as secure:
+        unverified = alerting_config([{"name": "site", "url": secure.url("/hook")}])
+        enqueue_messages(outbox_store, [firing()], unverified)
+        Notifier(outbox_store, unverified, Registry()).run_once()
+        [row] = outbox_rows(outbox_store)
+        assert row["delivered_at"] is None and "CERTIFICATE_VERIFY_FAILED" in row["last_error"]
+        trusted = alerting_config([{"name": "site", "url": secure.url("/hook"), "ca_file": str(cert)}])
+        Notifier(outbox_store, trusted, Registry()).run_once(now=utc_now() + timedelta(minutes=1))
+        assert outbox_rows(outbox_store)[0]["delivered_at"] is not None
+        assert [r.json["status"] for r in secure.received()] == ["firing"]

@@ -2,7 +2,7 @@
 
 ::
 
-    with WebhookReceiver() as receiver:          # 127.0.0.1, a free port
+    with WebhookReceiver() as receiver:          # 127.0.0.1, a free port (tls=(cert, key): https)
         url = receiver.url("/hook")              # or receiver.url() + "/api/v2/alerts" for Alertmanager
         receiver.fail_next(2, status=503)        # the next two requests get 503, then 200 again
         receiver.hold_next(1)                    # the one after is recorded, then left unanswered...
@@ -20,6 +20,7 @@ stops and restarts.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,8 +40,9 @@ class ReceivedRequest:
 class WebhookReceiver:
     """See the module docstring."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, tls: tuple[str, str] | None = None) -> None:
         self.port = port
+        self.tls = tls  # (cert_file, key_file): serve https
         self.requests: list[ReceivedRequest] = []
         self._lock = threading.Lock()
         self._script: list[tuple[int, bool]] = []  # (status, hold) for the next requests; then 200
@@ -79,6 +81,10 @@ class WebhookReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.port = self._server.server_address[1]
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
         self._thread.start()
         return self
@@ -92,7 +98,7 @@ class WebhookReceiver:
             self._server = None
 
     def url(self, path: str = "") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"
 
     def answer_next(self, count: int, status: int = 200, *, hold: bool = False) -> None:
         """Answer ``status`` to the next ``count`` requests (after those already scripted); ``hold``: only

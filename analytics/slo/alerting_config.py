@@ -5,7 +5,7 @@
     alerting:
       receivers:
         - {name: oncall, url: "https://hooks.example.net/fleetwatch", kind: webhook, timeout: 10s,
-           bearer_token_file: /etc/fleetwatch/oncall-token}
+           bearer_token_file: /etc/fleetwatch/oncall-token, ca_file: /etc/fleetwatch/site-ca.pem}
         - {name: am, url: "http://alertmanager:9093", kind: alertmanager,   # POSTs to URL/api/v2/alerts
            bearer_token_env: AM_TOKEN}
       external_url: http://fleetwatch:4319
@@ -66,6 +66,7 @@ class ReceiverConfig:
     timeout: float = 10.0
     bearer_token_file: str | None = None
     bearer_token_env: str | None = None
+    ca_file: str | None = None           # CA certificates for an https:// receiver (default: the system's)
 
     @property
     def post_url(self) -> str:
@@ -94,6 +95,8 @@ class ReceiverConfig:
             raise ConfigError(f"{key}.bearer_token_file: no such file {self.bearer_token_file!r}")
         if self.bearer_token_env and self.bearer_token_env not in os.environ:
             raise ConfigError(f"{key}.bearer_token_env: environment variable {self.bearer_token_env} is not set")
+        if self.ca_file and not Path(self.ca_file).is_file():
+            raise ConfigError(f"{key}.ca_file: no such file {self.ca_file!r}")
         token = self.bearer_token()
         if token is not None and any(ch.isspace() for ch in token):
             raise ConfigError(f"{key}: the bearer token must be one word without white space")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import ssl
 import threading
 import urllib.parse
 from datetime import datetime, timedelta
@@ -197,8 +198,12 @@ class Notifier:
         """POST ``body``; returns (status or None when no answer came, answer excerpt or error, Retry-After s)."""
         parts = urllib.parse.urlsplit(url)
         # http.client, not urllib: no proxy from the environment, no redirects, only the configured host.
-        connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        connection = connection_class(parts.hostname, parts.port, timeout=receiver.timeout)
+        if parts.scheme == "https":
+            context = ssl.create_default_context(cafile=receiver.ca_file)
+            connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=receiver.timeout,
+                                                     context=context)
+        else:
+            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=receiver.timeout)
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
         try:
             token = receiver.bearer_token()
