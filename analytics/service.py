@@ -8,7 +8,8 @@ piece is a :class:`collector.server.Extension`::
 
 The read API always runs (a gateway can be asked about its own spans);
 the analytics schemas, the rollup jobs and APScheduler only with an
-``analytics`` section, so a gateway never imports APScheduler.
+``analytics`` section, so a gateway never imports APScheduler; the alert
+notifier only when ``alerting.receivers`` lists at least one receiver.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from analytics.api.config import ApiConfig
 from analytics.api.server import ReadApi
 from analytics.api.sql_guard import SqlGuard
 from analytics.config import AnalyticsConfig
+from analytics.slo.alerting_config import AlertingConfig
 from collector.config import CollectorConfig, parse_endpoint
 from collector.store.migrations import Migrations
 
@@ -102,6 +104,32 @@ class AnalyticsExtension:
             await asyncio.to_thread(self.scheduler.shutdown)
 
 
+class NotifierExtension:
+    """The alert notifier (:mod:`analytics.slo.notifier`): delivers the outbox the evaluator fills."""
+
+    migrations: Sequence[Migrations] = ()  # alert_outbox is in the analytics schema
+
+    def __init__(self, config: AlertingConfig) -> None:
+        self.config = config
+        self.notifier = None
+
+    def ports(self) -> list[tuple[str, str, int]]:
+        return []
+
+    async def start(self, collector) -> None:
+        from analytics.slo.notifier import Notifier
+
+        if collector.store is None:
+            log.warning("no DuckDB exporter in this process: alert notifications are not sent")
+            return
+        self.notifier = Notifier(collector.store, self.config, collector.metrics.registry)
+        self.notifier.start()
+
+    async def stop(self) -> None:
+        if self.notifier is not None:
+            await asyncio.to_thread(self.notifier.stop)
+
+
 def service_extensions(config: CollectorConfig) -> list:
     """The extensions ``fleetwatch serve`` runs for ``config``."""
     extensions: list = []
@@ -111,6 +139,13 @@ def service_extensions(config: CollectorConfig) -> list:
     analytics = config.section("analytics")
     if analytics is not None:
         extensions.append(AnalyticsExtension(analytics))
+    alerting = config.section("alerting")
+    # Without receivers alerts are still evaluated and stored; nothing connects anywhere.
+    if alerting is not None and alerting.receivers:
+        if analytics is None:
+            log.warning("alerting.receivers is configured without the analytics section: no alerts to send")
+        else:
+            extensions.append(NotifierExtension(alerting))
     return extensions
 
 

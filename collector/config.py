@@ -532,6 +532,11 @@ def _convert(f: dataclasses.Field, hint: Any, value: Any, path: str, *, is_durat
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping")
         return {str(k): str(v) for k, v in value.items()}
+    if typing.get_origin(hint) is list and dataclasses.is_dataclass(item := typing.get_args(hint)[0]):
+        # A list of mappings (alerting.receivers), each built and named by its index.
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list of mappings")
+        return [_build(item, entry, f"{path}[{index}]") for index, entry in enumerate(value)]
     # Nested sections, optional ones included (OtlpExporterConfig | None),
     # resolved from the class's own annotations wherever it is defined.
     section = next((t for t in typing.get_args(hint) or (hint,) if dataclasses.is_dataclass(t)), None)
