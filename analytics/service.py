@@ -60,10 +60,11 @@ class ReadApiExtension:
 class AnalyticsExtension:
     """The window jobs (golden-signal rollups first) on APScheduler, writing through the collector's store."""
 
-    def __init__(self, config: AnalyticsConfig) -> None:
+    def __init__(self, config: AnalyticsConfig, alerting: AlertingConfig | None = None) -> None:
         from analytics.schema import ANALYTICS
 
         self.config = config
+        self.alerting = alerting
         self.migrations: Sequence[Migrations] = (ANALYTICS,)
         self.scheduler = None
 
@@ -88,6 +89,8 @@ class AnalyticsExtension:
             slo_inputs = sli_jobs(specs)
             jobs += slo_inputs
             tasks.append(SloJob(collector.store, specs, sli_jobs=[job.name for job in slo_inputs],
+                                lifecycle=self.alerting.lifecycle() if self.alerting else None,
+                                enqueue=self._enqueue if self.alerting and self.alerting.receivers else None,
                                 notify_window=timedelta(seconds=self.config.notify_window),
                                 query_timeout=self.config.query_timeout))
         for job in jobs:
@@ -97,6 +100,12 @@ class AnalyticsExtension:
         self.scheduler = AnalyticsScheduler(runner, collector.metrics.registry, workers=self.config.workers,
                                             tasks=tasks)
         self.scheduler.start()
+
+    def _enqueue(self, con, messages) -> int:
+        """Notifications into the outbox, inside the evaluation's write transaction."""
+        from analytics.slo.outbox import deliveries_for, enqueue
+
+        return enqueue(con, deliveries_for(messages, self.alerting))
 
     async def stop(self) -> None:
         if self.scheduler is not None:
@@ -137,9 +146,9 @@ def service_extensions(config: CollectorConfig) -> list:
     if api is not None and api.enabled:
         extensions.append(ReadApiExtension(api))
     analytics = config.section("analytics")
-    if analytics is not None:
-        extensions.append(AnalyticsExtension(analytics))
     alerting = config.section("alerting")
+    if analytics is not None:
+        extensions.append(AnalyticsExtension(analytics, alerting))
     # Without receivers alerts are still evaluated and stored; nothing connects anywhere.
     if alerting is not None and alerting.receivers:
         if analytics is None:
