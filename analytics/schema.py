@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from analytics.health.job import HEALTH_DDL
 from analytics.jobs.schema import JOB_TABLES
 from analytics.rollups import ROLLUP_DDL
 from collector.store.migrations import Migration, Migrations
 
 ANALYTICS = Migrations("analytics", [
     Migration(1, "job_runs, job_state, golden-signal and device rollups", [*JOB_TABLES, *ROLLUP_DDL]),
+    Migration(2, "fleet health: device_health_hour, deployment_events", HEALTH_DDL),
 ])
