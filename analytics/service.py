@@ -23,6 +23,7 @@ from analytics.api.config import ApiConfig
 from analytics.api.server import ReadApi
 from analytics.api.sql_guard import SqlGuard
 from analytics.config import AnalyticsConfig
+from analytics.health.config import HealthConfig
 from collector.config import CollectorConfig, parse_endpoint
 from collector.store.migrations import Migrations
 
@@ -58,10 +59,11 @@ class ReadApiExtension:
 class AnalyticsExtension:
     """The window jobs (golden-signal rollups first) on APScheduler, writing through the collector's store."""
 
-    def __init__(self, config: AnalyticsConfig) -> None:
+    def __init__(self, config: AnalyticsConfig, health: HealthConfig | None = None) -> None:
         from analytics.schema import ANALYTICS
 
         self.config = config
+        self.health = health or HealthConfig()
         self.migrations: Sequence[Migrations] = (ANALYTICS,)
         self.scheduler = None
 
@@ -70,13 +72,14 @@ class AnalyticsExtension:
 
     async def start(self, collector) -> None:
         from analytics.jobs.framework import JobRunner
+        from analytics.health.job import health_jobs
         from analytics.jobs.scheduler import AnalyticsScheduler
         from analytics.rollups import rollup_jobs
 
         if collector.store is None:
             log.warning("no DuckDB exporter in this process: analytics jobs are not started")
             return
-        jobs = rollup_jobs()
+        jobs = rollup_jobs() + health_jobs(self.health)
         for job in jobs:
             if self.config.backfill is not None:
                 job.backfill = timedelta(seconds=self.config.backfill)
@@ -98,7 +101,7 @@ def service_extensions(config: CollectorConfig) -> list:
         extensions.append(ReadApiExtension(api))
     analytics = config.section("analytics")
     if analytics is not None:
-        extensions.append(AnalyticsExtension(analytics))
+        extensions.append(AnalyticsExtension(analytics, config.section("health")))
     return extensions
 
 
