@@ -107,5 +107,7 @@ HEALTH_QUERIES = (
         ZERO_TOLERANCE_SQL,
         (Param("since", "timestamp", "start of the time range (inclusive)", default="-1d"),
          Param("until", "timestamp", "end of the time range (exclusive)", default="now")),
+        # Reads raw spans only, but it is a fleet-health question: served where analytics runs.
+        needs="analytics",
     ),
 )
