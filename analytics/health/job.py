@@ -127,7 +127,9 @@ points AS (
     FROM metric_points
     WHERE metric_name IN ({_GAUGE_NAMES}, '{BYTES_METRIC}') AND device_id IS NOT NULL
       AND time >= make_timestamp_ns($point_lo) AND time <= make_timestamp_ns($point_hi)
-      AND {_POINT_TIME} >= $lookback_start AND {_POINT_TIME} < $end
+      AND {_POINT_TIME} < $end
+      -- only the counter needs points before the window (each point's predecessor)
+      AND ({_POINT_TIME} >= $start OR (metric_name = '{BYTES_METRIC}' AND {_POINT_TIME} >= $lookback_start))
 ),
 gauge_stretches AS (
     -- Seconds each sample stands for: to the next sample of the hour (or its end), the first
@@ -137,7 +139,7 @@ gauge_stretches AS (
             + CASE WHEN row_number() OVER w = 1
                    THEN least(epoch(event_time - window_start), $cap_s) ELSE 0 END) AS seconds
     FROM points
-    WHERE metric_name IN ({_GAUGE_NAMES}) AND event_time >= $start
+    WHERE metric_name IN ({_GAUGE_NAMES})
     WINDOW w AS (PARTITION BY device_id, metric_name, window_start ORDER BY event_time)
 ),
 gauge_side AS (

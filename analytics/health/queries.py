@@ -76,14 +76,20 @@ GROUP BY rollout_id, stage
 ORDER BY rollout_id, first_started
 """
 
+
+
+def _range(since: str) -> tuple[Param, Param]:
+    return (Param("since", "timestamp", "start of the time range (inclusive)", default=since),
+            Param("until", "timestamp", "end of the time range (exclusive)", default="now"))
+
+
 HEALTH_QUERIES = (
     NamedQuery(
         "fleet_health",
         "Fleet health per device or cohort over a time range: cold-start rate, time above the CPU, memory and "
         "temperature thresholds, model-load and integrity failures, telemetry bytes against the daily budget.",
         FLEET_HEALTH_SQL,
-        (Param("since", "timestamp", "start of the time range (inclusive, whole hours)", default="-1d"),
-         Param("until", "timestamp", "end of the time range (exclusive)", default="now"),
+        (*_range("-1d"),
          Param("group_by", "choice", "one row per device or per value of this dimension", default="device",
                choices=tuple(_GROUPS)),
          *(Param(d, "string", f"only this {d.replace('_', ' ')} (default: all)") for d in _FILTERED)),
@@ -95,8 +101,7 @@ HEALTH_QUERIES = (
         "Per rollout and stage: devices targeted (that reported a deployment), succeeded, failed (rolled back "
         "included), in progress, and the success ratio of the finished ones; a device counts by its latest outcome.",
         ROLLOUT_STATUS_SQL,
-        (Param("since", "timestamp", "deployments started at or after", default="-30d"),
-         Param("until", "timestamp", "deployments started before", default="now"),
+        (*_range("-30d"),  # of the deployments' starts
          Param("rollout_id", "string", "only this rollout (default: all)")),
         needs="analytics",
     ),
@@ -105,8 +110,7 @@ HEALTH_QUERIES = (
         "Failed model loads and integrity checks per device, model, version and kind (load_failed, "
         "integrity_failed): any one is a page.",
         ZERO_TOLERANCE_SQL,
-        (Param("since", "timestamp", "start of the time range (inclusive)", default="-1d"),
-         Param("until", "timestamp", "end of the time range (exclusive)", default="now")),
+        _range("-1d"),
         # Reads raw spans only, but it is a fleet-health question: served where analytics runs.
         needs="analytics",
     ),
