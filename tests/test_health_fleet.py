@@ -216,3 +216,24 @@ def test_a_late_gauge_sample_reopens_exactly_its_hour(fleet):
 def test_bad_health_config_names_the_key(section, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         config_from_dict({"health": section})
+
+
+def test_serve_runs_the_health_job_with_the_configured_thresholds(tmp_path):
+    from analytics.api.client import ReadApiClient
+    from bench.harness import jobs_caught_up, wait_until
+
+    hour = (datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(hours=3)).replace(
+        minute=0, second=0, microsecond=0)
+    device = Device("cam-warm", "jetson-orin", hour - timedelta(hours=1))
+    config = {"analytics": {"workers": 2}, "health": {"temperature_c": 40, "sample_gap_cap": "10m"}}
+    with CollectorProcess(tmp_path / "central.duckdb", config=config) as central:
+        for minute in (5, 15, 25, 35, 45, 55):
+            device.sample(central.http_url, hour + timedelta(minutes=minute))  # 50 C: above the configured 40 C
+        # An inference too: the span rollups start (and report a watermark) only once they have data.
+        device.spans(central.http_url, lambda tracer: _span(tracer, "inference", hour + timedelta(minutes=7),
+                                                            {"ml.model.name": "detector"}))
+        wait_until(lambda: jobs_caught_up(central.metrics_text()), timeout=300, what="jobs caught up")
+        rows = ReadApiClient(central.api_url).query(
+            "fleet_health", since=hour, until=hour + timedelta(hours=2)).records()
+    assert [(r["group"], r["temperature_above_s"], r["temperature_above_share"]) for r in rows] == \
+        [("cam-warm", 3600.0, 1.0)]
