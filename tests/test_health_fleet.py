@@ -17,12 +17,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
 from analytics.api.catalog import CATALOG
+from analytics.api.client import ReadApiClient
 from analytics.health.config import HealthConfig
 from analytics.health.failures import zero_tolerance_failures
 from analytics.health.job import DeviceHealthHour
 from analytics.jobs.framework import JobRunner
 from analytics.schema import ANALYTICS
-from bench.harness import CollectorProcess
+from bench.harness import CollectorProcess, jobs_caught_up, wait_until
 from collector.config import ConfigError, config_from_dict
 from collector.store.database import Store
 from collector.store.versions import COLLECTOR
@@ -219,9 +220,6 @@ def test_bad_health_config_names_the_key(section, message):
 
 
 def test_serve_runs_the_health_job_with_the_configured_thresholds(tmp_path):
-    from analytics.api.client import ReadApiClient
-    from bench.harness import jobs_caught_up, wait_until
-
     hour = (datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(hours=3)).replace(
         minute=0, second=0, microsecond=0)
     device = Device("cam-warm", "jetson-orin", hour - timedelta(hours=1))

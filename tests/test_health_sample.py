@@ -103,7 +103,8 @@ def test_cold_start_rate_equals_a_direct_count_over_the_spans(sample):
     assert {r["group"]: (r["inferences"], r["cold_starts"]) for r in got} == \
         {s: (r["inferences"], r["cold_starts"]) for s, r in direct.items()}
     for r in got:
-        assert r["cold_start_rate"] == pytest.approx(direct[r["group"]]["cold_starts"] / direct[r["group"]]["inferences"])
+        site = direct[r["group"]]
+        assert r["cold_start_rate"] == pytest.approx(site["cold_starts"] / site["inferences"])
     assert sum(r["cold_starts"] for r in got) > 0
     by_device = named(store, "fleet_health", **RANGE, group_by="device")
     # Cloud shadows are inference spans of no device: not a device's health.
