@@ -24,6 +24,7 @@ from analytics.api.config import ApiConfig
 from analytics.api.server import ReadApi
 from analytics.api.sql_guard import SqlGuard
 from analytics.config import AnalyticsConfig
+from analytics.health.config import HealthConfig
 from analytics.slo.alerting_config import AlertingConfig
 from collector.config import CollectorConfig, parse_endpoint
 from collector.store.migrations import Migrations
@@ -60,11 +61,13 @@ class ReadApiExtension:
 class AnalyticsExtension:
     """The window jobs (golden-signal rollups first) on APScheduler, writing through the collector's store."""
 
-    def __init__(self, config: AnalyticsConfig, alerting: AlertingConfig | None = None) -> None:
+    def __init__(self, config: AnalyticsConfig, alerting: AlertingConfig | None = None,
+                 health: HealthConfig | None = None) -> None:
         from analytics.schema import ANALYTICS
 
         self.config = config
         self.alerting = alerting
+        self.health = health or HealthConfig()
         self.migrations: Sequence[Migrations] = (ANALYTICS,)
         self.scheduler = None
 
@@ -73,13 +76,14 @@ class AnalyticsExtension:
 
     async def start(self, collector) -> None:
         from analytics.jobs.framework import JobRunner
+        from analytics.health.job import health_jobs
         from analytics.jobs.scheduler import AnalyticsScheduler
         from analytics.rollups import rollup_jobs
 
         if collector.store is None:
             log.warning("no DuckDB exporter in this process: analytics jobs are not started")
             return
-        jobs = rollup_jobs()
+        jobs = rollup_jobs() + health_jobs(self.health)
         specs = self.config.slo_specs()
         tasks = []
         if specs:
@@ -148,7 +152,7 @@ def service_extensions(config: CollectorConfig) -> list:
     analytics = config.section("analytics")
     alerting = config.section("alerting")
     if analytics is not None:
-        extensions.append(AnalyticsExtension(analytics, alerting))
+        extensions.append(AnalyticsExtension(analytics, alerting, config.section("health")))
     # Without receivers alerts are still evaluated and stored; nothing connects anywhere.
     if alerting is not None and alerting.receivers:
         if analytics is None:

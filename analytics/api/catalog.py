@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from analytics.api.params import Param
 from analytics.api.queries import NamedQuery, registry
+from analytics.health.queries import HEALTH_QUERIES
 from analytics.latency_buckets import COLUMNS as LATENCY_COLUMNS
 from analytics.latency_buckets import quantiles
 from analytics.slo.queries import SLO_QUERIES
@@ -217,7 +218,7 @@ QUERIES = (
     ),
 )
 
-CATALOG: dict[str, NamedQuery] = registry(RAW_QUERIES + QUERIES + SLO_QUERIES)
+CATALOG: dict[str, NamedQuery] = registry(RAW_QUERIES + QUERIES + HEALTH_QUERIES + SLO_QUERIES)
 
 
 def served_queries(schemas: dict[str, int]) -> dict[str, NamedQuery]:

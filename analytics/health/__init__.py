@@ -1,0 +1,1 @@
+"""Fleet health beyond SLOs: cold starts, saturation, model-load failures, rollouts, telemetry budget."""
