@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,6 @@ from analytics.health.failures import zero_tolerance_failures
 from analytics.health.job import DeviceHealthHour
 from analytics.jobs.framework import JobRunner
 from analytics.schema import ANALYTICS
-from collector.store.bulk import ingest_request_log
 from collector.store.database import Store
 from collector.store.versions import COLLECTOR
 from tests.analytics_data import read
@@ -28,10 +28,10 @@ THERMAL = next(i for i in MANIFEST["incidents"] if i["kind"] == "thermal_throttl
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory):
+def sample(tmp_path_factory, sample_db):
     """The shipped sample loaded once for the module, with the health job run over all of it."""
     db = tmp_path_factory.mktemp("health") / "sample.duckdb"
-    ingest_request_log(db, SAMPLE / "fleet-sample.otlp.zst")
+    shutil.copyfile(sample_db, db)  # the session's one load of the sample (tests/conftest.py)
     store = Store(str(db), migrations=[COLLECTOR, ANALYTICS], readers=2)
     store.open()
     config = HealthConfig(temperature_c=THERMAL["magnitude"]["threshold_c"])

@@ -19,8 +19,10 @@ import yaml
 
 from analytics.api.client import ReadApiClient
 from bench.harness import CollectorProcess, wait_until
+from tests.alerting_data import FAST
 from tests.slo_scenarios import PAGE_QUICK, Scenario, expected_page_delay, send
 from tests.test_serve_analytics import ADMIN, analytics_config
+from tests.webhook_receiver import WebhookReceiver
 
 OBJECTIVE = 0.999
 BASELINE = 0.0002
@@ -56,18 +58,35 @@ def _time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text.replace("Z", "")).replace(tzinfo=None)
 
 
-def test_outage_pages_quiet_failure_and_late_backlog_do_not_and_backtest_agrees(tmp_path):
+def served_config(tmp_path, receiver: WebhookReceiver | None = None) -> tuple[dict, object]:
     slos = tmp_path / "slos.yaml"
     slos.write_text(yaml.safe_dump(SLOS))
-    scenario = scenario_now()
     config = analytics_config()
+    # The scenario lies in the last three hours: announce what the evaluation finds there.
     config["analytics"].update({"slos": str(slos), "notify_window": "4h"})
+    if receiver is not None:
+        config["alerting"] = {"receivers": [{"name": "oncall", "url": receiver.url("/hook")}],
+                              "external_url": "http://fleetwatch.example:4319",
+                              "dashboard_url": "http://dash.example/on-call?slo={slo}&{group_query}", **FAST}
+    return config, slos
+
+
+def test_outage_pages_quiet_failure_and_late_backlog_do_not_and_backtest_agrees(tmp_path):
+    scenario = scenario_now()
+    receiver = WebhookReceiver().start()
+    receiver.stop()  # down when the alerts are raised: they wait in the outbox
+    config, slos = served_config(tmp_path, receiver)
     db = tmp_path / "central.duckdb"
     with CollectorProcess(db, config=config) as central:
         client = ReadApiClient(central.api_url, token=ADMIN)
         send(scenario, central.http_url, part="live")
         wait_until(lambda: evaluated_up_to(client, scenario.end), timeout=300, what="SLO evaluation of the live part")
         live = alerts(client)
+        pending = client.sql("SELECT count(*) AS n FROM alert_outbox WHERE delivered_at IS NULL").records()[0]["n"]
+        assert pending >= 2  # the page's firing and resolved notifications, at least
+        receiver.start()  # back on the same port: everything queued arrives
+        wait_until(lambda: client.sql("SELECT count(*) AS n FROM alert_outbox WHERE delivered_at IS NULL")
+                   .records()[0]["n"] == 0, timeout=120, what="the outbox delivered")
         send(scenario, central.http_url, part="backlog")
         # The backlog re-opens its minutes; the next evaluations see them in their windows.
         sent_at = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -76,6 +95,21 @@ def test_outage_pages_quiet_failure_and_late_backlog_do_not_and_backtest_agrees(
         after = alerts(client)
         status = {json.loads(r["group_key"])["site"]: r
                   for r in client.query("slo_status", slo="success-by-site").records()}
+
+    receiver.stop()
+    notified = [(r.json["status"], r.json["alerts"][0]) for r in receiver.accepted()
+                if r.json["alerts"][0]["labels"]["severity"] == "page"]
+    assert [(status, a["labels"]["site"]) for status, a in notified] == [("firing", "s2"), ("resolved", "s2")]
+    body = receiver.accepted()[0].json
+    assert body["version"] == "4" and body["receiver"] == "oncall" and body["groupKey"].startswith("{}:{")
+    fired = notified[0][1]
+    assert fired["labels"] == {"alertname": "SLOBurnRate", "slo": "success-by-site", "severity": "page", "site": "s2"}
+    assert fired["annotations"]["runbook_url"] == "https://runbooks.example/success"
+    assert fired["annotations"]["dashboard_url"] == "http://dash.example/on-call?slo=success-by-site&site=s2"
+    assert "1h window burns at" in fired["annotations"]["description"] and "Budget left" in fired["annotations"][
+        "description"]
+    assert fired["endsAt"] == "0001-01-01T00:00:00Z" and notified[1][1]["endsAt"] != fired["endsAt"]
+    assert notified[0][1]["fingerprint"] == notified[1][1]["fingerprint"]
 
     pages = [a for a in after if a["severity"] == "page" and a["state"] in ("firing", "resolved")]
     assert [json.loads(a["group_labels"]) for a in pages] == [{"site": "s2"}], pages  # s1 and s3 never page
@@ -107,3 +141,46 @@ def test_outage_pages_quiet_failure_and_late_backlog_do_not_and_backtest_agrees(
     assert s2 == [("firing", started), ("resolved", ended)]
     assert {t["group"]["site"] for t in transitions if t["severity"] == "page"} == {"s1", "s2"}
     assert not [t for t in transitions if t["group"] == {"site": "s3"} and t["severity"] == "page"]
+
+
+def chain(client: ReadApiClient) -> list[tuple[str, str]]:
+    return [tuple(r) for r in client.sql("SELECT window_start, window_end FROM job_runs WHERE job = 'slo_evaluate' "
+                                         "AND outcome = 'ok' ORDER BY window_start").rows]
+
+
+def test_kill_9_during_evaluation_leaves_no_duplicate_and_no_gap(tmp_path):
+    # Two days at one inference a minute per device: the evaluation catches up a day per transaction.
+    end = datetime.now(timezone.utc).replace(tzinfo=None, second=0, microsecond=0) - timedelta(minutes=1)
+    scenario = (Scenario(sites={"s1": 2, "s2": 2}, duration="2d", end=end, rate_per_minute=1,
+                         error_rate=BASELINE, seed=9)
+                .outage({"fleet.site": "s2"}, start="-30h", end="-29h"))
+    config, slos = served_config(tmp_path)
+    db = tmp_path / "central.duckdb"
+    central = CollectorProcess(db, config=config).start()
+    try:
+        client = ReadApiClient(central.api_url, token=ADMIN)
+        send(scenario, central.http_url, part="live")
+        # Kill as soon as the first day is evaluated, while the next is under way.
+        wait_until(lambda: chain(client), timeout=300, what="the first evaluated chunk")
+        central.kill()
+    finally:
+        central.stop()
+    with CollectorProcess(db, config=config) as central:
+        client = ReadApiClient(central.api_url, token=ADMIN)
+        wait_until(lambda: evaluated_up_to(client, scenario.end), timeout=300, what="the evaluation after restart")
+        runs = chain(client)
+        stored = [a for a in alerts(client) if json.loads(a["labels"])["alertname"] == "SLOBurnRate"]
+    assert all(a[1] == b[0] for a, b in zip(runs, runs[1:])), runs  # each chunk starts where the last ended
+    assert len({r[0] for r in runs}) == len(runs)
+    run = subprocess.run([sys.executable, "-m", "fleetwatch", "slo", "backtest", "--db", str(db), "--slos", str(slos),
+                          "--from", runs[0][0].replace(" ", "T") + "Z", "--to", f"{scenario.end:%Y-%m-%dT%H:%M:%SZ}"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    backtest = sorted((t["severity"], t["group"]["site"], t["state"], _time(t["at"]))
+                      for t in map(json.loads, run.stdout.splitlines()) if t["alertname"] == "SLOBurnRate")
+    live = sorted([(a["severity"], json.loads(a["group_labels"])["site"], "firing", _time(a["starts_at"]))
+                   for a in stored if a["starts_at"]] +
+                  [(a["severity"], json.loads(a["group_labels"])["site"], "resolved", _time(a["ends_at"]))
+                   for a in stored if a["ends_at"]])
+    assert ("page", "s2", "firing") in {t[:3] for t in live}
+    assert live == backtest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +13,6 @@ from analytics.jobs.framework import JobRunner
 from analytics.schema import ANALYTICS
 from analytics.slo.sli_job import sli_jobs
 from analytics.slo.spec import slos_from_dict
-from collector.store.bulk import ingest_request_log
 from collector.store.database import Store
 from collector.store.versions import COLLECTOR
 from tests.analytics_data import read
@@ -38,10 +38,10 @@ SAMPLE_END = datetime.fromisoformat(MANIFEST["config"]["start"].replace("Z", "")
 
 
 @pytest.fixture(scope="module")
-def sample_store(tmp_path_factory):
+def sample_store(tmp_path_factory, sample_db):
     """The shipped sample, loaded once (about 25 s here), with both SLI jobs run over all of it."""
     db = tmp_path_factory.mktemp("sample") / "fw.duckdb"
-    ingest_request_log(db, SAMPLE / "fleet-sample.otlp.zst")
+    shutil.copyfile(sample_db, db)  # the session's one load of the sample (tests/conftest.py)
     store = Store(str(db), migrations=[COLLECTOR, ANALYTICS], readers=2)
     store.open()
     runner = JobRunner(store, sli_jobs(SPECS))
