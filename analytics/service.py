@@ -75,28 +75,29 @@ class AnalyticsExtension:
         return []
 
     async def start(self, collector) -> None:
-        from analytics.jobs.framework import JobRunner
+        from analytics.health.alerts import ZeroToleranceAlerts
         from analytics.health.job import health_jobs
+        from analytics.jobs.framework import JobRunner
         from analytics.jobs.scheduler import AnalyticsScheduler
         from analytics.rollups import rollup_jobs
+        from analytics.slo.job import SloJob
+        from analytics.slo.sli_job import sli_jobs
 
         if collector.store is None:
             log.warning("no DuckDB exporter in this process: analytics jobs are not started")
             return
         jobs = rollup_jobs() + health_jobs(self.health)
         specs = self.config.slo_specs()
-        tasks = []
-        if specs:
-            from analytics.slo.job import SloJob
-            from analytics.slo.sli_job import sli_jobs
-
-            slo_inputs = sli_jobs(specs)
-            jobs += slo_inputs
-            tasks.append(SloJob(collector.store, specs, sli_jobs=[job.name for job in slo_inputs],
-                                lifecycle=self.alerting.lifecycle() if self.alerting else None,
-                                enqueue=self._enqueue if self.alerting and self.alerting.receivers else None,
-                                notify_window=timedelta(seconds=self.config.notify_window),
-                                query_timeout=self.config.query_timeout))
+        slo_inputs = sli_jobs(specs)
+        jobs += slo_inputs
+        # The SLO alerts and the zero-tolerance health alerts, evaluated behind the jobs they read.
+        waits_for = [job.name for job in slo_inputs] or ["rollup_minute"]
+        lifecycle = self.alerting.lifecycle() if self.alerting else None
+        zero_tolerance = ZeroToleranceAlerts(lifecycle.repeat_interval) if lifecycle else ZeroToleranceAlerts()
+        tasks = [SloJob(collector.store, specs, sli_jobs=waits_for, lifecycle=lifecycle, zero_tolerance=zero_tolerance,
+                        enqueue=self._enqueue if self.alerting and self.alerting.receivers else None,
+                        notify_window=timedelta(seconds=self.config.notify_window),
+                        query_timeout=self.config.query_timeout)]
         for job in jobs:
             if self.config.backfill is not None:
                 job.backfill = timedelta(seconds=self.config.backfill)

@@ -235,3 +235,31 @@ def test_serve_runs_the_health_job_with_the_configured_thresholds(tmp_path):
             "fleet_health", since=hour, until=hour + timedelta(hours=2)).records()
     assert [(r["group"], r["temperature_above_s"], r["temperature_above_share"]) for r in rows] == \
         [("cam-warm", 3600.0, 1.0)]
+
+
+def test_every_failed_load_and_integrity_check_pages_at_once_and_resolves_an_hour_after(fleet):
+    from analytics.health.alerts import ZeroToleranceAlerts
+
+    store, runner, hour, _, _ = fleet
+    alerts = ZeroToleranceAlerts()
+    transitions, messages = [], []
+    # Evaluated in three chunks, as the live job would catch up: state carries across them.
+    for start, end in ((hour, hour + timedelta(minutes=21)), (hour + timedelta(minutes=21), hour + timedelta(hours=1)),
+                       (hour + timedelta(hours=1), hour + timedelta(hours=3))):
+        result = alerts.evaluate(runner._read, start, end, notify_after=hour)
+        transitions += [(t.alertname, t.state, t.at) for t in result.transitions]
+        messages += result.messages
+    # The load failed at :20 and the integrity check at :21: each fires at the next minute's instant (no
+    # pending time) and resolves when an hour has passed without another (the instant after :20 + 1h).
+    minute = timedelta(minutes=1)
+    assert transitions == [("ModelLoadFailure", "firing", hour + 21 * minute),
+                           ("ModelIntegrityFailure", "firing", hour + 22 * minute),
+                           ("ModelLoadFailure", "resolved", hour + 81 * minute),
+                           ("ModelIntegrityFailure", "resolved", hour + 82 * minute)]
+    fired = messages[1]
+    assert fired.state.key.labels == {"alertname": "ModelIntegrityFailure", "slo": "zero-tolerance",
+                                      "severity": "page", "device_id": "cam-hot", "model_name": "detector",
+                                      "model_version": "3", "site": "site-a", "region": "eu",
+                                      "device_class": "jetson-orin"}
+    assert "failed its integrity check" in fired.annotations["summary"]
+    assert [m.state.state for m in messages] == ["firing", "firing", "resolved", "resolved"]

@@ -32,19 +32,22 @@ _INTEGRITY = attribute("ml.model.integrity")
 
 # Parameters: $since, $until (corrected event time; the read API's names). The raw
 # start-time bounds of the range's minutes (ingest_marks) let DuckDB skip row groups.
-ZERO_TOLERANCE_SQL = f"""
+FAILURE_EVENTS_SQL = f"""
 WITH bounds AS (
     SELECT min(min_time) AS lo, max(max_time) AS hi FROM ingest_marks
     WHERE table_name = 'span_rows' AND minute >= date_trunc('minute', $since) AND minute < $until
-), failed AS (
-    SELECT device_id, site, region, device_class, firmware_version, model_name, model_version,
-           CASE WHEN {_INTEGRITY} = 'failed' THEN 'integrity_failed' ELSE 'load_failed' END AS kind,
-           {_TIME} AS event_time
-    FROM span_rows, bounds
-    WHERE name = 'model.load' AND span_rows.start_time >= bounds.lo AND span_rows.start_time <= bounds.hi
-      AND {_TIME} >= $since AND {_TIME} < $until
-      AND ({_INTEGRITY} = 'failed' OR status_code = {ERROR_STATUS})
 )
+SELECT device_id, site, region, device_class, firmware_version, model_name, model_version,
+       CASE WHEN {_INTEGRITY} = 'failed' THEN 'integrity_failed' ELSE 'load_failed' END AS kind,
+       {_TIME} AS event_time
+FROM span_rows, bounds
+WHERE name = 'model.load' AND span_rows.start_time >= bounds.lo AND span_rows.start_time <= bounds.hi
+  AND {_TIME} >= $since AND {_TIME} < $until
+  AND ({_INTEGRITY} = 'failed' OR status_code = {ERROR_STATUS})
+"""
+
+ZERO_TOLERANCE_SQL = f"""
+WITH failed AS ({FAILURE_EVENTS_SQL})
 SELECT device_id, arg_max(site, event_time) AS site, arg_max(region, event_time) AS region,
        arg_max(device_class, event_time) AS device_class,
        arg_max(firmware_version, event_time) AS firmware_version,
@@ -54,6 +57,11 @@ FROM failed
 GROUP BY device_id, model_name, model_version, kind
 ORDER BY first_at, device_id, kind
 """
+
+
+def failure_events(read: Read, start: datetime, end: datetime) -> pa.Table:
+    """Each failed model load or integrity check in [start, end) (naive UTC), with its device and cohort."""
+    return read(FAILURE_EVENTS_SQL + " ORDER BY event_time, device_id", {"since": start, "until": end})
 
 
 def zero_tolerance_failures(read: Read, start: datetime, end: datetime) -> pa.Table:

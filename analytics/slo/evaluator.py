@@ -29,7 +29,6 @@ and :meth:`SloEvaluator.reset_sums` forgets the sums after late data.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -98,6 +97,13 @@ class EvaluationResult:
     messages: list[AlertMessage] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
     evaluations: list[pa.Table] = field(default_factory=list)
+
+    def merge(self, other: EvaluationResult) -> None:
+        self.changed.update(other.changed)
+        self.dropped |= other.dropped
+        self.messages += other.messages
+        self.transitions += other.transitions
+        self.evaluations += other.evaluations
 
     def evaluation_table(self) -> pa.Table | None:
         return pa.concat_tables(self.evaluations) if self.evaluations else None

@@ -33,6 +33,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
+from typing import Protocol
 
 import duckdb
 
@@ -47,25 +48,35 @@ from collector.store.database import Store
 log = logging.getLogger("fleetwatch.slo")
 
 Enqueue = Callable[[duckdb.DuckDBPyConnection, list[AlertMessage]], int]
+
+
+class ZeroTolerance(Protocol):
+    """Alerts outside the SLOs stepped at the same instants (analytics.health.alerts.ZeroToleranceAlerts)."""
+
+    def load_states(self, rows: list[dict]) -> None: ...
+    def reset(self) -> None: ...
+    def evaluate(self, read, start: datetime, end: datetime, *, notify_after: datetime | None) -> EvaluationResult: ...
 JOB_NAME = "slo_evaluate"
 ALERT_COLUMNS = ("fingerprint", "opened_at", "slo", "severity", "group_labels", "labels", "state", "starts_at",
                  "ends_at", "last_evaluated_at", "last_notified_at", "notified_firing", "inhibited")
 
 
 class SloJob:
-    """Evaluates SLOs minute by minute behind the SLI jobs; see the module docstring."""
+    """Evaluates SLOs (and zero-tolerance alerts) minute by minute behind the SLI jobs; see the module docstring."""
 
     name = JOB_NAME
     window = timedelta(minutes=1)
 
     def __init__(self, store: Store, specs: Sequence[SloSpec], *, sli_jobs: Sequence[str],
                  lifecycle: LifecycleConfig | None = None, enqueue: Enqueue | None = None,
+                 zero_tolerance: ZeroTolerance | None = None,
                  notify_window: timedelta = timedelta(minutes=15), detail: timedelta = timedelta(days=2),
                  query_timeout: float = 300.0, max_backoff: float = 600.0) -> None:
         self.store = store
         self.specs = list(specs)
         self.sli_jobs = list(sli_jobs)
         self.evaluator = SloEvaluator(self.specs, lifecycle)
+        self.zero_tolerance = zero_tolerance
         self.enqueue = enqueue
         self.notify_window = notify_window
         self.detail = detail
@@ -92,10 +103,11 @@ class SloJob:
         row = self._read("SELECT watermark FROM job_state WHERE job = $job", {"job": JOB_NAME})
         self._watermark = row["watermark"][0].as_py() if row.num_rows else None
         self.evaluator.reset()
-        names = [s.name for s in self.specs]
-        alerts = self._read(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE slo IN (SELECT unnest($names))",
-                            {"names": names})
-        self.evaluator.load_states(alerts.to_pylist())
+        alerts = self._read(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts").to_pylist()
+        self.evaluator.load_states(alerts)
+        if self.zero_tolerance is not None:
+            self.zero_tolerance.reset()
+            self.zero_tolerance.load_states(alerts)
         self._late_seen = self._read(
             "SELECT max(finished_at) AS f FROM job_runs WHERE job IN (SELECT unnest($jobs))",
             {"jobs": self.sli_jobs})["f"][0].as_py()
@@ -111,6 +123,8 @@ class SloJob:
         return min(marks.values())
 
     def _first_instant(self) -> datetime | None:
+        if not self.specs:  # zero-tolerance alerts only: from the first span
+            return self._read("SELECT min(minute) AS m FROM ingest_marks WHERE table_name = 'span_rows'")["m"][0].as_py()
         tables = sorted({sli_table(s) for s in self.specs})
         union = " UNION ALL ".join(f"SELECT min(window_start) AS m FROM {t} WHERE slo IN (SELECT unnest($names))"
                                    for t in tables)
@@ -170,6 +184,8 @@ class SloJob:
         detail_since = now - self.detail
         result = self.evaluator.evaluate(self._read, start, end, notify_after=now - self.notify_window,
                                          keep_evaluations=lambda t: t >= detail_since or t.minute == 0)
+        if self.zero_tolerance is not None:
+            result.merge(self.zero_tolerance.evaluate(self._read, start, end, notify_after=now - self.notify_window))
         evaluations = result.evaluation_table()
 
         def write(con: duckdb.DuckDBPyConnection) -> None:

@@ -146,8 +146,12 @@ def enqueue(con: duckdb.DuckDBPyConnection, deliveries: list[Delivery], now: dat
     # One Arrow append, not executemany (about 2k rows/s): an outage can fire many groups at once.
     new_rows = pa.table({**{c: pa.array([getattr(d, c) for d in deliveries], pa.string()) for c in columns},
                          "written_at": pa.array([now] * len(deliveries), pa.timestamp("us"))})
-    con.execute(f"INSERT INTO alert_outbox (created_at, next_attempt_at, {', '.join(columns)}) "
-                f"SELECT written_at, written_at, {', '.join(columns)} FROM new_rows")  # DuckDB scans the local
+    con.register("new_outbox_rows", new_rows)
+    try:
+        con.execute(f"INSERT INTO alert_outbox (created_at, next_attempt_at, {', '.join(columns)}) "
+                    f"SELECT written_at, written_at, {', '.join(columns)} FROM new_outbox_rows")
+    finally:
+        con.unregister("new_outbox_rows")
     return len(deliveries)
 
 
