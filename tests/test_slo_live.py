@@ -173,7 +173,7 @@ def test_kill_9_during_evaluation_leaves_no_duplicate_and_no_gap(tmp_path):
     assert all(a[1] == b[0] for a, b in zip(runs, runs[1:])), runs  # each chunk starts where the last ended
     assert len({r[0] for r in runs}) == len(runs)
     run = subprocess.run([sys.executable, "-m", "fleetwatch", "slo", "backtest", "--db", str(db), "--slos", str(slos),
-                          "--from", runs[0][0].replace(" ", "T") + "Z", "--to", f"{scenario.end:%Y-%m-%dT%H:%M:%SZ}"],
+                          "--from", f"{_time(runs[0][0]):%Y-%m-%dT%H:%M:%SZ}", "--to", f"{scenario.end:%Y-%m-%dT%H:%M:%SZ}"],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     backtest = sorted((t["severity"], t["group"]["site"], t["state"], _time(t["at"]))
