@@ -44,8 +44,8 @@ from analytics.slo.lifecycle import (
     AlertKey,
     AlertState,
     Lifecycle,
-    group_key,
     LifecycleConfig,
+    group_key,
 )
 from analytics.slo.payload import AlertContext, AlertMessage, describe
 from analytics.slo.rules import (
@@ -58,7 +58,7 @@ from analytics.slo.rules import (
     alert_windows,
     budgets_remaining,
     burn_rates,
-    rule_outcomes,
+    outcomes_from_burns,
 )
 from analytics.slo.sli_job import sli_table
 from analytics.slo.spec import DIMENSIONS, SloSpec
@@ -187,18 +187,15 @@ class SloEvaluator:
                       notify_after: datetime | None, keep: Callable[[datetime], bool] | None) -> None:
         spec = slo.spec
         objective = spec.objective
-        burns = {name: burn_rates(chunk.good[name], chunk.total[name], objective) for name in chunk.good}
-        remaining = budgets_remaining(chunk.good["period"], chunk.total["period"], objective)
-        pace = burns[PACE_WINDOW]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            exhaustion = np.where(remaining <= 0, 0.0, remaining * spec.period_duration.total_seconds() / pace)
-        exhaustion = np.where(np.isnan(remaining) | ~(pace > 0), np.nan, exhaustion)
+        # Burn rates of the rule windows at every cell; the period's only where they are kept or sent.
+        burns = {name: burn_rates(chunk.good[name], chunk.total[name], objective)
+                 for name in chunk.good if name != "period"}
         names = {w: n for n, w in slo.sums.windows.items()}
         codes: dict[str, dict] = {}
         outcomes: dict[str, np.ndarray] = {}
         for severity in ("page", "ticket"):
             rules = slo.rules.for_severity(severity)
-            per_rule = [rule_codes(rule, objective, chunk, names, spec.alerting.min_events) for rule in rules]
+            per_rule = [rule_codes(rule, chunk, names, burns, spec.alerting.min_events) for rule in rules]
             codes[severity] = dict(zip(rules, per_rule))
             outcomes[severity] = _outcome_names(per_rule, [chunk.total[names[r.long_window]] for r in rules])
         conditions = {severity: _conditions(outcomes[severity]) if getattr(spec.alerting, severity) else None
@@ -207,13 +204,24 @@ class SloEvaluator:
         if spec.alerting.no_data:
             no_data = np.where(chunk.total["period"] == 0, 0, (chunk.total[NO_DATA_WINDOW] == 0).astype(np.int8))
         if keep is not None:
-            self._keep_evaluations(slo, chunk, burns, remaining, exhaustion, outcomes, keep, result)
+            self._keep_evaluations(slo, chunk, burns, outcomes, keep, result)
         for g, group in enumerate(chunk.groups):
-            self._step_group(read, slo, chunk, g, group, conditions, no_data, codes, burns, remaining, exhaustion,
-                             notify_after, result)
+            self._step_group(read, slo, chunk, g, group, conditions, no_data, codes, burns, notify_after, result)
 
-    def _step_group(self, read, slo, chunk, g, group, conditions, no_data, codes, burns, remaining, exhaustion,
-                    notify_after, result) -> None:
+    @staticmethod
+    def _budget(slo: _SloState, chunk: ChunkSums, burns: dict[str, np.ndarray], cells) -> tuple:
+        """Period burn rate, budget left and seconds to exhaustion at ``cells`` (an index into the chunk's arrays)."""
+        spec = slo.spec
+        period_burn = burn_rates(chunk.good["period"][cells], chunk.total["period"][cells], spec.objective)
+        remaining = budgets_remaining(chunk.good["period"][cells], chunk.total["period"][cells], spec.objective)
+        pace = burns[PACE_WINDOW][cells]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            exhaustion = np.where(remaining <= 0, 0.0, remaining * spec.period_duration.total_seconds() / pace)
+        exhaustion = np.where(np.isnan(remaining) | ~(pace > 0), np.nan, exhaustion)
+        return period_burn, remaining, exhaustion
+
+    def _step_group(self, read, slo, chunk, g, group, conditions, no_data, codes, burns, notify_after,
+                    result) -> None:
         group_key = chunk.group_keys[g]
         slots = {"page": slo.key(group, "page"), "ticket": slo.key(group, "ticket"),
                  "no_data": slo.key(group, "ticket", NO_DATA_ALERT_NAME)}
@@ -250,12 +258,12 @@ class SloEvaluator:
                     result.changed.pop(key, None)
                     result.dropped.add(key)
                 if state.state != before[name].state and state.state in (FIRING, RESOLVED):
+                    period_burn = self._budget(slo, chunk, burns, (g, i))[0]
                     result.transitions.append(Transition(
                         at, slo.spec.name, dict(group), state.key.severity, state.state, state.key.alertname,
-                        {n: _number(b[g, i]) for n, b in burns.items()}))
+                        {**{n: _number(b[g, i]) for n, b in burns.items()}, "period": _number(period_burn)}))
             for note in notes:
-                result.messages.append(self._message(read, slo, note.alert, codes, burns, remaining, exhaustion,
-                                                     g, i, at))
+                result.messages.append(self._message(read, slo, chunk, note.alert, codes, burns, g, i, at))
             if any(s.state in ("pending", FIRING) for s in states.values()):
                 i += 1
             else:
@@ -265,7 +273,7 @@ class SloEvaluator:
             slo.alerts[(group_key, name)] = state
 
     # -- outputs ---------------------------------------------------------
-    def _message(self, read, slo: _SloState, alert: AlertState, codes, burns, remaining, exhaustion,
+    def _message(self, read, slo: _SloState, chunk: ChunkSums, alert: AlertState, codes, burns,
                  g: int, i: int, at: datetime) -> AlertMessage:
         spec = slo.spec
         if alert.key.alertname == NO_DATA_ALERT_NAME:
@@ -281,45 +289,55 @@ class SloEvaluator:
                            _number(burns[_name(slo, rule.long_window)][g, i]),
                            _number(burns[_name(slo, rule.short_window)][g, i]), 0)
             for rule, rule_codes_at in codes[severity].items())
+        _, remaining, exhaustion = self._budget(slo, chunk, burns, (g, i))
         rollout = ""
         if self.rollouts and alert.state == FIRING:
             rollout = rollouts_in_group(read, spec, dict(alert.key.group), at)
         context = AlertContext(
             slo_description=spec.description or spec.name, objective=spec.objective, period=spec.period_duration,
-            evaluation=SeverityEvaluation(severity, evaluations), budget_remaining=_number(remaining[g, i]),
-            time_to_exhaustion=None if math.isnan(exhaustion[g, i]) else timedelta(seconds=float(exhaustion[g, i])),
+            evaluation=SeverityEvaluation(severity, evaluations), budget_remaining=_number(remaining),
+            time_to_exhaustion=None if math.isnan(exhaustion) else timedelta(seconds=float(exhaustion)),
             runbook_url=spec.annotations.get("runbook_url", ""), rollout=rollout,
             extra={k: v for k, v in spec.annotations.items() if k != "runbook_url"})
         return AlertMessage(alert, describe(context))
 
-    def _keep_evaluations(self, slo, chunk, burns, remaining, exhaustion, outcomes, keep, result) -> None:
+    def _keep_evaluations(self, slo, chunk, burns, outcomes, keep, result) -> None:
         kept = np.array([keep(t) for t in chunk.instants], dtype=bool)
         if not kept.any() or not chunk.groups:
             return
-        mask = (chunk.total["period"] > 0) & kept[None, :]
-        g_idx, i_idx = np.nonzero(mask)
+        g_idx, i_idx = np.nonzero((chunk.total["period"] > 0) & kept[None, :])
         if not len(g_idx):
             return
+        cells = (g_idx, i_idx)
+        period_burn, remaining, exhaustion = self._budget(slo, chunk, burns, cells)
         instants = np.array(chunk.instants, dtype="datetime64[us]")
+
+        def strings(indices: np.ndarray, values: list) -> pa.Array:
+            # Dictionary-encoded, then decoded in C++: no Python object per row.
+            return pa.DictionaryArray.from_arrays(pa.array(indices.astype(np.int32)),
+                                                  pa.array(values, pa.string())).cast(pa.string())
+
         columns: dict[str, pa.Array] = {
             "evaluated_at": pa.array(instants[i_idx]),
-            "slo": pa.array([slo.spec.name] * len(g_idx)),
-            "group_key": pa.array([chunk.group_keys[g] for g in g_idx]),
+            "slo": strings(np.zeros(len(g_idx)), [slo.spec.name]),
+            "group_key": strings(g_idx, chunk.group_keys),
         }
         for dim in DIMENSIONS:
-            columns[dim] = pa.array([chunk.groups[g].get(dim) for g in g_idx], pa.string())
-        for name, values in burns.items():
-            columns[f"burn_{name}"] = pa.array(values[g_idx, i_idx], mask=np.isnan(values[g_idx, i_idx]))
-        columns["good_period"] = pa.array(chunk.good["period"][g_idx, i_idx], pa.uint64())
-        columns["total_period"] = pa.array(chunk.total["period"][g_idx, i_idx], pa.uint64())
-        columns["budget_remaining"] = pa.array(remaining[g_idx, i_idx], mask=np.isnan(remaining[g_idx, i_idx]))
-        columns["exhaustion_seconds"] = pa.array(exhaustion[g_idx, i_idx], mask=np.isnan(exhaustion[g_idx, i_idx]))
+            columns[dim] = strings(g_idx, [group.get(dim) for group in chunk.groups])
+        for name, values in {**burns, "period": None}.items():
+            picked = period_burn if values is None else values[cells]
+            columns[f"burn_{name}"] = pa.array(picked, mask=np.isnan(picked))
+        columns["good_period"] = pa.array(chunk.good["period"][cells], pa.uint64())
+        columns["total_period"] = pa.array(chunk.total["period"][cells], pa.uint64())
+        columns["budget_remaining"] = pa.array(remaining, mask=np.isnan(remaining))
+        columns["exhaustion_seconds"] = pa.array(exhaustion, mask=np.isnan(exhaustion))
         for severity, values in outcomes.items():
-            columns[severity] = pa.array(np.array(SEVERITY_OUTCOMES)[values[g_idx, i_idx]])
+            columns[severity] = strings(values[cells], list(SEVERITY_OUTCOMES))
         result.evaluations.append(pa.table(columns))
 
 
-def rule_codes(rule, objective: float, chunk: ChunkSums, names: dict[timedelta, str], min_events: int) -> np.ndarray:
+def rule_codes(rule, chunk: ChunkSums, names: dict[timedelta, str], burns: dict[str, np.ndarray],
+               min_events: int) -> np.ndarray:
     """The outcome codes of one rule for every group and instant of a chunk.
 
     Until a group's history covers the rule's short window the rule has no
@@ -328,8 +346,7 @@ def rule_codes(rule, objective: float, chunk: ChunkSums, names: dict[timedelta, 
     minutes.
     """
     long, short = names[rule.long_window], names[rule.short_window]
-    codes = rule_outcomes(rule, objective, chunk.good[long], chunk.total[long], chunk.good[short],
-                          chunk.total[short], min_events)
+    codes = outcomes_from_burns(rule, burns[long], burns[short], chunk.total[long], min_events)
     codes[chunk.history < rule.short_window / timedelta(minutes=1)] = NO_DATA_CODE
     return codes
 

@@ -252,14 +252,20 @@ def rule_outcomes(rule: BurnRateRule, objective: float, long_good: np.ndarray, l
     (Sloth's ``>``); an empty window is no data; a burning rule whose long
     window holds fewer than ``min_events`` events is low traffic.
     """
-    long_burn = burn_rates(long_good, long_total, objective)
-    short_burn = burn_rates(short_good, short_total, objective)
+    return outcomes_from_burns(rule, burn_rates(long_good, long_total, objective),
+                               burn_rates(short_good, short_total, objective), long_total, min_events)
+
+
+def outcomes_from_burns(rule: BurnRateRule, long_burn: np.ndarray, short_burn: np.ndarray,
+                        long_total: np.ndarray, min_events: int = 0) -> np.ndarray:
+    """:func:`rule_outcomes` from burn rates already computed (NaN: no data), for callers that share them."""
     no_data = np.isnan(long_burn) | np.isnan(short_burn)
-    burning = ~no_data & (long_burn > rule.factor) & (short_burn > rule.factor)
-    codes = np.full(long_burn.shape, OK_CODE, dtype=np.int8)
-    codes[no_data] = NO_DATA_CODE
+    # NaN compares false, so an empty window never burns.
+    burning = (long_burn > rule.factor) & (short_burn > rule.factor)
+    codes = np.where(no_data, np.int8(NO_DATA_CODE), np.int8(OK_CODE))
     codes[burning] = FIRING_CODE
-    codes[burning & (np.asarray(long_total) < min_events)] = LOW_TRAFFIC_CODE
+    if min_events:
+        codes[burning & (np.asarray(long_total) < min_events)] = LOW_TRAFFIC_CODE
     return codes
 
 

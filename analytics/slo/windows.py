@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from analytics.slo.rules import alert_windows
 from analytics.slo.spec import SloSpec
@@ -94,13 +95,14 @@ class WindowSums:
         return self._pos
 
     # -- reading ---------------------------------------------------------
-    def _group(self, key: str) -> int:
-        index = self._index.get(key)
-        if index is None:
-            index = self._index[key] = len(self.group_keys)
-            self.group_keys.append(key)
-            self.groups.append(json.loads(key))
-        return index
+    def _groups_of(self, keys: pa.ChunkedArray) -> np.ndarray:
+        """The group index of each key (new groups registered), without a Python call per row."""
+        for key in pc.unique(keys).to_pylist():
+            if key not in self._index:
+                self._index[key] = len(self.group_keys)
+                self.group_keys.append(key)
+                self.groups.append(json.loads(key))
+        return pc.index_in(keys, value_set=pa.array(self.group_keys, pa.string())).to_numpy(zero_copy_only=False)
 
     def _dense(self, read: Read, start: datetime, minutes: int) -> tuple[np.ndarray, np.ndarray]:
         """Good and total per group and minute of ``[start, start + minutes)``."""
@@ -108,11 +110,10 @@ class WindowSums:
                     f"sum(good)::BIGINT AS good, sum(total)::BIGINT AS total FROM {self.table} "
                     "WHERE slo = $slo AND window_start >= $start AND window_start < $end GROUP BY ALL",
                     {"slo": self.spec.name, "start": start, "end": start + minutes * MINUTE})
-        rows_groups = [self._group(k) for k in rows["group_key"].to_pylist()]
+        g = self._groups_of(rows["group_key"])
         good = np.zeros((len(self.group_keys), minutes), dtype=np.int64)
         total = np.zeros_like(good)
         if rows.num_rows:
-            g = np.asarray(rows_groups, dtype=np.int64)
             i = rows["i"].to_numpy()
             good[g, i] = rows["good"].to_numpy()
             total[g, i] = rows["total"].to_numpy()
@@ -123,11 +124,10 @@ class WindowSums:
         rows = read(f"SELECT group_key, sum(good)::BIGINT AS good, sum(total)::BIGINT AS total FROM {self.table} "
                     "WHERE slo = $slo AND window_start >= $start AND window_start < $end GROUP BY ALL",
                     {"slo": self.spec.name, "start": start, "end": end})
-        rows_groups = [self._group(k) for k in rows["group_key"].to_pylist()]
+        g = self._groups_of(rows["group_key"])
         good = np.zeros(len(self.group_keys), dtype=np.int64)
         total = np.zeros_like(good)
         if rows.num_rows:
-            g = np.asarray(rows_groups, dtype=np.int64)
             good[g] = rows["good"].to_numpy()
             total[g] = rows["total"].to_numpy()
         return good, total
