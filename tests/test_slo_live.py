@@ -11,6 +11,7 @@ are compared with ``fleetwatch slo backtest`` of the same file.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -95,6 +96,19 @@ def test_outage_pages_quiet_failure_and_late_backlog_do_not_and_backtest_agrees(
         after = alerts(client)
         status = {json.loads(r["group_key"])["site"]: r
                   for r in client.query("slo_status", slo="success-by-site").records()}
+        env = {**os.environ, "FLEETWATCH_API_TOKEN": ADMIN}
+        table = subprocess.run([sys.executable, "-m", "fleetwatch", "slo", "status", "--url", central.api_url],
+                               capture_output=True, text=True, timeout=60, env=env)
+        lines = subprocess.run([sys.executable, "-m", "fleetwatch", "slo", "status", "--url", central.api_url,
+                                "--slo", "success-by-site", "--format", "json"],
+                               capture_output=True, text=True, timeout=60, env=env).stdout.splitlines()
+        refused = subprocess.run([sys.executable, "-m", "fleetwatch", "slo", "status", "--url", central.api_url],
+                                 capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0 and table.stdout.split()[:3] == ["slo", "group_key", "evaluated_at"]
+    assert "(3 rows)" in table.stdout
+    assert {json.loads(json.loads(line)["group_key"])["site"]: json.loads(line)["budget_remaining"]
+            for line in lines} == {site: row["budget_remaining"] for site, row in status.items()}
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "401" in refused.stderr
 
     receiver.stop()
     notified = [(r.json["status"], r.json["alerts"][0]) for r in receiver.accepted()
