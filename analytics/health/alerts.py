@@ -24,10 +24,17 @@ from datetime import datetime, timedelta
 from analytics.health.failures import failure_events
 from analytics.jobs.framework import Read, floor_time
 from analytics.slo.evaluator import EvaluationResult, Transition
-from analytics.slo.lifecycle import FIRING, RESOLVED, AlertKey, AlertState, Lifecycle, LifecycleConfig
+from analytics.slo.lifecycle import (
+    FIRING,
+    RESOLVED,
+    ZERO_TOLERANCE_SLO,
+    AlertKey,
+    AlertState,
+    Lifecycle,
+    LifecycleConfig,
+)
 from analytics.slo.payload import AlertMessage, format_duration
 
-SLO_NAME = "zero-tolerance"
 HOLD = timedelta(hours=1)  # a failure keeps its alert firing this long
 MINUTE = timedelta(minutes=1)
 ALERT_NAMES = {"integrity_failed": "ModelIntegrityFailure", "load_failed": "ModelLoadFailure"}
@@ -44,7 +51,7 @@ class ZeroToleranceAlerts:
 
     def load_states(self, rows: list[dict]) -> None:
         for row in sorted(rows, key=lambda r: r["opened_at"]):
-            if row["slo"] == SLO_NAME:
+            if row["slo"] == ZERO_TOLERANCE_SLO:
                 state = AlertState.from_row(row)
                 self.alerts[state.key] = state
 
@@ -61,7 +68,7 @@ class ZeroToleranceAlerts:
             group = {"device_id": row["device_id"] or "", "model_name": row["model_name"] or "",
                      "model_version": row["model_version"] or ""}
             labels = {k: row[k] for k in ("site", "region", "device_class") if row[k]}
-            key = AlertKey.of(SLO_NAME, "page", group, labels, ALERT_NAMES[row["kind"]])
+            key = AlertKey.of(ZERO_TOLERANCE_SLO, "page", group, labels, ALERT_NAMES[row["kind"]])
             failures[key].append(floor_time(row["event_time"], MINUTE))
             details[key] = row
         instants = []
@@ -84,7 +91,7 @@ class ZeroToleranceAlerts:
                                                   notify=notify_after is not None and at >= notify_after)
                 result.changed[(key.fingerprint, state.opened_at)] = state
                 if state.state != before.state and state.state in (FIRING, RESOLVED):
-                    result.transitions.append(Transition(at, SLO_NAME, dict(key.group), "page", state.state,
+                    result.transitions.append(Transition(at, ZERO_TOLERANCE_SLO, dict(key.group), "page", state.state,
                                                          key.alertname, {}))
                 if note is not None:
                     timed.append((at, key.fingerprint, AlertMessage(note.alert, _annotations(key, details.get(key)))))

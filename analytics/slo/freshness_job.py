@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analytics.jobs.framework import JobOutput, Read, WindowJob
-from analytics.slo.sli_sql import GoodConditions, slo_rows_sql, sli_table_ddl
+from analytics.slo.sli_sql import GoodConditions, sli_table_ddl, slo_rows_sql
 from analytics.slo.spec import DIMENSIONS, SloSpec
 from collector.store.files import NO_NETWORK_SETTINGS
 

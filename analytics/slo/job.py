@@ -29,6 +29,7 @@ what the completed data says).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -38,9 +39,16 @@ from typing import Protocol
 import duckdb
 
 from analytics.slo.evaluator import EvaluationResult, SloEvaluator
-from analytics.slo.sli_job import sli_table
-from analytics.slo.lifecycle import LifecycleConfig
+from analytics.slo.lifecycle import (
+    FIRING,
+    PENDING,
+    RESOLVED,
+    ZERO_TOLERANCE_SLO,
+    AlertState,
+    LifecycleConfig,
+)
 from analytics.slo.payload import AlertMessage
+from analytics.slo.sli_job import sli_table
 from analytics.slo.spec import SloSpec
 from analytics.times import utc_naive
 from collector.store.database import Store
@@ -111,7 +119,37 @@ class SloJob:
         self._late_seen = self._read(
             "SELECT max(finished_at) AS f FROM job_runs WHERE job IN (SELECT unnest($jobs))",
             {"jobs": self.sli_jobs})["f"][0].as_py()
+        self._resolve_orphans(alerts)
         self._loaded = True
+
+    def _resolve_orphans(self, rows: list[dict]) -> None:
+        """Resolve the open alerts of SLOs no longer in the file: nothing would ever resolve them."""
+        known = {spec.name for spec in self.specs} | {ZERO_TOLERANCE_SLO}
+        orphans = [AlertState.from_row(r) for r in rows
+                   if r["slo"] not in known and r["state"] in (PENDING, FIRING)]
+        if not orphans:
+            return
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        result = EvaluationResult()
+        for alert in orphans:
+            if alert.state == PENDING:
+                result.dropped.add((alert.key.fingerprint, alert.opened_at))
+                continue
+            resolved = dataclasses.replace(alert, state=RESOLVED, ends_at=now, last_evaluated_at=now)
+            result.changed[(alert.key.fingerprint, alert.opened_at)] = resolved
+            if alert.notified_firing:
+                result.messages.append(AlertMessage(resolved, {
+                    "summary": f"SLO {alert.key.slo} is no longer in the SLO file: its alert is resolved",
+                    "description": "The SLO was removed or renamed; nothing evaluates it any more."}))
+        log.info("resolved %d alert(s) of SLOs no longer in the SLO file", len(result.changed))
+
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            with Store.transaction(con):
+                _write_alerts(con, result)
+                if self.enqueue is not None and result.messages:
+                    self.enqueue(con, result.messages)
+
+        self.store.submit(write).result()
 
     def _sli_done(self) -> datetime | None:
         """The instant up to which every SLI job has computed its minutes (None: one has not run)."""

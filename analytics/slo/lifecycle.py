@@ -42,6 +42,7 @@ INACTIVE, PENDING, FIRING, RESOLVED = "inactive", "pending", "firing", "resolved
 STATES = (INACTIVE, PENDING, FIRING, RESOLVED)
 ALERT_NAME = "SLOBurnRate"
 NO_DATA_ALERT_NAME = "SLONoData"  # a group that reported in the period and has been silent for an hour
+ZERO_TOLERANCE_SLO = "zero-tolerance"  # the slo column of the health alerts (analytics.health.alerts)
 
 # One row per alert episode (inactive -> ... -> resolved); a new episode of the
 # same SLO x group x severity gets a new row with the same fingerprint.

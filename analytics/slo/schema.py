@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from analytics.slo.lifecycle import ALERTS_DDL
 from analytics.slo.freshness_job import FRESHNESS_DDL, PRESENCE_DDL
+from analytics.slo.lifecycle import ALERTS_DDL
 from analytics.slo.sli_job import SLI_MINUTE_DDL
 from analytics.slo.spec import DIMENSIONS
 

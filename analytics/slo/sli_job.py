@@ -47,7 +47,7 @@ from datetime import datetime, timedelta
 from analytics.jobs.framework import JobOutput, Read, WindowJob
 from analytics.rollups import inference_rows_sql, raw_span_bounds
 from analytics.slo.freshness_job import FRESHNESS_TABLE, FreshnessMinute
-from analytics.slo.sli_sql import GoodConditions, slo_rows_sql, sli_table_ddl
+from analytics.slo.sli_sql import GoodConditions, sli_table_ddl, slo_rows_sql
 from analytics.slo.spec import DIMENSIONS, SloSpec
 
 EVENT_KINDS = ("success", "latency", "deployment")

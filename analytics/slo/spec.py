@@ -309,7 +309,9 @@ def load_slo_file(path: str | Path) -> list[SloSpec]:
     except yaml.YAMLError as exc:
         raise SloSpecError(f"{path}: not valid YAML: {exc}") from exc
     if any(isinstance(d, dict) and "apiVersion" in d for d in documents):
-        from analytics.slo.openslo import slos_from_openslo  # only files that need it pay for it
+        from analytics.slo.openslo import (
+            slos_from_openslo,  # only files that need it pay for it
+        )
         return slos_from_openslo(documents)
     if len(documents) != 1:
         raise SloSpecError(f"{path}: expected one YAML document with a 'slos' list")
