@@ -37,6 +37,8 @@ def scenario_now() -> Scenario:
     return (Scenario(sites={"s1": 3, "s2": 3, "s3": 3}, duration="3h", end=end, rate_per_minute=10,
                      error_rate=BASELINE, seed=5)
             .outage({"fleet.site": "s2"}, start="-100m", end="-70m")
+            # s2 is mid-rollout when it fails: the page names the rollout.
+            .deployment({"fleet.site": "s2"}, at="-110m", rollout_id="r-7", stage="fleet")
             # A quiet hour at s3 (36 events: far under min_events) with one failure in it.
             .traffic({"fleet.site": "s3"}, per_minute=0.2, start="-60m")
             .single_failure({"device.id": "s3-cam-00"}, at="-30m")
@@ -119,6 +121,7 @@ def test_outage_pages_quiet_failure_and_late_backlog_do_not_and_backtest_agrees(
     fired = notified[0][1]
     assert fired["labels"] == {"alertname": "SLOBurnRate", "slo": "success-by-site", "severity": "page", "site": "s2"}
     assert fired["annotations"]["runbook_url"] == "https://runbooks.example/success"
+    assert fired["annotations"]["rollout"] == "r-7" and "during rollout r-7" in fired["annotations"]["summary"]
     assert fired["annotations"]["dashboard_url"] == "http://dash.example/on-call?slo=success-by-site&site=s2"
     assert "1h window burns at" in fired["annotations"]["description"] and "Budget left" in fired["annotations"][
         "description"]
@@ -198,3 +201,24 @@ def test_kill_9_during_evaluation_leaves_no_duplicate_and_no_gap(tmp_path):
                    for a in stored if a["ends_at"]])
     assert ("page", "s2", "firing") in {t[:3] for t in live}
     assert live == backtest
+
+
+def test_a_slow_burn_opens_a_ticket_and_never_pages(tmp_path):
+    # 2x the budget's pace on one site for eight hours: the 3d/6h ticket rule (1x) fires once six hours of
+    # history cover its short window; no page rule (14.4x, 6x) ever does.
+    end = datetime.now(timezone.utc).replace(tzinfo=None, second=0, microsecond=0) - timedelta(minutes=1)
+    scenario = (Scenario(sites={"s1": 3, "s2": 3}, duration="8h", end=end, rate_per_minute=10,
+                         error_rate=BASELINE, seed=13)
+                .slow_burn({"fleet.site": "s1"}, error_rate=2 * (1 - OBJECTIVE)))
+    config, _ = served_config(tmp_path)
+    with CollectorProcess(tmp_path / "central.duckdb", config=config) as central:
+        client = ReadApiClient(central.api_url, token=ADMIN)
+        send(scenario, central.http_url, part="live")
+        wait_until(lambda: evaluated_up_to(client, scenario.end), timeout=300, what="SLO evaluation")
+        stored = alerts(client)
+    burning = [(a["severity"], json.loads(a["group_labels"])["site"], a["state"]) for a in stored
+               if a["state"] in ("firing", "resolved")]
+    assert ("ticket", "s1", "firing") in burning
+    assert not [b for b in burning if b[0] == "page" or b[1] == "s2"], burning
+    ticket = next(a for a in stored if a["severity"] == "ticket" and a["state"] == "firing")
+    assert _time(ticket["starts_at"]) >= scenario.start + timedelta(hours=6)  # the warm-up of the 6h window

@@ -43,7 +43,7 @@ def test_the_error_burst_pages_its_site_soon_after_onset_and_resolves_minutes_af
     burst = INCIDENTS["error_burst"]
     site = burst["cohort"]["fleet.site"]
     start, end = _time(burst["start"]), _time(burst["end"])
-    pages = [t for t in transitions if t["severity"] == "page"]
+    pages = [t for t in transitions if t["severity"] == "page" and t["slo"].startswith("inference-success")]
     assert [(t["slo"], t["group"], t["state"]) for t in pages] == [
         ("inference-success-by-site", {"site": site}, "firing"), ("inference-success-by-site", {"site": site}, "resolved")]
     fired, resolved = pages[0], pages[1]
@@ -73,3 +73,16 @@ def test_the_firmware_latency_regression_tickets_the_tpu_sticks_only_after_the_r
     latency = [t for t in transitions if t["slo"] == "coral-latency"]
     assert latency and latency[0]["state"] == "firing" and latency[0]["severity"] == "ticket"
     assert latency[0]["at"] > stage_start
+
+
+def test_the_offline_site_pages_on_freshness_and_resolves_after_its_uplink_returns(transitions):
+    offline = INCIDENTS["site_offline"]
+    site = offline["cohort"]["fleet.site"]
+    start, end = _time(offline["start"]), _time(offline["end"])
+    fresh = [t for t in transitions if t["slo"] == "telemetry-freshness-by-site"]
+    assert {tuple(t["group"].items()) for t in fresh} == {(("site", site),)}  # no other site goes stale
+    pages = [(t["state"], t["at"]) for t in fresh if t["severity"] == "page"]
+    assert [state for state, _ in pages] == ["firing", "resolved"]
+    # 15 minutes of staleness before a device counts as bad, then the 5m/1h or 30m/6h windows and 2m pending.
+    assert start + timedelta(minutes=15) < pages[0][1] <= start + timedelta(minutes=45)
+    assert end < pages[1][1] <= end + timedelta(minutes=40)
