@@ -25,6 +25,13 @@ from collector.request_log import RequestLogWriter
 T0 = datetime(2026, 11, 30, 10, 0)
 T0_NS = int((T0 - datetime(1970, 1, 1)).total_seconds()) * 10**9
 MINUTES = 90
+READ, ADMIN = "api-read-1", "api-admin-1"  # the read API's bearer tokens in analytics_config()
+
+
+def analytics_config(**api) -> dict:
+    """Config of a `fleetwatch serve` with analytics jobs and a read API: READ may query, ADMIN may also run SQL."""
+    return {"analytics": {"workers": 2},
+            "api": {"read": {"bearer_tokens": [READ]}, "admin": {"bearer_tokens": [ADMIN]}, **api}}
 
 
 def fleet_requests(rng: np.random.Generator, n_devices: int = 12, per_request: int = 60, minutes: int = MINUTES,

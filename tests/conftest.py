@@ -1,4 +1,4 @@
-"""Fixtures shared by the test modules (helpers live in bench/harness.py and tests/*_data.py)."""
+"""Fixtures shared by the test modules (helpers live in bench/harness.py and the tests/ support modules)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from analytics.schema import ANALYTICS
 from collector.store.database import Store
 from collector.store.versions import COLLECTOR
 from tests.analytics_data import load_fleet
+from tests.c_extension import load_speedups
 
 
 @pytest.fixture()
@@ -35,3 +36,20 @@ def sample_db(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "fleetwatch", "ingest", "--db", str(db),
                     str(SAMPLE_DIR / "fleet-sample.otlp.zst")], check=True, capture_output=True, timeout=600)
     return db
+
+
+@pytest.fixture(scope="session")
+def speedups():
+    """collector.decoding._speedups, built in place if stale; skips without a C compiler, fails if the build fails."""
+    module, error = load_speedups()
+    if module is None:
+        if error.startswith("build failed"):
+            pytest.fail(error)
+        pytest.skip(error)
+    return module
+
+
+@pytest.fixture(scope="session")
+def c_decode(speedups):
+    """The C trace decoder, to compare with collector.decoding.trace_decode.decode_traces_python."""
+    return speedups.decode_traces

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from bench.harness import CollectorProcess, grpc_call, metric_value, post, query
+from tests.certificates import self_signed_certificate
 from tests.otlp_requests import SPEC_JSON, gauge_request, log_request, trace_request
 
 
@@ -64,21 +65,11 @@ def test_compressed_bodies_in_both_content_types(tmp_path):
     assert {r[0] for r in query(db, "SELECT span_id FROM spans")} == expected
 
 
-def _self_signed(tmp_path):
-    cert, key = tmp_path / "gw.crt", tmp_path / "gw.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    return cert, key
-
-
 def test_tls_on_both_receivers(tmp_path, monkeypatch):
     import grpc
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     # requests lets these variables override the exporter's own CA file.
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)

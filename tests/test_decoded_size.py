@@ -18,22 +18,14 @@ from collector.decoding.metric_decode import decode_metrics
 from collector.decoding.trace_decode import decode_traces_python
 from bench.otlp_shapes import heavy_resource_request
 from tests.otlp_requests import gauge_request, histogram_request
-from tests.test_trace_decode import (  # noqa: F401  (c_decode is a fixture)
-    _speedups,
-    c_decode,
-    encode,
-    gen_request,
-    ld,
-    tag,
-    varint,
-)
+from tests.protobuf_wire import encode, gen_request, ld, tag, varint
 
 _SIGNAL_CODES = {"traces": 0, "metrics": 1}
 
 
 @pytest.fixture(scope="module")
-def c_size(c_decode):
-    return lambda signal, data: _speedups.decoded_size(data, _SIGNAL_CODES[signal])
+def c_size(speedups):
+    return lambda signal, data: speedups.decoded_size(data, _SIGNAL_CODES[signal])
 
 
 def both(c_size, signal: str, data: bytes) -> int | None:

@@ -54,6 +54,43 @@ def test_benchmarks_import_no_test_module():
     assert offences == []
 
 
+def imported_modules(tree: ast.AST, package: str) -> list[tuple[int, str]]:
+    """(line, module) for every import in ``tree``, at any depth, relative ones resolved inside ``package``.
+
+    ``from a import b`` yields both ``a`` and ``a.b`` (b may be a module), and a
+    string constant that parses as a script with imports (a child process's
+    code) counts as code of the same file.
+    """
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]) if node.level else ""
+            module = ".".join(part for part in (base, node.module) if part)
+            found += [(node.lineno, module)] + [(node.lineno, f"{module}.{alias.name}") for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "import" in node.value:
+            try:
+                script = ast.parse(textwrap.dedent(node.value))
+            except SyntaxError:
+                continue  # prose, not code
+            found += [(node.lineno, module) for _, module in imported_modules(script, package)]
+    return found
+
+
+def test_no_test_or_benchmark_module_imports_a_test_module():
+    """Tests share helpers through tests/conftest.py and support modules; a test module is nobody's library."""
+    test_modules = {f"tests.{path.stem}" for path in (ROOT / "tests").glob("test_*.py")}
+    test_modules |= {name.split(".", 1)[1] for name in test_modules}  # plain `import test_x` off sys.path
+    offences = []
+    for folder in ("tests", "bench"):
+        for path in sorted((ROOT / folder).glob("*.py")):
+            for line, module in imported_modules(ast.parse(path.read_text(), str(path)), folder):
+                if module in test_modules:
+                    offences.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    assert not offences, "import a support module or a conftest.py fixture instead:\n" + "\n".join(offences)
+
+
 def test_a_gateway_serve_loads_neither_apscheduler_nor_the_simulator(tmp_path):
     """`fleetwatch serve` without an analytics section, run for real until SIGTERM."""
     script = textwrap.dedent(

@@ -18,14 +18,10 @@ import pytest
 from collector.forwarding import queue_format as fmt
 from collector.forwarding.persistent_queue import PersistentQueue, QueueInUseError
 from collector.forwarding.upstream_merge import RequestMerger, compress, decompress
+from tests.queue_payloads import payload_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = (10**9, 1 << 62)  # peek limits that take everything
-
-
-def payload_for(meta: bytes, size: int) -> bytes:
-    """Deterministic content, so a reopened item can be checked against its meta."""
-    return random.Random(meta).randbytes(size)
 
 
 def make_items(first: int, count: int, size: int = 900) -> list[tuple[bytes, bytes]]:
@@ -240,7 +236,7 @@ CHILD = textwrap.dedent("""
     import random, sys, threading, time
     sys.path.insert(0, sys.argv[1])
     from collector.forwarding.persistent_queue import PersistentQueue
-    from tests.test_persistent_queue import payload_for
+    from tests.queue_payloads import payload_for
 
     queue = PersistentQueue(sys.argv[2], max_bytes=1 << 30, segment_bytes=128 << 10)
     queue.open()

@@ -17,9 +17,8 @@ from collector.store.bulk import ingest_request_log
 from collector.request_log import RequestLogWriter
 from collector.store.database import Store
 from collector.store.versions import COLLECTOR
-from tests.analytics_data import expected_rollup, fleet_requests, read, stored_rollup
+from tests.analytics_data import ADMIN, READ, analytics_config, expected_rollup, fleet_requests, read, stored_rollup
 
-READ, ADMIN = "api-read-1", "api-admin-1"
 HOURS = 72
 
 
@@ -40,11 +39,6 @@ def load_history(db, hours: int = HOURS, seed: int = 11) -> datetime:
             log.append("traces", start_ns + hours * 3600 * 10**9 + i, body)
     ingest_request_log(db, log_path)
     return start
-
-
-def analytics_config(**api) -> dict:
-    return {"analytics": {"workers": 2},
-            "api": {"read": {"bearer_tokens": [READ]}, "admin": {"bearer_tokens": [ADMIN]}, **api}}
 
 
 def caught_up(collector: CollectorProcess) -> bool:

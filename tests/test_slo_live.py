@@ -21,8 +21,8 @@ import yaml
 from analytics.api.client import ReadApiClient
 from bench.harness import CollectorProcess, wait_until
 from tests.alerting_data import FAST
+from tests.analytics_data import ADMIN, analytics_config
 from tests.slo_scenarios import PAGE_QUICK, Scenario, expected_page_delay, send
-from tests.test_serve_analytics import ADMIN, analytics_config
 from tests.webhook_receiver import WebhookReceiver
 
 OBJECTIVE = 0.999

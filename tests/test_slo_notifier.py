@@ -18,6 +18,7 @@ from bench.harness import metric_value, wait_until
 from collector.selfmetrics import Registry
 from collector.store.database import Store
 from tests.alerting_data import alerting_config, enqueue_messages, firing, open_store, outbox_rows, resolved
+from tests.certificates import self_signed_certificate
 from tests.webhook_receiver import WebhookReceiver
 
 
@@ -304,9 +305,7 @@ def test_a_receiver_without_answer_is_tried_once_per_pass_and_holds_up_no_other(
 
 
 def test_an_https_receiver_is_verified_against_the_configured_ca(outbox_store, tmp_path):
-    from tests.test_collector_surface import _self_signed
-
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     with WebhookReceiver(tls=(str(cert), str(key))) as secure:
         unverified = alerting_config([{"name": "site", "url": secure.url("/hook")}])
         enqueue_messages(outbox_store, [firing()], unverified)

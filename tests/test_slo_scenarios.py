@@ -9,8 +9,8 @@ import pytest
 from analytics.api.client import ReadApiClient
 from analytics.slo.rules import alert_windows
 from bench.harness import CollectorProcess, wait_until
+from tests.analytics_data import ADMIN, analytics_config
 from tests.slo_scenarios import PAGE_QUICK, PAGE_SLOW, PageRule, Scenario, expected_page_delay, send
-from tests.test_serve_analytics import ADMIN, analytics_config
 
 END = datetime(2026, 11, 30, 12, 0)
 SITE = ("site",)
