@@ -62,7 +62,7 @@ from analytics.slo.rules import (
 )
 from analytics.slo.sli_job import sli_table
 from analytics.slo.spec import DIMENSIONS, SloSpec
-from analytics.slo.windows import ChunkSums, Read, WindowSums
+from analytics.slo.windows import ChunkSums, MinuteRows, Read, WindowSums
 
 SEVERITY_OUTCOMES = ("ok", "firing", "no_data", "low_traffic")
 NO_DATA_WINDOW = "1h"  # a group silent this long (having reported in the period) raises SLONoData
@@ -178,8 +178,12 @@ class SloEvaluator:
         which instants' burn rates go to ``slo_evaluations`` (None: none).
         """
         result = EvaluationResult()
+        tables: dict[str, list[str]] = {}
         for slo in self.slos.values():
-            chunk = slo.sums.advance(read, start, end)
+            tables.setdefault(slo.sums.table, []).append(slo.spec.name)
+        sources = {table: MinuteRows(read, table, names) for table, names in tables.items()}
+        for slo in self.slos.values():
+            chunk = slo.sums.advance(sources[slo.sums.table], start, end)
             self._evaluate_slo(read, slo, chunk, result, notify_after, keep_evaluations)
         return result
 

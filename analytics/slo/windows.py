@@ -7,7 +7,7 @@ per tick, so the sums advance a chunk of minutes at a time and keep only
 what the next chunk needs::
 
     sums = WindowSums(spec, "slo_sli_minute")
-    chunk = sums.advance(read, start, end)     # instants start+1m .. end
+    chunk = sums.advance(MinuteRows(read, "slo_sli_minute", [spec.name]), start, end)   # instants start+1m .. end
     chunk.good["1h"][g, i], chunk.total["1h"][g, i]   # group g at instant i
 
 State between chunks: the last 3 days of minutes, dense per group, and
@@ -64,6 +64,54 @@ class ChunkSums:
     history: np.ndarray  # (groups, instants): minutes since the group's first event (0: none yet)
 
 
+class MinuteRows:
+    """The SLI minutes of every SLO of one table, read once per time range and handed out per SLO.
+
+    Ten SLOs in one table would otherwise scan the same range ten times
+    (the table is ordered by time, not by SLO). The ranges of one chunk are
+    few (its new minutes, the minutes leaving each period), so a handful
+    are kept.
+    """
+
+    KEEP = 8
+
+    def __init__(self, read: Read, table: str, slos: list[str]) -> None:
+        self.read = read
+        self.table = table
+        self.slos = slos
+        self._minutes: dict[tuple[datetime, int], pa.Table] = {}
+        self._sums: dict[tuple[datetime, datetime], pa.Table] = {}
+
+    @staticmethod
+    def _keep(cache: dict, key, value) -> None:
+        if len(cache) >= MinuteRows.KEEP:
+            cache.pop(next(iter(cache)))
+        cache[key] = value
+
+    def minutes(self, slo: str, start: datetime, minutes: int) -> pa.Table:
+        """``group_key``, ``i`` (minutes since ``start``), ``good``, ``total`` of ``slo`` in the range."""
+        key = (start, minutes)
+        if key not in self._minutes:
+            self._keep(self._minutes, key, self.read(
+                f"SELECT slo, group_key, (epoch(window_start) - epoch($start::TIMESTAMP))::BIGINT // 60 AS i, "
+                f"good::BIGINT AS good, total::BIGINT AS total FROM {self.table} "
+                "WHERE window_start >= $start AND window_start < $end AND slo IN (SELECT unnest($slos))",
+                {"start": start, "end": start + minutes * MINUTE, "slos": self.slos}))
+        table = self._minutes[key]
+        return table.filter(pc.equal(table["slo"], slo))
+
+    def sums(self, slo: str, start: datetime, end: datetime) -> pa.Table:
+        """``group_key``, ``good``, ``total`` of ``slo`` summed over the range."""
+        key = (start, end)
+        if key not in self._sums:
+            self._keep(self._sums, key, self.read(
+                f"SELECT slo, group_key, sum(good)::BIGINT AS good, sum(total)::BIGINT AS total FROM {self.table} "
+                "WHERE window_start >= $start AND window_start < $end AND slo IN (SELECT unnest($slos)) "
+                "GROUP BY ALL", {"start": start, "end": end, "slos": self.slos}))
+        table = self._sums[key]
+        return table.filter(pc.equal(table["slo"], slo))
+
+
 class WindowSums:
     """Exact window sums of one SLO's SLI minutes; see the module docstring."""
 
@@ -104,32 +152,27 @@ class WindowSums:
                 self.groups.append(json.loads(key))
         return pc.index_in(keys, value_set=pa.array(self.group_keys, pa.string())).to_numpy(zero_copy_only=False)
 
-    def _dense(self, read: Read, start: datetime, minutes: int) -> tuple[np.ndarray, np.ndarray]:
+    def _dense(self, rows: MinuteRows, start: datetime, minutes: int) -> tuple[np.ndarray, np.ndarray]:
         """Good and total per group and minute of ``[start, start + minutes)``."""
-        rows = read(f"SELECT group_key, (epoch(window_start) - epoch($start::TIMESTAMP))::BIGINT // 60 AS i, "
-                    f"sum(good)::BIGINT AS good, sum(total)::BIGINT AS total FROM {self.table} "
-                    "WHERE slo = $slo AND window_start >= $start AND window_start < $end GROUP BY ALL",
-                    {"slo": self.spec.name, "start": start, "end": start + minutes * MINUTE})
-        g = self._groups_of(rows["group_key"])
-        good = np.zeros((len(self.group_keys), minutes), dtype=np.int64)
-        total = np.zeros_like(good)
-        if rows.num_rows:
-            i = rows["i"].to_numpy()
-            good[g, i] = rows["good"].to_numpy()
-            total[g, i] = rows["total"].to_numpy()
-        return good, total
+        table = rows.minutes(self.spec.name, start, minutes)
+        g = self._groups_of(table["group_key"])
+        cells = len(self.group_keys) * minutes
+        flat = g.astype(np.int64) * minutes + table["i"].to_numpy()
+        # bincount sums: a (never expected) duplicate row adds, it does not overwrite.
+        good = np.bincount(flat, weights=table["good"].to_numpy(), minlength=cells)
+        total = np.bincount(flat, weights=table["total"].to_numpy(), minlength=cells)
+        shape = (len(self.group_keys), minutes)
+        return good.astype(np.int64).reshape(shape), total.astype(np.int64).reshape(shape)
 
-    def _sums(self, read: Read, start: datetime, end: datetime) -> tuple[np.ndarray, np.ndarray]:
+    def _sums(self, rows: MinuteRows, start: datetime, end: datetime) -> tuple[np.ndarray, np.ndarray]:
         """Good and total per group over ``[start, end)``."""
-        rows = read(f"SELECT group_key, sum(good)::BIGINT AS good, sum(total)::BIGINT AS total FROM {self.table} "
-                    "WHERE slo = $slo AND window_start >= $start AND window_start < $end GROUP BY ALL",
-                    {"slo": self.spec.name, "start": start, "end": end})
-        g = self._groups_of(rows["group_key"])
+        table = rows.sums(self.spec.name, start, end)
+        g = self._groups_of(table["group_key"])
         good = np.zeros(len(self.group_keys), dtype=np.int64)
         total = np.zeros_like(good)
-        if rows.num_rows:
-            good[g] = rows["good"].to_numpy()
-            total[g] = rows["total"].to_numpy()
+        if table.num_rows:
+            good[g] = table["good"].to_numpy()
+            total[g] = table["total"].to_numpy()
         return good, total
 
     @staticmethod
@@ -140,7 +183,7 @@ class WindowSums:
         return np.concatenate([a, pad])
 
     # -- advancing -------------------------------------------------------
-    def advance(self, read: Read, start: datetime, end: datetime) -> ChunkSums:
+    def advance(self, rows: MinuteRows, start: datetime, end: datetime) -> ChunkSums:
         """Window sums at the instants ``start + 1m, ..., end`` (``end - start`` at most :attr:`max_chunk`)."""
         n = int((end - start) / MINUTE)
         if n <= 0 or start + n * MINUTE != end:
@@ -149,14 +192,14 @@ class WindowSums:
             raise ValueError(f"advance: a chunk of at most {self.max_chunk}, got {end - start}")
         near, period = self.near_minutes, self.period_minutes
         if self._pos != start:  # first chunk, a jump, or invalidated: rebuild from the table
-            self._near_good, self._near_total = self._dense(read, start - near * MINUTE, near)
-            self._mid_good, self._mid_total = self._sums(read, start - period * MINUTE, start - near * MINUTE)
+            self._near_good, self._near_total = self._dense(rows, start - near * MINUTE, near)
+            self._mid_good, self._mid_total = self._sums(rows, start - period * MINUTE, start - near * MINUTE)
             groups = len(self.group_keys)
             mid_total = self._grow(self._mid_total, groups)
             self._first = np.where(mid_total > 0, -np.inf,
                                    _first_minute(self._grow(self._near_total, groups), _minute(start) - near))
-        new_good, new_total = self._dense(read, start, n)
-        leave_good, leave_total = self._dense(read, start - period * MINUTE, n)
+        new_good, new_total = self._dense(rows, start, n)
+        leave_good, leave_total = self._dense(rows, start - period * MINUTE, n)
         groups = len(self.group_keys)
         near_good, near_total = self._grow(self._near_good, groups), self._grow(self._near_total, groups)
         mid_good, mid_total = self._grow(self._mid_good, groups), self._grow(self._mid_total, groups)
