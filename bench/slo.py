@@ -91,6 +91,7 @@ def write_history(store: Store, days: int, models: int, sites: int) -> int:
         store.submit(write).result()
     store.submit(lambda con: con.execute(
         "INSERT OR REPLACE INTO job_state VALUES ('slo_sli_minute', ?, 0, current_timestamp)", [END])).result()
+    store.submit(lambda con: con.execute("CHECKPOINT")).result()  # the history's write-ahead log is not the job's
     return days * 1440 * len(SPECS) * models * sites
 
 

@@ -96,6 +96,7 @@ class SloJob:
         self._late_seen: datetime | None = None
         self._failures = 0
         self._retry_at = 0.0
+        self._pruned_at: datetime | None = None
 
     @property
     def watermark(self) -> datetime | None:
@@ -225,6 +226,7 @@ class SloJob:
         if self.zero_tolerance is not None:
             result.merge(self.zero_tolerance.evaluate(self._read, start, end, notify_after=now - self.notify_window))
         evaluations = result.evaluation_table()
+        prune = self._pruned_at is None or now - self._pruned_at >= timedelta(hours=1)
 
         def write(con: duckdb.DuckDBPyConnection) -> None:
             with Store.transaction(con):
@@ -235,7 +237,7 @@ class SloJob:
                         con.execute("INSERT INTO slo_evaluations BY NAME SELECT * FROM evaluations")
                     finally:
                         con.unregister("evaluations")
-                if end.minute == 0 or end - start > timedelta(hours=1):  # hourly: thin old detail
+                if prune:  # hourly: minutes older than the detail kept become their hours only
                     con.execute("DELETE FROM slo_evaluations WHERE evaluated_at < ? AND minute(evaluated_at) <> 0",
                                 [detail_since])
                 if self.enqueue is not None and result.messages:
@@ -247,6 +249,8 @@ class SloJob:
                 con.execute("INSERT OR REPLACE INTO job_state VALUES (?, ?, 0, current_timestamp)", [JOB_NAME, end])
 
         self.store.submit(write).result()
+        if prune:
+            self._pruned_at = now
         self._watermark = end
         for message in result.messages:
             log.info("alert %s %s %s", message.state.state, message.state.key.labels, message.annotations.get("summary"))

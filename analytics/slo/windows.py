@@ -64,13 +64,26 @@ class ChunkSums:
     history: np.ndarray  # (groups, instants): minutes since the group's first event (0: none yet)
 
 
+@dataclass
+class SloRows:
+    """One SLO's rows of a range: group keys as codes into ``keys``, and numpy columns."""
+
+    keys: list[str]          # the distinct group keys of the range (all SLOs of the table)
+    codes: np.ndarray        # per row, its index into ``keys``
+    i: np.ndarray | None     # per row, minutes since the range's start (None for sums)
+    good: np.ndarray
+    total: np.ndarray
+
+
 class MinuteRows:
     """The SLI minutes of every SLO of one table, read once per time range and handed out per SLO.
 
     Ten SLOs in one table would otherwise scan the same range ten times
-    (the table is ordered by time, not by SLO). The ranges of one chunk are
-    few (its new minutes, the minutes leaving each period), so a handful
-    are kept.
+    (the table is ordered by time, not by SLO). Strings are dictionary
+    encoded once per range, so splitting a range by SLO and mapping rows
+    to groups compares integers, never a string per row. The ranges of one
+    chunk are few (its new minutes, the minutes leaving each period), so a
+    handful are kept.
     """
 
     KEEP = 8
@@ -79,37 +92,46 @@ class MinuteRows:
         self.read = read
         self.table = table
         self.slos = slos
-        self._minutes: dict[tuple[datetime, int], pa.Table] = {}
-        self._sums: dict[tuple[datetime, datetime], pa.Table] = {}
+        self._ranges: dict[tuple, tuple] = {}
 
-    @staticmethod
-    def _keep(cache: dict, key, value) -> None:
-        if len(cache) >= MinuteRows.KEEP:
-            cache.pop(next(iter(cache)))
-        cache[key] = value
+    def _range(self, key: tuple, sql: str, params: dict) -> tuple:
+        if key not in self._ranges:
+            if len(self._ranges) >= self.KEEP:
+                self._ranges.pop(next(iter(self._ranges)))
+            table = self.read(sql, {**params, "slos": self.slos})
+            slo = pc.dictionary_encode(table["slo"]).combine_chunks()
+            group = pc.dictionary_encode(table["group_key"]).combine_chunks()
+            columns = {name: table[name].to_numpy() for name in table.column_names if name in ("i", "good", "total")}
+            self._ranges[key] = (slo.dictionary.to_pylist(), slo.indices.to_numpy(zero_copy_only=False),
+                                 group.dictionary.to_pylist(), group.indices.to_numpy(zero_copy_only=False),
+                                 columns)
+        return self._ranges[key]
 
-    def minutes(self, slo: str, start: datetime, minutes: int) -> pa.Table:
-        """``group_key``, ``i`` (minutes since ``start``), ``good``, ``total`` of ``slo`` in the range."""
-        key = (start, minutes)
-        if key not in self._minutes:
-            self._keep(self._minutes, key, self.read(
-                f"SELECT slo, group_key, (epoch(window_start) - epoch($start::TIMESTAMP))::BIGINT // 60 AS i, "
-                f"good::BIGINT AS good, total::BIGINT AS total FROM {self.table} "
-                "WHERE window_start >= $start AND window_start < $end AND slo IN (SELECT unnest($slos))",
-                {"start": start, "end": start + minutes * MINUTE, "slos": self.slos}))
-        table = self._minutes[key]
-        return table.filter(pc.equal(table["slo"], slo))
+    def _of(self, slo: str, cached: tuple) -> SloRows:
+        slo_names, slo_codes, keys, codes, columns = cached
+        if slo not in slo_names:
+            empty = np.zeros(0, dtype=np.int64)
+            return SloRows(keys, empty, empty if "i" in columns else None, empty, empty)
+        rows = np.flatnonzero(slo_codes == slo_names.index(slo))
+        return SloRows(keys, codes[rows], columns["i"][rows] if "i" in columns else None,
+                       columns["good"][rows], columns["total"][rows])
 
-    def sums(self, slo: str, start: datetime, end: datetime) -> pa.Table:
-        """``group_key``, ``good``, ``total`` of ``slo`` summed over the range."""
-        key = (start, end)
-        if key not in self._sums:
-            self._keep(self._sums, key, self.read(
-                f"SELECT slo, group_key, sum(good)::BIGINT AS good, sum(total)::BIGINT AS total FROM {self.table} "
-                "WHERE window_start >= $start AND window_start < $end AND slo IN (SELECT unnest($slos)) "
-                "GROUP BY ALL", {"start": start, "end": end, "slos": self.slos}))
-        table = self._sums[key]
-        return table.filter(pc.equal(table["slo"], slo))
+    def minutes(self, slo: str, start: datetime, minutes: int) -> SloRows:
+        """``slo``'s rows of ``[start, start + minutes)``, ``i`` in minutes since ``start``."""
+        return self._of(slo, self._range(
+            ("minutes", start, minutes),
+            f"SELECT slo, group_key, (epoch(window_start) - epoch($start::TIMESTAMP))::BIGINT // 60 AS i, "
+            f"good::BIGINT AS good, total::BIGINT AS total FROM {self.table} "
+            "WHERE window_start >= $start AND window_start < $end AND slo IN (SELECT unnest($slos))",
+            {"start": start, "end": start + minutes * MINUTE}))
+
+    def sums(self, slo: str, start: datetime, end: datetime) -> SloRows:
+        """``slo``'s good and total per group summed over ``[start, end)``."""
+        return self._of(slo, self._range(
+            ("sums", start, end),
+            f"SELECT slo, group_key, sum(good)::BIGINT AS good, sum(total)::BIGINT AS total FROM {self.table} "
+            "WHERE window_start >= $start AND window_start < $end AND slo IN (SELECT unnest($slos)) GROUP BY ALL",
+            {"start": start, "end": end}))
 
 
 class WindowSums:
@@ -143,36 +165,39 @@ class WindowSums:
         return self._pos
 
     # -- reading ---------------------------------------------------------
-    def _groups_of(self, keys: pa.ChunkedArray) -> np.ndarray:
-        """The group index of each key (new groups registered), without a Python call per row."""
-        for key in pc.unique(keys).to_pylist():
+    def _groups_of(self, rows: SloRows) -> np.ndarray:
+        """The group index of each row (new groups registered), through the range's key codes."""
+        present = np.unique(rows.codes)
+        mapping = np.zeros(len(rows.keys), dtype=np.int64)
+        for code in present.tolist():
+            key = rows.keys[code]
             if key not in self._index:
                 self._index[key] = len(self.group_keys)
                 self.group_keys.append(key)
                 self.groups.append(json.loads(key))
-        return pc.index_in(keys, value_set=pa.array(self.group_keys, pa.string())).to_numpy(zero_copy_only=False)
+            mapping[code] = self._index[key]
+        return mapping[rows.codes]
 
     def _dense(self, rows: MinuteRows, start: datetime, minutes: int) -> tuple[np.ndarray, np.ndarray]:
         """Good and total per group and minute of ``[start, start + minutes)``."""
-        table = rows.minutes(self.spec.name, start, minutes)
-        g = self._groups_of(table["group_key"])
+        picked = rows.minutes(self.spec.name, start, minutes)
+        g = self._groups_of(picked)
         cells = len(self.group_keys) * minutes
-        flat = g.astype(np.int64) * minutes + table["i"].to_numpy()
+        flat = g * minutes + picked.i
         # bincount sums: a (never expected) duplicate row adds, it does not overwrite.
-        good = np.bincount(flat, weights=table["good"].to_numpy(), minlength=cells)
-        total = np.bincount(flat, weights=table["total"].to_numpy(), minlength=cells)
+        good = np.bincount(flat, weights=picked.good, minlength=cells)
+        total = np.bincount(flat, weights=picked.total, minlength=cells)
         shape = (len(self.group_keys), minutes)
         return good.astype(np.int64).reshape(shape), total.astype(np.int64).reshape(shape)
 
     def _sums(self, rows: MinuteRows, start: datetime, end: datetime) -> tuple[np.ndarray, np.ndarray]:
         """Good and total per group over ``[start, end)``."""
-        table = rows.sums(self.spec.name, start, end)
-        g = self._groups_of(table["group_key"])
+        picked = rows.sums(self.spec.name, start, end)
+        g = self._groups_of(picked)
         good = np.zeros(len(self.group_keys), dtype=np.int64)
         total = np.zeros_like(good)
-        if table.num_rows:
-            good[g] = table["good"].to_numpy()
-            total[g] = table["total"].to_numpy()
+        np.add.at(good, g, picked.good)
+        np.add.at(total, g, picked.total)
         return good, total
 
     @staticmethod
@@ -207,13 +232,15 @@ class WindowSums:
         leave_good, leave_total = self._grow(leave_good, groups), self._grow(leave_total, groups)
 
         def cumulative(a: np.ndarray) -> np.ndarray:
-            return np.concatenate([np.zeros((a.shape[0], 1), dtype=np.int64), np.cumsum(a, axis=1)], axis=1)
+            out = np.zeros((a.shape[0], a.shape[1] + 1), dtype=np.int64)
+            np.cumsum(a, axis=1, out=out[:, 1:])
+            return out
 
         full_good = np.concatenate([near_good, new_good], axis=1)  # minutes [start - 3d, end)
         full_total = np.concatenate([near_total, new_total], axis=1)
         cg, ct = cumulative(full_good), cumulative(full_total)
         lg, lt = cumulative(leave_good), cumulative(leave_total)
-        ends = near + 1 + np.arange(n)  # column just past instant i's last minute
+        ends = slice(near + 1, near + 1 + n)  # per instant i, the column just past its last minute
         good: dict[str, np.ndarray] = {}
         total: dict[str, np.ndarray] = {}
         for name, window in self.windows.items():
@@ -223,8 +250,9 @@ class WindowSums:
                 good[name] = mid_good[:, None] - lg[:, 1:] + cg[:, ends]
                 total[name] = mid_total[:, None] - lt[:, 1:] + ct[:, ends]
             else:
-                good[name] = cg[:, ends] - cg[:, ends - w]
-                total[name] = ct[:, ends] - ct[:, ends - w]
+                starts = slice(near + 1 - w, near + 1 + n - w)
+                good[name] = cg[:, ends] - cg[:, starts]
+                total[name] = ct[:, ends] - ct[:, starts]
         first = np.concatenate([self._first, np.full(groups - len(self._first), np.inf)])
         first = np.minimum(first, _first_minute(new_total, _minute(start)))
         instant_minutes = _minute(start) + 1 + np.arange(n)
