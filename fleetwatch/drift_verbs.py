@@ -38,7 +38,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     compare.add_argument("--alpha", type=float, help="family-wise significance level (default 0.05)")
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from analytics.drift.config import DriftConfig
     from analytics.drift.files import compare_files
     from analytics.drift.report_html import render_report
@@ -59,6 +59,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     except (ValueError, OSError) as exc:
         print(f"fleetwatch drift compare: {exc}", file=sys.stderr)
         return 1
+    out = out or sys.stdout
     drifted = ", ".join(f.name for f in result.drifted) or "none"
     out.write(f"{result.recommendation}: drifted features: {drifted}\n")
     for reason in result.reasons:
