@@ -95,3 +95,19 @@ def test_a_reference_without_values_gives_an_empty_layout():
     reference = profile_reference(con, "ref", FEATURES)
     assert reference["x"].layout.edges == () and reference["x"].missing == 10
     assert reference["c"].layout.categories == () and reference["c"].missing == 10
+
+
+@pytest.mark.parametrize("max_ranked", [200_000, 1_000, 10])
+def test_reference_quantiles_are_numpys_whatever_the_zoom(max_ranked):
+    from analytics.drift.profiles import quantile_levels
+    from analytics.drift.quantiles import exact_quantiles
+
+    rng = np.random.default_rng(5)
+    # a point mass, far outliers (everything else in one histogram bucket), NULLs
+    x = np.concatenate([rng.normal(0, 1, 30_000), np.zeros(5_000), [1e12, -1e12], rng.lognormal(0, 2, 5_000)])
+    con = open_database(":memory:")
+    con.register("data", pa.table({"x": np.concatenate([x, [np.nan] * 10])}))
+    levels = quantile_levels(100)
+    edges = exact_quantiles(con, "(SELECT CASE WHEN isfinite(x) THEN x END AS v FROM data)", levels,
+                            max_ranked=max_ranked)
+    assert edges == tuple(np.quantile(x, levels).tolist())

@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from analytics.drift.config import DriftConfig
 from analytics.drift.profiles import Layout, Summary, quantile_levels, stable_float
+from analytics.drift.quantiles import exact_quantiles
 
 Read = Callable[[str, Any], Any]
 MISSING_BIN = -1
@@ -76,11 +77,10 @@ def _where(where: str | None) -> str:
 
 
 def reference_layout_sql(feature: FeatureSpec, config: DriftConfig, source: str, where: str | None = None) -> str:
-    """SQL for the reference's layout: quantile edges (one row, one list) or top-K categories with counts."""
+    """SQL for the reference's layout: a FROM clause of the values ``v``, NULL when missing (numeric; its
+    quantiles come from :func:`analytics.drift.quantiles.exact_quantiles`) or the top-K categories."""
     if feature.kind == "numeric":
-        probs = ", ".join(repr(p) for p in quantile_levels(config.fine_bins))
-        return (f"SELECT quantile_cont(v, [{probs}]) AS edges FROM "
-                f"(SELECT {numeric_value_sql(feature.sql)} AS v FROM {source}{_where(where)}) WHERE v IS NOT NULL")
+        return f"(SELECT {numeric_value_sql(feature.sql)} AS v FROM {source}{_where(where)})"
     return (f"SELECT v, count(*) AS n FROM (SELECT {categorical_value_sql(feature.sql)} AS v FROM {source}"
             f"{_where(where)}) WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT {int(config.top_k)}")
 
@@ -134,12 +134,13 @@ def run_read(read, sql: str, params: Mapping[str, Any] | None = None) -> list[tu
 def reference_layout(read, feature: FeatureSpec, config: DriftConfig, source: str, where: str | None = None,
                      params: Mapping[str, Any] | None = None) -> Layout:
     """The reference's layout for ``feature`` (empty when the reference has no value of it)."""
-    rows = run_read(read, reference_layout_sql(feature, config, source, where), params)
     if feature.kind == "numeric":
-        edges = tuple(float(e) for e in (rows[0][0] or ())) if rows else ()
-        probs = quantile_levels(config.fine_bins) if edges else ()
+        levels = quantile_levels(config.fine_bins)
+        edges = exact_quantiles(read, reference_layout_sql(feature, config, source, where), levels, params)
+        probs = levels if edges else ()
         shift = edges[probs.index(0.5)] if 0.5 in probs else edges[len(edges) // 2] if edges else 0.0
         return Layout(feature.name, "numeric", edges=edges, probs=probs, shift=shift)
+    rows = run_read(read, reference_layout_sql(feature, config, source, where), params)
     return Layout(feature.name, "categorical", categories=tuple(str(r[0]) for r in rows))
 
 
