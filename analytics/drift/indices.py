@@ -23,6 +23,8 @@ from scipy import stats
 from analytics.drift.config import DriftConfig
 from analytics.drift.profiles import Summary
 
+KSTWO_LIMIT = 10_000
+
 
 def _shares(summary: Summary) -> np.ndarray:
     counts = np.asarray(summary.counts, dtype=np.float64)
@@ -116,13 +118,16 @@ def kolmogorov_smirnov(reference: Summary, current: Summary) -> tuple[float, flo
     """KS statistic at the bin edges, its asymptotic p-value and the bound on the statistic's error.
 
     The exact sample statistic lies in [D, D + max over bins of min(share_ref, share_cur)]. The
-    p-value is scipy's asymptotic one: kstwo.sf(D, round(n_ref * n_cur / (n_ref + n_cur))).
+    p-value is scipy's asymptotic one, kstwo.sf(D, n_e) with n_e = round(n_ref * n_cur / (n_ref + n_cur)),
+    and its limit kstwobign.sf(D * sqrt(n_e)) beyond n_e = 10,000 (kstwo costs ~40 ms there; they agree).
     """
     r, c = _shares(reference), _shares(current)
     d = float(np.max(np.abs(np.cumsum(r) - np.cumsum(c))))
     bound = float(np.max(np.minimum(r, c)))
     n, m = reference.count, current.count
     effective_n = round(n * m / (n + m))
+    if effective_n > KSTWO_LIMIT:
+        return d, float(stats.kstwobign.sf(d * math.sqrt(effective_n))), bound
     return d, float(stats.kstwo.sf(d, max(effective_n, 1))), bound
 
 
