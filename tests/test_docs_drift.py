@@ -55,7 +55,7 @@ def test_numbers_in_the_text():
 def test_worked_psi_example():
     text = " ".join(_section("Indices").split())
     match = re.search(r"current shares ([\d., ]+?) give \*\*PSI = ([\d.]+)\*\* \(moderate\) and a Jensen–Shannon "
-                      r"distance of ([\d.]+)", text)
+                      r"distance of (\d+\.\d+)", text)
     current = np.array([float(v) for v in match.group(1).split(", ")])
     reference = np.full(10, 0.1)
     assert psi(reference, current, DriftConfig().psi_epsilon) == pytest.approx(float(match.group(2)), abs=5e-5)
