@@ -18,7 +18,8 @@ import os
 from typing import Sequence
 
 from analytics.drift.config import DriftConfig
-from analytics.drift.profile_sql import FeatureSpec, profile_reference, quote_literal, summarise
+from analytics.drift.profile_sql import FeatureSpec, profile_reference, summarise
+from analytics.drift.sql_text import quote_literal
 from analytics.drift.verdict import DriftResult, compare_profiles
 from collector.store.files import open_database
 

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
-
-import pyarrow as pa
+from typing import Any, Mapping, Sequence
 
 from analytics.drift.config import DriftConfig
 from analytics.drift.profiles import Layout, Summary, quantile_levels, stable_float
 from analytics.drift.quantiles import exact_quantiles
+from analytics.drift.sql_text import Read, double_literal, quote_identifier, quote_literal, run_read  # noqa: F401
 
-Read = Callable[[str, Any], Any]
 MISSING_BIN = -1
 
 
@@ -47,19 +45,6 @@ class FeatureSpec:
     @property
     def sql(self) -> str:
         return self.expr if self.expr is not None else quote_identifier(self.name)
-
-
-def quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _double(value: float) -> str:
-    # A string cast is correctly rounded; a long decimal literal would be parsed as DECIMAL first.
-    return f"{quote_literal(repr(float(value)))}::DOUBLE"
 
 
 def numeric_value_sql(expr: str) -> str:
@@ -90,7 +75,7 @@ def _bin_sql(value: str, edges: Sequence[float], lo: int, hi: int) -> str:
     if lo == hi:
         return str(lo)
     mid = (lo + hi) // 2
-    return (f"CASE WHEN {value} < {_double(edges[mid])} THEN {_bin_sql(value, edges, lo, mid)} "
+    return (f"CASE WHEN {value} < {double_literal(edges[mid])} THEN {_bin_sql(value, edges, lo, mid)} "
             f"ELSE {_bin_sql(value, edges, mid + 1, hi)} END")
 
 
@@ -107,7 +92,7 @@ def summary_sql(layout: Layout, expr: str, source: str, where: str | None = None
     if layout.kind == "numeric":
         value = numeric_value_sql(expr)
         bin_expr = f"CASE WHEN v IS NULL THEN {MISSING_BIN} ELSE {_bin_sql('v', layout.edges, 0, len(layout.edges))} END"
-        shifted = f"(v - {_double(layout.shift)})"
+        shifted = f"(v - {double_literal(layout.shift)})"
         stats = f"fsum({shifted}) AS s1, fsum({shifted} * {shifted}) AS s2, min(v) AS lo, max(v) AS hi"
     else:
         value = categorical_value_sql(expr)
@@ -118,17 +103,6 @@ def summary_sql(layout: Layout, expr: str, source: str, where: str | None = None
         stats = "NULL::DOUBLE AS s1, NULL::DOUBLE AS s2, NULL::DOUBLE AS lo, NULL::DOUBLE AS hi"
     return (f"SELECT {group_cols}{bin_expr} AS bin, count(*) AS n, {stats} "
             f"FROM (SELECT {groups}{value} AS v FROM {source}{_where(where)}) GROUP BY ALL")
-
-
-def run_read(read, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple]:
-    """Rows of ``sql`` from a DuckDB connection or a ``read(sql, params)`` callable."""
-    if hasattr(read, "execute"):
-        result = read.execute(sql, dict(params or {})).fetchall()
-    else:
-        result = read(sql, dict(params or {}))
-    if isinstance(result, pa.Table):
-        return list(zip(*(column.to_pylist() for column in result.columns)))
-    return [tuple(row) for row in result]
 
 
 def reference_layout(read, feature: FeatureSpec, config: DriftConfig, source: str, where: str | None = None,

@@ -26,12 +26,10 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
+from analytics.drift.sql_text import double_literal as _double, run_read
+
 BUCKETS = 65_536
 MAX_RANKED = 200_000
-
-
-def _double(value: float) -> str:
-    return f"'{value!r}'::DOUBLE"
 
 
 def order_statistics(read, values: str, positions: Sequence[int], params: Mapping[str, Any] | None = None,
@@ -40,8 +38,6 @@ def order_statistics(read, values: str, positions: Sequence[int], params: Mappin
 
     ``condition`` restricts to a subset whose first value has overall position ``base`` (the zoom).
     """
-    from analytics.drift.profile_sql import run_read
-
     params = dict(params or {})
     count, lo, hi = run_read(read, f"SELECT count(v), min(v), max(v) FROM {values} WHERE {condition}", params)[0]
     if not count:
@@ -83,8 +79,6 @@ def order_statistics(read, values: str, positions: Sequence[int], params: Mappin
 
 
 def _ranked(read, values: str, condition: str, params: dict, base: int, wanted: list[int]) -> dict[int, float]:
-    from analytics.drift.profile_sql import run_read
-
     params = {**params, "fw_positions": wanted}
     rows = run_read(read, f"SELECT i, v FROM (SELECT v, row_number() OVER (ORDER BY v) - 1 AS i FROM {values} "
                           f"WHERE {condition}) WHERE list_contains($fw_positions, i)", params)
@@ -110,8 +104,6 @@ def interpolated_quantiles(values: Mapping[int, float], count: int, levels: Sequ
 def exact_quantiles(read, values: str, levels: Sequence[float], params: Mapping[str, Any] | None = None,
                     max_ranked: int = MAX_RANKED) -> tuple[float, ...]:
     """The quantiles of ``values`` at ``levels`` (empty when there is no value)."""
-    from analytics.drift.profile_sql import run_read
-
     count = run_read(read, f"SELECT count(v) FROM {values}", params)[0][0]
     if not count:
         return ()
