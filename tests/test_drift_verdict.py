@@ -87,3 +87,10 @@ def test_config_validation_names_the_field():
         DriftConfig(correction="holm").validate()
     with pytest.raises(ValueError, match="unknown method 'kl'"):
         DriftConfig(thresholds={"kl": 0.1}).validate()
+
+
+def test_a_reference_without_spread_is_judged_by_psi():
+    ref, cur = profiles({"x": np.full(5000, 3.0)}, {"x": normal(5000, mean=3, seed=10)})
+    feature = compare_profiles(ref, cur).features[0]
+    assert feature.values["wasserstein"] is None and feature.effect_method == "psi"
+    assert feature.drifted is True

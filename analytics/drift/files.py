@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+import duckdb
+
 from analytics.drift.config import DriftConfig
 from analytics.drift.profile_sql import FeatureSpec, profile_reference, summarise
 from analytics.drift.sql_text import quote_literal
@@ -44,7 +46,7 @@ def file_source(path: str) -> str:
 def _columns(con, source: str, path: str) -> dict[str, str]:
     try:
         rows = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
-    except Exception as exc:  # duckdb raises several kinds for unreadable files
+    except duckdb.Error as exc:
         raise ValueError(f"{path}: cannot read it: {str(exc).splitlines()[0]}") from None
     return {row[0]: row[1] for row in rows}
 
@@ -72,8 +74,11 @@ def compare_files(reference_path: str, current_path: str, categorical: Sequence[
                                  categorical)
         if not features:
             raise ValueError(f"{reference_path}: no columns")
-        reference = profile_reference(con, ref_source, features, config)
-        current = summarise(con, cur_source, reference)
+        try:
+            reference = profile_reference(con, ref_source, features, config)
+            current = summarise(con, cur_source, reference)
+        except duckdb.Error as exc:  # a CSV row that does not parse, a damaged Parquet page, ...
+            raise ValueError(f"cannot read the files: {str(exc).splitlines()[0]}") from None
         return compare_profiles(reference, current, config)
     finally:
         con.close()

@@ -141,8 +141,16 @@ def _effect(result: FeatureResult) -> float | None:
     return result.values.get("cramers_v" if method == "chi_square" else method)
 
 
+def _fall_back_to_psi(result: FeatureResult) -> None:
+    """A reference without spread has no normalised Wasserstein: PSI decides instead."""
+    if _effect(result) is None and result.p_value is not None:
+        result.reasons.append(f"{result.effect_method} undefined (the reference has no spread): PSI decides")
+        result.effect_method = "psi"
+
+
 def _judge(result: FeatureResult, alpha: float, config: DriftConfig) -> None:
     result.alpha = alpha
+    _fall_back_to_psi(result)
     if result.p_value is not None:
         effect, threshold = _effect(result), config.threshold(result.effect_method)
         big = effect is not None and effect >= threshold
