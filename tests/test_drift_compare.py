@@ -71,3 +71,21 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         assert main(["drift", "compare", "--reference", str(tmp_path / "ref.parquet"), *extra]) == 1
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+def test_the_report_of_50_features_is_small_and_takes_extra_sections():
+    from analytics.drift.report_html import render_report
+    from analytics.drift.verdict import compare_profiles
+    from tests.drift_data import profiles
+
+    reference = {f"f{i:02d}": normal(2000, seed=i) for i in range(40)}
+    current = {f"f{i:02d}": normal(2000, mean=0.5 if i % 10 == 0 else 0.0, seed=500 + i) for i in range(40)}
+    for i in range(10):
+        reference[f"c{i}"] = categories(2000, {f"v{k}": 1 / 25 for k in range(25)}, seed=i)
+        current[f"c{i}"] = categories(2000, {f"v{k}": 1 / 25 for k in range(25)}, seed=900 + i)
+    ref, cur = profiles(reference, current, categorical=[f"c{i}" for i in range(10)])
+    html = render_report(compare_profiles(ref, cur).to_json(), title="fleet <drift>",
+                         extra_sections=[("Shadow mode", "<p id=\"shadow\">agreement 0.91</p>")])
+    assert len(html.encode()) < 1_000_000 and html.count("<svg") == 50
+    assert "<h2>Shadow mode</h2><p id=\"shadow\">agreement 0.91</p>" in html
+    assert "fleet &lt;drift&gt;" in html and not re.search(r"https?://", html)
