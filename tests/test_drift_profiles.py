@@ -111,3 +111,18 @@ def test_reference_quantiles_are_numpys_whatever_the_zoom(max_ranked):
     edges = exact_quantiles(con, "(SELECT CASE WHEN isfinite(x) THEN x END AS v FROM data)", levels,
                             max_ranked=max_ranked)
     assert edges == tuple(np.quantile(x, levels).tolist())
+
+
+def test_a_read_callable_returning_arrow_gives_the_same_profiles():
+    con = open_database(":memory:")
+    con.register("data", _data(20_000, seed=4))
+    calls = []
+
+    def read(sql, params):  # the job framework's reader: named parameters in, a pyarrow Table out
+        calls.append(sql)
+        return con.sql(sql, params=params).to_arrow_table()
+
+    by_callable = profile_reference(read, "data", FEATURES)
+    assert calls and by_callable == profile_reference(con, "data", FEATURES)
+    assert summarise(read, "data", by_callable, where="hour = $h", params={"h": 1}) == \
+        summarise(con, "data", by_callable, where="hour = $h", params={"h": 1})
