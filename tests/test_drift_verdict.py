@@ -16,6 +16,7 @@ def test_too_few_values_is_insufficient_data_not_a_verdict():
     result = compare_profiles(ref, cur, DriftConfig(min_count=100))
     feature = result.features[0]
     assert feature.drifted is None and feature.status == "insufficient data"
+    assert feature.to_json()["wasserstein"] is None and feature.to_json()["ks"] is None  # every method, as null
     assert result.recommendation == "insufficient data"
     assert compare_profiles(ref, cur, DriftConfig(min_count=50)).features[0].drifted is True
 

@@ -21,7 +21,7 @@ from typing import Mapping
 
 import numpy as np
 
-from analytics.drift.config import DriftConfig
+from analytics.drift.config import CATEGORICAL_METHODS, NUMERIC_METHODS, DriftConfig
 from analytics.drift.indices import categorical_indices, coarse_shares, missing_share_change, numeric_indices
 from analytics.drift.profiles import Summary
 
@@ -123,6 +123,7 @@ def _evaluate(reference: Summary, current: Summary, config: DriftConfig) -> Feat
         result.missing["p_value"] = None
     enough = min(reference.count, current.count) >= config.min_count and reference.kind == current.kind
     if not enough:
+        result.values = dict.fromkeys(NUMERIC_METHODS if reference.kind == "numeric" else CATEGORICAL_METHODS)
         result.reasons.append(f"insufficient data: {reference.count} reference and {current.count} current values "
                               f"(at least {config.min_count} each needed)")
         return result
