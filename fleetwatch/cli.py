@@ -8,6 +8,7 @@ Verbs::
     fleetwatch query NAME [--param K=V ...] [--format table|csv|json]   (the read API)
     fleetwatch sql "SELECT ..."    (the read API, admin token)
     fleetwatch simulate ...        (see fleetwatch simulate --help)
+    fleetwatch drift compare --reference REF --current CUR [--categorical a,b] --out report.html --json report.json
 
 Flags override the config file. Every verb's work lives in a library module;
 this module only turns exceptions into one-line messages and exit codes.
@@ -131,10 +132,11 @@ def _main(argv: list[str] | None) -> int:
                             "commits what was loaded (exit 130 / 143).")
     ingest.add_argument("--db", required=True, metavar="PATH", help="DuckDB file (must not be owned by a server)")
     ingest.add_argument("logs", nargs="+", metavar="LOG", help="request log files")
-    from fleetwatch import read_verbs, slo_verbs
+    from fleetwatch import drift_verbs, read_verbs, slo_verbs
 
     read_verbs.add_parsers(sub)
     slo_verbs.add_parsers(sub)
+    drift_verbs.add_parsers(sub)
     sub.add_parser("simulate", help="generate fleet telemetry (fleetwatch simulate --help)")
     args = parser.parse_args(argv)
 
@@ -144,6 +146,8 @@ def _main(argv: list[str] | None) -> int:
         return read_verbs.run(args)
     if args.verb == "slo":
         return slo_verbs.run(args)
+    if args.verb == "drift":
+        return drift_verbs.run(args)
 
     if args.verb in ("serve", "demo"):
         from collector.store.checkpoints import UnfinishedBatchError
