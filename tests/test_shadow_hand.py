@@ -215,6 +215,9 @@ def test_assumed_cloud_error_where_no_labels(hand):
     rows = shadow_agreement(_reader(store), since=hour, until=hour + timedelta(hours=2), assumed_cloud_error=0.05)
     fc = _one(rows, model_name="fc")
     assert fc["cloud_error_source"] == "assumed"  # regressors have no class labels: the assumption stands
+    assert fc["edge_error_lower"] is None and fc["edge_error_upper"] is None  # no agreement rate: no bound
+    det = _one(rows, model_name="det", model_version="1")
+    assert det["cloud_error_source"] == "ground_truth" and det["cloud_error_rate"] == pytest.approx(0.125)
     with pytest.raises(ValueError, match="rates must be in"):
         edge_error_bound(1.5, 0.1)
 

@@ -97,7 +97,9 @@ SELECT step_start, model_name, model_version, grp AS "group", cloud_version,
        cloud_error_rate, cloud_error_source,
        -- the label-free bound on the edge error rate (docs/shadow.md): |d - e_c| <= e_e <= d + e_c
        abs((1 - agreement_rate) - cloud_error_rate) AS edge_error_lower,
-       least(1.0, (1 - agreement_rate) + cloud_error_rate) AS edge_error_upper,
+       -- (least() skips NULLs: without both rates there is no bound)
+       CASE WHEN agreement_rate IS NOT NULL AND cloud_error_rate IS NOT NULL
+            THEN least(1.0, (1 - agreement_rate) + cloud_error_rate) END AS edge_error_upper,
        measured_edge_error, labelled_pairs::BIGINT AS labelled
 FROM rates
 ORDER BY model_name, model_version NULLS LAST, "group", step_start
