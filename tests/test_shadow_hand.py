@@ -235,8 +235,8 @@ def test_label_lag_by_hand(hand):
 def test_config_is_validated():
     with pytest.raises(ConfigError, match="shadow.max_lag"):
         ShadowConfig(max_lag=10).validate()
-    with pytest.raises(ConfigError, match="shadow.assumed_cloud_error"):
-        ShadowConfig(assumed_cloud_error=1.5).validate()
+    with pytest.raises(ConfigError, match="shadow.label_horizon"):
+        ShadowConfig(label_horizon=100 * 86400).validate()
 
 
 def test_late_shadow_and_late_label_reopen_exactly_their_hours(tmp_path):

@@ -5,13 +5,11 @@
     shadow:
       max_lag: 12h            # a cloud shadow matches an edge inference at most this far apart (event time)
       label_horizon: 7d       # a label counts if it comes at most this long after the inference
-      assumed_cloud_error: 0.03   # the cloud model's error rate where no labels measure it (omit: no bound)
 
-Leaving the section out gives these defaults (no assumed cloud error, so
-the label-free bound is reported only where labels measure the cloud's
-error). A shadow further than ``max_lag`` from its edge inference is
-counted twice, as an edge request without a shadow and as a shadow without
-an edge answer; a label later than ``label_horizon`` is not joined.
+Leaving the section out gives these defaults. A shadow further than
+``max_lag`` from its edge inference is counted twice, as an edge request
+without a shadow and as a shadow without an edge answer; a label later than
+``label_horizon`` is not joined.
 """
 
 from __future__ import annotations
@@ -30,15 +28,12 @@ class ShadowConfig:
 
     max_lag: float = 12 * 3600.0  # seconds
     label_horizon: float = 7 * 86400.0  # seconds
-    assumed_cloud_error: float | None = None
 
     def validate(self, key: str = "shadow") -> None:
         if not 60 <= self.max_lag <= 2 * 86400:
             raise ConfigError(f"{key}.max_lag: must be 1m..2d, got {self.max_lag} s")
         if not 3600 <= self.label_horizon <= 90 * 86400:
             raise ConfigError(f"{key}.label_horizon: must be 1h..90d, got {self.label_horizon} s")
-        if self.assumed_cloud_error is not None and not 0 <= self.assumed_cloud_error < 1:
-            raise ConfigError(f"{key}.assumed_cloud_error: must be in [0, 1), got {self.assumed_cloud_error}")
 
 
 register_section("shadow", ShadowConfig)
