@@ -12,12 +12,13 @@ import math
 import shutil
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 
 from analytics.jobs.framework import JobRunner
 from analytics.rollups import GoldenSignalsHour
 from analytics.schema import ANALYTICS
-from analytics.shadow.derived import ground_truth_accuracy, retraining_cadence, shadow_agreement
+from analytics.shadow.derived import ground_truth_accuracy, retraining_cadence, shadow_agreement, shadow_flips
 from analytics.shadow.jobs import shadow_jobs
 from collector.store.database import Store
 from collector.store.versions import COLLECTOR
@@ -117,3 +118,38 @@ def test_retraining_cadence_lists_versions_in_rollout_order(sample):
     assert new["first_seen"] == _time(ROLLOUT["stages"][0]["start_unix_nano"]).replace(minute=0, second=0,
                                                                                         microsecond=0)
     assert new["previous_version"] == old["model_version"] and new["days_since_previous"] > 0
+
+
+def test_kappa_comes_from_the_summed_flip_matrix_not_hourly_kappas(sample):
+    read_, end = sample
+    version = ROLLOUT["to_version"]
+    params = dict(since=START, until=end, model_name="defect-detector", model_version=version)
+    flips = shadow_flips(read_, **params)
+    labels = sorted({r["edge_label"] for r in flips} | {r["cloud_label"] for r in flips})
+    matrix = np.zeros((len(labels), len(labels)))
+    for r in flips:
+        matrix[labels.index(r["edge_label"]), labels.index(r["cloud_label"])] += r["pairs"]
+    n = matrix.sum()
+    p_o, p_e = np.trace(matrix) / n, float((matrix.sum(axis=1) / n) @ (matrix.sum(axis=0) / n))
+    (row,) = shadow_agreement(read_, **params)
+    assert row["kappa"] == pytest.approx((p_o - p_e) / (1 - p_e), rel=1e-9)
+    hourly = [r["kappa"] for r in shadow_agreement(read_, step="hour", **params) if r["kappa"] is not None]
+    assert abs(np.mean(hourly) - row["kappa"]) > 1e-6  # an average of hourly kappas is another number
+
+
+def test_every_shadow_in_the_sample_is_matched_even_a_backlog_hours_late(sample):
+    read_, end = sample
+    # computed straight from the raw spans: edge inferences whose request id has a cloud inference
+    raw = read_("""
+        SELECT e.model_name, count(*) AS n,
+               count(*) FILTER (WHERE epoch(c.start_time) - epoch(e.start_time) > 3600) AS over_an_hour
+        FROM span_rows e JOIN span_rows c USING (request_id)
+        WHERE e.name = 'inference' AND e.inference_mode = 'edge' AND c.name = 'inference'
+          AND c.inference_mode = 'cloud'
+        GROUP BY ALL""", {}).to_pylist()
+    matched = {}
+    for r in shadow_agreement(read_, since=START, until=end):
+        matched[r["model_name"]] = matched.get(r["model_name"], 0) + r["matched"]
+        assert r["shadow_orphans"] == 0
+    assert {r["model_name"]: r["n"] for r in raw} == {m: n for m, n in matched.items() if n}
+    assert sum(r["over_an_hour"] for r in raw) > 0  # the offline site's shadows came hours after their edge
