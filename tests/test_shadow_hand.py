@@ -17,6 +17,7 @@ import math
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from opentelemetry.sdk.resources import Resource
 
 from analytics.jobs.framework import JobRunner
 from analytics.schema import ANALYTICS
@@ -28,12 +29,7 @@ from collector.config import ConfigError
 from collector.store.database import Store
 from collector.store.versions import COLLECTOR
 from tests.analytics_data import read
-from tests.test_health_fleet import Device, _ns, _span
-
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from tests.test_health_fleet import Device, _span
 
 CLASSES = {  # request: (edge label, edge score, cloud label, cloud score, true label)
     "r1": ("ok", 0.9, "ok", 0.85, "ok"), "r2": ("ok", 0.8, "ok", 0.9, "ok"),

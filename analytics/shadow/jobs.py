@@ -105,12 +105,19 @@ def _rows(kind: str, suffix: str) -> str:
 
 
 _DT = "abs(epoch(c.t) - epoch(e.t))"
-_NEAREST_CLOUD = f"""
+
+
+def _nearest_cloud(where: str = "TRUE") -> str:
+    """Joins each edge row ``e`` (those where ``where`` holds) to its cloud shadow ``c``, if any within the lag."""
+    return f"""
     LEFT JOIN clouds c ON c.request_id = e.request_id AND {_DT} <= $lag_s
+    WHERE {where}
     -- several shadows of one request: the nearest in time answers it
     QUALIFY row_number() OVER (PARTITION BY e.trace_id_hi, e.trace_id_lo, e.span_id
                                ORDER BY {_DT} NULLS LAST, c.received_at DESC) = 1
 """
+
+
 _KEY_LIST = ", ".join(KEYS)
 
 SHADOW_SQL = f"""
@@ -120,7 +127,8 @@ pairs AS (
     SELECT e.*, date_trunc('hour', e.t)::TIMESTAMP AS window_start, c.request_id IS NOT NULL AS matched,
            c.model_version AS cloud_version, c.prediction_label AS cloud_label,
            e.prediction_score - c.prediction_score AS score_delta, e.prediction_value - c.prediction_value AS err
-    FROM edges e {_NEAREST_CLOUD.replace('QUALIFY', 'WHERE e.t >= $start AND e.t < $end QUALIFY')}
+    -- edges span the window and the lag around it (for the orphans below): pairs are the window's
+    FROM edges e {_nearest_cloud('e.t >= $start AND e.t < $end')}
 ),
 binned AS (
     SELECT *, {bin_sql('score_delta', SCORE_DELTA_EDGES)} AS score_bin, {bin_sql('err', VALUE_ERROR_EDGES)} AS err_bin
@@ -162,7 +170,7 @@ WITH edges AS ({_rows('edge', 'window')}),
 clouds AS ({_rows('cloud', 'wide')}),
 pairs AS (
     SELECT e.*, date_trunc('hour', e.t)::TIMESTAMP AS window_start, c.prediction_label AS cloud_label
-    FROM edges e {_NEAREST_CLOUD}
+    FROM edges e {_nearest_cloud()}
 )
 SELECT window_start, {_KEY_LIST}, prediction_label AS edge_label, cloud_label, count(*)::UBIGINT AS pairs
 FROM pairs WHERE prediction_label IS NOT NULL AND cloud_label IS NOT NULL
@@ -186,7 +194,7 @@ joined AS (
     FROM edges e
     LEFT JOIN labels l ON l.request_id = e.request_id
          AND epoch(l.t) - epoch(e.t) >= -$lag_s AND epoch(l.t) - epoch(e.t) < $horizon_s
-    {_NEAREST_CLOUD}
+    {_nearest_cloud()}
 ),
 binned AS (SELECT *, {bin_sql('lag_s', LABEL_LAG_EDGES_S)} AS lag_bin,
                   prediction_value - true_value AS err, cloud_value - true_value AS cloud_err FROM joined)
