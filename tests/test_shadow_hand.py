@@ -28,7 +28,7 @@ from bench.harness import CollectorProcess
 from collector.config import ConfigError
 from collector.store.database import Store
 from collector.store.versions import COLLECTOR
-from tests.analytics_data import read
+from tests.analytics_data import read, serve_and_get
 from tests.test_health_fleet import Device, _span
 
 CLASSES = {  # request: (edge label, edge score, cloud label, cloud score, true label)
@@ -279,3 +279,13 @@ def test_late_shadow_and_late_label_reopen_exactly_their_hours(tmp_path):
                                                                            abs=1)
     finally:
         store.close()
+
+
+def test_the_read_api_serves_the_same_figures(hand):
+    store, hour = hand
+    since, until = (hour.isoformat() + "Z"), (hour + timedelta(hours=2)).isoformat() + "Z"
+    (answer,) = serve_and_get(store, [f"/api/v1/query/shadow_agreement?since={since}&until={until}&model_name=det"])
+    names = [c["name"] for c in answer["columns"]]
+    det = next(dict(zip(names, row)) for row in answer["rows"] if row[names.index("model_version")] == "1")
+    assert (det["matched"], det["edge_unmatched"]) == (8, 2)
+    assert det["kappa"] == pytest.approx(0.4)
