@@ -289,3 +289,33 @@ def test_the_read_api_serves_the_same_figures(hand):
     det = next(dict(zip(names, row)) for row in answer["rows"] if row[names.index("model_version")] == "1")
     assert (det["matched"], det["edge_unmatched"]) == (8, 2)
     assert det["kappa"] == pytest.approx(0.4)
+
+
+def test_a_late_edge_inference_unorphans_its_shadow(tmp_path):
+    """The shadow comes first (an orphan in its hour); the edge inference, from an offline device, after."""
+    db = tmp_path / "late-edge.duckdb"
+    now = _now()
+    shadow_hour = (now - timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+    shadow_at, edge_at = shadow_hour + timedelta(minutes=5), shadow_hour - timedelta(minutes=5)
+    with CollectorProcess(db) as collector:
+        Service("shadow-inference").spans(collector.http_url,
+                                          lambda t: _cloud(t, shadow_at, "det", "e1", label="ok", score=0.9))
+    store = _open(db)
+    _run(JobRunner(store, [ShadowHour()]), now)
+    assert _one(shadow_agreement(_reader(store), since=shadow_hour, until=now), model_name="det")["shadow_orphans"] == 1
+    store.close()
+    with CollectorProcess(db) as collector:
+        Device("cam-e", "jetson-orin", edge_at - timedelta(hours=1)).spans(
+            collector.http_url, lambda t: _edge(t, edge_at, "det", "1", "e1", label="ok", score=0.8))
+    store = _open(db)
+    try:
+        reports = _run(JobRunner(store, [ShadowHour()]), now + timedelta(minutes=1))
+        # the edge inference's own hour and its shadow's
+        assert [s for s, _, reason in reports["shadow_hour"].spans if reason == "late-data"] == [
+            shadow_hour - timedelta(hours=1), shadow_hour]
+        rows = shadow_agreement(_reader(store), since=shadow_hour - timedelta(hours=1), until=now)
+        assert sum(r["shadow_orphans"] for r in rows) == 0
+        det = _one(rows, model_name="det", model_version="1")
+        assert (det["matched"], det["agreements"]) == (1, 1)
+    finally:
+        store.close()

@@ -29,7 +29,8 @@ inference it belongs to, so the ingest marks alone would re-open the wrong
 hour. Each job maps the marked minutes to the hours of the edge inferences
 whose request ids the cloud or label rows of those minutes carry
 (:meth:`late_windows`), besides the minutes' own hours (late edge
-inferences, orphan shadows). A label that arrives days later therefore
+inferences, orphan shadows); ``shadow_hour`` also maps late edge
+inferences to the hours of their shadows, which stop being orphans. A label that arrives days later therefore
 recomputes exactly its inference's hour, whatever the label's own time.
 """
 
@@ -215,26 +216,35 @@ SELECT window_start, {_KEY_LIST},
 FROM binned GROUP BY window_start, {_KEY_LIST}
 """
 
-# The hours of the edge inferences that the cloud / label rows of some marked minutes belong to.
-EDGE_HOURS_SQL = f"""
+# The hours of the rows of kind {target} that share a request id with the rows of kind {touched}
+# in some marked minutes (the edge inferences of late shadows and labels; the shadows of late edges).
+RELATED_HOURS_SQL = f"""
 WITH marked AS (
     SELECT min(min_time) AS lo, max(max_time) AS hi FROM ingest_marks
     WHERE table_name = 'span_rows' AND list_contains($minutes, minute)
 ),
 touched AS (
     SELECT request_id, {_T} AS t FROM span_rows, marked
-    WHERE ({{kinds}}) AND request_id IS NOT NULL AND start_time >= marked.lo AND start_time <= marked.hi
+    WHERE ({{touched}}) AND request_id IS NOT NULL AND start_time >= marked.lo AND start_time <= marked.hi
       AND list_contains($minutes, date_trunc('minute', {_T})::TIMESTAMP)
 ),
 bounds AS (SELECT min(t) AS lo, max(t) AS hi FROM touched)
 SELECT DISTINCT date_trunc('hour', {_T})::TIMESTAMP AS hour
 FROM span_rows JOIN touched USING (request_id), bounds
-WHERE name = 'inference' AND inference_mode = 'edge'
+WHERE ({{target}})
   AND start_time >= bounds.lo - to_seconds($before_s + {_RAW_SLACK.total_seconds()})
   AND start_time <= bounds.hi + to_seconds($after_s + {_RAW_SLACK.total_seconds()})
   AND {_T} >= touched.t - to_seconds($before_s) AND {_T} <= touched.t + to_seconds($after_s)
 """
-_KINDS = {"cloud": "name = 'inference' AND inference_mode = 'cloud'", "label": "name = 'ground_truth'"}
+_KINDS = {"edge": "name = 'inference' AND inference_mode = 'edge'",
+          "cloud": "name = 'inference' AND inference_mode = 'cloud'", "label": "name = 'ground_truth'"}
+
+
+def related_hours(read: Read, minutes: list[datetime], touched: tuple[str, ...], target: str,
+                  before_s: float, after_s: float) -> set[datetime]:
+    """Hours of ``target`` rows (a kind) at most ``before_s`` before / ``after_s`` after a ``touched`` row."""
+    sql = RELATED_HOURS_SQL.format(touched=" OR ".join(f"({_KINDS[k]})" for k in touched), target=_KINDS[target])
+    return set(read(sql, {"minutes": minutes, "before_s": before_s, "after_s": after_s})["hour"].to_pylist())
 
 
 def _bounds(read: Read, start: datetime, end: datetime, suffix: str) -> dict:
@@ -267,10 +277,7 @@ class _EdgeHourJob(WindowJob):
         if not minutes:
             return own
         before, after = self.edge_offsets()
-        kinds = " OR ".join(f"({_KINDS[k]})" for k in self.touched_kinds)
-        hours = read(EDGE_HOURS_SQL.format(kinds=kinds),
-                     {"minutes": minutes, "before_s": before, "after_s": after})["hour"].to_pylist()
-        return own | set(hours)
+        return own | related_hours(read, minutes, self.touched_kinds, "edge", before, after)
 
     def window_params(self, read: Read, start: datetime, end: datetime) -> dict:
         lag = timedelta(seconds=self.config.max_lag)
@@ -284,6 +291,13 @@ class ShadowHour(_EdgeHourJob):
     name = "shadow_hour"
     outputs = ("shadow_hour", "shadow_flips_hour")
     touched_kinds = ("cloud",)
+
+    def late_windows(self, read: Read, minutes: list[datetime]) -> set[datetime]:
+        # A late edge inference also un-orphans a shadow counted in the shadow's own hour.
+        hours = super().late_windows(read, minutes)
+        if minutes:
+            hours |= related_hours(read, minutes, ("edge",), "cloud", self.config.max_lag, self.config.max_lag)
+        return hours
 
     def compute(self, read: Read, start: datetime, end: datetime) -> JobOutput:
         params = self.window_params(read, start, end)
