@@ -32,10 +32,10 @@ from tests.analytics_data import read, serve_and_get
 from tests.test_health_fleet import Device, _span
 
 CLASSES = {  # request: (edge label, edge score, cloud label, cloud score, true label)
-    "r1": ("ok", 0.9, "ok", 0.85, "ok"), "r2": ("ok", 0.8, "ok", 0.9, "ok"),
-    "r3": ("ok", 0.7, "ok", 0.7, "dent"), "r4": ("ok", 0.6, "dent", 0.8, "dent"),
-    "r5": ("dent", 0.9, "dent", 0.6, "dent"), "r6": ("dent", 0.5, "ok", 0.7, "ok"),
-    "r7": ("scratch", 0.95, "scratch", 0.9, "scratch"), "r8": ("scratch", 0.55, "dent", 0.65, "dent"),
+    "r1": ("ok", 0.9, "ok", 0.85, "ok"), "r2": ("ok", 0.8, "ok", 0.95, "ok"),
+    "r3": ("ok", 0.7, "ok", 0.7, "dent"), "r4": ("ok", 0.6, "dent", 0.75, "dent"),
+    "r5": ("dent", 0.9, "dent", 0.65, "dent"), "r6": ("dent", 0.5, "ok", 0.75, "ok"),
+    "r7": ("scratch", 0.95, "scratch", 0.9, "scratch"), "r8": ("scratch", 0.55, "dent", 0.6, "dent"),
     "r9": ("ok", 0.9, None, None, "ok"), "r10": ("ok", 0.9, None, None, None),
 }
 LAGS_S = {"r1": 30, "r2": 300, "r3": 7200, "r4": 600, "r5": 600, "r6": 600, "r7": 600, "r8": 600, "r9": 600}
@@ -154,9 +154,12 @@ def test_classifier_agreement_kappa_coverage_by_hand(hand):
     # p_o = 5/8; edge rows ok 4, dent 2, scratch 2; cloud columns ok 4, dent 3, scratch 1:
     # p_e = (4*4 + 2*3 + 2*1) / 64 = 0.375; kappa = (0.625 - 0.375) / (1 - 0.375) = 0.4
     assert det["kappa"] == pytest.approx(0.4)
-    # score deltas 0.05, -0.1, 0, -0.2, 0.3, -0.2, 0.05, -0.1: sum -0.2, squares 0.195
-    assert det["score_delta_mean"] == pytest.approx(-0.025)
-    assert det["score_delta_std"] == pytest.approx(math.sqrt(0.195 / 8 - 0.025**2))
+    # score deltas 0.05, -0.15, 0, -0.15, 0.25, -0.25, 0.05, -0.05: sum -0.25, squares 0.1775
+    assert det["score_delta_mean"] == pytest.approx(-0.25 / 8)
+    assert det["score_delta_std"] == pytest.approx(math.sqrt(0.1775 / 8 - (0.25 / 8) ** 2))
+    # bins of 0.1 from -1: -0.25 in bin 7, -0.15 (twice) in 8, -0.05 in 9, 0 and 0.05 (twice) in 10, 0.25 in 12
+    assert det["score_delta_hist"] == [0] * 7 + [1, 2, 1, 3, 0, 1] + [0] * 7
+    assert det["cloud_answers"] == 8  # r99 is in the orphan row
     # the orphan shadow r99 is counted in its own row (no edge version, no cohort)
     orphan = _one(rows, model_name="det", model_version=None)
     assert (orphan["shadow_orphans"], orphan["edge_requests"]) == (1, 0)
@@ -178,6 +181,8 @@ def test_regressor_bias_mae_rmse_by_hand(hand):
     assert fc["bias"] == pytest.approx(0.875)
     assert fc["mae"] == pytest.approx(1.125)
     assert fc["rmse"] == pytest.approx(math.sqrt((1 + 0.25 + 0 + 9) / 4))
+    # bin i is [edge i-1, edge i) of -10 -5 -2 -1 -0.5 -0.2 0 0.2 0.5 1 2 5 10: -0.5 in bin 5, 0 in 7, 1 in 10, 3 in 11
+    assert fc["value_error_hist"] == [0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 1, 1, 0, 0]
     gt = _one(ground_truth_accuracy(_reader(store), since=hour, until=hour + timedelta(hours=2)), model_name="fc")
     # edge - truth: 0.5, 0, 1 (q4 unlabelled); cloud - truth: -0.5, 0.5, 1
     assert (gt["inferences"], gt["value_labelled"]) == (4, 3)

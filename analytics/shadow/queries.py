@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from analytics.api.params import Param
 from analytics.api.queries import NamedQuery
-from analytics.shadow.bins import LABEL_LAG_COLUMNS
+from analytics.shadow.bins import LABEL_LAG_COLUMNS, SCORE_DELTA_COLUMNS, VALUE_ERROR_COLUMNS
 from analytics.shadow.jobs import COHORT
 
 _GROUPS = {"none": "'all'", "site": "site", "region": "region", "device_class": "device_class",
@@ -63,9 +63,15 @@ _SHADOW_SUMS = ("edge_requests", "matched", "edge_unmatched", "shadow_orphans", 
                 "score_pairs", "value_pairs", "score_delta_sum", "score_delta_sq_sum", "error_sum", "error_sq_sum",
                 "abs_error_sum")
 
+def _histogram(columns: tuple[str, ...]) -> str:
+    """The summed bin columns as one list (bins in docs/shadow.md)."""
+    return "[" + ", ".join(f"sum({c})::BIGINT" for c in columns) + "]"
+
+
 SHADOW_AGREEMENT_SQL = f"""
 WITH s AS (
-    SELECT {_SELECT_KEYS}, max(cloud_version) AS cloud_version, {", ".join(f"sum({c}) AS {c}" for c in _SHADOW_SUMS)}
+    SELECT {_SELECT_KEYS}, max(cloud_version) AS cloud_version, {", ".join(f"sum({c}) AS {c}" for c in _SHADOW_SUMS)},
+           {_histogram(SCORE_DELTA_COLUMNS)} AS score_delta_hist, {_histogram(VALUE_ERROR_COLUMNS)} AS value_error_hist
     FROM shadow_hour WHERE {_FILTER} GROUP BY ALL
 ),
 {_KAPPA_CTES},
@@ -87,13 +93,15 @@ rates AS (
 SELECT step_start, model_name, model_version, grp AS "group", cloud_version,
        edge_requests::BIGINT AS edge_requests, matched::BIGINT AS matched,
        edge_unmatched::BIGINT AS edge_unmatched, shadow_orphans::BIGINT AS shadow_orphans,
+       (matched + shadow_orphans)::BIGINT AS cloud_answers,
        matched / nullif(edge_requests, 0) AS coverage,
        compared::BIGINT AS compared, agreements::BIGINT AS agreements, agreement_rate, kappa,
        score_delta_sum / nullif(score_pairs, 0) AS score_delta_mean,
        sqrt(greatest(score_delta_sq_sum / nullif(score_pairs, 0)
-                     - pow(score_delta_sum / nullif(score_pairs, 0), 2), 0)) AS score_delta_std,
+                     - pow(score_delta_sum / nullif(score_pairs, 0), 2), 0)) AS score_delta_std, score_delta_hist,
        value_pairs::BIGINT AS value_pairs, error_sum / nullif(value_pairs, 0) AS bias,
        abs_error_sum / nullif(value_pairs, 0) AS mae, sqrt(error_sq_sum / nullif(value_pairs, 0)) AS rmse,
+       value_error_hist,
        cloud_error_rate, cloud_error_source,
        -- the label-free bound on the edge error rate (docs/shadow.md): |d - e_c| <= e_e <= d + e_c
        abs((1 - agreement_rate) - cloud_error_rate) AS edge_error_lower,
