@@ -25,6 +25,7 @@ from analytics.api.server import ReadApi
 from analytics.api.sql_guard import SqlGuard
 from analytics.config import AnalyticsConfig
 from analytics.health.config import HealthConfig
+from analytics.shadow.config import ShadowConfig
 from analytics.slo.alerting_config import AlertingConfig
 from collector.config import CollectorConfig, parse_endpoint
 from collector.store.migrations import Migrations
@@ -62,12 +63,13 @@ class AnalyticsExtension:
     """The window jobs (golden-signal rollups first) on APScheduler, writing through the collector's store."""
 
     def __init__(self, config: AnalyticsConfig, alerting: AlertingConfig | None = None,
-                 health: HealthConfig | None = None) -> None:
+                 health: HealthConfig | None = None, shadow: ShadowConfig | None = None) -> None:
         from analytics.schema import ANALYTICS
 
         self.config = config
         self.alerting = alerting
         self.health = health or HealthConfig()
+        self.shadow = shadow or ShadowConfig()
         self.migrations: Sequence[Migrations] = (ANALYTICS,)
         self.scheduler = None
 
@@ -80,13 +82,14 @@ class AnalyticsExtension:
         from analytics.jobs.framework import JobRunner
         from analytics.jobs.scheduler import AnalyticsScheduler
         from analytics.rollups import rollup_jobs
+        from analytics.shadow.jobs import shadow_jobs
         from analytics.slo.job import SloJob
         from analytics.slo.sli_job import sli_jobs
 
         if collector.store is None:
             log.warning("no DuckDB exporter in this process: analytics jobs are not started")
             return
-        jobs = rollup_jobs() + health_jobs(self.health)
+        jobs = rollup_jobs() + health_jobs(self.health) + shadow_jobs(self.shadow)
         specs = self.config.slo_specs()
         slo_inputs = sli_jobs(specs)
         jobs += slo_inputs
@@ -153,7 +156,8 @@ def service_extensions(config: CollectorConfig) -> list:
     analytics = config.section("analytics")
     alerting = config.section("alerting")
     if analytics is not None:
-        extensions.append(AnalyticsExtension(analytics, alerting, config.section("health")))
+        extensions.append(AnalyticsExtension(analytics, alerting, config.section("health"),
+                                             config.section("shadow")))
     # Without receivers alerts are still evaluated and stored; nothing connects anywhere.
     if alerting is not None and alerting.receivers:
         if analytics is None:

@@ -73,6 +73,7 @@ def _apply_serve_flags(args: argparse.Namespace, *, with_analytics: bool = False
     # The sections of the layers serve composes register themselves on import.
     import analytics.api.config  # noqa: F401  (registers "api")
     import analytics.health.config  # noqa: F401  (registers "health")
+    import analytics.shadow.config  # noqa: F401  (registers "shadow")
     import analytics.slo.alerting_config  # noqa: F401  (registers "alerting")
     from analytics.config import AnalyticsConfig
 

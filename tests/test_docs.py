@@ -60,6 +60,7 @@ def test_configuration_doc_example_is_valid():
     import analytics.api.config  # noqa: F401
     import analytics.config  # noqa: F401
     import analytics.health.config  # noqa: F401
+    import analytics.shadow.config  # noqa: F401
     import analytics.slo.alerting_config  # noqa: F401
 
     blocks = _blocks(DOCS / "configuration.md", "yaml")

@@ -18,6 +18,7 @@ from analytics.api.queries import NamedQuery, registry
 from analytics.health.queries import HEALTH_QUERIES
 from analytics.latency_buckets import COLUMNS as LATENCY_COLUMNS
 from analytics.latency_buckets import quantiles
+from analytics.shadow.queries import SHADOW_QUERIES
 from analytics.slo.queries import SLO_QUERIES
 
 _RANGE = (
@@ -218,7 +219,7 @@ QUERIES = (
     ),
 )
 
-CATALOG: dict[str, NamedQuery] = registry(RAW_QUERIES + QUERIES + HEALTH_QUERIES + SLO_QUERIES)
+CATALOG: dict[str, NamedQuery] = registry(RAW_QUERIES + QUERIES + HEALTH_QUERIES + SLO_QUERIES + SHADOW_QUERIES)
 
 
 def served_queries(schemas: dict[str, int]) -> dict[str, NamedQuery]:

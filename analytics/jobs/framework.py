@@ -89,6 +89,15 @@ class WindowJob:
     def compute(self, read: Read, start: datetime, end: datetime) -> JobOutput:
         raise NotImplementedError
 
+    def late_windows(self, read: Read, minutes: list[datetime]) -> set[datetime]:
+        """The windows that late rows in these event-time ``minutes`` (ingest marks) change.
+
+        By default the windows the minutes fall in. A job windowed by another
+        row's time (a label joined to the inference it labels) maps them to
+        those windows; the runner keeps the ones behind the watermark.
+        """
+        return {floor_time(m, self.window) for m in minutes}
+
     def first_window(self, read: Read, now: datetime) -> datetime | None:
         """The window to start from when the job has never run: the oldest input data."""
         return self.next_data(read, EPOCH)
@@ -242,11 +251,12 @@ class JobRunner:
     def _late_windows(self, job: WindowJob, state: _State, seq: int) -> list[datetime]:
         """The windows behind the watermark that rows marked after ``state.marks_seen`` (up to ``seq``) touch."""
         tables = ", ".join(f"'{t}'" for t in job.inputs)  # class attributes, not user input
+        # Minutes at or after the watermark count too: a job may map them to earlier windows.
         minutes = self._read(
             f"SELECT DISTINCT minute FROM ingest_marks WHERE seq > $seen AND seq <= $seq "
-            f"AND table_name IN ({tables}) AND minute < $watermark ORDER BY minute",
-            {"seen": state.marks_seen, "seq": seq, "watermark": state.watermark})["minute"].to_pylist()
-        return sorted({floor_time(m, job.window) for m in minutes})
+            f"AND table_name IN ({tables}) ORDER BY minute",
+            {"seen": state.marks_seen, "seq": seq})["minute"].to_pylist()
+        return sorted(w for w in job.late_windows(self._read, minutes) if w < state.watermark)
 
     def _run_span(self, job: WindowJob, state: _State, start: datetime, end: datetime, reason: str,
                   marks_seq: int | None, report: RunReport) -> None:

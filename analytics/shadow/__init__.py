@@ -1,0 +1,1 @@
+"""Edge-vs-cloud shadow disagreement and late ground truth (docs/shadow.md)."""
