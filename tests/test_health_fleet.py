@@ -9,12 +9,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Status, StatusCode
 
 from analytics.api.catalog import CATALOG
 from analytics.api.client import ReadApiClient
@@ -27,57 +21,17 @@ from bench.harness import CollectorProcess, jobs_caught_up, wait_until
 from collector.config import ConfigError, config_from_dict
 from collector.store.database import Store
 from collector.store.versions import COLLECTOR
-from sample_data.otel import DeviceMeters
 from tests.analytics_data import read, serve_and_get
+from tests.sdk_devices import COOL, MIB, Device, emit_span
 
 MIN = 60 * 10**9
-HOT, COOL = 90.0, 50.0
-MIB = 2**20
+HOT = 90.0
 CONFIG = HealthConfig(cpu_utilization=0.9, temperature_c=85.0, memory_mib={"jetson-orin": "1000"},
                       sample_gap_cap=900.0, telemetry_mib_per_device_day=5500 / MIB)
 
 
-def _resource(device: str, device_class: str) -> Resource:
-    return Resource.create({"service.name": "vision-edge", "device.id": device, "fleet.site": "site-a",
-                            "fleet.region": "eu", "device.class": device_class,
-                            "device.firmware.version": "4.2.1"})
-
-
-def _ns(t: datetime) -> int:
-    return int((t - datetime(1970, 1, 1)) / timedelta(microseconds=1)) * 1000
-
-
-class Device:
-    """One device's SDK providers, exporting to a collector's OTLP/HTTP receiver."""
-
-    def __init__(self, device: str, device_class: str, boot: datetime) -> None:
-        self.resource = _resource(device, device_class)
-        self.meters = DeviceMeters(self.resource, _ns(boot), battery=False)
-
-    def sample(self, url: str, at: datetime, *, cpu=0.3, memory_mib=500, temperature=COOL, sent=0) -> None:
-        data = self.meters.collect(_ns(at), cpu, memory_mib * MIB, temperature, None, sent, [])
-        assert OTLPMetricExporter(endpoint=url + "/v1/metrics").export(data).name == "SUCCESS"
-
-    def spans(self, url: str, emit) -> None:
-        provider = TracerProvider(resource=self.resource)
-        # One request: spans of the past sent one by one, with little receive time between
-        # them, would look like a device whose clock lags (collector.store.clock_skew).
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url + "/v1/traces"),
-                                                       max_export_batch_size=512, schedule_delay_millis=60_000))
-        emit(provider.get_tracer("fleetwatch.tests"))
-        assert provider.force_flush(30_000)
-        provider.shutdown()
-
-
-def _span(tracer, name: str, at: datetime, attributes: dict, error: bool = False) -> None:
-    span = tracer.start_span(name, start_time=_ns(at), attributes=attributes)
-    if error:
-        span.set_status(Status(StatusCode.ERROR, "failed"))
-    span.end(end_time=_ns(at) + 5 * 10**6)
-
-
 def _deployment(tracer, at: datetime, outcome: str) -> None:
-    _span(tracer, "deployment", at, {"deployment.kind": "model", "deployment.rollout.id": "r-1",
+    emit_span(tracer, "deployment", at, {"deployment.kind": "model", "deployment.rollout.id": "r-1",
                                      "deployment.rollout.stage": "canary", "deployment.outcome": outcome,
                                      "deployment.version.from": "1.0", "deployment.version.to": "1.1"},
           error=outcome != "success")
@@ -95,18 +49,18 @@ def fleet(tmp_path_factory):
     def hot_spans(tracer):
         model = {"ml.model.name": "detector", "ml.model.version": "3"}
         for i in range(10):
-            _span(tracer, "inference", hour + timedelta(minutes=2 + i),
+            emit_span(tracer, "inference", hour + timedelta(minutes=2 + i),
                   {**model, "ml.inference.mode": "edge", **({"ml.inference.cold_start": True} if i < 2 else {})})
-        _span(tracer, "model.load", hour + timedelta(minutes=1), {**model, "ml.model.integrity": "ok"})
-        _span(tracer, "model.load", hour + timedelta(minutes=20), {**model, "ml.model.integrity": "ok"}, error=True)
-        _span(tracer, "model.load", hour + timedelta(minutes=21), {**model, "ml.model.integrity": "failed"},
+        emit_span(tracer, "model.load", hour + timedelta(minutes=1), {**model, "ml.model.integrity": "ok"})
+        emit_span(tracer, "model.load", hour + timedelta(minutes=20), {**model, "ml.model.integrity": "ok"}, error=True)
+        emit_span(tracer, "model.load", hour + timedelta(minutes=21), {**model, "ml.model.integrity": "failed"},
               error=True)
         _deployment(tracer, hour + timedelta(minutes=10), "failed")
         _deployment(tracer, hour + timedelta(minutes=30), "success")  # the retry: latest outcome counts
 
     def calm_spans(tracer):
         for i in range(4):
-            _span(tracer, "inference", hour + timedelta(minutes=3 + i),
+            emit_span(tracer, "inference", hour + timedelta(minutes=3 + i),
                   {"ml.model.name": "detector", "ml.model.version": "3", "ml.inference.mode": "edge"})
         _deployment(tracer, hour + timedelta(minutes=40), "in_progress")
 
@@ -228,7 +182,7 @@ def test_serve_runs_the_health_job_with_the_configured_thresholds(tmp_path):
         for minute in (5, 15, 25, 35, 45, 55):
             device.sample(central.http_url, hour + timedelta(minutes=minute))  # 50 C: above the configured 40 C
         # An inference too: the span rollups start (and report a watermark) only once they have data.
-        device.spans(central.http_url, lambda tracer: _span(tracer, "inference", hour + timedelta(minutes=7),
+        device.spans(central.http_url, lambda tracer: emit_span(tracer, "inference", hour + timedelta(minutes=7),
                                                             {"ml.model.name": "detector"}))
         wait_until(lambda: jobs_caught_up(central.metrics_text()), timeout=300, what="jobs caught up")
         rows = ReadApiClient(central.api_url).query(

@@ -22,14 +22,20 @@ from opentelemetry.sdk.resources import Resource
 from analytics.jobs.framework import JobRunner
 from analytics.schema import ANALYTICS
 from analytics.shadow.config import ShadowConfig
-from analytics.shadow.derived import edge_error_bound, ground_truth_accuracy, label_lag, shadow_agreement, shadow_flips
+from analytics.shadow.derived import (
+    edge_error_bound,
+    ground_truth_accuracy,
+    label_lag,
+    shadow_agreement,
+    shadow_flips,
+)
 from analytics.shadow.jobs import GroundTruthHour, ShadowHour
 from bench.harness import CollectorProcess
 from collector.config import ConfigError
 from collector.store.database import Store
 from collector.store.versions import COLLECTOR
 from tests.analytics_data import read, serve_and_get
-from tests.test_health_fleet import Device, _span
+from tests.sdk_devices import Device, emit_span
 
 CLASSES = {  # request: (edge label, edge score, cloud label, cloud score, true label)
     "r1": ("ok", 0.9, "ok", 0.85, "ok"), "r2": ("ok", 0.8, "ok", 0.95, "ok"),
@@ -60,7 +66,7 @@ def _edge(tracer, at, model, version, request, label=None, score=None, value=Non
              "ml.request.id": request}
     attrs.update({k: v for k, v in (("ml.prediction.label", label), ("ml.prediction.score", score),
                                     ("ml.prediction.value", value)) if v is not None})
-    _span(tracer, "inference", at, attrs)
+    emit_span(tracer, "inference", at, attrs)
 
 
 def _cloud(tracer, at, model, request, label=None, score=None, value=None):
@@ -68,13 +74,13 @@ def _cloud(tracer, at, model, request, label=None, score=None, value=None):
              "ml.request.id": request}
     attrs.update({k: v for k, v in (("ml.prediction.label", label), ("ml.prediction.score", score),
                                     ("ml.prediction.value", value)) if v is not None})
-    _span(tracer, "inference", at, attrs)
+    emit_span(tracer, "inference", at, attrs)
 
 
 def _label(tracer, at, model, request, label=None, value=None):
     attrs = {"ml.model.name": model, "ml.request.id": request}
     attrs.update({"ml.label": label} if label is not None else {"ml.label.value": value})
-    _span(tracer, "ground_truth", at, attrs)
+    emit_span(tracer, "ground_truth", at, attrs)
 
 
 def _open(db) -> Store:
