@@ -44,6 +44,8 @@ WHAT = {"integrity_failed": "failed its integrity check (signature or checksum)"
 class ZeroToleranceAlerts:
     """Alerts on every failed model load and integrity check; see the module docstring."""
 
+    slo = ZERO_TOLERANCE_SLO
+
     def __init__(self, repeat_interval: timedelta = timedelta(hours=4)) -> None:
         self.lifecycle = Lifecycle(LifecycleConfig(pending_for={"page": timedelta(0)},
                                                    repeat_interval=repeat_interval))

@@ -23,8 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from analytics.drift.config import CORRECTIONS, DriftConfig
 from collector.config import ConfigError, register_section
+
+# Kept outside analytics.drift (numpy, scipy) so that a gateway's `serve` can register the section
+# without loading them; they load when a drift section is validated or the drift job starts.
 
 REFERENCE_KINDS = ("pinned", "trailing")
 ALERT_WINDOWS = ("1h", "1d")
@@ -55,8 +57,6 @@ class DriftJobConfig:
         unknown = [c for c in self.cohorts if c not in COHORT_DIMENSIONS]
         if unknown:
             raise ConfigError(f"{key}.cohorts: {unknown[0]!r} is not one of {', '.join(COHORT_DIMENSIONS)}")
-        if self.correction not in CORRECTIONS:
-            raise ConfigError(f"{key}.correction: one of {', '.join(CORRECTIONS)}, got {self.correction!r}")
         try:
             self.drift_config()
         except (TypeError, ValueError) as exc:
@@ -65,20 +65,23 @@ class DriftJobConfig:
             raise ConfigError(message) from None
         return self
 
-    def drift_config(self) -> DriftConfig:
-        """The statistics' settings (validated): thresholds, correction and the minimum count per side."""
-        thresholds = {k: float(v) if isinstance(v, (int, float, str)) and _is_number(v) else v
-                      for k, v in self.thresholds.items()}
+    def drift_config(self):
+        """The statistics' :class:`~analytics.drift.config.DriftConfig` (validated): thresholds, correction, minimum."""
+        from analytics.drift.config import DriftConfig
+
+        thresholds = {k: _number(v) for k, v in self.thresholds.items()}
         return DriftConfig(min_count=self.min_events, correction=self.correction,
                            thresholds={**DriftConfig().thresholds, **thresholds}).validate()
 
 
-def _is_number(value) -> bool:
+def _number(value):
+    """A YAML mapping's value as a float when it is a number (they may arrive as text); else as it is."""
+    if isinstance(value, bool):
+        return value
     try:
-        float(value)
+        return float(value)
     except (TypeError, ValueError):
-        return False
-    return not isinstance(value, bool)
+        return value
 
 
 register_section("drift", DriftJobConfig)
