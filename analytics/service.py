@@ -24,7 +24,7 @@ from analytics.api.config import ApiConfig
 from analytics.api.server import ReadApi
 from analytics.api.sql_guard import SqlGuard
 from analytics.config import AnalyticsConfig
-from analytics.drift_section import DriftJobConfig
+from analytics.drift.section import DriftJobConfig
 from analytics.health.config import HealthConfig
 from analytics.slo.alerting_config import AlertingConfig
 from collector.config import CollectorConfig, parse_endpoint

@@ -72,7 +72,7 @@ def _serve_flags(p: argparse.ArgumentParser, default_db: str | None) -> None:
 def _apply_serve_flags(args: argparse.Namespace, *, with_analytics: bool = False):
     # The sections of the layers serve composes register themselves on import.
     import analytics.api.config  # noqa: F401  (registers "api")
-    import analytics.drift_section  # noqa: F401  (registers "drift")
+    import analytics.drift.section  # noqa: F401  (registers "drift")
     import analytics.health.config  # noqa: F401  (registers "health")
     import analytics.slo.alerting_config  # noqa: F401  (registers "alerting")
     from analytics.config import AnalyticsConfig

@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 
 import pyarrow as pa
 
-from analytics.drift_section import DriftJobConfig
+from analytics.drift.section import DriftJobConfig
 from analytics.drift.profile_sql import summarise_groups
 from analytics.drift.profiles import Summary, merge_all
 from analytics.drift.references import (

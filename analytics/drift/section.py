@@ -25,8 +25,8 @@ from typing import ClassVar
 
 from collector.config import ConfigError, register_section
 
-# Kept outside analytics.drift (numpy, scipy) so that a gateway's `serve` can register the section
-# without loading them; they load when a drift section is validated or the drift job starts.
+# Nothing of the statistics (numpy, scipy) at module level: a gateway's `serve` registers the
+# section without loading them; they load when a drift section is validated or the job starts.
 
 REFERENCE_KINDS = ("pinned", "trailing")
 ALERT_WINDOWS = ("1h", "1d")
@@ -51,7 +51,7 @@ class DriftJobConfig:
         if self.reference not in REFERENCE_KINDS:
             raise ConfigError(f"{key}.reference: one of {', '.join(REFERENCE_KINDS)}, got {self.reference!r}")
         if not isinstance(self.reference_days, int) or not 1 <= self.reference_days <= 90:
-            raise ConfigError(f"{key}.reference_days: must be a whole number of days 1..90, got {self.reference_days!r}")
+            raise ConfigError(f"{key}.reference_days: whole days 1..90, got {self.reference_days!r}")
         if self.alert_window not in ALERT_WINDOWS:
             raise ConfigError(f"{key}.alert_window: one of {', '.join(ALERT_WINDOWS)}, got {self.alert_window!r}")
         unknown = [c for c in self.cohorts if c not in COHORT_DIMENSIONS]
