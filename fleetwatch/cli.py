@@ -9,6 +9,7 @@ Verbs::
     fleetwatch sql "SELECT ..."    (the read API, admin token)
     fleetwatch simulate ...        (see fleetwatch simulate --help)
     fleetwatch drift compare --reference REF --current CUR [--categorical a,b] --out report.html --json report.json
+    fleetwatch drift reference import --db FILE --model M --version V TRAIN.parquet [--categorical a,b]
 
 Flags override the config file. Every verb's work lives in a library module;
 this module only turns exceptions into one-line messages and exit codes.

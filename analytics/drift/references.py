@@ -178,8 +178,9 @@ def import_reference(db_path: str, model: str, version: str, path: str, categori
                      config: DriftConfig | None = None) -> list[str]:
     """Profile a training file (Parquet / CSV, one column per feature) as the reference of ``model`` ``version``.
 
-    Writes to the DuckDB file ``db_path``, which no server may hold open (a
-    running server sees the new reference at its next drift tick). Replaces
+    Writes to the DuckDB file ``db_path``, which no server may hold open
+    (:class:`~collector.store.files.DatabaseLockedError` says so); a server
+    started on it afterwards uses the reference from its next drift tick. Replaces
     any earlier imported reference of that version; returns the features.
     Columns named ``prediction_label`` / ``prediction_score`` / ``prediction_value``
     are compared with the predictions, every other column with ``ml.feature.<column>``.
@@ -202,10 +203,11 @@ def import_reference(db_path: str, model: str, version: str, path: str, categori
     table = reference_table(model, version, summaries, "imported", None, None, source=path)
     target = open_database(db_path)
     try:
-        if not target.execute("SELECT count(*) FROM information_schema.tables "
-                              "WHERE table_name = 'drift_references'").fetchone()[0]:
-            raise ValueError(f"{db_path}: no drift_references table (open it once with `fleetwatch serve` "
-                             "and the analytics section, or `fleetwatch analytics`)")
+        from analytics.schema import ANALYTICS  # not at module level: the schema imports this module
+        from collector.store.migrations import migrate
+        from collector.store.versions import COLLECTOR
+
+        migrate(target, [COLLECTOR, ANALYTICS])  # a file no job ran on yet gets the drift tables
         target.execute("BEGIN")
         target.execute("DELETE FROM drift_references WHERE model_name = ? AND model_version = ? "
                        "AND reference_kind = 'imported'", [model, version])
