@@ -115,12 +115,18 @@ _RESULT_SCHEMA = pa.schema([
 ])
 
 
-def cohort_source(cohorts: list[str]) -> str:
-    """A FROM item of the window's edge inferences, each once per cohort it belongs to (column ``cohort``)."""
-    keys = "".join(f", CASE WHEN {c} IS NOT NULL THEN json_object('{c}', {c})::VARCHAR END" for c in cohorts)
-    return (f"(SELECT * FROM (SELECT attributes, prediction_label, prediction_score, prediction_value, "
-            f"unnest(['{WHOLE_VERSION}'{keys}]) AS cohort FROM span_rows WHERE {EDGE_INFERENCES}) "
-            f"WHERE cohort IS NOT NULL)")
+def cohort_source(expr: str, cohorts: list[str]) -> str:
+    """A FROM item of the window's edge inferences: the feature's value ``v`` (extracted once per row, not
+    once per cohort: JSON parsing is the cost), repeated for each cohort the row belongs to: ``d`` 0 (the
+    whole version) or 1 + the index of its dimension in ``cohorts``, and ``val`` the dimension's value."""
+    return (f"(SELECT * FROM (SELECT {expr} AS v, unnest(range({len(cohorts) + 1})) AS d, "
+            f"unnest([NULL{''.join(f', {c}' for c in cohorts)}]) AS val "
+            f"FROM span_rows WHERE {EDGE_INFERENCES}) WHERE d = 0 OR val IS NOT NULL)")
+
+
+def cohort_key(cohorts: list[str], dimension: int, value: str | None) -> str:
+    """The ``cohort`` column of :func:`cohort_source`'s group: ``{}`` or ``{"site":"atl-factory-2"}``."""
+    return WHOLE_VERSION if dimension == 0 else json.dumps({cohorts[dimension - 1]: value}, separators=(",", ":"))
 
 
 class DriftJob(WindowJob):
@@ -174,10 +180,7 @@ class DriftJob(WindowJob):
                                                               reference.start, reference.end, window_start=hour))
                 if reference is None or not reference.summaries:
                     continue
-                params = edge_params(read, model, version, hour, hour + HOUR)
-                groups = summarise_groups(read, cohort_source(self.config.cohorts), reference.summaries,
-                                          self._exprs(reference),
-                                          params=params, group_by=["cohort"])
+                groups = self._summarise(read, reference, edge_params(read, model, version, hour, hour + HOUR))
                 for (cohort,), summaries in sorted(groups.items()):
                     hourly[(hour, model, version, cohort)] = summaries
                     identity_of[(hour, model, version, cohort)] = (model, version, reference.kind, reference.start)
@@ -194,9 +197,19 @@ class DriftJob(WindowJob):
                           "drift_summaries": pa.Table.from_pylist(summary_rows, schema=_SUMMARY_SCHEMA),
                           "drift_results": pa.Table.from_pylist(results, schema=_RESULT_SCHEMA)}, rows_in=rows_in)
 
-    @staticmethod
-    def _exprs(reference: StoredReference) -> dict[str, str]:
-        return {name: name if name.startswith("prediction_") else feature_expr(name) for name in reference.summaries}
+    def _summarise(self, read, reference: StoredReference, params: dict) -> dict[tuple, dict[str, Summary]]:
+        """``{(cohort,): {feature: Summary}}`` of one hour: one query per feature, every cohort in it."""
+        out: dict[tuple, dict[str, Summary]] = {}
+        for name, profile in reference.summaries.items():
+            expr = name if name.startswith("prediction_") else feature_expr(name)
+            groups = summarise_groups(read, cohort_source(expr, self.config.cohorts), {name: profile}, {name: "v"},
+                                      params=params, group_by=["d", "val"])
+            for (dimension, value), summaries in groups.items():
+                out.setdefault((cohort_key(self.config.cohorts, dimension, value),), {}).update(summaries)
+        for summaries in out.values():  # a cohort without a feature's rows still holds it, empty
+            for name, profile in reference.summaries.items():
+                summaries.setdefault(name, Summary(profile.layout, (0,) * profile.layout.bins))
+        return out
 
     def _needs_reference(self, reference: StoredReference | None, hour: datetime) -> bool:
         if reference is None:
