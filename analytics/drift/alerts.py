@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from analytics.drift.jobs import DriftJob
 from analytics.jobs.framework import Read
 from analytics.slo.evaluator import EvaluationResult, Transition
-from analytics.slo.lifecycle import FIRING, PENDING, RESOLVED, AlertKey, AlertState, Lifecycle, LifecycleConfig
+from analytics.slo.lifecycle import FIRING, PENDING, RESOLVED, AlertKey, AlertState, ProviderAlerts
 from analytics.slo.payload import AlertMessage
 
 DRIFT_SLO = "drift"
@@ -52,7 +52,7 @@ GROUP BY ALL ORDER BY d.window_end, d.model_name, d.model_version, d.cohort
 """
 
 
-class DriftAlerts:
+class DriftAlerts(ProviderAlerts):
     """Tickets on drifted model versions and cohorts; see the module docstring."""
 
     slo = DRIFT_SLO
@@ -61,20 +61,9 @@ class DriftAlerts:
                  job: str = DriftJob.name) -> None:
         if window not in ("1h", "1d"):
             raise ValueError(f"drift alert window: 1h or 1d, got {window!r}")
+        super().__init__("ticket", repeat_interval)
         self.window = window
         self.job = job
-        self.lifecycle = Lifecycle(LifecycleConfig(pending_for={"ticket": timedelta(0)},
-                                                   repeat_interval=repeat_interval))
-        self.alerts: dict[AlertKey, AlertState] = {}
-
-    def load_states(self, rows: list[dict]) -> None:
-        for row in sorted(rows, key=lambda r: r["opened_at"]):
-            if row["slo"] == DRIFT_SLO:
-                state = AlertState.from_row(row)
-                self.alerts[state.key] = state
-
-    def reset(self) -> None:
-        self.alerts.clear()
 
     def evaluate(self, read: Read, start: datetime, end: datetime, *,
                  notify_after: datetime | None = None) -> EvaluationResult:

@@ -39,7 +39,7 @@ import pyarrow as pa
 
 from analytics.drift.section import DriftJobConfig
 from analytics.drift.profile_sql import summarise_groups
-from analytics.drift.profiles import Summary, merge_all
+from analytics.drift.profiles import Summary
 from analytics.drift.references import (
     EDGE_INFERENCES,
     REFERENCE_SCHEMA,
