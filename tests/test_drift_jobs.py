@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from analytics.drift.jobs import DriftJob
-from analytics.drift.section import DriftJobConfig
+from analytics.drift.section import DriftJobConfig  # registers the "drift" section
 from analytics.jobs.framework import JobRunner
 from analytics.schema import ANALYTICS
 from collector.config import ConfigError, config_from_dict
@@ -19,7 +19,7 @@ from collector.store.database import Store
 from collector.store.files import open_database
 from collector.store.versions import COLLECTOR
 from tests.analytics_data import read
-from tests.test_drift_jobs_sample import MODEL, ONSET, SITE
+from tests.drift_data import MODEL, ONSET, SITE
 
 
 
@@ -35,8 +35,6 @@ from tests.test_drift_jobs_sample import MODEL, ONSET, SITE
     ({"windows": "1h"}, "drift.windows: unknown key"),
 ])
 def test_the_drift_section_names_the_bad_key(section, message):
-    import analytics.drift.section  # noqa: F401  (registers "drift")
-
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         config_from_dict({"drift": section})
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -22,16 +21,9 @@ from analytics.schema import ANALYTICS
 from collector.store.database import Store
 from collector.store.marks import next_seq, record_marks
 from collector.store.versions import COLLECTOR
-from tests.analytics_data import read
-from tests.test_health_sample import named
+from tests.analytics_data import named, read
+from tests.drift_data import INCIDENT, MODEL, ONSET, SHIFTED, SITE, UNCHANGED
 
-MANIFEST = json.loads((Path(__file__).resolve().parent.parent / "sample_data" / "manifest.json").read_text())
-INCIDENT = next(i for i in MANIFEST["incidents"] if i["kind"] == "input_drift")
-SITE = INCIDENT["cohort"]["fleet.site"]
-MODEL = INCIDENT["cohort"]["ml.model.name"]
-SHIFTED = {k.removeprefix("ml.feature.") for k in INCIDENT["magnitude"] if k.startswith("ml.feature.")}
-UNCHANGED = {k.removeprefix("ml.feature.") for k in INCIDENT["magnitude"]["unchanged"]}
-ONSET = datetime.fromisoformat(INCIDENT["start"].removesuffix("Z"))
 END = datetime(2026, 11, 5)
 DAY2 = datetime(2026, 11, 3)
 
