@@ -146,6 +146,23 @@ def test_drift_alerts_fire_a_ticket_for_the_incident_cohort(sample):
     assert again.messages == [] and again.transitions == []
 
 
+def test_hourly_tickets_fire_and_resolve_at_the_end_of_their_windows(sample):
+    store, runner = sample
+    result = DriftAlerts("1h").evaluate(runner._read, datetime(2026, 11, 2), END, notify_after=END)
+    statuses = {(r["model_name"], r["model_version"], r["cohort"], r["window_end"]): r["status"]
+                for r in dataset_rows(store, "1h")}
+    seen = set()
+    for t in result.transitions:
+        group = dict(t.group)
+        model, version = group.pop("model_name"), group.pop("model_version")
+        cohort = json.dumps(group, separators=(",", ":"))
+        assert statuses[(model, version, cohort, t.at)] == ("drifted" if t.state == "firing" else "ok")
+        seen.add(t.state)
+    assert seen == {"firing", "resolved"}
+    # History caught up on (every instant before notify_after) announces nothing.
+    assert result.messages == []
+
+
 def test_drift_named_queries_answer(sample):
     store, _ = sample
     status = named(store, "drift_status", model_name=MODEL, model_version="2.3.1", status="drifted")
