@@ -163,6 +163,20 @@ def test_hourly_tickets_fire_and_resolve_at_the_end_of_their_windows(sample):
     assert result.messages == []
 
 
+def test_the_slo_evaluation_steps_drift_alerts_beside_the_zero_tolerance_ones(sample):
+    from analytics.health.alerts import ZeroToleranceAlerts
+    from analytics.slo.job import SloJob
+
+    store, _ = sample
+    job = SloJob(store, [], sli_jobs=["drift_hour"], alert_providers=[ZeroToleranceAlerts(), DriftAlerts()])
+    assert job.run_due(END) != []
+    rows = read(store, "SELECT slo, state, labels FROM alerts ORDER BY ALL").to_pylist()
+    drift = [json.loads(r["labels"]) for r in rows if r["slo"] == "drift" and r["state"] == "firing"]
+    assert {(lab["model_version"], lab.get("site")) for lab in drift if lab["model_name"] == MODEL} >= \
+        {("2.3.1", SITE), ("2.4.0", SITE)}
+    assert {r["slo"] for r in rows} <= {"drift", "zero-tolerance"}
+
+
 def test_drift_named_queries_answer(sample):
     store, _ = sample
     status = named(store, "drift_status", model_name=MODEL, model_version="2.3.1", status="drifted")
