@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from analytics.drift.jobs import DRIFT_DDL
+from analytics.drift.references import REFERENCES_DDL
 from analytics.health.job import HEALTH_DDL
 from analytics.jobs.schema import JOB_TABLES
 from analytics.rollups import ROLLUP_DDL
@@ -16,4 +18,5 @@ ANALYTICS = Migrations("analytics", [
     Migration(3, "SLI tables: slo_sli_minute, slo_freshness_minute, device_receive_minute", SLI_DDL),
     Migration(4, "SLO alerts, evaluations and the notification outbox", [*EVALUATION_DDL, *OUTBOX_DDL]),
     Migration(5, "shadow mode and ground truth: shadow_hour, shadow_flips_hour, ground_truth_hour", SHADOW_DDL),
+    Migration(6, "drift: drift_references, drift_summaries, drift_results", [REFERENCES_DDL, *DRIFT_DDL]),
 ])

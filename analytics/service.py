@@ -24,6 +24,7 @@ from analytics.api.config import ApiConfig
 from analytics.api.server import ReadApi
 from analytics.api.sql_guard import SqlGuard
 from analytics.config import AnalyticsConfig
+from analytics.drift.section import DriftJobConfig
 from analytics.health.config import HealthConfig
 from analytics.shadow.config import ShadowConfig
 from analytics.slo.alerting_config import AlertingConfig
@@ -63,13 +64,15 @@ class AnalyticsExtension:
     """The window jobs (golden-signal rollups first) on APScheduler, writing through the collector's store."""
 
     def __init__(self, config: AnalyticsConfig, alerting: AlertingConfig | None = None,
-                 health: HealthConfig | None = None, shadow: ShadowConfig | None = None) -> None:
+                 health: HealthConfig | None = None, shadow: ShadowConfig | None = None,
+                 drift: DriftJobConfig | None = None) -> None:
         from analytics.schema import ANALYTICS
 
         self.config = config
         self.alerting = alerting
         self.health = health or HealthConfig()
         self.shadow = shadow or ShadowConfig()
+        self.drift = drift or DriftJobConfig()
         self.migrations: Sequence[Migrations] = (ANALYTICS,)
         self.scheduler = None
 
@@ -77,6 +80,8 @@ class AnalyticsExtension:
         return []
 
     async def start(self, collector) -> None:
+        from analytics.drift.alerts import DriftAlerts
+        from analytics.drift.jobs import drift_jobs
         from analytics.health.alerts import ZeroToleranceAlerts
         from analytics.health.job import health_jobs
         from analytics.jobs.framework import JobRunner
@@ -90,14 +95,19 @@ class AnalyticsExtension:
             log.warning("no DuckDB exporter in this process: analytics jobs are not started")
             return
         jobs = rollup_jobs() + health_jobs(self.health) + shadow_jobs(self.shadow)
+        # Drift runs with analytics whether or not the drift section is there (it only changes defaults).
+        jobs = rollup_jobs() + health_jobs(self.health) + drift_jobs(self.drift)
         specs = self.config.slo_specs()
         slo_inputs = sli_jobs(specs)
         jobs += slo_inputs
-        # The SLO alerts and the zero-tolerance health alerts, evaluated behind the jobs they read.
+        # The SLO alerts, the zero-tolerance health alerts and the drift tickets, evaluated behind the jobs
+        # they read (drift alerts wait for the drift job's watermark themselves).
         waits_for = [job.name for job in slo_inputs] or ["rollup_minute"]
         lifecycle = self.alerting.lifecycle() if self.alerting else None
         zero_tolerance = ZeroToleranceAlerts(lifecycle.repeat_interval) if lifecycle else ZeroToleranceAlerts()
-        tasks = [SloJob(collector.store, specs, sli_jobs=waits_for, lifecycle=lifecycle, zero_tolerance=zero_tolerance,
+        drift_alerts = DriftAlerts(self.drift.alert_window)
+        tasks = [SloJob(collector.store, specs, sli_jobs=waits_for, lifecycle=lifecycle,
+                        alert_providers=[zero_tolerance, drift_alerts],
                         enqueue=self._enqueue if self.alerting and self.alerting.receivers else None,
                         notify_window=timedelta(seconds=self.config.notify_window),
                         query_timeout=self.config.query_timeout)]
@@ -157,7 +167,7 @@ def service_extensions(config: CollectorConfig) -> list:
     alerting = config.section("alerting")
     if analytics is not None:
         extensions.append(AnalyticsExtension(analytics, alerting, config.section("health"),
-                                             config.section("shadow")))
+                                             config.section("shadow"), config.section("drift")))
     # Without receivers alerts are still evaluated and stored; nothing connects anywhere.
     if alerting is not None and alerting.receivers:
         if analytics is None:

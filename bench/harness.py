@@ -225,7 +225,7 @@ def queue_empty(gateway: CollectorProcess) -> bool:
         return False
 
 
-def jobs_caught_up(metrics_text: str, jobs: int = 7, within_seconds: float = 3 * 3600) -> bool:
+def jobs_caught_up(metrics_text: str, jobs: int = 8, within_seconds: float = 3 * 3600) -> bool:
     """Whether ``jobs`` analytics jobs report a watermark lag under ``within_seconds`` in /metrics text."""
     lags = [float(line.rsplit(" ", 1)[1]) for line in metrics_text.splitlines()
             if line.startswith("fleetwatch_job_watermark_lag_seconds{")]

@@ -9,6 +9,7 @@ Verbs::
     fleetwatch sql "SELECT ..."    (the read API, admin token)
     fleetwatch simulate ...        (see fleetwatch simulate --help)
     fleetwatch drift compare --reference REF --current CUR [--categorical a,b] --out report.html --json report.json
+    fleetwatch drift reference import --db FILE --model M --version V TRAIN.parquet [--categorical a,b]
 
 Flags override the config file. Every verb's work lives in a library module;
 this module only turns exceptions into one-line messages and exit codes.
@@ -72,6 +73,7 @@ def _serve_flags(p: argparse.ArgumentParser, default_db: str | None) -> None:
 def _apply_serve_flags(args: argparse.Namespace, *, with_analytics: bool = False):
     # The sections of the layers serve composes register themselves on import.
     import analytics.api.config  # noqa: F401  (registers "api")
+    import analytics.drift.section  # noqa: F401  (registers "drift")
     import analytics.health.config  # noqa: F401  (registers "health")
     import analytics.shadow.config  # noqa: F401  (registers "shadow")
     import analytics.slo.alerting_config  # noqa: F401  (registers "alerting")

@@ -77,6 +77,12 @@ def load_fleet(db) -> None:
     ingest_request_log(db, log_path)
 
 
+def named(store, name: str, **raw) -> list[dict]:
+    """A named query of the read API's catalog run on ``store``'s read cursors, as the server would."""
+    bound = CATALOG[name].bind({k: str(v) for k, v in raw.items()})
+    return bound.finish(store.reads.run(bound.sql, bound.params, max_rows=100_000, timeout=120).table).to_pylist()
+
+
 def read(store, sql, params=None):
     return store.reads.run(sql, params, max_rows=10**7, timeout=60).table
 

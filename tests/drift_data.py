@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 
@@ -29,3 +33,13 @@ def normal(n: int, mean: float = 0.0, std: float = 1.0, seed: int = 0) -> np.nda
 def categories(n: int, shares: dict, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.choice(list(shares), n, p=list(shares.values()))
+
+
+# The shipped sample's input-drift incident (sample_data/manifest.json), as the drift-job tests read it.
+MANIFEST = json.loads((Path(__file__).resolve().parent.parent / "sample_data" / "manifest.json").read_text())
+INCIDENT = next(i for i in MANIFEST["incidents"] if i["kind"] == "input_drift")
+SITE = INCIDENT["cohort"]["fleet.site"]
+MODEL = INCIDENT["cohort"]["ml.model.name"]
+SHIFTED = {k.removeprefix("ml.feature.") for k in INCIDENT["magnitude"] if k.startswith("ml.feature.")}
+UNCHANGED = {k.removeprefix("ml.feature.") for k in INCIDENT["magnitude"]["unchanged"]}
+ONSET = datetime.fromisoformat(INCIDENT["start"].removesuffix("Z"))

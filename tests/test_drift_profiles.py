@@ -10,7 +10,7 @@ from analytics.drift.config import DriftConfig
 from analytics.drift.profile_sql import FeatureSpec, profile_reference, summarise, summarise_groups
 from analytics.drift.profiles import Summary, merge_all, summaries_from_arrow, summaries_to_arrow
 from collector.store.files import open_database
-from tests.drift_data import categories, normal
+from tests.drift_data import categories
 
 FEATURES = [FeatureSpec("x", "numeric"), FeatureSpec("c", "categorical")]
 

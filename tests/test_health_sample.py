@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from analytics.api.catalog import CATALOG
 from analytics.health.config import HealthConfig
 from analytics.health.failures import zero_tolerance_failures
 from analytics.health.job import DeviceHealthHour
@@ -18,7 +17,7 @@ from analytics.jobs.framework import JobRunner
 from analytics.schema import ANALYTICS
 from collector.store.database import Store
 from collector.store.versions import COLLECTOR
-from tests.analytics_data import read
+from tests.analytics_data import named, read
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 MANIFEST = json.loads((SAMPLE / "manifest.json").read_text())
@@ -40,11 +39,6 @@ def sample(tmp_path_factory, sample_db):
     assert report.error is None
     yield store, runner
     store.close()
-
-
-def named(store, name: str, **raw) -> list[dict]:
-    bound = CATALOG[name].bind({k: str(v) for k, v in raw.items()})
-    return bound.finish(store.reads.run(bound.sql, bound.params, max_rows=100_000, timeout=120).table).to_pylist()
 
 
 RANGE = {"since": "2026-11-01T00:00:00Z", "until": "2026-11-05T00:00:00Z"}

@@ -15,10 +15,21 @@ Parquet / CSV files, ``analytics.drift.report_html.render_report`` writes the
 HTML report.
 """
 
-from analytics.drift.config import DriftConfig
-from analytics.drift.profile_sql import FeatureSpec, profile_reference, summarise, summarise_groups
-from analytics.drift.profiles import Layout, Summary, merge_all, summaries_from_arrow, summaries_to_arrow
-from analytics.drift.verdict import DriftResult, FeatureResult, compare_profiles
+from importlib import import_module
+
+# Loaded on first use (PEP 562), so that the light modules of this package (``section``: the config
+# section; ``queries``: the read API's named queries) import without numpy and scipy on a gateway.
+_EXPORTS = {"DriftConfig": "config", "FeatureSpec": "profile_sql", "profile_reference": "profile_sql",
+            "summarise": "profile_sql", "summarise_groups": "profile_sql", "Layout": "profiles", "Summary": "profiles",
+            "merge_all": "profiles", "summaries_from_arrow": "profiles", "summaries_to_arrow": "profiles",
+            "DriftResult": "verdict", "FeatureResult": "verdict", "compare_profiles": "verdict"}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f"analytics.drift.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'analytics.drift' has no attribute {name!r}")
+
 
 __all__ = ["DriftConfig", "DriftResult", "FeatureResult", "FeatureSpec", "Layout", "Summary", "compare_profiles",
            "merge_all", "profile_reference", "summaries_from_arrow", "summaries_to_arrow", "summarise",

@@ -30,8 +30,7 @@ from analytics.slo.lifecycle import (
     ZERO_TOLERANCE_SLO,
     AlertKey,
     AlertState,
-    Lifecycle,
-    LifecycleConfig,
+    ProviderAlerts,
 )
 from analytics.slo.payload import AlertMessage, format_duration
 
@@ -41,22 +40,13 @@ ALERT_NAMES = {"integrity_failed": "ModelIntegrityFailure", "load_failed": "Mode
 WHAT = {"integrity_failed": "failed its integrity check (signature or checksum)", "load_failed": "failed to load"}
 
 
-class ZeroToleranceAlerts:
+class ZeroToleranceAlerts(ProviderAlerts):
     """Alerts on every failed model load and integrity check; see the module docstring."""
 
+    slo = ZERO_TOLERANCE_SLO
+
     def __init__(self, repeat_interval: timedelta = timedelta(hours=4)) -> None:
-        self.lifecycle = Lifecycle(LifecycleConfig(pending_for={"page": timedelta(0)},
-                                                   repeat_interval=repeat_interval))
-        self.alerts: dict[AlertKey, AlertState] = {}
-
-    def load_states(self, rows: list[dict]) -> None:
-        for row in sorted(rows, key=lambda r: r["opened_at"]):
-            if row["slo"] == ZERO_TOLERANCE_SLO:
-                state = AlertState.from_row(row)
-                self.alerts[state.key] = state
-
-    def reset(self) -> None:
-        self.alerts.clear()
+        super().__init__("page", repeat_interval)
 
     def evaluate(self, read: Read, start: datetime, end: datetime, *,
                  notify_after: datetime | None = None) -> EvaluationResult:

@@ -98,6 +98,14 @@ class WindowJob:
         """
         return {floor_time(m, self.window) for m in minutes}
 
+    def replaced_rows(self, table: str, start: datetime, end: datetime) -> tuple[str, list]:
+        """The rows of ``table`` a computation of [start, end) replaces: a WHERE condition and its values.
+
+        By default the rows whose ``window_start`` is in the span; a job whose
+        output also holds longer windows (a day built from its hours) widens it.
+        """
+        return "window_start >= ? AND window_start < ?", [start, end]
+
     def first_window(self, read: Read, now: datetime) -> datetime | None:
         """The window to start from when the job has never run: the oldest input data."""
         return self.next_data(read, EPOCH)
@@ -277,7 +285,8 @@ class JobRunner:
         def write(con: duckdb.DuckDBPyConnection) -> None:
             with Store.transaction(con):
                 for table in job.outputs:
-                    con.execute(f"DELETE FROM {table} WHERE window_start >= ? AND window_start < ?", [start, end])
+                    condition, values = job.replaced_rows(table, start, end)
+                    con.execute(f"DELETE FROM {table} WHERE {condition}", values)
                     rows = output.tables.get(table)
                     if rows is not None and rows.num_rows:
                         con.register("job_output", rows)

@@ -58,33 +58,40 @@ log = logging.getLogger("fleetwatch.slo")
 Enqueue = Callable[[duckdb.DuckDBPyConnection, list[AlertMessage]], int]
 
 
-class ZeroTolerance(Protocol):
-    """Alerts outside the SLOs stepped at the same instants (analytics.health.alerts.ZeroToleranceAlerts)."""
+class AlertProvider(Protocol):
+    """Alerts outside the SLOs stepped at the same instants, their ``alerts`` rows tagged with ``slo``
+    (analytics.health.alerts.ZeroToleranceAlerts, analytics.drift.alerts.DriftAlerts)."""
+
+    slo: str
 
     def load_states(self, rows: list[dict]) -> None: ...
     def reset(self) -> None: ...
     def evaluate(self, read, start: datetime, end: datetime, *, notify_after: datetime | None) -> EvaluationResult: ...
+
+
+ZeroTolerance = AlertProvider  # its name before drift alerts joined
 JOB_NAME = "slo_evaluate"
 ALERT_COLUMNS = ("fingerprint", "opened_at", "slo", "severity", "group_labels", "labels", "state", "starts_at",
                  "ends_at", "last_evaluated_at", "last_notified_at", "notified_firing", "inhibited")
 
 
 class SloJob:
-    """Evaluates SLOs (and zero-tolerance alerts) minute by minute behind the SLI jobs; see the module docstring."""
+    """Evaluates SLOs (and the alert providers: zero-tolerance, drift) minute by minute behind the SLI jobs; see the module docstring."""
 
     name = JOB_NAME
     window = timedelta(minutes=1)
 
     def __init__(self, store: Store, specs: Sequence[SloSpec], *, sli_jobs: Sequence[str],
                  lifecycle: LifecycleConfig | None = None, enqueue: Enqueue | None = None,
-                 zero_tolerance: ZeroTolerance | None = None,
+                 zero_tolerance: AlertProvider | None = None, alert_providers: Sequence[AlertProvider] = (),
                  notify_window: timedelta = timedelta(minutes=15), detail: timedelta = timedelta(days=2),
                  query_timeout: float = 300.0, max_backoff: float = 600.0) -> None:
         self.store = store
         self.specs = list(specs)
         self.sli_jobs = list(sli_jobs)
         self.evaluator = SloEvaluator(self.specs, lifecycle)
-        self.zero_tolerance = zero_tolerance
+        # zero_tolerance= is the first provider, kept for its callers.
+        self.providers = [*([zero_tolerance] if zero_tolerance is not None else []), *alert_providers]
         self.enqueue = enqueue
         self.notify_window = notify_window
         self.detail = detail
@@ -114,9 +121,9 @@ class SloJob:
         self.evaluator.reset()
         alerts = self._read(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts").to_pylist()
         self.evaluator.load_states(alerts)
-        if self.zero_tolerance is not None:
-            self.zero_tolerance.reset()
-            self.zero_tolerance.load_states(alerts)
+        for provider in self.providers:
+            provider.reset()
+            provider.load_states(alerts)
         self._late_seen = self._read(
             "SELECT max(finished_at) AS f FROM job_runs WHERE job IN (SELECT unnest($jobs))",
             {"jobs": self.sli_jobs})["f"][0].as_py()
@@ -125,7 +132,7 @@ class SloJob:
 
     def _resolve_orphans(self, rows: list[dict]) -> None:
         """Resolve the open alerts of SLOs no longer in the file: nothing would ever resolve them."""
-        known = {spec.name for spec in self.specs} | {ZERO_TOLERANCE_SLO}
+        known = {spec.name for spec in self.specs} | {ZERO_TOLERANCE_SLO} | {p.slo for p in self.providers}
         orphans = [AlertState.from_row(r) for r in rows
                    if r["slo"] not in known and r["state"] in (PENDING, FIRING)]
         if not orphans:
@@ -223,8 +230,8 @@ class SloJob:
         detail_since = now - self.detail
         result = self.evaluator.evaluate(self._read, start, end, notify_after=now - self.notify_window,
                                          keep_evaluations=lambda t: t >= detail_since or t.minute == 0)
-        if self.zero_tolerance is not None:
-            result.merge(self.zero_tolerance.evaluate(self._read, start, end, notify_after=now - self.notify_window))
+        for provider in self.providers:
+            result.merge(provider.evaluate(self._read, start, end, notify_after=now - self.notify_window))
         evaluations = result.evaluation_table()
         prune = self._pruned_at is None or now - self._pruned_at >= timedelta(hours=1)
 

@@ -236,3 +236,24 @@ class Lifecycle:
         page, page_note = self.step(page, page_condition, now, notify=notify)
         ticket, ticket_note = self.step(ticket, ticket_condition, now, inhibited=page.state == FIRING, notify=notify)
         return GroupStep(page, ticket, tuple(n for n in (page_note, ticket_note) if n is not None))
+
+
+class ProviderAlerts:
+    """Base of the alerts outside the SLOs (zero-tolerance, drift): one severity, no pending time, states
+    kept in ``alerts`` rows whose ``slo`` column is the class's ``slo``. Subclasses add ``evaluate``."""
+
+    slo = ""
+
+    def __init__(self, severity: str, repeat_interval: timedelta) -> None:
+        self.lifecycle = Lifecycle(LifecycleConfig(pending_for={severity: timedelta(0)},
+                                                   repeat_interval=repeat_interval))
+        self.alerts: dict[AlertKey, AlertState] = {}
+
+    def load_states(self, rows: list[dict]) -> None:
+        for row in sorted(rows, key=lambda r: r["opened_at"]):
+            if row["slo"] == self.slo:
+                state = AlertState.from_row(row)
+                self.alerts[state.key] = state
+
+    def reset(self) -> None:
+        self.alerts.clear()

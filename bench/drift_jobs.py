@@ -1,0 +1,174 @@
+"""Drift-job benchmark (issue 11): 50 features x 20 cohorts over 24 hours at 1,000,000 inferences an hour.
+
+    python bench/drift_jobs.py            # 24 hours x 1,000,000 inferences (24M spans)
+    python bench/drift_jobs.py --quick    # 3 hours x 100,000 inferences
+    python bench/drift_jobs.py --hours 2  # 2 hours at the full rate
+
+1. **Data** (a child process): edge inference spans synthesised in DuckDB
+   SQL straight into ``span_rows`` through the Store (as
+   :mod:`bench.fleet_history` does), with their ``ingest_marks``: one model
+   version, 400 devices at 20 sites (the 20 site cohorts; with the regions,
+   device classes, firmware versions and the whole version, 29 cohorts in
+   all), 45 numeric and 5 categorical ``ml.feature.*`` attributes plus the
+   predicted label and score. Site 0's ``f00`` shifts by half a standard
+   deviation from the second hour on.
+2. **Reference** (timed in the job's child): the first hour profiled by the
+   library (:func:`analytics.drift.references.window_reference`) and stored
+   as the version's imported reference, so that every one of the hours is
+   judged (a pinned reference would need a day of data first).
+3. **The job** (a child process): :class:`analytics.drift.jobs.DriftJob`
+   through :class:`analytics.jobs.framework.JobRunner`, catching up on all
+   the hours: wall time, hours per minute, peak RSS of the child (its own
+   ``ru_maxrss``), rows written, and whether site 0's ``f00`` was flagged
+   (and nothing else of site 0).
+
+The last line of output is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.drift import machine, run_child  # noqa: E402
+
+START = datetime(2026, 11, 2)
+NUMERIC, CATEGORICAL, SITES, DEVICES = 45, 5, 20, 400
+ROWS_PER_INSERT = 500_000
+
+
+def _span_sql() -> str:
+    numeric = [f"'\"ml.feature.f{i:02d}\":' || round(CASE WHEN {i} = 0 AND site_idx = 0 AND r >= $per_hour "
+               f"THEN 0.5 ELSE 0 END + sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) + {i % 7}, 4)"
+               for i in range(NUMERIC)]
+    categorical = [f"'\"ml.feature.c{i}\":\"' || (['a', 'b', 'c', 'd', 'e'])[1 + floor(random() * 5)::INTEGER % 5]"
+                   f" || '\"'" for i in range(CATEGORICAL)]
+    attributes = " || ',' || ".join(numeric + categorical)
+    return f"""
+    INSERT INTO span_rows BY NAME
+    SELECT (random() * 9.2e18)::UBIGINT AS trace_id_hi, (random() * 9.2e18)::UBIGINT AS trace_id_lo,
+           (random() * 9.2e18)::UBIGINT AS span_id, 0::UBIGINT AS parent_span_id, 'inference' AS name,
+           1::UTINYINT AS kind, make_timestamp_ns($first_ns + (r * $spacing_ns)::BIGINT) AS start_time,
+           5000000::BIGINT AS duration_ns, 0::UTINYINT AS status_code, 'edge-inference' AS service_name,
+           'dev-' || device_idx AS device_id, 'site-' || site_idx AS site, 'region-' || (site_idx % 3) AS region,
+           'class-' || (device_idx % 4) AS device_class, 'fw-' || (device_idx % 2) AS firmware_version,
+           'detector' AS model_name, '1.0' AS model_version, 'edge' AS inference_mode,
+           (['ok', 'scratch', 'dent', 'misaligned'])[1 + floor(random() * 4)::INTEGER % 4] AS prediction_label,
+           random() AS prediction_score, '{{' || {attributes} || '}}' AS attributes,
+           make_timestamp_ns($first_ns + (r * $spacing_ns)::BIGINT + 2000000000) AS received_at
+    FROM (SELECT range AS r, range % {DEVICES} AS device_idx, range % {DEVICES} % {SITES} AS site_idx
+          FROM range($first_row, $end_row))
+    """
+
+
+def generate(path: str, per_hour: int, hours: int) -> int:
+    from analytics.schema import ANALYTICS
+    from collector.store.database import Store
+    from collector.store.marks import record_marks
+    from collector.store.versions import COLLECTOR
+
+    store = Store(path, migrations=[COLLECTOR, ANALYTICS])
+    store.open()
+    first_ns = int((START - datetime(1970, 1, 1)).total_seconds()) * 1_000_000_000
+    sql, total = _span_sql(), per_hour * hours
+    try:
+        for seq, first in enumerate(range(0, total, ROWS_PER_INSERT), start=1):
+            end = min(total, first + ROWS_PER_INSERT)
+
+            def write(con, first=first, end=end, seq=seq) -> None:
+                con.execute("SELECT setseed(?)", [(seq % 1000) / 1000]).fetchall()
+                with Store.transaction(con):
+                    con.execute(sql, {"first_ns": first_ns, "spacing_ns": 3600e9 / per_hour, "first_row": first,
+                                      "end_row": end, "per_hour": per_hour})
+                    lo, hi = (first_ns + int(i * 3600e9 / per_hour) for i in (first, end))
+                    record_marks(con, seq, "span_rows", f"(SELECT start_time, clock_offset_ns FROM span_rows "
+                                                        f"WHERE start_time >= make_timestamp_ns({lo}) "
+                                                        f"AND start_time < make_timestamp_ns({hi}))")
+                store.checkpoint("row_group")
+
+            store.submit(write).result()
+    finally:
+        store.close()
+    return total
+
+
+def run_job(path: str, hours: int) -> dict:
+    from analytics.drift.jobs import DriftJob
+    from analytics.drift.references import reference_table, window_reference
+    from analytics.jobs.framework import JobRunner
+    from analytics.schema import ANALYTICS
+    from collector.store.database import Store
+    from collector.store.versions import COLLECTOR
+
+    store = Store(path, migrations=[COLLECTOR, ANALYTICS], readers=2)
+    store.open()
+    try:
+        job = DriftJob()
+        runner = JobRunner(store, [job])
+        clock = time.perf_counter()
+        reference = window_reference(runner._read, "detector", "1.0", START, START + timedelta(hours=1),
+                                     job.drift_config)
+        table = reference_table("detector", "1.0", reference, "imported", None, None, source="bench: first hour")
+
+        def write(con) -> None:
+            con.register("reference_rows", table)
+            con.execute("INSERT INTO drift_references BY NAME SELECT * FROM reference_rows")
+            con.unregister("reference_rows")
+
+        store.submit(write).result()
+        reference_s = time.perf_counter() - clock
+        clock = time.perf_counter()
+        report = runner.run_due(job.name, START + timedelta(hours=hours, minutes=10))
+        job_s = time.perf_counter() - clock
+        if report.error:
+            raise RuntimeError(report.error)
+        flagged = runner._read("SELECT feature, count(*) AS hours FROM drift_results WHERE window_length = '1h' "
+                               "AND cohort = '{\"site\":\"site-0\"}' AND status = 'drifted' AND feature <> '*' "
+                               "GROUP BY feature ORDER BY feature").to_pylist()
+        counts = runner._read("SELECT (SELECT count(*) FROM drift_summaries) AS summaries, "
+                              "(SELECT count(*) FROM drift_results) AS results, "
+                              "(SELECT count(DISTINCT cohort) FROM drift_summaries) AS cohorts").to_pylist()[0]
+    finally:
+        store.close()
+    return {"reference_s": round(reference_s, 2), "job_s": round(job_s, 2),
+            "seconds_per_hour_of_data": round(job_s / hours, 2), "features": len(reference), **counts,
+            "site0_flagged_hours": {r["feature"]: r["hours"] for r in flagged}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 hours x 100,000 inferences")
+    parser.add_argument("--hours", type=int, help="hours of data (default 24; 3 with --quick)")
+    parser.add_argument("--step", nargs="+", help=argparse.SUPPRESS)  # internal: a step in a child
+    args = parser.parse_args()
+    if args.step:
+        step, path, *rest = args.step
+        result = generate(path, int(rest[0]), int(rest[1])) if step == "generate" else run_job(path, int(rest[0]))
+        print(json.dumps(result))
+        return
+    per_hour = 100_000 if args.quick else 1_000_000
+    hours = args.hours or (3 if args.quick else 24)
+    figures: dict = {"inferences_per_hour": per_hour, "hours": hours, "features": NUMERIC + CATEGORICAL + 2,
+                     "sites": SITES}
+    with tempfile.TemporaryDirectory(prefix="fw-drift-jobs-bench-") as tmp:
+        path = str(Path(tmp) / "fleet.duckdb")
+        _, wall, rss = run_child([sys.executable, __file__, "--step", "generate", path, str(per_hour), str(hours)])
+        figures["generate"] = {"wall_s": round(wall, 1), "peak_rss_mib": round(rss)}
+        print(f"{per_hour * hours:,} spans written in {wall:.0f} s", file=sys.stderr, flush=True)
+        out, wall, rss = run_child([sys.executable, __file__, "--step", "job", path, str(hours)])
+        figures["job"] = {**json.loads(out.strip().splitlines()[-1]), "wall_s": round(wall, 1),
+                          "peak_rss_mib": round(rss)}
+    shifted = set(figures["job"]["site0_flagged_hours"])
+    figures["site0_flagged_only_f00"] = shifted == {"f00"}
+    print(json.dumps({"benchmark": "drift_jobs", "quick": args.quick, "machine": machine(), **figures}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
