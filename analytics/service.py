@@ -94,9 +94,8 @@ class AnalyticsExtension:
         if collector.store is None:
             log.warning("no DuckDB exporter in this process: analytics jobs are not started")
             return
-        jobs = rollup_jobs() + health_jobs(self.health) + shadow_jobs(self.shadow)
         # Drift runs with analytics whether or not the drift section is there (it only changes defaults).
-        jobs = rollup_jobs() + health_jobs(self.health) + drift_jobs(self.drift)
+        jobs = rollup_jobs() + health_jobs(self.health) + shadow_jobs(self.shadow) + drift_jobs(self.drift)
         specs = self.config.slo_specs()
         slo_inputs = sli_jobs(specs)
         jobs += slo_inputs
