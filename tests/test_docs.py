@@ -59,6 +59,7 @@ def test_configuration_doc_example_is_valid():
     # The sections of the layers above the collector register themselves on import.
     import analytics.api.config  # noqa: F401
     import analytics.config  # noqa: F401
+    import analytics.drift.section  # noqa: F401
     import analytics.health.config  # noqa: F401
     import analytics.shadow.config  # noqa: F401
     import analytics.slo.alerting_config  # noqa: F401
