@@ -43,7 +43,6 @@ from analytics.slo.lifecycle import (
     FIRING,
     PENDING,
     RESOLVED,
-    ZERO_TOLERANCE_SLO,
     AlertState,
     LifecycleConfig,
 )
@@ -68,8 +67,6 @@ class AlertProvider(Protocol):
     def reset(self) -> None: ...
     def evaluate(self, read, start: datetime, end: datetime, *, notify_after: datetime | None) -> EvaluationResult: ...
 
-
-ZeroTolerance = AlertProvider  # its name before drift alerts joined
 JOB_NAME = "slo_evaluate"
 ALERT_COLUMNS = ("fingerprint", "opened_at", "slo", "severity", "group_labels", "labels", "state", "starts_at",
                  "ends_at", "last_evaluated_at", "last_notified_at", "notified_firing", "inhibited")
@@ -83,15 +80,14 @@ class SloJob:
 
     def __init__(self, store: Store, specs: Sequence[SloSpec], *, sli_jobs: Sequence[str],
                  lifecycle: LifecycleConfig | None = None, enqueue: Enqueue | None = None,
-                 zero_tolerance: AlertProvider | None = None, alert_providers: Sequence[AlertProvider] = (),
+                 alert_providers: Sequence[AlertProvider] = (),
                  notify_window: timedelta = timedelta(minutes=15), detail: timedelta = timedelta(days=2),
                  query_timeout: float = 300.0, max_backoff: float = 600.0) -> None:
         self.store = store
         self.specs = list(specs)
         self.sli_jobs = list(sli_jobs)
         self.evaluator = SloEvaluator(self.specs, lifecycle)
-        # zero_tolerance= is the first provider, kept for its callers.
-        self.providers = [*([zero_tolerance] if zero_tolerance is not None else []), *alert_providers]
+        self.providers = list(alert_providers)
         self.enqueue = enqueue
         self.notify_window = notify_window
         self.detail = detail
@@ -132,7 +128,7 @@ class SloJob:
 
     def _resolve_orphans(self, rows: list[dict]) -> None:
         """Resolve the open alerts of SLOs no longer in the file: nothing would ever resolve them."""
-        known = {spec.name for spec in self.specs} | {ZERO_TOLERANCE_SLO} | {p.slo for p in self.providers}
+        known = {spec.name for spec in self.specs} | {provider.slo for provider in self.providers}
         orphans = [AlertState.from_row(r) for r in rows
                    if r["slo"] not in known and r["state"] in (PENDING, FIRING)]
         if not orphans:
