@@ -28,8 +28,18 @@ from datetime import datetime, timedelta
 
 from analytics.drift.jobs import DriftJob
 from analytics.jobs.framework import Read
-from analytics.slo.evaluator import EvaluationResult, Transition
-from analytics.slo.lifecycle import FIRING, PENDING, RESOLVED, AlertKey, AlertState, ProviderAlerts
+from analytics.slo.evaluator import (
+    EvaluationResult,
+    finish_provider_result,
+    step_provider_alert,
+)
+from analytics.slo.lifecycle import (
+    FIRING,
+    PENDING,
+    AlertKey,
+    AlertState,
+    ProviderAlerts,
+)
 from analytics.slo.payload import AlertMessage
 
 DRIFT_SLO = "drift"
@@ -91,18 +101,10 @@ class DriftAlerts(ProviderAlerts):
                 condition = None if row["status"] == "insufficient_data" else row["status"] == "drifted"
                 if not condition and state.state not in (PENDING, FIRING):
                     continue  # nothing open: an ok or insufficient window changes nothing
-                before = state
-                state, note = self.lifecycle.step(state, condition, at,
-                                                  notify=notify_after is not None and at >= notify_after)
-                result.changed[(key.fingerprint, state.opened_at)] = state
-                if state.state != before.state and state.state in (FIRING, RESOLVED):
-                    result.transitions.append(Transition(at, DRIFT_SLO, dict(key.group), "ticket", state.state,
-                                                         ALERT_NAME, {}))
-                if note is not None:
-                    timed.append((at, key.fingerprint, AlertMessage(note.alert, _annotations(key, row))))
+                state = step_provider_alert(self.lifecycle, state, condition, at, notify_after, result, timed,
+                                            lambda: _annotations(key, row))
             self.alerts[key] = state
-        result.transitions.sort(key=lambda t: t.at)
-        result.messages = [message for _, _, message in sorted(timed, key=lambda m: m[:2])]
+        finish_provider_result(result, timed)
         return result
 
 

@@ -23,10 +23,13 @@ from datetime import datetime, timedelta
 
 from analytics.health.failures import failure_events
 from analytics.jobs.framework import Read, floor_time
-from analytics.slo.evaluator import EvaluationResult, Transition
+from analytics.slo.evaluator import (
+    EvaluationResult,
+    finish_provider_result,
+    step_provider_alert,
+)
 from analytics.slo.lifecycle import (
     FIRING,
-    RESOLVED,
     ZERO_TOLERANCE_SLO,
     AlertKey,
     AlertState,
@@ -76,18 +79,10 @@ class ZeroToleranceAlerts(ProviderAlerts):
                 condition = any(at - HOLD <= m < at for m in minutes)
                 if not condition and state.state not in ("pending", FIRING):
                     continue
-                before = state
-                state, note = self.lifecycle.step(state, condition, at,
-                                                  notify=notify_after is not None and at >= notify_after)
-                result.changed[(key.fingerprint, state.opened_at)] = state
-                if state.state != before.state and state.state in (FIRING, RESOLVED):
-                    result.transitions.append(Transition(at, ZERO_TOLERANCE_SLO, dict(key.group), "page", state.state,
-                                                         key.alertname, {}))
-                if note is not None:
-                    timed.append((at, key.fingerprint, AlertMessage(note.alert, _annotations(key, details.get(key)))))
+                state = step_provider_alert(self.lifecycle, state, condition, at, notify_after, result, timed,
+                                            lambda: _annotations(key, details.get(key)))
             self.alerts[key] = state
-        result.transitions.sort(key=lambda t: t.at)
-        result.messages = [message for _, _, message in sorted(timed, key=lambda m: m[:2])]
+        finish_provider_result(result, timed)
         return result
 
 

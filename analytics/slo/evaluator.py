@@ -388,3 +388,29 @@ def rollouts_in_group(read: Read, spec: SloSpec, group: dict[str, str], at: date
         "GROUP BY ALL HAVING rollout IS NOT NULL ORDER BY devices DESC, rollout",
         {"since": at - ROLLOUT_LOOKBACK, "at": at, **group})
     return ", ".join(rows["rollout"].to_pylist())
+
+
+def step_provider_alert(lifecycle: Lifecycle, state: AlertState, condition: bool | None, at: datetime,
+                        notify_after: datetime | None, result: EvaluationResult,
+                        timed: list[tuple[datetime, str, AlertMessage]],
+                        annotate: Callable[[], dict[str, str]]) -> AlertState:
+    """One lifecycle step of an alert outside the SLOs (zero-tolerance, drift), recorded in ``result``.
+
+    Messages go to ``timed`` (instant, fingerprint, message) so that
+    :func:`finish_provider_result` can put them in time order.
+    """
+    before = state
+    state, note = lifecycle.step(state, condition, at, notify=notify_after is not None and at >= notify_after)
+    result.changed[(state.key.fingerprint, state.opened_at)] = state
+    if state.state != before.state and state.state in (FIRING, RESOLVED):
+        result.transitions.append(Transition(at, state.key.slo, dict(state.key.group), state.key.severity,
+                                             state.state, state.key.alertname, {}))
+    if note is not None:
+        timed.append((at, state.key.fingerprint, AlertMessage(note.alert, annotate())))
+    return state
+
+
+def finish_provider_result(result: EvaluationResult, timed: list[tuple[datetime, str, AlertMessage]]) -> None:
+    """Transitions and messages of a provider's evaluation in time order."""
+    result.transitions.sort(key=lambda t: t.at)
+    result.messages = [message for _, _, message in sorted(timed, key=lambda m: m[:2])]
