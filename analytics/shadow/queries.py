@@ -19,6 +19,8 @@ _GROUPS = {"none": "'all'", "site": "site", "region": "region", "device_class": 
 _STEPS = {"none": "NULL::TIMESTAMP", "hour": "window_start", "day": "date_trunc('day', window_start)::TIMESTAMP"}
 _FILTER = ("(window_start >= $since AND window_start < $until AND ($model_name IS NULL OR model_name = $model_name) "
            "AND ($model_version IS NULL OR model_version = $model_version) AND ($site IS NULL OR site = $site))")
+# A correlation over fewer paired hours is noise (over two it is always +-1): no value, the hours say why.
+MIN_TRACKING_HOURS = 6
 _KEYS = ("step_start", "model_name", "model_version", "grp")
 _SELECT_KEYS = "{step} AS step_start, model_name, model_version, {group_by} AS grp"
 
@@ -135,9 +137,30 @@ hourly AS (
     GROUP BY ALL
 ),
 tracking AS (
-    SELECT step_start, model_name, model_version, grp, corr(disagreement, measured_error) AS tracking_corr,
-           count(*) FILTER (WHERE disagreement IS NOT NULL AND measured_error IS NOT NULL) AS tracking_hours
+    SELECT step_start, model_name, model_version, grp, count(*) FILTER (WHERE disagreement IS NOT NULL AND
+           measured_error IS NOT NULL) AS tracking_hours,
+           CASE WHEN tracking_hours >= {MIN_TRACKING_HOURS} THEN corr(disagreement, measured_error) END AS tracking_corr
     FROM hourly GROUP BY ALL
+),
+-- per hour: the drift job's dataset severity (the cohort's most severe feature) beside measured edge error
+error_hourly AS (
+    SELECT {_SELECT_KEYS}, window_start, 1 - sum(correct) / nullif(sum(class_labelled), 0) AS measured_error
+    FROM ground_truth_hour WHERE {_FILTER} GROUP BY ALL
+),
+drift_hourly AS (
+    SELECT {{step}} AS step_start, model_name, model_version, {{drift_group}} AS grp, window_start, severity
+    FROM drift_results
+    WHERE window_length = '1h' AND feature = '*' AND status <> 'insufficient_data'
+      AND window_start >= $since AND window_start < $until AND ($model_name IS NULL OR model_name = $model_name)
+      AND ($model_version IS NULL OR model_version = $model_version)
+),
+drift_tracking AS (
+    SELECT e.step_start, e.model_name, e.model_version, e.grp,
+           count(*) FILTER (WHERE e.measured_error IS NOT NULL) AS drift_tracking_hours,
+           CASE WHEN drift_tracking_hours >= {MIN_TRACKING_HOURS} THEN corr(d.severity, e.measured_error) END
+               AS drift_tracking_corr
+    FROM error_hourly e JOIN drift_hourly d ON {_same('e', 'd')} AND e.window_start = d.window_start
+    GROUP BY ALL
 )
 SELECT g.step_start, g.model_name, g.model_version, g.grp AS "group",
        g.inferences::BIGINT AS inferences, g.labelled::BIGINT AS labelled,
@@ -148,8 +171,9 @@ SELECT g.step_start, g.model_name, g.model_version, g.grp AS "group",
        g.abs_error_sum / nullif(g.value_labelled, 0) AS mae, sqrt(g.error_sq_sum / nullif(g.value_labelled, 0)) AS rmse,
        g.cloud_abs_error_sum / nullif(g.cloud_value_labelled, 0) AS cloud_mae,
        sqrt(g.cloud_error_sq_sum / nullif(g.cloud_value_labelled, 0)) AS cloud_rmse,
-       t.tracking_corr, t.tracking_hours::BIGINT AS tracking_hours
-FROM gt g LEFT JOIN tracking t ON {_same('g', 't')}
+       t.tracking_corr, t.tracking_hours::BIGINT AS tracking_hours,
+       dt.drift_tracking_corr, coalesce(dt.drift_tracking_hours, 0)::BIGINT AS drift_tracking_hours
+FROM gt g LEFT JOIN tracking t ON {_same('g', 't')} LEFT JOIN drift_tracking dt ON {_same('g', 'dt')}
 ORDER BY g.model_name, g.model_version, "group", g.step_start
 """
 
@@ -197,6 +221,24 @@ def _common(since: str) -> tuple[Param, ...]:
 
 _FRAGMENTS = {"group_by": _GROUPS, "step": _STEPS}
 
+
+def _drift_group(values: dict) -> dict[str, str]:
+    """The drift cohort (analytics.drift.jobs.cohort_key: ``{}`` or ``{"site":"..."}``) that is the group.
+
+    With ``site`` set the ground truth covers that site, so the matching drift cohort is the site's; a
+    grouping the drift job has no cohort for (``cohort``, the concatenation of every dimension) has none.
+    """
+    by = values["group_by"]
+    if by == "none":
+        return {"drift_group": "CASE WHEN cohort = CASE WHEN $site IS NULL THEN '{}' "
+                               "ELSE json_object('site', $site)::VARCHAR END THEN 'all' END"}
+    if by == "cohort":
+        return {"drift_group": "NULL::VARCHAR"}
+    # by is one of the drift job's cohort dimensions (a fixed choice, never the caller's text)
+    site = "" if by == "site" else " AND $site IS NULL"
+    return {"drift_group": f"CASE WHEN json_keys(cohort) = ['{by}']{site} AND ($site IS NULL OR cohort ->> '$.site' = $site) "
+                           f"THEN cohort ->> '$.{by}' END"}
+
 SHADOW_QUERIES = (
     NamedQuery(
         "shadow_agreement",
@@ -219,7 +261,7 @@ SHADOW_QUERIES = (
         "ground_truth_accuracy",
         "Accuracy (classifiers) or bias / MAE / RMSE (regressors) of the edge model and its cloud shadow against "
         "late labels, by inference time; label coverage; how the hourly disagreement rate tracked measured error.",
-        GROUND_TRUTH_ACCURACY_SQL, _common("-7d"), fragments=_FRAGMENTS, needs="analytics",
+        GROUND_TRUTH_ACCURACY_SQL, _common("-7d"), fragments=_FRAGMENTS, derive=_drift_group, needs="analytics",
     ),
     NamedQuery(
         "label_lag",
