@@ -223,3 +223,20 @@ def test_the_report_opens_in_headless_chromium_without_errors_or_network(from_fi
         assert outside == []
     assert visit.problems() == []
     assert (tmp_path / "drift-report.png").stat().st_size > 10_000
+
+
+def test_docs_drift_report_section_is_what_the_report_does(from_file):
+    from analytics.drift.report import LOOKBACK, MIN_EVENTS, DriftReportRequest
+    from analytics.drift.report_html import short_label
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "drift.md").read_text()
+    section = " ".join(doc.split("## The drift report\n", 1)[1].split("\n## ", 1)[0].split())
+    assert f"looking back {LOOKBACK['1d'].days} days (daily) or {LOOKBACK['1h'].days} days (hourly)" in section
+    assert f"fewer than {MIN_EVENTS} compared pairs" in section
+    assert f"of the {DriftReportRequest('m').top_features} most severe features" in section
+    assert len(short_label("x" * 100)) == 14 and "cut to 14 characters" in section
+    twin = section.split("The JSON twin has ", 1)[1].split(". Floats", 1)[0]
+    top_level = re.findall(r"`(\w+)`(?![^(]*\))", twin)
+    assert set(top_level) == set(from_file["model"]["payload"])
+    verdict_keys = re.search(r"`verdict` \(([^)]*)\)", twin).group(1)
+    assert set(re.findall(r"`(\w+)`", verdict_keys)) == set(from_file["model"]["payload"]["verdict"])
