@@ -167,6 +167,7 @@ def test_the_api_and_the_file_give_the_same_report(analysed_sample_db, from_file
 BAD_REQUESTS = [
     ({"model": "no-such-model"}, 404, "no drift results for model 'no-such-model'"),
     ({"model": MODEL, "cohort": "site=nowhere"}, 404, "no drift results for model 'defect-detector' in cohort"),
+    ({"model": MODEL, "window": "2026-11-10T00:00:00Z..2026-11-12T00:00:00Z"}, 404, "in 1h windows between"),
     ({"model": MODEL, "window": "2d"}, 400, "window must be 1h, 1d or START..END"),
     ({"model": MODEL, "window": "2026-11-03T00:00:00Z..2026-11-02T00:00:00Z"}, 400, "is not after"),
     ({"model": MODEL, "cohort": "planet=mars"}, 400, "unknown cohort dimension 'planet'"),

@@ -155,6 +155,9 @@ def build_drift_report(run: QueryRunner, request: DriftReportRequest) -> dict:
     if until is None:
         until = parse_time(current["window_end"])
         since = until - LOOKBACK[length]
+    elif parse_time(current["window_start"]) < since:
+        raise NoDriftResults(f"no drift results for model {request.model!r} in {length} windows between "
+                             f"{_text(since)} and {_text(until)} (the newest starts {current['window_start']})")
     span = {"since": _text(since), "until": _text(until)}
     scope = {"model_name": request.model, "model_version": version, "cohort": request.cohort_key, "window": length}
     history = run("drift_features", {**scope, **span})
