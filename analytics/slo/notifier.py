@@ -134,13 +134,16 @@ class Notifier:
 
     def _housekeeping(self, now: datetime) -> None:
         stats = self.store.reads.run(outbox.STATS_SQL, max_rows=1, timeout=READ_TIMEOUT).table.to_pylist()[0]
-        self.pending.set(stats["pending"])
         self._oldest_pending = stats["oldest_pending"]
         give_up = timedelta(seconds=self.config.give_up_after)
+        expired: list[str] = []
         if stats["oldest_pending"] is not None and stats["oldest_pending"] <= now - give_up:
-            for receiver in self.store.submit(lambda con: outbox.expire(con, now, give_up)).result():
+            expired = self.store.submit(lambda con: outbox.expire(con, now, give_up)).result()
+            for receiver in expired:
                 self.outcomes.inc(receiver=receiver, outcome="expired")
                 log.warning("alert notification to %s expired: undelivered after %s", receiver, give_up)
+        # Set after expiring: an expired row is no longer pending, whenever /metrics is read.
+        self.pending.set(stats["pending"] - len(expired))
         retention = timedelta(seconds=self.config.retention)
         if stats["oldest_finished"] is not None and stats["oldest_finished"] < now - retention:
             self.store.submit(lambda con: outbox.prune(con, now, retention)).result()
