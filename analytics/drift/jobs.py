@@ -38,14 +38,13 @@ from datetime import datetime, timedelta
 import pyarrow as pa
 
 from analytics.drift.section import DriftJobConfig
-from analytics.drift.profile_sql import summarise_groups
+from analytics.drift.profile_sql import summaries_from_wide_rows
 from analytics.drift.profiles import Summary
 from analytics.drift.references import (
-    EDGE_INFERENCES,
     REFERENCE_SCHEMA,
     StoredReference,
     edge_params,
-    feature_expr,
+    edge_source,
     first_seen,
     in_force,
     load_references,
@@ -54,7 +53,9 @@ from analytics.drift.references import (
     versions_in,
     window_reference,
 )
+from analytics.drift.sql_text import run_read
 from analytics.drift.verdict import DriftResult, compare_profiles
+from analytics.drift.wide_sql import WideFeature, summaries_sql
 from analytics.jobs.framework import JobOutput, Read, WindowJob, floor_time
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
@@ -115,17 +116,19 @@ _RESULT_SCHEMA = pa.schema([
 ])
 
 
-def cohort_source(expr: str, cohorts: list[str]) -> str:
-    """A FROM item of the window's edge inferences: the feature's value ``v`` (extracted once per row, not
-    once per cohort: JSON parsing is the cost), repeated for each cohort the row belongs to: ``d`` 0 (the
-    whole version) or 1 + the index of its dimension in ``cohorts``, and ``val`` the dimension's value."""
-    return (f"(SELECT * FROM (SELECT {expr} AS v, unnest(range({len(cohorts) + 1})) AS d, "
-            f"unnest([NULL{''.join(f', {c}' for c in cohorts)}]) AS val "
-            f"FROM span_rows WHERE {EDGE_INFERENCES}) WHERE d = 0 OR val IS NOT NULL)")
+def cohort_rollup_sql(summaries: str, cohorts: list[str]) -> str:
+    """Roll ``summaries`` (:func:`analytics.drift.wide_sql.summaries_sql` grouped by ``cohorts``: every
+    combination seen) up to each cohort: columns ``d`` (0 the whole version, 1 + the index of its dimension in
+    ``cohorts``), ``val`` (the dimension's value), then ``f``, ``bin`` and the sums. The big aggregate runs once
+    per row; the rollup only over its combinations."""
+    return (f"SELECT d, val, f, bin, sum(n)::BIGINT AS n, fsum(s1) AS s1, fsum(s2) AS s2, min(lo) AS lo, "
+            f"max(hi) AS hi FROM (SELECT *, unnest(range({len(cohorts) + 1})) AS d, "
+            f"unnest([NULL{''.join(f', g{i}' for i in range(len(cohorts)))}]) AS val FROM ({summaries})) "
+            f"WHERE d = 0 OR val IS NOT NULL GROUP BY d, val, f, bin")
 
 
 def cohort_key(cohorts: list[str], dimension: int, value: str | None) -> str:
-    """The ``cohort`` column of :func:`cohort_source`'s group: ``{}`` or ``{"site":"atl-factory-2"}``."""
+    """The ``cohort`` column of :func:`cohort_rollup_sql`'s group: ``{}`` or ``{"site":"atl-factory-2"}``."""
     return WHOLE_VERSION if dimension == 0 else json.dumps({cohorts[dimension - 1]: value}, separators=(",", ":"))
 
 
@@ -198,18 +201,15 @@ class DriftJob(WindowJob):
                           "drift_results": pa.Table.from_pylist(results, schema=_RESULT_SCHEMA)}, rows_in=rows_in)
 
     def _summarise(self, read, reference: StoredReference, params: dict) -> dict[tuple, dict[str, Summary]]:
-        """``{(cohort,): {feature: Summary}}`` of one hour: one query per feature, every cohort in it."""
-        out: dict[tuple, dict[str, Summary]] = {}
-        for name, profile in reference.summaries.items():
-            expr = name if name.startswith("prediction_") else feature_expr(name)
-            groups = summarise_groups(read, cohort_source(expr, self.config.cohorts), {name: profile}, {name: "v"},
-                                      params=params, group_by=["d", "val"])
-            for (dimension, value), summaries in groups.items():
-                out.setdefault((cohort_key(self.config.cohorts, dimension, value),), {}).update(summaries)
-        for summaries in out.values():  # a cohort without a feature's rows still holds it, empty
-            for name, profile in reference.summaries.items():
-                summaries.setdefault(name, Summary(profile.layout, (0,) * profile.layout.bins))
-        return out
+        """``{(cohort,): {feature: Summary}}`` of one hour: one scan of its spans for every feature and cohort."""
+        cohorts = self.config.cohorts
+        layouts = {name: s.layout for name, s in reference.summaries.items()}
+        source, exprs = edge_source(list(layouts), cohorts)
+        sql = summaries_sql([WideFeature(layout.kind, exprs[name]) for name, layout in layouts.items()],
+                            list(layouts.values()), source, group_by=cohorts)
+        groups = summaries_from_wide_rows(layouts, run_read(read, cohort_rollup_sql(sql, cohorts), params), 2)
+        return {(cohort_key(cohorts, dimension, value),): summaries
+                for (dimension, value), summaries in groups.items()}
 
     def _needs_reference(self, reference: StoredReference | None, hour: datetime) -> bool:
         if reference is None:
