@@ -31,6 +31,7 @@ in the same transaction (:meth:`DriftJob.replaced_rows`).
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -38,7 +39,6 @@ from datetime import datetime, timedelta
 import pyarrow as pa
 
 from analytics.drift.section import DriftJobConfig
-from analytics.drift.profile_sql import summaries_from_wide_rows
 from analytics.drift.profiles import Summary
 from analytics.drift.references import (
     REFERENCE_SCHEMA,
@@ -53,9 +53,8 @@ from analytics.drift.references import (
     versions_in,
     window_reference,
 )
-from analytics.drift.sql_text import run_read
 from analytics.drift.verdict import DriftResult, compare_profiles
-from analytics.drift.wide_sql import WideFeature, summaries_sql
+from analytics.drift.wide_sql import Parts, WideFeature, group_parts
 from analytics.jobs.framework import JobOutput, Read, WindowJob, floor_time
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
@@ -116,19 +115,23 @@ _RESULT_SCHEMA = pa.schema([
 ])
 
 
-def cohort_rollup_sql(summaries: str, cohorts: list[str]) -> str:
-    """Roll ``summaries`` (:func:`analytics.drift.wide_sql.summaries_sql` grouped by ``cohorts``: every
-    combination seen) up to each cohort: columns ``d`` (0 the whole version, 1 + the index of its dimension in
-    ``cohorts``), ``val`` (the dimension's value), then ``f``, ``bin`` and the sums. The big aggregate runs once
-    per row; the rollup only over its combinations."""
-    return (f"SELECT d, val, f, bin, sum(n)::BIGINT AS n, fsum(s1) AS s1, fsum(s2) AS s2, min(lo) AS lo, "
-            f"max(hi) AS hi FROM (SELECT *, unnest(range({len(cohorts) + 1})) AS d, "
-            f"unnest([NULL{''.join(f', g{i}' for i in range(len(cohorts)))}]) AS val FROM ({summaries})) "
-            f"WHERE d = 0 OR val IS NOT NULL GROUP BY d, val, f, bin")
+def cohort_rollup(groups: dict[tuple, list[Parts]]) -> dict[tuple[int, str | None], list[Parts]]:
+    """Add the parts of every combination of cohort values up to each cohort: ``(d, value)`` with ``d`` 0 (the
+    whole version) or 1 + the index of the dimension. The scan aggregates once per row; this only adds its
+    few combinations."""
+    out: dict[tuple[int, str | None], list[Parts]] = {}
+    for values, parts in groups.items():
+        for key in [(0, None), *((d + 1, v) for d, v in enumerate(values) if v is not None)]:
+            if key in out:
+                for total, part in zip(out[key], parts):
+                    total.add(part)
+            else:
+                out[key] = [copy.deepcopy(part) for part in parts]
+    return out
 
 
 def cohort_key(cohorts: list[str], dimension: int, value: str | None) -> str:
-    """The ``cohort`` column of :func:`cohort_rollup_sql`'s group: ``{}`` or ``{"site":"atl-factory-2"}``."""
+    """The ``cohort`` column of :func:`cohort_rollup`'s group: ``{}`` or ``{"site":"atl-factory-2"}``."""
     return WHOLE_VERSION if dimension == 0 else json.dumps({cohorts[dimension - 1]: value}, separators=(",", ":"))
 
 
@@ -205,11 +208,11 @@ class DriftJob(WindowJob):
         cohorts = self.config.cohorts
         layouts = {name: s.layout for name, s in reference.summaries.items()}
         source, exprs = edge_source(list(layouts), cohorts)
-        sql = summaries_sql([WideFeature(layout.kind, exprs[name]) for name, layout in layouts.items()],
-                            list(layouts.values()), source, group_by=cohorts)
-        groups = summaries_from_wide_rows(layouts, run_read(read, cohort_rollup_sql(sql, cohorts), params), 2)
-        return {(cohort_key(cohorts, dimension, value),): summaries
-                for (dimension, value), summaries in groups.items()}
+        combinations = group_parts(read, [WideFeature(layout.kind, exprs[name]) for name, layout in layouts.items()],
+                                   list(layouts.values()), source, params=params, group_by=cohorts)
+        return {(cohort_key(cohorts, dimension, value),):
+                {name: part.summary(layout) for (name, layout), part in zip(layouts.items(), parts)}
+                for (dimension, value), parts in cohort_rollup(combinations).items()}
 
     def _needs_reference(self, reference: StoredReference | None, hour: datetime) -> bool:
         if reference is None:

@@ -28,7 +28,7 @@ from analytics.drift.quantiles import exact_quantiles
 from analytics.drift.sql_text import (  # noqa: F401  (Read, quote_literal, MISSING_BIN: part of this module's API)
     MISSING_BIN, Read, bin_sql, categorical_value_sql, double_literal, numeric_value_sql, quote_identifier,
     quote_literal, run_read)
-from analytics.drift.wide_sql import WideFeature, numeric_edges, summaries_sql, top_categories
+from analytics.drift.wide_sql import WideFeature, group_parts, numeric_edges, top_categories
 
 @dataclass(frozen=True)
 class FeatureSpec:
@@ -165,30 +165,11 @@ def summarise(read, source: str, reference: Mapping[str, Summary], exprs: Mappin
     return groups.get((), {name: Summary(p.layout, (0,) * p.layout.bins) for name, p in reference.items()})
 
 
-def summaries_from_wide_rows(layouts: Mapping[str, Layout], rows: Sequence[tuple],
-                             groups: int = 0) -> dict[tuple, dict[str, Summary]]:
-    """Fold :func:`analytics.drift.wide_sql.summaries_sql` rows (``f`` after the groups) into summaries per group.
-
-    ``layouts`` in the order of the query's features; a group lacking a feature gets an empty summary.
-    """
-    names = list(layouts)
-    by_feature: dict[int, list[tuple]] = {}
-    for row in rows:
-        by_feature.setdefault(int(row[groups]), []).append(row[:groups] + row[groups + 1:])
-    out: dict[tuple, dict[str, Summary]] = {}
-    for f, feature_rows in by_feature.items():
-        for key, summary in summaries_from_rows(layouts[names[f]], feature_rows, groups).items():
-            out.setdefault(key, {})[names[f]] = summary
-    for summaries in out.values():
-        for name, layout in layouts.items():
-            summaries.setdefault(name, Summary(layout, (0,) * layout.bins))
-    return {key: {name: summaries[name] for name in names} for key, summaries in out.items()}
-
-
 def _summarise_wide(read, layouts: Mapping[str, Layout], exprs: Mapping[str, str], source: str, where, params,
                     group_by: Sequence[str]) -> dict[tuple, dict[str, Summary]]:
     if not layouts:
         return {}
     wide = [WideFeature(layout.kind, exprs[name]) for name, layout in layouts.items()]
-    rows = run_read(read, summaries_sql(wide, list(layouts.values()), source, where, group_by), params)
-    return summaries_from_wide_rows(layouts, rows, len(group_by))
+    groups = group_parts(read, wide, list(layouts.values()), source, where, params, group_by)
+    return {key: {name: part.summary(layout) for (name, layout), part in zip(layouts.items(), parts)}
+            for key, parts in groups.items()}

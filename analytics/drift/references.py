@@ -131,16 +131,19 @@ def edge_source(names: Sequence[str], columns: Sequence[str] = ()) -> tuple[str,
 def monitored_features(read, model: str, version: str, start: datetime, end: datetime) -> list[FeatureSpec]:
     """The features and predictions the edge inferences of [start, end) carry, sorted by name."""
     params = edge_params(read, model, version, start, end)
+    # Two scans, each parsing a span's JSON once: its keys, then the types at every feature's path.
+    names = [k for (k,) in run_read(read, f"""
+        SELECT DISTINCT k FROM (SELECT unnest(json_keys(attributes)) AS k FROM span_rows
+                                WHERE {EDGE_INFERENCES} AND attributes IS NOT NULL)
+        WHERE starts_with(k, '{FEATURE_PREFIX}') AND NOT contains(k, '"') ORDER BY k""", params)]
+    paths = ", ".join(quote_literal('$."' + k + '"') for k in names)
     rows = run_read(read, f"""
-        SELECT substr(k, {len(FEATURE_PREFIX) + 1}) AS name,
-               count(*) FILTER (WHERE json_type(attributes, '$."' || k || '"') IN ('BIGINT', 'UBIGINT', 'DOUBLE'))
-                   AS numbers, count(*) AS n
-        FROM (SELECT attributes, unnest(json_keys(attributes)) AS k FROM span_rows
+        SELECT i, count(*) FILTER (WHERE t IN ('BIGINT', 'UBIGINT', 'DOUBLE')) AS numbers, count(t) AS n
+        FROM (SELECT unnest(range({len(names)})) AS i, unnest(json_type(attributes, [{paths}])) AS t FROM span_rows
               WHERE {EDGE_INFERENCES} AND attributes IS NOT NULL)
-        WHERE starts_with(k, '{FEATURE_PREFIX}') AND NOT contains(k, '"')
-        GROUP BY k ORDER BY k""", params)
-    features = [FeatureSpec(name, "numeric" if 2 * numbers > n else "categorical", feature_expr(name))
-                for name, numbers, n in rows]
+        GROUP BY i ORDER BY i""", params) if names else []
+    features = [FeatureSpec(names[i][len(FEATURE_PREFIX):], "numeric" if 2 * numbers > n else "categorical",
+                            feature_expr(names[i][len(FEATURE_PREFIX):])) for i, numbers, n in rows]
     present = run_read(read, f"SELECT {', '.join(f'count({p.sql})' for p in PREDICTIONS)} FROM span_rows "
                              f"WHERE {EDGE_INFERENCES}", params)[0]
     return features + [p for p, n in zip(PREDICTIONS, present) if n]
