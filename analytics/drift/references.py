@@ -111,7 +111,7 @@ def feature_expr(name: str) -> str:
     return f"(attributes ->> {quote_literal(feature_path(name))})"
 
 
-def edge_source(names: Sequence[str], columns: Sequence[str] = ()) -> tuple[str, dict[str, str]]:
+def edge_source(names: Sequence[str], columns: Sequence[str] = (), condition: str = "") -> tuple[str, dict[str, str]]:
     """A FROM item of :data:`EDGE_INFERENCES` with every feature of ``names`` parsed out of one JSON parse per
     span, and each feature's expression over it: ``(source, {name: expr})``. ``columns`` are carried along.
 
@@ -125,7 +125,8 @@ def edge_source(names: Sequence[str], columns: Sequence[str] = ()) -> tuple[str,
     if paths:
         items.append(f"json_extract_string(attributes, [{', '.join(quote_literal(feature_path(n)) for n in paths)}]) "
                      "AS fw_json")
-    return f"(SELECT {', '.join(items) or 'NULL AS fw_none'} FROM span_rows WHERE {EDGE_INFERENCES})", exprs
+    where = f"{EDGE_INFERENCES} AND {condition}" if condition else EDGE_INFERENCES
+    return f"(SELECT {', '.join(items) or 'NULL AS fw_none'} FROM span_rows WHERE {where})", exprs
 
 
 def monitored_features(read, model: str, version: str, start: datetime, end: datetime) -> list[FeatureSpec]:
@@ -149,13 +150,16 @@ def monitored_features(read, model: str, version: str, start: datetime, end: dat
     return features + [p for p, n in zip(PREDICTIONS, present) if n]
 
 
-def window_reference(read, model: str, version: str, start: datetime, end: datetime,
-                     config: DriftConfig) -> dict[str, Summary]:
-    """Profile the edge inferences of [start, end) of one model version (pinned and trailing references)."""
+def window_reference(read, model: str, version: str, start: datetime, end: datetime, config: DriftConfig,
+                     excluded_sites: Sequence[str] = ()) -> dict[str, Summary]:
+    """Profile the edge inferences of [start, end) of one model version (pinned and trailing references),
+    leaving out those of ``excluded_sites``."""
     features = monitored_features(read, model, version, start, end)
-    source, exprs = edge_source([f.name for f in features])
+    source, exprs = edge_source([f.name for f in features], condition="(site IS NULL OR NOT list_contains("
+                                "$fw_excluded_sites, site))" if excluded_sites else "")
+    params = {**edge_params(read, model, version, start, end), "fw_excluded_sites": list(excluded_sites)}
     return profile_reference(read, source, [FeatureSpec(f.name, f.kind, exprs[f.name]) for f in features], config,
-                             params=edge_params(read, model, version, start, end))
+                             params=params if excluded_sites else edge_params(read, model, version, start, end))
 
 
 def reference_table(model: str, version: str, summaries: dict[str, Summary], kind: str,
