@@ -12,8 +12,12 @@ is a FROM-clause item (a table, a view, ``read_parquet('x.parquet')``) and
     current = summarise(con, "span_rows", reference, where=..., params=...)          # {name: Summary}
     by_site = summarise_groups(con, "span_rows", reference, group_by=["site"], ...)  # {(site,): {name: Summary}}
 
-The SQL builders (:func:`reference_layout_sql`, :func:`summary_sql`) are
-public too, for callers that run them in their own queries.
+:func:`profile_reference` and :func:`summarise_groups` read the source once
+for every feature (:mod:`analytics.drift.wide_sql`: with JSON features that
+is one parse per row instead of one per feature). The per-feature SQL
+builders (:func:`reference_layout`, :func:`reference_layout_sql`,
+:func:`summary_sql`) are public too, for callers that run them in their own
+queries; they are the direct computation the one-scan path is tested against.
 """
 
 from __future__ import annotations
