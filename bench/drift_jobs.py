@@ -20,7 +20,11 @@
    through :class:`analytics.jobs.framework.JobRunner`, catching up on all
    the hours: wall time, hours per minute, peak RSS of the child (its own
    ``ru_maxrss``), rows written, and whether site 0's ``f00`` was flagged
-   (and nothing else of site 0).
+   (and nothing else of site 0);
+4. **Baselines** in the same child, on the same rows: one plain scan of
+   every span's attributes, and one scan parsing each span's JSON once (the
+   least any reading of the features costs); the job's time as a multiple
+   of the latter.
 
 The last line of output is one JSON object with every figure.
 """
@@ -132,13 +136,24 @@ def run_job(path: str, hours: int) -> dict:
         flagged = runner._read("SELECT feature, count(*) AS hours FROM drift_results WHERE window_length = '1h' "
                                "AND cohort = '{\"site\":\"site-0\"}' AND status = 'drifted' AND feature <> '*' "
                                "GROUP BY feature ORDER BY feature").to_pylist()
+        # Baselines in the same process, on the same rows: one plain scan of every span's attributes, and
+        # one that parses each span's JSON once (the least any reading of the features costs).
+        clock = time.perf_counter()
+        runner._read("SELECT count(*), sum(length(attributes)) FROM span_rows")
+        plain_s = time.perf_counter() - clock
+        clock = time.perf_counter()
+        runner._read("SELECT count(json_extract_string(attributes, '$.\"ml.feature.f00\"')) FROM span_rows")
+        parse_s = time.perf_counter() - clock
         counts = runner._read("SELECT (SELECT count(*) FROM drift_summaries) AS summaries, "
                               "(SELECT count(*) FROM drift_results) AS results, "
                               "(SELECT count(DISTINCT cohort) FROM drift_summaries) AS cohorts").to_pylist()[0]
     finally:
         store.close()
     return {"reference_s": round(reference_s, 2), "job_s": round(job_s, 2),
-            "seconds_per_hour_of_data": round(job_s / hours, 2), "features": len(reference), **counts,
+            "seconds_per_hour_of_data": round(job_s / hours, 2), "plain_scan_s": round(plain_s, 2),
+            "json_parse_scan_s": round(parse_s, 2), "job_vs_json_parse_scan": round(job_s / parse_s, 1),
+            "reference_vs_json_parse_scan_of_its_hour": round(reference_s / (parse_s / hours), 1),
+            "features": len(reference), **counts,
             "site0_flagged_hours": {r["feature"]: r["hours"] for r in flagged}}
 
 

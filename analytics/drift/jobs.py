@@ -31,6 +31,7 @@ in the same transaction (:meth:`DriftJob.replaced_rows`).
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -38,14 +39,12 @@ from datetime import datetime, timedelta
 import pyarrow as pa
 
 from analytics.drift.section import DriftJobConfig
-from analytics.drift.profile_sql import summarise_groups
 from analytics.drift.profiles import Summary
 from analytics.drift.references import (
-    EDGE_INFERENCES,
     REFERENCE_SCHEMA,
     StoredReference,
     edge_params,
-    feature_expr,
+    edge_source,
     first_seen,
     in_force,
     load_references,
@@ -54,7 +53,9 @@ from analytics.drift.references import (
     versions_in,
     window_reference,
 )
-from analytics.drift.verdict import DriftResult, compare_profiles
+from analytics.drift.sql_text import run_read
+from analytics.drift.verdict import DriftResult, evaluate_profiles, family_alpha, judge_profiles
+from analytics.drift.wide_sql import Parts, WideFeature, group_parts
 from analytics.jobs.framework import JobOutput, Read, WindowJob, floor_time
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
@@ -115,17 +116,39 @@ _RESULT_SCHEMA = pa.schema([
 ])
 
 
-def cohort_source(expr: str, cohorts: list[str]) -> str:
-    """A FROM item of the window's edge inferences: the feature's value ``v`` (extracted once per row, not
-    once per cohort: JSON parsing is the cost), repeated for each cohort the row belongs to: ``d`` 0 (the
-    whole version) or 1 + the index of its dimension in ``cohorts``, and ``val`` the dimension's value."""
-    return (f"(SELECT * FROM (SELECT {expr} AS v, unnest(range({len(cohorts) + 1})) AS d, "
-            f"unnest([NULL{''.join(f', {c}' for c in cohorts)}]) AS val "
-            f"FROM span_rows WHERE {EDGE_INFERENCES}) WHERE d = 0 OR val IS NOT NULL)")
+def cohort_rollup(groups: dict[tuple, list[Parts]]) -> dict[tuple[int, str | None], list[Parts]]:
+    """Add the parts of every combination of cohort values up to each cohort: ``(d, value)`` with ``d`` 0 (the
+    whole version) or 1 + the index of the dimension. The scan aggregates once per row; this only adds its
+    few combinations."""
+    out: dict[tuple[int, str | None], list[Parts]] = {}
+    for values, parts in groups.items():
+        for key in [(0, None), *((d + 1, v) for d, v in enumerate(values) if v is not None)]:
+            if key in out:
+                for total, part in zip(out[key], parts):
+                    total.add(part)
+            else:
+                out[key] = [copy.deepcopy(part) for part in parts]
+    return out
+
+
+def drifted_sites(read, model: str, version: str, start: datetime, end: datetime, span_results: list[dict]) -> list[str]:
+    """The sites where another version of ``model`` was drifted in an hour of [start, end) (stored results and
+    this span's ``span_results``): a version rolled out during an incident must not learn the incident as
+    normal, so its pinned reference leaves these sites out."""
+    stored = run_read(read, "SELECT DISTINCT json_extract_string(cohort, '$.site') FROM drift_results "
+                            "WHERE window_length = '1h' AND feature = '*' AND status = 'drifted' "
+                            "AND model_name = $model AND model_version <> $version AND window_start >= $start "
+                            "AND window_start < $end AND json_extract_string(cohort, '$.site') IS NOT NULL",
+                      {"model": model, "version": version, "start": start, "end": end})
+    sites = {site for (site,) in stored}
+    sites |= {json.loads(r["cohort"]).get("site") for r in span_results
+              if r["window_length"] == "1h" and r["feature"] == DATASET and r["status"] == "drifted"
+              and r["model_name"] == model and r["model_version"] != version and start <= r["window_start"] < end}
+    return sorted(s for s in sites if s)
 
 
 def cohort_key(cohorts: list[str], dimension: int, value: str | None) -> str:
-    """The ``cohort`` column of :func:`cohort_source`'s group: ``{}`` or ``{"site":"atl-factory-2"}``."""
+    """The ``cohort`` column of :func:`cohort_rollup`'s group: ``{}`` or ``{"site":"atl-factory-2"}``."""
     return WHOLE_VERSION if dimension == 0 else json.dumps({cohorts[dimension - 1]: value}, separators=(",", ":"))
 
 
@@ -165,6 +188,7 @@ class DriftJob(WindowJob):
         identity_of: dict[tuple, tuple] = {}
         rows_in = 0
         seen_first: dict[tuple[str, str], datetime] | None = None
+        results: list[dict] = []
         hour = start
         while hour < end:
             for model, version in versions_in(read, hour, hour + HOUR):
@@ -172,7 +196,8 @@ class DriftJob(WindowJob):
                 if self._needs_reference(reference, hour):
                     if seen_first is None:
                         seen_first = first_seen(read)
-                    reference = self._new_reference(read, model, version, hour, seen_first.get((model, version)))
+                    reference = self._new_reference(read, model, version, hour, seen_first.get((model, version)),
+                                                    results)
                     if reference is not None:
                         references[(model, version)] = by_identity[(model, version, reference.kind, reference.start)] \
                             = reference
@@ -188,28 +213,26 @@ class DriftJob(WindowJob):
                         rows_in += max(s.total for s in summaries.values())
                     summary_rows += [_summary_row(hour, model, version, cohort, reference, s)
                                      for s in summaries.values()]
+            # The hour's results now: a reference pinned at a later hour of this span leaves out what they flag.
+            results += self._result_rows(hour, HOUR, {
+                (model, version, cohort): (1, by_identity[identity_of[(h, model, version, cohort)]], summaries)
+                for (h, model, version, cohort), summaries in sorted(hourly.items()) if h == hour})
             hour += HOUR
-        results = [row for (hour, model, version, cohort), summaries in sorted(hourly.items())
-                   for row in self._result_rows(hour, HOUR, 1, model, version, cohort,
-                                                by_identity[identity_of[(hour, model, version, cohort)]], summaries)]
         results += self._day_rows(read, start, end, hourly, identity_of, by_identity)
         return JobOutput({"drift_references": pa.concat_tables([kept, *new_references]),
                           "drift_summaries": pa.Table.from_pylist(summary_rows, schema=_SUMMARY_SCHEMA),
                           "drift_results": pa.Table.from_pylist(results, schema=_RESULT_SCHEMA)}, rows_in=rows_in)
 
     def _summarise(self, read, reference: StoredReference, params: dict) -> dict[tuple, dict[str, Summary]]:
-        """``{(cohort,): {feature: Summary}}`` of one hour: one query per feature, every cohort in it."""
-        out: dict[tuple, dict[str, Summary]] = {}
-        for name, profile in reference.summaries.items():
-            expr = name if name.startswith("prediction_") else feature_expr(name)
-            groups = summarise_groups(read, cohort_source(expr, self.config.cohorts), {name: profile}, {name: "v"},
-                                      params=params, group_by=["d", "val"])
-            for (dimension, value), summaries in groups.items():
-                out.setdefault((cohort_key(self.config.cohorts, dimension, value),), {}).update(summaries)
-        for summaries in out.values():  # a cohort without a feature's rows still holds it, empty
-            for name, profile in reference.summaries.items():
-                summaries.setdefault(name, Summary(profile.layout, (0,) * profile.layout.bins))
-        return out
+        """``{(cohort,): {feature: Summary}}`` of one hour: one scan of its spans for every feature and cohort."""
+        cohorts = self.config.cohorts
+        layouts = {name: s.layout for name, s in reference.summaries.items()}
+        source, exprs = edge_source(list(layouts), cohorts)
+        combinations = group_parts(read, [WideFeature(layout.kind, exprs[name]) for name, layout in layouts.items()],
+                                   list(layouts.values()), source, params=params, group_by=cohorts)
+        return {(cohort_key(cohorts, dimension, value),):
+                {name: part.summary(layout) for (name, layout), part in zip(layouts.items(), parts)}
+                for (dimension, value), parts in cohort_rollup(combinations).items()}
 
     def _needs_reference(self, reference: StoredReference | None, hour: datetime) -> bool:
         if reference is None:
@@ -218,8 +241,8 @@ class DriftJob(WindowJob):
             return reference.end != floor_time(hour, DAY)
         return False  # pinned and imported references never change
 
-    def _new_reference(self, read, model: str, version: str, hour: datetime,
-                       first: datetime | None) -> StoredReference | None:
+    def _new_reference(self, read, model: str, version: str, hour: datetime, first: datetime | None,
+                       span_results: list[dict]) -> StoredReference | None:
         days = timedelta(days=self.config.reference_days)
         if self.config.reference == "trailing":
             ref_start, ref_end = trailing_window(floor_time(hour, DAY), self.config.reference_days)
@@ -230,7 +253,9 @@ class DriftJob(WindowJob):
             ref_end = ref_start + days
             if ref_end > hour:
                 return None  # the pinned window has not closed yet
-        summaries = window_reference(read, model, version, ref_start, ref_end, self.drift_config)
+        excluded = drifted_sites(read, model, version, ref_start, ref_end, span_results) \
+            if self.config.reference == "pinned" else []
+        summaries = window_reference(read, model, version, ref_start, ref_end, self.drift_config, excluded)
         if not summaries or not any(s.total for s in summaries.values()):
             return None
         return StoredReference(model, version, self.config.reference, ref_start, ref_end, summaries, hour)
@@ -261,22 +286,35 @@ class DriftJob(WindowJob):
         for (hour, model, version, cohort), summaries in hourly.items():
             for summary in summaries.values():
                 add(hour, model, version, cohort, identity_of[(hour, model, version, cohort)], summary)
-        rows = []
+        families: dict[datetime, dict[tuple, tuple]] = defaultdict(dict)  # day -> (model, version, cohort) -> ...
         for key in sorted(hours):
             day, model, version, cohort = key
             identity = newest[key][1]  # a day that changed reference is judged on its newest one
             reference = by_identity.get(identity)
-            if reference is None:
-                continue
-            rows += self._result_rows(day, DAY, len(hour_sets[key][identity]), model, version, cohort, reference,
-                                      hours[key][identity])
+            if reference is not None:
+                families[day][(model, version, cohort)] = (len(hour_sets[key][identity]), reference,
+                                                           hours[key][identity])
+        return [row for day, cohorts in families.items() for row in self._result_rows(day, DAY, cohorts)]
+
+    def _result_rows(self, window_start: datetime, length: timedelta,
+                     cohorts: dict[tuple, tuple[int, StoredReference, dict[str, Summary]]]) -> list[dict]:
+        """The rows of one window, ``cohorts`` keyed by (model, version, cohort), judged as one family of tests:
+        the correction for many tests counts every feature x cohort x version of the run (not each cohort's
+        features alone), so that a hundred cohorts of noise do not make a hundred chances of a false flag."""
+        evaluated = {}
+        for key, (_, reference, current) in cohorts.items():
+            complete = {name: current.get(name) or Summary(s.layout, (0,) * s.layout.bins)
+                        for name, s in reference.summaries.items()}
+            evaluated[key] = evaluate_profiles(reference.summaries, complete, self.drift_config)
+        alpha = family_alpha(list(evaluated.values()), self.drift_config)
+        rows = []
+        for (model, version, cohort), (hours, reference, _) in cohorts.items():
+            rows += self._cohort_rows(window_start, length, hours, model, version, cohort, reference,
+                                      judge_profiles(evaluated[(model, version, cohort)], self.drift_config, alpha))
         return rows
 
-    def _result_rows(self, window_start: datetime, length: timedelta, hours: int, model: str, version: str,
-                     cohort: str, reference: StoredReference, current: dict[str, Summary]) -> list[dict]:
-        complete = {name: current.get(name) or Summary(s.layout, (0,) * s.layout.bins)
-                    for name, s in reference.summaries.items()}
-        result = compare_profiles(reference.summaries, complete, self.drift_config)
+    def _cohort_rows(self, window_start: datetime, length: timedelta, hours: int, model: str, version: str,
+                     cohort: str, reference: StoredReference, result: DriftResult) -> list[dict]:
         base = {"window_start": window_start, "window_length": "1h" if length == HOUR else "1d",
                 "window_end": window_start + length, "hours": hours, "model_name": model, "model_version": version,
                 "cohort": cohort, "reference_kind": reference.kind, "reference_start": reference.start}

@@ -12,8 +12,12 @@ is a FROM-clause item (a table, a view, ``read_parquet('x.parquet')``) and
     current = summarise(con, "span_rows", reference, where=..., params=...)          # {name: Summary}
     by_site = summarise_groups(con, "span_rows", reference, group_by=["site"], ...)  # {(site,): {name: Summary}}
 
-The SQL builders (:func:`reference_layout_sql`, :func:`summary_sql`) are
-public too, for callers that run them in their own queries.
+:func:`profile_reference` and :func:`summarise_groups` read the source once
+for every feature (:mod:`analytics.drift.wide_sql`: with JSON features that
+is one parse per row instead of one per feature). The per-feature SQL
+builders (:func:`reference_layout`, :func:`reference_layout_sql`,
+:func:`summary_sql`) are public too, for callers that run them in their own
+queries; they are the direct computation the one-scan path is tested against.
 """
 
 from __future__ import annotations
@@ -25,10 +29,10 @@ from typing import Any, Mapping, Sequence
 from analytics.drift.config import DriftConfig
 from analytics.drift.profiles import Layout, Summary, quantile_levels, stable_float
 from analytics.drift.quantiles import exact_quantiles
-from analytics.drift.sql_text import Read, double_literal, quote_identifier, quote_literal, run_read  # noqa: F401
-
-MISSING_BIN = -1
-
+from analytics.drift.sql_text import (  # noqa: F401  (Read, quote_literal, MISSING_BIN: part of this module's API)
+    MISSING_BIN, Read, bin_sql, categorical_value_sql, double_literal, numeric_value_sql, quote_identifier,
+    quote_literal, run_read)
+from analytics.drift.wide_sql import WideFeature, group_parts, numeric_edges, top_categories
 
 @dataclass(frozen=True)
 class FeatureSpec:
@@ -47,16 +51,6 @@ class FeatureSpec:
         return self.expr if self.expr is not None else quote_identifier(self.name)
 
 
-def numeric_value_sql(expr: str) -> str:
-    """The feature as a DOUBLE, NULL when missing (NULL, NaN, +-inf, text that is not a number)."""
-    value = f"TRY_CAST(({expr}) AS DOUBLE)"
-    return f"CASE WHEN isfinite({value}) THEN {value} END"
-
-
-def categorical_value_sql(expr: str) -> str:
-    return f"CAST(({expr}) AS VARCHAR)"
-
-
 def _where(where: str | None) -> str:
     return f" WHERE {where}" if where else ""
 
@@ -70,15 +64,6 @@ def reference_layout_sql(feature: FeatureSpec, config: DriftConfig, source: str,
             f"{_where(where)}) WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT {int(config.top_k)}")
 
 
-def _bin_sql(value: str, edges: Sequence[float], lo: int, hi: int) -> str:
-    """Number of ``edges`` <= value, knowing ``edges[:lo]`` are: a binary search as nested CASEs (depth log2)."""
-    if lo == hi:
-        return str(lo)
-    mid = (lo + hi) // 2
-    return (f"CASE WHEN {value} < {double_literal(edges[mid])} THEN {_bin_sql(value, edges, lo, mid)} "
-            f"ELSE {_bin_sql(value, edges, mid + 1, hi)} END")
-
-
 def summary_sql(layout: Layout, expr: str, source: str, where: str | None = None,
                 group_by: Sequence[str] = ()) -> str:
     """SQL summarising ``expr`` on ``layout``: one row per (group..., bin) with count and sums.
@@ -89,20 +74,23 @@ def summary_sql(layout: Layout, expr: str, source: str, where: str | None = None
     """
     groups = "".join(f"{g} AS g{i}, " for i, g in enumerate(group_by))
     group_cols = "".join(f"g{i}, " for i in range(len(group_by)))
+    bin_expr = bin_sql(layout.kind, "v", layout.edges, layout.categories)
     if layout.kind == "numeric":
         value = numeric_value_sql(expr)
-        bin_expr = f"CASE WHEN v IS NULL THEN {MISSING_BIN} ELSE {_bin_sql('v', layout.edges, 0, len(layout.edges))} END"
         shifted = f"(v - {double_literal(layout.shift)})"
         stats = f"fsum({shifted}) AS s1, fsum({shifted} * {shifted}) AS s2, min(v) AS lo, max(v) AS hi"
     else:
         value = categorical_value_sql(expr)
-        cases = " ".join(f"WHEN {quote_literal(c)} THEN {i}" for i, c in enumerate(layout.categories))
-        other = len(layout.categories)
-        bin_expr = (f"CASE WHEN v IS NULL THEN {MISSING_BIN} ELSE (CASE v {cases} ELSE {other} END) END"
-                    if cases else f"CASE WHEN v IS NULL THEN {MISSING_BIN} ELSE {other} END")
         stats = "NULL::DOUBLE AS s1, NULL::DOUBLE AS s2, NULL::DOUBLE AS lo, NULL::DOUBLE AS hi"
     return (f"SELECT {group_cols}{bin_expr} AS bin, count(*) AS n, {stats} "
             f"FROM (SELECT {groups}{value} AS v FROM {source}{_where(where)}) GROUP BY ALL")
+
+
+def numeric_layout(name: str, edges: Sequence[float], levels: Sequence[float]) -> Layout:
+    """A numeric layout on the reference's quantile ``edges`` at ``levels`` (no edges: no value)."""
+    probs = tuple(levels) if edges else ()
+    shift = edges[probs.index(0.5)] if 0.5 in probs else edges[len(edges) // 2] if edges else 0.0
+    return Layout(name, "numeric", edges=tuple(edges), probs=probs, shift=shift)
 
 
 def reference_layout(read, feature: FeatureSpec, config: DriftConfig, source: str, where: str | None = None,
@@ -110,10 +98,8 @@ def reference_layout(read, feature: FeatureSpec, config: DriftConfig, source: st
     """The reference's layout for ``feature`` (empty when the reference has no value of it)."""
     if feature.kind == "numeric":
         levels = quantile_levels(config.fine_bins)
-        edges = exact_quantiles(read, reference_layout_sql(feature, config, source, where), levels, params)
-        probs = levels if edges else ()
-        shift = edges[probs.index(0.5)] if 0.5 in probs else edges[len(edges) // 2] if edges else 0.0
-        return Layout(feature.name, "numeric", edges=edges, probs=probs, shift=shift)
+        return numeric_layout(feature.name, exact_quantiles(read, reference_layout_sql(feature, config, source, where),
+                                                            levels, params), levels)
     rows = run_read(read, reference_layout_sql(feature, config, source, where), params)
     return Layout(feature.name, "categorical", categories=tuple(str(r[0]) for r in rows))
 
@@ -145,13 +131,20 @@ def summaries_from_rows(layout: Layout, rows: Sequence[tuple], groups: int = 0) 
 
 def profile_reference(read, source: str, features: Sequence[FeatureSpec], config: DriftConfig | None = None,
                       where: str | None = None, params: Mapping[str, Any] | None = None) -> dict[str, Summary]:
-    """Profile every feature of the reference once: ``{name: Summary}`` on the reference's own layouts."""
+    """Profile every feature of the reference once: ``{name: Summary}`` on the reference's own layouts.
+
+    Every feature in the same few scans of ``source`` (:mod:`analytics.drift.wide_sql`): its layouts
+    (quantiles, top categories), then the summaries on them.
+    """
     config = (config or DriftConfig()).validate()
-    out = {}
-    for feature in features:
-        layout = reference_layout(read, feature, config, source, where, params)
-        out[feature.name] = _summarise_one(read, layout, feature.sql, source, where, params, ())[()]
-    return out
+    wide = [WideFeature(f.kind, f.sql) for f in features]
+    levels = quantile_levels(config.fine_bins)
+    edges = numeric_edges(read, wide, levels, source, where, params)
+    categories = top_categories(read, wide, config.top_k, source, where, params)
+    layouts = {f.name: numeric_layout(f.name, edges[i], levels) if f.kind == "numeric"
+               else Layout(f.name, "categorical", categories=categories[i]) for i, f in enumerate(features)}
+    found = _summarise_wide(read, layouts, {f.name: f.sql for f in features}, source, where, params, ())
+    return found.get((), {name: Summary(layout, (0,) * layout.bins) for name, layout in layouts.items()})
 
 
 def summarise_groups(read, source: str, reference: Mapping[str, Summary], exprs: Mapping[str, str] | None = None,
@@ -161,17 +154,12 @@ def summarise_groups(read, source: str, reference: Mapping[str, Summary], exprs:
 
     ``exprs`` maps feature names to SQL expressions (default: the column of the same name).
     A group without any row for a feature gets an empty summary, so groups always hold every feature.
+    All features are summarised in one scan of ``source`` (:func:`analytics.drift.wide_sql.summaries_sql`).
     """
     exprs = exprs or {}
-    out: dict[tuple, dict[str, Summary]] = {}
-    for name, profile in reference.items():
-        expr = exprs.get(name, quote_identifier(name))
-        for key, summary in _summarise_one(read, profile.layout, expr, source, where, params, group_by).items():
-            out.setdefault(key, {})[name] = summary
-    for key, summaries in out.items():
-        for name, profile in reference.items():
-            summaries.setdefault(name, Summary(profile.layout, (0,) * profile.layout.bins))
-    return out
+    layouts = {name: profile.layout for name, profile in reference.items()}
+    return _summarise_wide(read, layouts, {name: exprs.get(name, quote_identifier(name)) for name in reference},
+                           source, where, params, group_by)
 
 
 def summarise(read, source: str, reference: Mapping[str, Summary], exprs: Mapping[str, str] | None = None,
@@ -181,9 +169,11 @@ def summarise(read, source: str, reference: Mapping[str, Summary], exprs: Mappin
     return groups.get((), {name: Summary(p.layout, (0,) * p.layout.bins) for name, p in reference.items()})
 
 
-def _summarise_one(read, layout: Layout, expr: str, source: str, where, params, group_by) -> dict[tuple, Summary]:
-    rows = run_read(read, summary_sql(layout, expr, source, where, group_by), params)
-    found = summaries_from_rows(layout, rows, len(group_by))
-    if not group_by and () not in found:
-        found[()] = Summary(layout, (0,) * layout.bins)
-    return found
+def _summarise_wide(read, layouts: Mapping[str, Layout], exprs: Mapping[str, str], source: str, where, params,
+                    group_by: Sequence[str]) -> dict[tuple, dict[str, Summary]]:
+    if not layouts:
+        return {}
+    wide = [WideFeature(layout.kind, exprs[name]) for name, layout in layouts.items()]
+    groups = group_parts(read, wide, list(layouts.values()), source, where, params, group_by)
+    return {key: {name: part.summary(layout) for (name, layout), part in zip(layouts.items(), parts)}
+            for key, parts in groups.items()}

@@ -109,3 +109,85 @@ def exact_quantiles(read, values: str, levels: Sequence[float], params: Mapping[
         return ()
     found = order_statistics(read, values, quantile_positions(count, levels), params, max_ranked=max_ranked)
     return interpolated_quantiles(found, count, levels)
+
+
+def exact_quantiles_by_feature(read, values: str, features: Sequence[int], levels: Sequence[float],
+                               params: Mapping[str, Any] | None = None,
+                               max_ranked: int = MAX_RANKED) -> dict[int, tuple[float, ...]]:
+    """:func:`exact_quantiles` of many features in a few scans of ``values`` (a FROM clause with ``f``, ``v``).
+
+    The same steps, each for every feature at once (grouped or partitioned by ``f``): counts,
+    minima and maxima; the ranks of features with at most ``max_ranked`` values; the buckets of the
+    others; their wanted buckets' ranks. A bucket still too full is zoomed into feature by feature
+    (:func:`order_statistics`). ``{feature: quantiles}``, empty for a feature without values.
+    """
+    params = dict(params or {})
+    stats = {int(f): (n, lo, hi) for f, n, lo, hi in run_read(
+        read, f"SELECT f, count(v), min(v), max(v) FROM {values} WHERE v IS NOT NULL GROUP BY f", params)}
+    found: dict[int, dict[int, float]] = {}
+    ranked, bucketed = [], []
+    for f, (count, lo, hi) in stats.items():
+        positions = quantile_positions(count, levels)
+        if lo == hi:
+            found[f] = {p: float(lo) for p in positions}
+        else:
+            (ranked if count <= max_ranked else bucketed).append(f)
+    width = max((n for n, _, _ in stats.values()), default=0) + 1
+    if ranked:
+        keys = [f * width + p for f in ranked for p in quantile_positions(stats[f][0], levels)]
+        rows = run_read(read, f"SELECT f, i, v FROM (SELECT f, v, row_number() OVER (PARTITION BY f ORDER BY v) - 1 "
+                              f"AS i FROM {values} WHERE v IS NOT NULL AND f IN (SELECT unnest($fw_features))) "
+                              f"WHERE f * {width} + i IN (SELECT unnest($fw_keys))",
+                        {**params, "fw_features": ranked, "fw_keys": keys})
+        for f, i, v in rows:
+            found.setdefault(int(f), {})[int(i)] = float(v)
+    if bucketed:
+        found.update(_bucketed(read, values, {f: stats[f] for f in bucketed}, levels, params, max_ranked))
+    return {f: interpolated_quantiles(found[f], stats[f][0], levels) if f in stats and stats[f][0] else ()
+            for f in features}
+
+
+def _bucket_sql(lo: float, hi: float) -> str:
+    return f"least(floor((v - {_double(lo)}) * {_double(BUCKETS / (hi - lo))})::BIGINT, {BUCKETS - 1})"
+
+
+def _bucketed(read, values: str, stats: dict[int, tuple], levels: Sequence[float], params: dict,
+              max_ranked: int) -> dict[int, dict[int, float]]:
+    """Order statistics of features with many values: one histogram scan and one ranking scan for all of them."""
+    bucket = "CASE f " + " ".join(f"WHEN {f} THEN {_bucket_sql(lo, hi)}" for f, (_, lo, hi) in stats.items()) + " END"
+    rows = run_read(read, f"SELECT f, b, n FROM (SELECT f, {bucket} AS b, count(*) AS n FROM {values} "
+                          f"WHERE v IS NOT NULL AND f IN (SELECT unnest($fw_features)) GROUP BY ALL) ORDER BY f, b",
+                    {**params, "fw_features": list(stats)})
+    histograms: dict[int, list[tuple[int, int]]] = {}
+    for f, b, n in rows:
+        histograms.setdefault(int(f), []).append((int(b), int(n)))
+    found: dict[int, dict[int, float]] = {f: {} for f in stats}
+    targets: dict[tuple[int, int], tuple[int, list[int]]] = {}  # (feature, bucket) -> (values before, positions)
+    for f, histogram in histograms.items():
+        wanted, before, i = quantile_positions(stats[f][0], levels), 0, 0
+        sizes = dict(histogram)
+        for b, n in histogram:
+            while i < len(wanted) and wanted[i] < before + n:
+                targets.setdefault((f, b), (before, []))[1].append(wanted[i] - before)
+                i += 1
+            before += n
+        for (g, b), (start, inside) in list(targets.items()):
+            if g == f and sizes[b] > max_ranked:  # a heavy bucket: zoom into it alone
+                del targets[(g, b)]
+                lo, hi = stats[f][1], stats[f][2]
+                found[f].update(order_statistics(read, f"(SELECT v FROM {values} WHERE f = {f})",
+                                                 [start + p for p in inside], params,
+                                                 f"v IS NOT NULL AND {_bucket_sql(lo, hi)} = {b}", start, max_ranked))
+    if targets:
+        width = max(n for n, _, _ in stats.values()) + 1
+        keys = [(f * BUCKETS + b) * width + p for (f, b), (_, inside) in targets.items() for p in inside]
+        rows = run_read(read, f"SELECT f, b, r, v FROM (SELECT f, b, v, row_number() OVER (PARTITION BY f, b "
+                              f"ORDER BY v) - 1 AS r FROM (SELECT f, {bucket} AS b, v FROM {values} "
+                              f"WHERE v IS NOT NULL AND f IN (SELECT unnest($fw_features))) "
+                              f"WHERE f * {BUCKETS} + b IN (SELECT unnest($fw_buckets))) "
+                              f"WHERE (f * {BUCKETS} + b) * {width} + r IN (SELECT unnest($fw_keys))",
+                        {**params, "fw_features": list(stats), "fw_keys": keys,
+                         "fw_buckets": sorted({f * BUCKETS + b for f, b in targets})})
+        for f, b, r, v in rows:
+            found[int(f)][targets[(int(f), int(b))][0] + int(r)] = float(v)
+    return found

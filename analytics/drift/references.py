@@ -101,36 +101,65 @@ def versions_in(read, start: datetime, end: datetime) -> list[tuple[str, str]]:
     return sorted((m, v) for m, v in rows)
 
 
+def feature_path(name: str) -> str:
+    """The JSON path of feature ``name`` in ``span_rows.attributes``."""
+    return '$."' + FEATURE_PREFIX + name + '"'
+
+
 def feature_expr(name: str) -> str:
     """SQL for feature ``name``'s value in ``span_rows.attributes`` (JSON text)."""
-    path = '$."' + FEATURE_PREFIX + name + '"'
-    return f"(attributes ->> {quote_literal(path)})"
+    return f"(attributes ->> {quote_literal(feature_path(name))})"
+
+
+def edge_source(names: Sequence[str], columns: Sequence[str] = (), condition: str = "") -> tuple[str, dict[str, str]]:
+    """A FROM item of :data:`EDGE_INFERENCES` with every feature of ``names`` parsed out of one JSON parse per
+    span, and each feature's expression over it: ``(source, {name: expr})``. ``columns`` are carried along.
+
+    Parsing the attributes is what a scan of spans costs; one ``json_extract_string`` with every
+    feature's path does it once per span instead of once per feature.
+    """
+    predictions = {p.name for p in PREDICTIONS}
+    paths = [n for n in names if n not in predictions]
+    exprs = {n: n if n in predictions else f"fw_json[{paths.index(n) + 1}]" for n in names}
+    items = [*sorted(predictions & set(names)), *columns]
+    if paths:
+        items.append(f"json_extract_string(attributes, [{', '.join(quote_literal(feature_path(n)) for n in paths)}]) "
+                     "AS fw_json")
+    where = f"{EDGE_INFERENCES} AND {condition}" if condition else EDGE_INFERENCES
+    return f"(SELECT {', '.join(items) or 'NULL AS fw_none'} FROM span_rows WHERE {where})", exprs
 
 
 def monitored_features(read, model: str, version: str, start: datetime, end: datetime) -> list[FeatureSpec]:
     """The features and predictions the edge inferences of [start, end) carry, sorted by name."""
     params = edge_params(read, model, version, start, end)
+    # Two scans, each parsing a span's JSON once: its keys, then the types at every feature's path.
+    names = [k for (k,) in run_read(read, f"""
+        SELECT DISTINCT k FROM (SELECT unnest(json_keys(attributes)) AS k FROM span_rows
+                                WHERE {EDGE_INFERENCES} AND attributes IS NOT NULL)
+        WHERE starts_with(k, '{FEATURE_PREFIX}') AND NOT contains(k, '"') ORDER BY k""", params)]
+    paths = ", ".join(quote_literal('$."' + k + '"') for k in names)
     rows = run_read(read, f"""
-        SELECT substr(k, {len(FEATURE_PREFIX) + 1}) AS name,
-               count(*) FILTER (WHERE json_type(attributes, '$."' || k || '"') IN ('BIGINT', 'UBIGINT', 'DOUBLE'))
-                   AS numbers, count(*) AS n
-        FROM (SELECT attributes, unnest(json_keys(attributes)) AS k FROM span_rows
+        SELECT i, count(*) FILTER (WHERE t IN ('BIGINT', 'UBIGINT', 'DOUBLE')) AS numbers, count(t) AS n
+        FROM (SELECT unnest(range({len(names)})) AS i, unnest(json_type(attributes, [{paths}])) AS t FROM span_rows
               WHERE {EDGE_INFERENCES} AND attributes IS NOT NULL)
-        WHERE starts_with(k, '{FEATURE_PREFIX}') AND NOT contains(k, '"')
-        GROUP BY k ORDER BY k""", params)
-    features = [FeatureSpec(name, "numeric" if 2 * numbers > n else "categorical", feature_expr(name))
-                for name, numbers, n in rows]
+        GROUP BY i ORDER BY i""", params) if names else []
+    features = [FeatureSpec(names[i][len(FEATURE_PREFIX):], "numeric" if 2 * numbers > n else "categorical",
+                            feature_expr(names[i][len(FEATURE_PREFIX):])) for i, numbers, n in rows]
     present = run_read(read, f"SELECT {', '.join(f'count({p.sql})' for p in PREDICTIONS)} FROM span_rows "
                              f"WHERE {EDGE_INFERENCES}", params)[0]
     return features + [p for p, n in zip(PREDICTIONS, present) if n]
 
 
-def window_reference(read, model: str, version: str, start: datetime, end: datetime,
-                     config: DriftConfig) -> dict[str, Summary]:
-    """Profile the edge inferences of [start, end) of one model version (pinned and trailing references)."""
+def window_reference(read, model: str, version: str, start: datetime, end: datetime, config: DriftConfig,
+                     excluded_sites: Sequence[str] = ()) -> dict[str, Summary]:
+    """Profile the edge inferences of [start, end) of one model version (pinned and trailing references),
+    leaving out those of ``excluded_sites``."""
     features = monitored_features(read, model, version, start, end)
-    return profile_reference(read, "span_rows", features, config, where=EDGE_INFERENCES,
-                             params=edge_params(read, model, version, start, end))
+    source, exprs = edge_source([f.name for f in features], condition="(site IS NULL OR NOT list_contains("
+                                "$fw_excluded_sites, site))" if excluded_sites else "")
+    params = {**edge_params(read, model, version, start, end), "fw_excluded_sites": list(excluded_sites)}
+    return profile_reference(read, source, [FeatureSpec(f.name, f.kind, exprs[f.name]) for f in features], config,
+                             params=params if excluded_sites else edge_params(read, model, version, start, end))
 
 
 def reference_table(model: str, version: str, summaries: dict[str, Summary], kind: str,

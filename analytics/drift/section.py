@@ -6,7 +6,8 @@
       reference: pinned           # pinned (the first day after a version is first seen) or trailing
       reference_days: 1           # length of the pinned window / of the trailing window (whole days)
       min_events: 100             # fewer values than this on either side: insufficient_data
-      correction: benjamini-hochberg   # or bonferroni
+      correction: bonferroni      # or benjamini-hochberg (every feature x cohort x version of a window is one family)
+      alpha: 0.01                 # family-wise error per window (24 hourly windows a day: a false ticket in ~4 days)
       thresholds: {wasserstein: 0.1, jensen_shannon: 0.1}   # effect-size thresholds (DriftConfig)
       alert_window: 1d            # DriftAlerts fire on the newest daily (1d) or hourly (1h) result
       cohorts: [site, region, device_class, firmware_version]
@@ -42,7 +43,8 @@ class DriftJobConfig:
     reference: str = "pinned"
     reference_days: int = 1
     min_events: int = 100
-    correction: str = "benjamini-hochberg"
+    correction: str = "bonferroni"
+    alpha: float = 0.01
     thresholds: dict = field(default_factory=dict)
     alert_window: str = "1d"
     cohorts: list = field(default_factory=lambda: list(COHORT_DIMENSIONS))
@@ -70,7 +72,7 @@ class DriftJobConfig:
         from analytics.drift.config import DriftConfig
 
         thresholds = {k: _number(v) for k, v in self.thresholds.items()}
-        return DriftConfig(min_count=self.min_events, correction=self.correction,
+        return DriftConfig(min_count=self.min_events, correction=self.correction, alpha=_number(self.alpha),
                            thresholds={**DriftConfig().thresholds, **thresholds}).validate()
 
 

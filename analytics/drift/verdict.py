@@ -5,6 +5,10 @@
     result = compare_profiles(reference, current, DriftConfig())   # {name: Summary} on both sides
     result.recommendation      # "retrain" | "investigate" | "no action" | "insufficient data"
     result.reasons             # why, one sentence each
+    # many cohorts judged as one family: the correction counts every feature x cohort test
+    evaluated = [evaluate_profiles(reference, by_cohort[c], config) for c in cohorts]
+    alpha = family_alpha(evaluated, config)
+    results = [judge_profiles(e, config, alpha) for e in evaluated]
     [f.name for f in result.features if f.drifted]                  # ranked by severity
     result.to_json()           # what `drift compare --json` writes and the HTML report reads
 
@@ -185,9 +189,30 @@ def _judge(result: FeatureResult, alpha: float, config: DriftConfig) -> None:
 
 
 def compare_profiles(reference: Mapping[str, Summary], current: Mapping[str, Summary],
-                     config: DriftConfig | None = None) -> DriftResult:
-    """Judge every feature of ``reference`` against ``current`` (same names, same layouts)."""
+                     config: DriftConfig | None = None, alpha: float | None = None) -> DriftResult:
+    """Judge every feature of ``reference`` against ``current`` (same names, same layouts).
+
+    ``alpha``: the corrected p-value threshold of a larger family this comparison is part of (many
+    cohorts judged at once: :func:`family_alpha`); default: corrected over this comparison's own tests.
+    """
     config = (config or DriftConfig()).validate()
+    return judge_profiles(evaluate_profiles(reference, current, config), config, alpha)
+
+
+def judge_profiles(results: list[FeatureResult], config: DriftConfig, alpha: float | None = None) -> DriftResult:
+    """Judge :func:`evaluate_profiles`' results at ``alpha`` (default: corrected over their own tests)."""
+    if alpha is None:
+        alpha = family_alpha([results], config)
+    for result in results:
+        _judge(result, alpha, config)
+    results.sort(key=lambda r: (not r.drifted, -r.severity, r.name))
+    recommendation, reasons = _recommend(results, config)
+    return DriftResult(results, recommendation, reasons, config)
+
+
+def evaluate_profiles(reference: Mapping[str, Summary], current: Mapping[str, Summary],
+                      config: DriftConfig) -> list[FeatureResult]:
+    """Every feature's indices and p-values, not yet judged (:func:`compare_profiles` judges them)."""
     missing = sorted(set(reference) - set(current))
     if missing:
         raise ValueError(f"no current summary for feature {missing[0]!r}")
@@ -196,14 +221,15 @@ def compare_profiles(reference: Mapping[str, Summary], current: Mapping[str, Sum
         if current[name].layout != reference[name].layout:
             raise ValueError(f"feature {name!r}: the current summary is not on the reference's layout")
         results.append(_evaluate(reference[name], current[name], config))
-    p_values = [r.p_value for r in results if r.p_value is not None]
-    p_values += [r.missing["p_value"] for r in results if r.missing.get("p_value") is not None]
-    alpha = corrected_thresholds(p_values, config.alpha, config.correction)
-    for result in results:
-        _judge(result, alpha, config)
-    results.sort(key=lambda r: (not r.drifted, -r.severity, r.name))
-    recommendation, reasons = _recommend(results, config)
-    return DriftResult(results, recommendation, reasons, config)
+    return results
+
+
+def family_alpha(comparisons: list[list[FeatureResult]], config: DriftConfig) -> float:
+    """The corrected threshold over every test of ``comparisons`` (features x cohorts judged together)."""
+    p_values = [r.p_value for results in comparisons for r in results if r.p_value is not None]
+    p_values += [r.missing["p_value"] for results in comparisons for r in results
+                 if r.missing.get("p_value") is not None]
+    return corrected_thresholds(p_values, config.alpha, config.correction)
 
 
 def _recommend(results: list[FeatureResult], config: DriftConfig) -> tuple[str, list[str]]:
