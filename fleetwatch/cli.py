@@ -10,6 +10,7 @@ Verbs::
     fleetwatch simulate ...        (see fleetwatch simulate --help)
     fleetwatch drift compare --reference REF --current CUR [--categorical a,b] --out report.html --json report.json
     fleetwatch drift reference import --db FILE --model M --version V TRAIN.parquet [--categorical a,b]
+    fleetwatch report drift --model M [--version V] [--cohort K=V] [--window 1h|1d|START..END] --out PATH
 
 Flags override the config file. Every verb's work lives in a library module;
 this module only turns exceptions into one-line messages and exit codes.
@@ -135,11 +136,12 @@ def _main(argv: list[str] | None) -> int:
                             "commits what was loaded (exit 130 / 143).")
     ingest.add_argument("--db", required=True, metavar="PATH", help="DuckDB file (must not be owned by a server)")
     ingest.add_argument("logs", nargs="+", metavar="LOG", help="request log files")
-    from fleetwatch import drift_verbs, read_verbs, slo_verbs
+    from fleetwatch import drift_verbs, read_verbs, report_verbs, slo_verbs
 
     read_verbs.add_parsers(sub)
     slo_verbs.add_parsers(sub)
     drift_verbs.add_parsers(sub)
+    report_verbs.add_parsers(sub)
     sub.add_parser("simulate", help="generate fleet telemetry (fleetwatch simulate --help)")
     args = parser.parse_args(argv)
 
@@ -151,6 +153,8 @@ def _main(argv: list[str] | None) -> int:
         return slo_verbs.run(args)
     if args.verb == "drift":
         return drift_verbs.run(args)
+    if args.verb == "report":
+        return report_verbs.run(args)
 
     if args.verb in ("serve", "demo"):
         from collector.store.checkpoints import UnfinishedBatchError
