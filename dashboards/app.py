@@ -46,6 +46,8 @@ def main() -> None:
     home = st.Page(lambda: st.switch_page(pages["executive"], query_params=st.query_params.to_dict()),
                    title="fleetwatch", url_path="home", default=True)
     page = st.navigation([home, *pages.values()], position="hidden")
+    if page is home:
+        page.run()  # forwards (a rerun): nothing below is drawn for the root
     st.title(page.title)
     links = st.sidebar.container()
     view = _frame()

@@ -11,6 +11,9 @@ a pandas DataFrame, or ``None`` after a clear message was put on the page::
     problem = api.problem()                       # None, or why the API cannot be read at all
     api.params("golden_signals", filters)         # only the filter parameters that query takes
 
+This is the only module of the dashboards that imports the project's read API
+client (tests/test_layers.py): every other one asks through it.
+
 Answers are cached for ``ttl`` seconds per (server, token, query, parameters)
 with ``st.cache_data``, so a rerun (a widget change, the on-call page's
 refresh) does not ask again for what it just read. Failures are not cached:
@@ -26,7 +29,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from analytics.api.client import ApiError, ReadApiClient
+from analytics.api.client import DEFAULT_URL, ApiError, ReadApiClient
 
 ANSWER_TTL_S = 10       # short: the on-call page refreshes every few seconds and must see new alerts
 CATALOG_TTL_S = 300     # the named queries change only with a server upgrade
@@ -82,11 +85,16 @@ def _catalog(url: str, token: str | None, timeout: float) -> dict[str, list[str]
     return {q["name"]: [p["name"] for p in q["params"]] for q in queries}
 
 
+def check_url(url: str) -> None:
+    """ValueError unless ``url`` looks like a read API's (http[s]://host:port)."""
+    ReadApiClient(url)
+
+
 class DashboardApi:
     """One read API as the pages see it; see the module docstring."""
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 15.0) -> None:
-        ReadApiClient(url)  # a malformed URL fails here, with the client's ValueError
+        check_url(url)
         self.url = url.rstrip("/")
         self.token = token or None
         self.timeout = timeout

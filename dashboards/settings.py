@@ -15,7 +15,7 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from analytics.api.client import DEFAULT_URL, ReadApiClient
+from dashboards.data import DEFAULT_URL, check_url
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Settings:
     refresh_s: float = 10.0      # the on-call page's self-refresh
 
     def validate(self) -> None:
-        ReadApiClient(self.api_url)  # the client's ValueError names a malformed URL
+        check_url(self.api_url)
         if not self.timeout_s > 0:
             raise ValueError(f"the read API timeout must be positive, not {self.timeout_s}")
         if not self.refresh_s >= 1:

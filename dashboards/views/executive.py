@@ -22,7 +22,7 @@ def rows(name: str, **params) -> pd.DataFrame | None:
 
 # --- big numbers --------------------------------------------------------------------------------------------
 inventory = rows("fleet_inventory", as_of=view.until, **ctx.filtered("fleet_inventory", window=False))
-slos = rows("slo_status", **ctx.filtered("slo_status", window=False))
+slos = rows("slo_status", as_of=view.until, **ctx.filtered("slo_status", window=False))
 alerts = rows("alert_history", **ctx.filtered("alert_history"))
 signals = rows("golden_signals", step="1d", **ctx.filtered("golden_signals"))
 shadow = rows("shadow_agreement", **ctx.filtered("shadow_agreement"))
@@ -36,16 +36,16 @@ agreement = (shadow["agreements"].sum() / shadow["compared"].sum()) if shadow is
 big = st.columns(6)
 big[0].metric("Devices online", number(online), help="heard from in the 15 minutes before the range's end")
 big[1].metric("Devices stale", number(stale))
-big[2].metric("SLOs alerting now", number(firing), help="SLO groups whose page or ticket rule fires")
+big[2].metric("SLOs alerting", number(firing), help="SLO groups whose page or ticket rule fires at the range's end")
 big[3].metric("Alerts in range", number(len(alerts) if alerts is not None else 0 if slos is not None else None))
 big[4].metric("Inferences", number(signals["inferences"].sum() if signals is not None else None),
               help="edge and cloud inferences in the range")
 big[5].metric("Edge-cloud agreement", percent(agreement), help="matched shadow pairs with the same label")
 
 # --- SLOs -----------------------------------------------------------------------------------------------------
-st.subheader("SLO attainment and error budget remaining")
-slo_frame = api.load("slo_status", empty="No SLO has been evaluated yet (the server needs `analytics.slos`).",
-                     **ctx.filtered("slo_status", window=False))
+st.subheader("SLO attainment and error budget remaining at the range's end")
+slo_frame = api.load("slo_status", empty="No SLO was evaluated by the range's end (the server needs `analytics.slos`).",
+                     as_of=view.until, **ctx.filtered("slo_status", window=False))
 if slo_frame is not None:
     table = slo_frame.assign(group=slo_frame["group_key"].map(group_label),
                              attainment=slo_frame["good_period"] / slo_frame["total_period"].where(

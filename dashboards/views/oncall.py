@@ -52,9 +52,9 @@ def group_filters(key: str | None) -> dict[str, str]:
 
 
 def firing_now(view: View) -> None:
-    st.subheader("Firing now")
-    status = api.load("slo_status", empty="No SLO has been evaluated yet (the server needs `analytics.slos`).",
-                      **ctx.filtered("slo_status", window=False))
+    st.subheader("Firing at the range's end")
+    status = api.load("slo_status", empty="No SLO was evaluated by the range's end (the server needs `analytics.slos`).",
+                      as_of=view.until, **ctx.filtered("slo_status", window=False))
     if status is None:
         return
     firing = status[(status["page"] == "firing") | (status["ticket"] == "firing")].copy()
