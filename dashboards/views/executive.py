@@ -57,6 +57,7 @@ if slo_frame is not None:
     fig = px.bar(table.sort_values("budget"), x="budget", y="label", color="state", orientation="h",
                  color_discrete_map=STATE_COLOURS, hover_data={"attainment": ":.3%", "budget": ":.1%"})
     fig.update_xaxes(tickformat=".0%", range=[-1, 1])
+    fig.update_yaxes(autorange="reversed")  # the worst budget on top
     show(fig, x="error budget remaining (share of the SLO period's budget)", y="SLO · group",
          height=max(260, 22 * len(table)))
     st.dataframe(table[["slo", "group", "attainment", "budget_remaining", "exhaustion_hours", "page", "ticket"]],
@@ -72,6 +73,9 @@ if alert_frame is not None:
     frame = times(alert_frame, "opened_at", "starts_at", "ends_at")
     frame["start"] = frame["starts_at"].fillna(frame["opened_at"])
     frame["end"] = frame["ends_at"].fillna(view.until.tz_localize(None))
+    # An alert that opened in the range's last minutes would be a bar too thin to see.
+    frame["end"] = frame[["end", "start"]].max(axis=1).where(
+        frame["end"] - frame["start"] >= (view.until - view.since) / 150, frame["start"] + (view.until - view.since) / 150)
     frame["group"] = frame["group_key"].map(group_label)
     frame["alert"] = frame["alertname"] + " · " + frame["group"]
     fig = px.timeline(frame, x_start="start", x_end="end", y="alert", color="severity",
