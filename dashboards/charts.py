@@ -26,9 +26,12 @@ TIME_AXIS = "time (UTC)"
 
 
 def show(fig: go.Figure, *, y: str, x: str = TIME_AXIS, height: int = 320, key: str | None = None,
-         legend: bool = True) -> None:
+         legend: bool = True, title: str | None = None) -> None:
     """Lay ``fig`` out the common way and put it on the page, full width."""
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title=x, yaxis_title=y,
+    if title:
+        fig.update_layout(title={"text": title, "x": 0, "xanchor": "left", "font": {"size": 14}})
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 60 if title else 30, "b": 10},
+                      xaxis_title=x, yaxis_title=y,
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0,
                               "title": None},
                       showlegend=legend, hovermode="closest", template="plotly_white")
@@ -68,3 +71,13 @@ def time_columns(*names: str) -> dict:
     """Column configs that show ``names`` (made datetimes with :func:`times`) to the minute, saying UTC."""
     return {name: st.column_config.DatetimeColumn(f"{name.replace('_', ' ')} (UTC)", format="YYYY-MM-DD HH:mm")
             for name in names}
+
+
+def group_lines(frame: pd.DataFrame, column: str, *, label: str, key: str, share: bool = False) -> None:
+    """One line per ``group`` of a golden_signals answer over ``time`` (``share``: a ratio as percent)."""
+    import plotly.express as px
+
+    fig = px.line(frame, x="time", y=column, color="group", color_discrete_sequence=PALETTE)
+    if share:
+        fig.update_yaxes(tickformat=".1%")
+    show(fig, y=label, key=key)

@@ -20,7 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards.data import DashboardApi, Problem
-from dashboards.view import CUSTOM, DEFAULT_RANGE, FILTERS, PRESETS, View, iso, utc
+from dashboards.view import CUSTOM, DEFAULT_RANGE, FILTERS, PRESETS, View, absolute_range, iso, utc
 
 ALL = "All"
 _RANGE_LABELS = {"1h": "Last 1 hour", "6h": "Last 6 hours", "24h": "Last 24 hours", "7d": "Last 7 days",
@@ -90,16 +90,13 @@ def _seed_from_url() -> None:
     for key in FILTERS:
         if url.get(key):
             state[f"fw_{key}"] = url[key]
-    if url.get("from") and url.get("to"):
-        try:
-            since, until = utc(url["from"]), utc(url["to"])
-        except ValueError:
-            since = until = None
-        if since is not None and since < until:
-            state["fw_range"] = CUSTOM
-            state["fw_from_date"], state["fw_from_time"] = since.date(), since.time().replace(microsecond=0)
-            state["fw_to_date"], state["fw_to_time"] = until.date(), until.time().replace(microsecond=0)
-            return
+    absolute = absolute_range(url)
+    if absolute is not None:
+        since, until = absolute
+        state["fw_range"] = CUSTOM
+        state["fw_from_date"], state["fw_from_time"] = since.date(), since.time().replace(microsecond=0)
+        state["fw_to_date"], state["fw_to_time"] = until.date(), until.time().replace(microsecond=0)
+        return
     state["fw_range"] = url.get("range") if url.get("range") in PRESETS else DEFAULT_RANGE
 
 

@@ -41,6 +41,15 @@ def iso(stamp: pd.Timestamp) -> str:
     return utc(stamp).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def absolute_range(query: Mapping[str, str]) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """``from`` and ``to`` of a query string, when both are there, valid and in order."""
+    try:
+        since, until = utc(query.get("from") or ""), utc(query.get("to") or "")
+    except ValueError:
+        return None
+    return (since, until) if since is not pd.NaT and until is not pd.NaT and since < until else None
+
+
 @dataclass(frozen=True)
 class View:
     """A time range and filters; build it with :meth:`from_query` (see the module docstring)."""
@@ -54,13 +63,9 @@ class View:
     def from_query(cls, query: Mapping[str, str], newest: pd.Timestamp) -> "View":
         """The view a query string asks for; a bad or missing range falls back to the default preset."""
         filters = {key: str(query[key]) for key in FILTERS if query.get(key)}
-        if query.get("from") and query.get("to"):
-            try:
-                since, until = utc(query["from"]), utc(query["to"])
-            except ValueError:
-                since = until = None
-            if since is not None and since < until:
-                return cls(CUSTOM, since, until, filters)
+        absolute = absolute_range(query)
+        if absolute is not None:
+            return cls(CUSTOM, *absolute, filters)
         preset = query.get("range") if query.get("range") in PRESETS else DEFAULT_RANGE
         return cls.preset(preset, newest, filters)
 

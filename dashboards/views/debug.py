@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboards.charts import PALETTE, STATE_COLOURS, show, time_columns, times
+from dashboards.charts import PALETTE, STATE_COLOURS, group_lines, show, time_columns, times
 from dashboards.context import page_context
 from dashboards.data import Problem
 
@@ -67,12 +67,9 @@ def model_view(model: str) -> None:
     signals = times(signals, "time")
     left, right = st.columns(2)
     with left:
-        show(px.line(signals, x="time", y="p95_ms", color="group", color_discrete_sequence=PALETTE),
-             y="p95 latency (ms)", key="model-p95")
+        group_lines(signals, "p95_ms", label="p95 latency (ms)", key="model-p95")
     with right:
-        fig = px.line(signals, x="time", y="error_ratio", color="group", color_discrete_sequence=PALETTE)
-        fig.update_yaxes(tickformat=".1%")
-        show(fig, y="error ratio", key="model-errors")
+        group_lines(signals, "error_ratio", label="error ratio", key="model-errors", share=True)
 
 
 def device_view(device: str) -> None:

@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboards.charts import PALETTE, STATE_COLOURS, group_label, show, times
+from dashboards.charts import PALETTE, group_label, show, times
 from dashboards.context import page_context
 from dashboards.data import Problem
 

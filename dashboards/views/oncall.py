@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards.charts import PALETTE, STATE_COLOURS, group_label, show, time_columns, times
+from dashboards.charts import PALETTE, STATE_COLOURS, group_label, group_lines, show, time_columns, times
 from dashboards.context import page_context
 from dashboards.filter_bar import Fleet
 from dashboards.view import CUSTOM, View
@@ -82,7 +81,7 @@ def firing_now(view: View) -> None:
 
 def burn_rates(view: View, alerts: pd.DataFrame) -> None:
     """Short and long burn rates over the range for the SLO groups that alerted in it (the worst few)."""
-    shown = alerts.drop_duplicates(["slo", "group_key"]).head(4)
+    shown = alerts.sort_values("paging", ascending=False, kind="stable").drop_duplicates(["slo", "group_key"]).head(4)
     for _, alert in shown.iterrows():
         cohort = view.with_filters(**group_filters(alert["group_key"]))
         hourly = str(view.until - view.since > pd.Timedelta(days=2)).lower()  # minutes only for short ranges
@@ -96,8 +95,8 @@ def burn_rates(view: View, alerts: pd.DataFrame) -> None:
         fig = px.line(long, x="evaluated_at", y="burn", color="window", color_discrete_sequence=PALETTE)
         fig.add_hline(y=PAGE_BURN, line_dash="dot", line_color=STATE_COLOURS["page"],
                       annotation_text="page at 14.4× (1h and 5m)")
-        show(fig, y="burn rate (× budget pace)", height=260, key=f"burn-{alert['slo']}-{alert['group_key']}")
-        st.caption(f"{alert['slo']} · {group_label(alert['group_key'])}")
+        show(fig, y="burn rate (× budget pace)", height=280, key=f"burn-{alert['slo']}-{alert['group_key']}",
+             title=f"{alert['slo']} · {group_label(alert['group_key'])}: burn rates")
 
 
 def recent_alerts(view: View) -> None:
@@ -106,7 +105,10 @@ def recent_alerts(view: View) -> None:
                       **api.params("alert_history", view.window()))
     if alerts is None:
         return
-    alerts = alerts.copy()
+    # What is burning first: open before resolved, pages before tickets, newest first.
+    alerts = alerts.assign(open=alerts["state"].isin(["firing", "pending"]), paging=alerts["severity"] == "page",
+                           since=alerts["starts_at"].fillna(alerts["opened_at"]))
+    alerts = alerts.sort_values(["open", "paging", "since"], ascending=False)
     alerts["group"] = alerts["group_key"].map(group_label)
     for key, value in view.filters.items():  # alert_history has no cohort filters: apply the bar's here
         alerts = alerts[alerts["group_key"].map(lambda k: group_filters(k).get(key, value) == value)]
@@ -148,14 +150,10 @@ def golden_signals(view: View) -> None:
     signals = signals[signals["group"].isin(top)]
     left, right = st.columns(2)
     with left:
-        show(px.line(signals, x="time", y="rate_per_s", color="group", color_discrete_sequence=PALETTE),
-             y="inferences / s (sampled)", key="gs-rate")
-        show(px.line(signals, x="time", y="p95_ms", color="group", color_discrete_sequence=PALETTE),
-             y="p95 latency (ms)", key="gs-p95")
+        group_lines(signals, "rate_per_s", label="inferences / s (sampled)", key="gs-rate")
+        group_lines(signals, "p95_ms", label="p95 latency (ms)", key="gs-p95")
     with right:
-        fig = px.line(signals, x="time", y="error_ratio", color="group", color_discrete_sequence=PALETTE)
-        fig.update_yaxes(tickformat=".1%")
-        show(fig, y="error ratio", key="gs-errors")
+        group_lines(signals, "error_ratio", label="error ratio", key="gs-errors", share=True)
         quantiles = signals.groupby("time")[["p50_ms", "p95_ms", "p99_ms"]].max().reset_index()
         show(px.line(quantiles, x="time", y=["p50_ms", "p95_ms", "p99_ms"], color_discrete_sequence=PALETTE),
              y="latency (ms), worst group", key="gs-quantiles")
