@@ -26,14 +26,14 @@ TIME_AXIS = "time (UTC)"
 
 
 def show(fig: go.Figure, *, y: str, x: str = TIME_AXIS, height: int = 320, key: str | None = None,
-         legend: bool = True, title: str | None = None) -> None:
-    """Lay ``fig`` out the common way and put it on the page, full width."""
+         legend: bool = True, title: str | None = None, legend_right: bool = False) -> None:
+    """Lay ``fig`` out the common way and put it on the page, full width (the legend above, or right of it)."""
     if title:
         fig.update_layout(title={"text": title, "x": 0, "xanchor": "left", "font": {"size": 14}})
+    above = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0}
+    right = {"orientation": "v", "yanchor": "top", "y": 1, "xanchor": "left", "x": 1.01}
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 60 if title else 30, "b": 10},
-                      xaxis_title=x, yaxis_title=y,
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0,
-                              "title": None},
+                      xaxis_title=x, yaxis_title=y, legend={**(right if legend_right else above), "title": None},
                       showlegend=legend, hovermode="closest", template="plotly_white")
     st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False})
 
@@ -73,11 +73,36 @@ def time_columns(*names: str) -> dict:
             for name in names}
 
 
-def group_lines(frame: pd.DataFrame, column: str, *, label: str, key: str, share: bool = False) -> None:
-    """One line per ``group`` of a golden_signals answer over ``time`` (``share``: a ratio as percent)."""
-    import plotly.express as px
 
-    fig = px.line(frame, x="time", y=column, color="group", color_discrete_sequence=PALETTE)
-    if share:
-        fig.update_yaxes(tickformat=".1%")
-    show(fig, y=label, key=key)
+def time_panels(frame: pd.DataFrame, panels: list[tuple[str, list[str], bool]], *, key: str, columns: int = 2,
+                row_height: int = 240) -> None:
+    """Several series over ``time`` in one figure: the browser draws one Plotly chart much faster than four.
+
+    Each panel is (title with unit, columns, share): one column draws a line per ``group`` (the golden
+    signals' grouping); several draw a line each (their maximum over groups), e.g. p50/p95/p99.
+    """
+    from plotly.subplots import make_subplots
+
+    rows = -(-len(panels) // columns)
+    fig = make_subplots(rows=rows, cols=columns, shared_xaxes=True, subplot_titles=[p[0] for p in panels],
+                        vertical_spacing=0.14, horizontal_spacing=0.08)
+    groups = list(dict.fromkeys(frame["group"])) if "group" in frame else ["all"]
+    colour = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(groups)}
+    for i, (_, names, share) in enumerate(panels):
+        at = {"row": i // columns + 1, "col": i % columns + 1}
+        if len(names) == 1:
+            for group in groups:
+                part = frame[frame["group"] == group] if "group" in frame else frame
+                fig.add_trace(go.Scatter(x=part["time"], y=part[names[0]], name=str(group), legendgroup=str(group),
+                                         showlegend=i == 0 and len(groups) > 1, mode="lines",
+                                         line={"color": colour[group]}), **at)
+        else:
+            worst = frame.groupby("time")[names].max().reset_index()
+            for j, name in enumerate(names):
+                fig.add_trace(go.Scatter(x=worst["time"], y=worst[name], name=name.removesuffix("_ms"),
+                                         mode="lines", line={"color": PALETTE[-1 - j], "dash": "dot"}), **at)
+        if share:
+            fig.update_yaxes(tickformat=".1%", **at)
+    fig.update_annotations(font_size=13)
+    fig.update_xaxes(title_text=TIME_AXIS, row=rows)  # only the bottom row says it (show() titles the first axis)
+    show(fig, y="", x=TIME_AXIS if rows == 1 else "", key=key, height=rows * row_height + 40, legend_right=True)

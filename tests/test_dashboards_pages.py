@@ -156,3 +156,12 @@ def test_slo_status_as_of_a_past_instant_is_the_state_then(served_sample):
     after = client.query("slo_status", as_of="2026-11-03T15:00:00Z", slo="inference-success-by-site",
                          site=site).records()
     assert after[0]["page"] == "ok" and "page" not in after[0]["alerts"]
+
+
+def test_on_call_filtered_by_a_site_lists_that_sites_alerts_and_fleet_wide_ones_only(api_url):
+    site = INCIDENTS["error_burst"]["cohort"]["fleet.site"]
+    at = run_page("on-call", {"range": "7d", "site": site})
+    assert not at.exception
+    alerts = frame(at, "alertname")
+    assert f"site={site}" in set(alerts.query("severity == 'page'")["group"])
+    assert all(f"site={site}" in group or group == "all" for group in alerts["group"]), alerts["group"].tolist()

@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboards.charts import PALETTE, STATE_COLOURS, group_lines, show, time_columns, times
+from dashboards.charts import PALETTE, STATE_COLOURS, show, time_columns, time_panels, times
 from dashboards.context import page_context
 from dashboards.data import Problem
 
@@ -65,11 +65,8 @@ def model_view(model: str) -> None:
     if signals is None:
         return
     signals = times(signals, "time")
-    left, right = st.columns(2)
-    with left:
-        group_lines(signals, "p95_ms", label="p95 latency (ms)", key="model-p95")
-    with right:
-        group_lines(signals, "error_ratio", label="error ratio", key="model-errors", share=True)
+    time_panels(signals, [("p95 latency (ms)", ["p95_ms"], False), ("error ratio", ["error_ratio"], True)],
+                key="model-signals")
 
 
 def device_view(device: str) -> None:

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboards.charts import PALETTE, STATE_COLOURS, group_label, number, percent, show, times
+from dashboards.charts import PALETTE, STATE_COLOURS, group_label, number, percent, show, time_panels, times
 from dashboards.context import page_context
 from dashboards.data import Problem
 
@@ -148,13 +148,6 @@ trend = api.load("golden_signals", empty="No inference in the last 30 days.", st
                  **api.params("golden_signals", {**view.api_filters(), **month}))
 if trend is not None:
     trend = times(trend, "time")
-    left, right = st.columns(2)
-    with left:
-        fig = px.bar(trend, x="time", y="inferences", color_discrete_sequence=PALETTE)
-        show(fig, y="inferences per day")
-    with right:
-        fig = px.line(trend, x="time", y=["p50_ms", "p95_ms", "p99_ms"], markers=True, color_discrete_sequence=PALETTE)
-        show(fig, y="latency (ms)")
-    fig = px.line(trend, x="time", y="error_ratio", markers=True, color_discrete_sequence=[STATE_COLOURS["firing"]])
-    fig.update_yaxes(tickformat=".2%")
-    show(fig, y="error ratio", height=240)
+    time_panels(trend, [("inferences per day", ["inferences"], False), ("error ratio", ["error_ratio"], True),
+                        ("p50 / p95 / p99 latency (ms)", ["p50_ms", "p95_ms", "p99_ms"], False)],
+                key="trends", columns=3)

@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboards.charts import PALETTE, STATE_COLOURS, group_label, group_lines, show, time_columns, times
+from dashboards.charts import PALETTE, STATE_COLOURS, group_label, show, time_columns, time_panels, times
 from dashboards.context import page_context
 from dashboards.filter_bar import Fleet
 from dashboards.view import CUSTOM, View
@@ -50,6 +50,14 @@ def group_filters(key: str | None) -> dict[str, str]:
     return {names.get(k, k): str(v) for k, v in group.items() if v is not None}
 
 
+def of_cohort(view: View, group_key: str | None, labels: str | None) -> bool:
+    """Whether an alert belongs to the filtered cohort: it names a filtered dimension with the filter's value
+    (in its group or labels) and none with another; a fleet-wide alert (no cohort) always does."""
+    dims = {**group_filters(labels), **group_filters(group_key)}
+    named = {key: dims[key] for key in view.filters if key in dims}
+    return all(view.filters[k] == v for k, v in named.items()) and (bool(named) or not group_filters(group_key))
+
+
 def firing_now(view: View) -> None:
     st.subheader("Firing at the range's end")
     status = api.load("slo_status", empty="No SLO was evaluated by the range's end (the server needs `analytics.slos`).",
@@ -81,7 +89,7 @@ def firing_now(view: View) -> None:
 
 def burn_rates(view: View, alerts: pd.DataFrame) -> None:
     """Short and long burn rates over the range for the SLO groups that alerted in it (the worst few)."""
-    shown = alerts.sort_values("paging", ascending=False, kind="stable").drop_duplicates(["slo", "group_key"]).head(4)
+    shown = alerts.sort_values("paging", ascending=False, kind="stable").drop_duplicates(["slo", "group_key"]).head(3)
     for _, alert in shown.iterrows():
         cohort = view.with_filters(**group_filters(alert["group_key"]))
         hourly = str(view.until - view.since > pd.Timedelta(days=2)).lower()  # minutes only for short ranges
@@ -110,8 +118,8 @@ def recent_alerts(view: View) -> None:
                            since=alerts["starts_at"].fillna(alerts["opened_at"]))
     alerts = alerts.sort_values(["open", "paging", "since"], ascending=False)
     alerts["group"] = alerts["group_key"].map(group_label)
-    for key, value in view.filters.items():  # alert_history has no cohort filters: apply the bar's here
-        alerts = alerts[alerts["group_key"].map(lambda k: group_filters(k).get(key, value) == value)]
+    if view.filters:  # alert_history has no cohort filters: apply the bar's here
+        alerts = alerts[[of_cohort(view, group, labels) for group, labels in zip(alerts["group_key"], alerts["labels"])]]
     if alerts.empty:
         st.info("No alert of the filtered cohort in this range.")
         return
@@ -127,6 +135,12 @@ def recent_alerts(view: View) -> None:
 def failures(view: View) -> None:
     frame = api.fetch("zero_tolerance_failures", **api.params("zero_tolerance_failures", view.window()))
     if not isinstance(frame, pd.DataFrame) or frame.empty:
+        return
+    for key, column in (("site", "site"), ("region", "region"), ("device_class", "device_class"),
+                        ("model", "model_name"), ("version", "model_version")):
+        if key in view.filters:  # the query has no cohort filters: the bar's apply here
+            frame = frame[frame[column] == view.filters[key]]
+    if frame.empty:
         return
     st.subheader("Model-load and integrity failures (zero tolerance)")
     frame = times(frame, "first_at", "last_at").assign(debug=[debug_link(view, device=d) for d in frame["device_id"]])
@@ -148,15 +162,10 @@ def golden_signals(view: View) -> None:
     signals = times(signals, "time")
     top = signals.groupby("group")["inferences"].sum().nlargest(10).index  # a readable legend
     signals = signals[signals["group"].isin(top)]
-    left, right = st.columns(2)
-    with left:
-        group_lines(signals, "rate_per_s", label="inferences / s (sampled)", key="gs-rate")
-        group_lines(signals, "p95_ms", label="p95 latency (ms)", key="gs-p95")
-    with right:
-        group_lines(signals, "error_ratio", label="error ratio", key="gs-errors", share=True)
-        quantiles = signals.groupby("time")[["p50_ms", "p95_ms", "p99_ms"]].max().reset_index()
-        show(px.line(quantiles, x="time", y=["p50_ms", "p95_ms", "p99_ms"], color_discrete_sequence=PALETTE),
-             y="latency (ms), worst group", key="gs-quantiles")
+    time_panels(signals, [("inferences / s (sampled)", ["rate_per_s"], False), ("error ratio", ["error_ratio"], True),
+                          ("p95 latency (ms)", ["p95_ms"], False),
+                          ("p50 / p95 / p99 latency (ms), worst group", ["p50_ms", "p95_ms", "p99_ms"], False)],
+                key="golden-signals")
     saturation(view, by)
 
 
@@ -165,6 +174,10 @@ def saturation(view: View, by: str) -> None:
     health = api.fetch("fleet_health", group_by=by, **api.params("fleet_health", {**view.window(), **view.api_filters()}))
     if not isinstance(health, pd.DataFrame) or health.empty:
         st.info("No fleet-health hours in this range yet (saturation is computed hourly).")
+        return
+    shares = health[["cpu_above_share", "memory_above_share", "temperature_above_share"]]
+    if not shares.fillna(0).to_numpy().any():
+        st.success("No device of the filter spent time above its CPU, memory or temperature threshold.")
         return
     long = health.melt(id_vars="group", value_vars=["cpu_above_share", "memory_above_share", "temperature_above_share"],
                        var_name="resource", value_name="share").dropna()
