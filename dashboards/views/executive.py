@@ -57,7 +57,9 @@ if slo_frame is not None:
     fig = px.bar(table.sort_values("budget"), x="budget", y="label", color="state", orientation="h",
                  color_discrete_map=STATE_COLOURS, hover_data={"attainment": ":.3%", "budget": ":.1%"})
     fig.update_xaxes(tickformat=".0%", range=[-1, 1])
-    fig.update_yaxes(autorange="reversed")  # the worst budget on top
+    # The worst budget on top (one trace per state would otherwise order the bars by state).
+    fig.update_yaxes(categoryorder="array", categoryarray=table.sort_values("budget")["label"].tolist(),
+                     autorange="reversed")
     show(fig, x="error budget remaining (share of the SLO period's budget)", y="SLO · group",
          height=max(260, 22 * len(table)))
     st.dataframe(table[["slo", "group", "attainment", "budget_remaining", "exhaustion_hours", "page", "ticket"]],
