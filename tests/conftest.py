@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,34 @@ def sample_db(tmp_path_factory) -> Path:
     db = tmp_path_factory.mktemp("sample") / "sample.duckdb"
     subprocess.run([sys.executable, "-m", "fleetwatch", "ingest", "--db", str(db),
                     str(SAMPLE_DIR / "fleet-sample.otlp.zst")], check=True, capture_output=True, timeout=600)
+    return db
+
+
+SAMPLE_END = datetime(2026, 11, 5)  # after the sample's last event (sample_data/manifest.json)
+
+
+@pytest.fixture(scope="session")
+def analysed_sample_db(sample_db, tmp_path_factory) -> Path:
+    """The sample with the drift, shadow and ground-truth jobs and the hourly rollups run over all of it.
+
+    Read it or copy it (shutil.copyfile) before writing; it is built once per run (about a minute).
+    """
+    from analytics.drift.jobs import DriftJob
+    from analytics.jobs.framework import JobRunner
+    from analytics.rollups import GoldenSignalsHour
+    from analytics.shadow.jobs import shadow_jobs
+
+    db = tmp_path_factory.mktemp("analysed-sample") / "sample.duckdb"
+    shutil.copyfile(sample_db, db)
+    store = Store(str(db), migrations=[COLLECTOR, ANALYTICS], readers=2)
+    store.open()
+    try:
+        runner = JobRunner(store, [DriftJob(), *shadow_jobs(), GoldenSignalsHour()])
+        for name in runner.jobs:
+            report = runner.run_due(name, SAMPLE_END)
+            assert report.error is None, (name, report.error)
+    finally:
+        store.close()
     return db
 
 

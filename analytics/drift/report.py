@@ -155,6 +155,9 @@ def build_drift_report(run: QueryRunner, request: DriftReportRequest) -> dict:
     if until is None:
         until = parse_time(current["window_end"])
         since = until - LOOKBACK[length]
+    elif parse_time(current["window_start"]) < since:
+        raise NoDriftResults(f"no drift results for model {request.model!r} in {length} windows between "
+                             f"{_text(since)} and {_text(until)} (the newest starts {current['window_start']})")
     span = {"since": _text(since), "until": _text(until)}
     scope = {"model_name": request.model, "model_version": version, "cohort": request.cohort_key, "window": length}
     history = run("drift_features", {**scope, **span})
@@ -173,8 +176,8 @@ def build_drift_report(run: QueryRunner, request: DriftReportRequest) -> dict:
         "features": features,
         "drift_over_time": _over_time(history),
         "cohorts": _cohorts([r for r in statuses if r["cohort"] != "{}" and r["model_version"] == version]),
-        "shadow": _shadow(run, {**versions, **span}),
-        "ground_truth": _ground_truth(run, versions, span, "day" if length == "1d" else "hour"),
+        "shadow": _shadow(run, {**versions, **span}, request.cohort),
+        "ground_truth": _ground_truth(run, versions, span, "day" if length == "1d" else "hour", request.cohort),
     })
 
 
@@ -245,7 +248,18 @@ def _status(count: int | None) -> str:
     return "no data" if not count else "too few events" if count < MIN_EVENTS else "ok"
 
 
-def _shadow(run: QueryRunner, params: dict) -> dict:
+def _in_cohort(run: QueryRunner, cohort: Mapping[str, str]) -> QueryRunner:
+    """``run`` for the shadow and ground-truth queries, narrowed to the cohort (they filter sites, group the rest)."""
+    if not cohort:
+        return run
+    (dimension, value), = cohort.items()
+    if dimension == "site":
+        return lambda name, params: run(name, {**params, "site": value})
+    return lambda name, params: [r for r in run(name, {**params, "group_by": dimension}) if r["group"] == value]
+
+
+def _shadow(run: QueryRunner, params: dict, cohort: Mapping[str, str]) -> dict:
+    run = _in_cohort(run, cohort)
     rows = run("shadow_agreement", params)
     versions = [r for r in rows if r["model_version"] is not None]
     orphans = sum(r["shadow_orphans"] or 0 for r in rows if r["model_version"] is None)
@@ -262,12 +276,13 @@ def _shadow(run: QueryRunner, params: dict) -> dict:
             "orphan_shadows": orphans}
 
 
-def _ground_truth(run: QueryRunner, versions: dict, span: dict, step: str) -> dict:
+def _ground_truth(run: QueryRunner, versions: dict, span: dict, step: str, cohort: Mapping[str, str]) -> dict:
+    cadence = run("retraining_cadence", {"model_name": versions["model_name"], "until": span["until"],
+                                          "since": _text(parse_time(span["until"]) - timedelta(days=365))})
+    run = _in_cohort(run, cohort)
     accuracy = run("ground_truth_accuracy", {**versions, **span, "step": step})
     lag = run("label_lag", {**versions, **span})
     totals = run("ground_truth_accuracy", {**versions, **span})
-    cadence = run("retraining_cadence", {"model_name": versions["model_name"], "until": span["until"],
-                                          "since": _text(parse_time(span["until"]) - timedelta(days=365))})
     for r in totals:
         r["status"] = _status(r["labelled"])
     labelled = sum(r["labelled"] or 0 for r in totals)
@@ -292,5 +307,5 @@ def render_drift_report(payload: dict) -> str:
         payload, title=f"Drift report: {payload['model']} {version} · {cohort}", subtitle=subtitle, charted=charted,
         extra_sections=[("Drift over time", over_time_html(payload["drift_over_time"])),
                         ("Cohorts where drift concentrates", cohorts_html(payload["cohorts"])),
-                        ("Shadow mode (edge vs cloud)", shadow_html(payload["shadow"])),
-                        ("Ground truth", ground_truth_html(payload["ground_truth"]))])
+                        (f"Shadow mode (edge vs cloud), {cohort}", shadow_html(payload["shadow"])),
+                        (f"Ground truth, {cohort}", ground_truth_html(payload["ground_truth"]))])

@@ -130,7 +130,7 @@ def _flip_matrix(version: str, flips: list[dict]) -> str:
 def shadow_html(shadow: dict) -> str:
     """Per edge model version: coverage, agreement, kappa, the label-free edge error bound, the flip matrix."""
     if shadow["status"] == "no data":
-        return _note("no data: no edge inference of this model has a cloud shadow in the range")
+        return _note("no data: no edge inference of this model (in this cohort) has a cloud shadow in the range")
     rows = [[escape(r["model_version"]), escape(r.get("cloud_version") or "–"), format_value(r["edge_requests"]),
              _share(r["coverage"]), format_value(r["compared"]), _share(r["agreement_rate"]),
              format_value(r["kappa"]), _bound(r), _share(r.get("measured_edge_error")),
@@ -153,7 +153,7 @@ def _accuracy_chart(by_time: list[dict], width: int = 640, height: int = 180) ->
     times = sorted({r["step_start"] for r in points})
     x_of = {t: 40 + (width - 60) * (i / max(len(times) - 1, 1)) for i, t in enumerate(times)}
     low = min(0.5, min(r["accuracy"] for r in points))
-    plot = height - 24
+    plot = height - 40  # below: the time labels, then the legend
 
     def y(value: float) -> float:
         return 6 + (plot - 6) * (1 - (value - low) / (1 - low or 1))
@@ -172,8 +172,8 @@ def _accuracy_chart(by_time: list[dict], width: int = 640, height: int = 180) ->
             parts.append(f'<circle cx="{x_of[r["step_start"]]:.1f}" cy="{y(r["accuracy"]):.1f}" r="3" '
                          f'fill="{colour}"><title>{escape(version)} {escape(r["step_start"])}: accuracy '
                          f'{_share(r["accuracy"])} of {r["class_labelled"]} labels</title></circle>')
-        parts.append(f'<text x="{width - 20}" y="{14 + i * 14}" font-size="11" fill="{colour}" '
-                     f'text-anchor="end">{escape(version)}</text>')
+        parts.append(f'<rect x="{40 + i * 100}" y="{height - 13}" width="10" height="10" fill="{colour}"/>'
+                     f'<text x="{54 + i * 100}" y="{height - 4}" font-size="11">{escape(version)}</text>')
     for t, anchor in ((times[0], "start"), (times[-1], "end")):
         parts.append(f'<text x="{x_of[t]:.1f}" y="{plot + 14}" font-size="10" text-anchor="{anchor}">'
                      f'{escape(_time_label(t))}</text>')
@@ -188,7 +188,8 @@ def ground_truth_html(truth: dict) -> str:
         [[escape(r["model_version"]), escape(r["first_seen"]), escape(r["last_seen"]),
           format_value(r["days_since_previous"])] for r in cadence])) if cadence else ""
     if truth["status"] == "no data":
-        return _note("no data: no ground-truth label joined an inference of this model in the range") + cadence_html
+        return (_note("no data: no ground-truth label joined an inference of this model (in this cohort) in the "
+                      "range") + cadence_html)
     lag = {r["model_version"]: r for r in truth["label_lag"]}
     rows = []
     for r in truth["versions"]:
@@ -201,4 +202,7 @@ def ground_truth_html(truth: dict) -> str:
                      "–" if max_lag is None else f"{max_lag / 3600:.1f} h", escape(r["status"])])
     table = _table(("version", "inferences", "labelled", "label coverage", "edge accuracy", "cloud accuracy",
                     "MAE", "disagreement vs error (corr.)", "mean label lag", "max label lag", "events"), rows)
-    return table + _accuracy_chart(truth["by_time"]) + cadence_html
+    chart = _accuracy_chart(truth["by_time"])
+    if chart:
+        chart = '<h3 class="small">edge accuracy over inference time (labelled inferences)</h3>' + chart
+    return table + chart + cadence_html
