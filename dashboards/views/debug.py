@@ -77,15 +77,16 @@ def device_view(device: str) -> None:
             st.warning(f"No device {device!r} has reported to this server.")
             return
         info = row.iloc[0]
-        cols = st.columns(5)
-        cols[0].metric("Status", info["status"])
-        cols[1].metric("Site", info["site"])
-        cols[2].metric("Class · firmware", f"{info['device_class']} · {info['firmware_version']}")
+        st.markdown(f"**{device}** · {info['status']} at the range's end · site {info['site']} ({info['region']}) · "
+                    f"{info['device_class']} · firmware {info['firmware_version']} · "
+                    f"{', '.join(info['model_versions']) or 'no model'}")
+        cols = st.columns(3)
         offset = info["clock_offset_ms"]
-        cols[3].metric("Clock offset", "–" if pd.isna(offset) else f"{offset / 1000:+,.1f} s",
+        cols[0].metric("Clock offset", "–" if pd.isna(offset) else f"{offset / 1000:+,.1f} s",
                        delta="skewed" if info["clock_skewed"] else None, delta_color="inverse",
                        help="device clock minus gateway receive time; times below are corrected for it")
-        cols[4].metric("Errors (24 h)", f"{info['errors_24h']} of {info['inferences_24h']}")
+        cols[1].metric("Errors (24 h before the range's end)", f"{info['errors_24h']} of {info['inferences_24h']}")
+        cols[2].metric("Last seen (UTC)", f"{pd.Timestamp(info['last_seen']):%Y-%m-%d %H:%M}")
     spans = api.load("device_spans", empty=f"{device} sent no span in this range.", device_id=device, **view.window())
     if spans is None:
         return
