@@ -86,16 +86,17 @@ def c_decode(speedups):
 
 
 @pytest.fixture(scope="session")
-def served_sample(tmp_path_factory, sample_db):
-    """`fleetwatch serve` over a copy of the sample with the shipped SLOs, every analytics job caught up.
+def served_sample(tmp_path_factory, analysed_sample_db):
+    """`fleetwatch serve` over a copy of the analysed sample with the shipped SLOs, every job caught up.
 
-    Yields the running :class:`bench.harness.CollectorProcess` (``api_url``; no API token). The SLO
-    evaluator walks every minute from the sample to the wall clock, so this takes minutes: share it.
+    Yields the running :class:`bench.harness.CollectorProcess` (``api_url``; no API token). The jobs
+    continue from the analysed sample's watermarks; the SLO evaluator walks every minute from the
+    sample to the wall clock, so this takes minutes: share it.
     """
     from bench.harness import CollectorProcess, jobs_caught_up, wait_until
 
     db = tmp_path_factory.mktemp("served-sample") / "sample.duckdb"
-    shutil.copyfile(sample_db, db)
+    shutil.copyfile(analysed_sample_db, db)
     config = {"analytics": {"slos": str(SAMPLE_DIR / "slos.yaml"), "workers": 2}}
     with CollectorProcess(db, config=config, startup_timeout=180) as server:
         # Ten jobs: rollups, device hours, health, shadow, ground truth, drift, two SLI jobs and the evaluator.
