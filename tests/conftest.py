@@ -83,3 +83,23 @@ def speedups():
 def c_decode(speedups):
     """The C trace decoder, to compare with collector.decoding.trace_decode.decode_traces_python."""
     return speedups.decode_traces
+
+
+@pytest.fixture(scope="session")
+def served_sample(tmp_path_factory, analysed_sample_db):
+    """`fleetwatch serve` over a copy of the analysed sample with the shipped SLOs, every job caught up.
+
+    Yields the running :class:`bench.harness.CollectorProcess` (``api_url``; no API token). The jobs
+    continue from the analysed sample's watermarks; the SLO evaluator walks every minute from the
+    sample to the wall clock, so this takes minutes: share it.
+    """
+    from bench.harness import CollectorProcess, jobs_caught_up, wait_until
+
+    db = tmp_path_factory.mktemp("served-sample") / "sample.duckdb"
+    shutil.copyfile(analysed_sample_db, db)
+    config = {"analytics": {"slos": str(SAMPLE_DIR / "slos.yaml"), "workers": 2}}
+    with CollectorProcess(db, config=config, startup_timeout=180) as server:
+        # Ten jobs: rollups, device hours, health, shadow, ground truth, drift, two SLI jobs and the evaluator.
+        wait_until(lambda: jobs_caught_up(server.metrics_text(), jobs=10), timeout=1800,
+                   what="the analytics jobs to catch up on the sample")
+        yield server

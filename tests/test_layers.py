@@ -47,6 +47,18 @@ def test_every_layer_imports_only_what_is_below_it():
     assert offences == []
 
 
+def test_dashboards_read_only_through_the_data_layer():
+    """Pages never open a DuckDB file nor call the API client themselves: dashboards/data.py is the one door."""
+    offences = []
+    for path in sorted((ROOT / "dashboards").rglob("*.py")):
+        imported = {module for _, module in imported_modules(ast.parse(path.read_text(), str(path)), "dashboards")}
+        if any(m.split(".")[0] in ("duckdb", "collector") for m in imported):
+            offences.append(f"{path.relative_to(ROOT)} imports duckdb or the collector")
+        if path.name != "data.py" and any(m.startswith("analytics") for m in imported):
+            offences.append(f"{path.relative_to(ROOT)} imports {sorted(m for m in imported if m.startswith('analytics'))}")
+    assert offences == []
+
+
 def test_benchmarks_import_no_test_module():
     offences = [f"{path.relative_to(ROOT)}" for path in sorted((ROOT / "bench").rglob("*.py"))
                 if any(node.module and node.module.startswith("tests")

@@ -21,6 +21,9 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from analytics.health.failures import failure_events
 from analytics.jobs.framework import Read, floor_time
 from analytics.slo.evaluator import (
@@ -57,7 +60,11 @@ class ZeroToleranceAlerts(ProviderAlerts):
         result = EvaluationResult()
         failures: dict[AlertKey, list[datetime]] = defaultdict(list)
         details: dict[AlertKey, dict] = {}
-        for row in failure_events(read, start - HOLD, end).to_pylist():
+        events = failure_events(read, start - HOLD, end)
+        # Event times carry nanoseconds, which to_pylist cannot make datetimes of; the alert needs the minute.
+        at = events.schema.get_field_index("event_time")
+        events = events.set_column(at, "event_time", pc.cast(events["event_time"], pa.timestamp("us"), safe=False))
+        for row in events.to_pylist():
             group = {"device_id": row["device_id"] or "", "model_name": row["model_name"] or "",
                      "model_version": row["model_version"] or ""}
             labels = {k: row[k] for k in ("site", "region", "device_class") if row[k]}

@@ -18,18 +18,24 @@ _GROUP_WHERE = " AND ".join(f"(${d} IS NULL OR {d} = ${d})" for d in
 SLO_QUERIES = (
     NamedQuery(
         "slo_status",
-        "Each SLO and group at the newest evaluation: budget left, burn rates, time to exhaustion, alerts.",
+        "Each SLO and group at the newest evaluation (at or before as_of): budget left, burn rates, time to "
+        "exhaustion, alerts open then.",
+        # as_of looks back (a dashboard over a past range, a static data set): the alerts open then are the
+        # episodes opened by it and not ended by it, firing once their starts_at has passed.
         f"""
         WITH newest AS (
             SELECT slo, max(evaluated_at) AS evaluated_at FROM slo_evaluations
-            WHERE ($slo IS NULL OR slo = $slo) GROUP BY slo
+            WHERE ($slo IS NULL OR slo = $slo) AND evaluated_at <= $as_of GROUP BY slo
         ), open_alerts AS (
             SELECT slo, group_labels AS group_key,
-                   string_agg(CASE WHEN alertname = 'SLONoData' THEN 'no-data' ELSE severity END || ' ' || state,
+                   string_agg(CASE WHEN alertname = 'SLONoData' THEN 'no-data' ELSE severity END || ' ' ||
+                              CASE WHEN starts_at <= $as_of THEN 'firing' ELSE 'pending' END,
                               ', ' ORDER BY severity) AS alerts,
                    min(coalesce(starts_at, opened_at)) AS alerting_since
             FROM (SELECT *, labels::JSON->>'alertname' AS alertname FROM alerts)
-            WHERE state IN ('pending', 'firing') GROUP BY ALL
+            WHERE state IN ('pending', 'firing', 'resolved') AND opened_at <= $as_of
+              AND (ends_at IS NULL OR ends_at > $as_of)
+            GROUP BY ALL
         )
         SELECT e.slo, e.group_key, e.evaluated_at, e.budget_remaining,
                e.exhaustion_seconds / 3600 AS exhaustion_hours,
@@ -41,7 +47,8 @@ SLO_QUERIES = (
         WHERE {_GROUP_WHERE}
         ORDER BY e.budget_remaining NULLS LAST, e.slo, e.group_key
         """,
-        (_SLO, *_GROUP_FILTERS),
+        (_SLO, Param("as_of", "timestamp", "the newest evaluation at or before this instant", default="now"),
+         *_GROUP_FILTERS),
         needs="analytics",
     ),
     NamedQuery(

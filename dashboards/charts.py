@@ -1,0 +1,108 @@
+"""Plotly helpers so every chart looks alike: one palette, states in fixed colours, units on axes, UTC said.
+
+    fig = px.line(frame, x="time", y="p95_ms", color="group", color_discrete_sequence=PALETTE)
+    show(fig, y="p95 latency (ms)")                      # x defaults to "time (UTC)"
+    st.plotly_chart(...)                                 # never called by pages directly: use show()
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+# Plotly's "Safe" qualitative palette: distinguishable for the common colour-vision deficiencies.
+PALETTE = ["#88CCEE", "#CC6677", "#DDCC77", "#117733", "#332288", "#AA4499", "#44AA99", "#999933",
+           "#882255", "#661100", "#6699CC", "#888888"]
+
+# A state means the same colour on every page.
+STATE_COLOURS = {"firing": "#C0392B", "page": "#C0392B", "drifted": "#C0392B", "failed": "#C0392B",
+                 "stale": "#E67E22", "pending": "#E67E22", "ticket": "#E67E22", "rolled_back": "#E67E22",
+                 "ok": "#27AE60", "online": "#27AE60", "succeeded": "#27AE60", "resolved": "#7F8C8D",
+                 "no_data": "#95A5A6", "low_traffic": "#95A5A6", "insufficient_data": "#95A5A6",
+                 "in_progress": "#3498DB"}
+
+TIME_AXIS = "time (UTC)"
+
+
+def show(fig: go.Figure, *, y: str, x: str = TIME_AXIS, height: int = 320, key: str | None = None,
+         legend: bool = True, title: str | None = None, legend_right: bool = False) -> None:
+    """Lay ``fig`` out the common way and put it on the page, full width (the legend above, or right of it)."""
+    if title:
+        fig.update_layout(title={"text": title, "x": 0, "xanchor": "left", "font": {"size": 14}})
+    above = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0}
+    right = {"orientation": "v", "yanchor": "top", "y": 1, "xanchor": "left", "x": 1.01}
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 60 if title else 30, "b": 10},
+                      xaxis_title=x, yaxis_title=y, legend={**(right if legend_right else above), "title": None},
+                      showlegend=legend, hovermode="closest", template="plotly_white")
+    st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False})
+
+
+def times(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """``frame`` with ``columns`` (RFC 3339 text from the API) as UTC timestamps, without the zone for Plotly."""
+    frame = frame.copy()
+    for column in columns:
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601").dt.tz_localize(None)
+    return frame
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None or pd.isna(value) else f"{value:.1%}"
+
+
+def number(value: float | None) -> str:
+    return "–" if value is None or pd.isna(value) else f"{value:,.0f}"
+
+
+def group_label(key: str | None) -> str:
+    """An SLO or drift group stored as JSON text (``{"site":"ams-factory-1"}``) as ``site=ams-factory-1``."""
+    import json
+
+    if not key or key == "{}":
+        return "all"
+    try:
+        return ", ".join(f"{k}={v}" for k, v in json.loads(key).items())
+    except (ValueError, AttributeError):
+        return str(key)
+
+
+def time_columns(*names: str) -> dict:
+    """Column configs that show ``names`` (made datetimes with :func:`times`) to the minute, saying UTC."""
+    return {name: st.column_config.DatetimeColumn(f"{name.replace('_', ' ')} (UTC)", format="YYYY-MM-DD HH:mm")
+            for name in names}
+
+
+
+def time_panels(frame: pd.DataFrame, panels: list[tuple[str, list[str], bool]], *, key: str, columns: int = 2,
+                row_height: int = 240) -> None:
+    """Several series over ``time`` in one figure: the browser draws one Plotly chart much faster than four.
+
+    Each panel is (title with unit, columns, share): one column draws a line per ``group`` (the golden
+    signals' grouping); several draw a line each (their maximum over groups), e.g. p50/p95/p99.
+    """
+    from plotly.subplots import make_subplots
+
+    rows = -(-len(panels) // columns)
+    fig = make_subplots(rows=rows, cols=columns, shared_xaxes=True, subplot_titles=[p[0] for p in panels],
+                        vertical_spacing=0.14, horizontal_spacing=0.08)
+    groups = list(dict.fromkeys(frame["group"])) if "group" in frame else ["all"]
+    colour = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(groups)}
+    for i, (_, names, share) in enumerate(panels):
+        at = {"row": i // columns + 1, "col": i % columns + 1}
+        if len(names) == 1:
+            for group in groups:
+                part = frame[frame["group"] == group] if "group" in frame else frame
+                fig.add_trace(go.Scatter(x=part["time"], y=part[names[0]], name=str(group), legendgroup=str(group),
+                                         showlegend=i == 0 and len(groups) > 1, mode="lines",
+                                         line={"color": colour[group]}), **at)
+        else:
+            worst = frame.groupby("time")[names].max().reset_index()
+            for j, name in enumerate(names):
+                fig.add_trace(go.Scatter(x=worst["time"], y=worst[name], name=name.removesuffix("_ms"),
+                                         mode="lines", line={"color": PALETTE[-1 - j], "dash": "dot"}), **at)
+        if share:
+            fig.update_yaxes(tickformat=".1%", **at)
+    fig.update_annotations(font_size=13)
+    fig.update_xaxes(title_text=TIME_AXIS, row=rows)  # only the bottom row says it (show() titles the first axis)
+    show(fig, y="", x=TIME_AXIS if rows == 1 else "", key=key, height=rows * row_height + 40, legend_right=True)

@@ -1,0 +1,37 @@
+"""The dashboards' view: a time range and filters read from, and written back to, a URL query string."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from dashboards.view import CUSTOM, View
+
+NEWEST = pd.Timestamp("2026-11-04T00:00:00.170816590Z")
+
+
+def test_a_preset_ends_at_the_newest_data_rounded_up_to_the_minute():
+    view = View.from_query({"range": "6h"}, NEWEST)
+    assert (view.since, view.until) == (pd.Timestamp("2026-11-03T18:01Z"), pd.Timestamp("2026-11-04T00:01Z"))
+    assert View.from_query({}, NEWEST).range == "24h"
+    assert View.from_query({"range": "1y"}, NEWEST).range == "24h"  # unknown: the default, not an error
+
+
+def test_an_absolute_range_wins_when_valid():
+    view = View.from_query({"range": "6h", "from": "2026-11-02T14:00:00Z", "to": "2026-11-02T16:00:00+00:00"}, NEWEST)
+    assert (view.range, view.since, view.until) == (CUSTOM, pd.Timestamp("2026-11-02T14:00Z"),
+                                                    pd.Timestamp("2026-11-02T16:00Z"))
+    assert view.query() == {"from": "2026-11-02T14:00:00Z", "to": "2026-11-02T16:00:00Z"}
+    for bad in ({"from": "yesterday", "to": "2026-11-02T16:00:00Z"},
+                {"from": "2026-11-02T16:00:00Z", "to": "2026-11-02T14:00:00Z"}, {"from": "2026-11-02T16:00:00Z"}):
+        assert View.from_query(bad, NEWEST).range == "24h"
+
+
+def test_filters_become_api_parameters_and_links_carry_the_view():
+    view = View.from_query({"range": "7d", "site": "ams-factory-1", "model": "defect-detector", "other": "x"}, NEWEST)
+    assert view.api_filters() == {"site": "ams-factory-1", "model_name": "defect-detector"}
+    assert view.query() == {"range": "7d", "model": "defect-detector", "site": "ams-factory-1"}
+    assert view.link("debug", device="ams1-coral-001", trace=None) == \
+        "debug?range=7d&model=defect-detector&site=ams-factory-1&device=ams1-coral-001"
+    # A cohort's keys that are no filter (firmware_version) are left out of the view.
+    assert view.with_filters(site="atl-factory-2", firmware_version="6.1.0").filters == \
+        {"site": "atl-factory-2", "model": "defect-detector"}
