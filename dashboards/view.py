@@ -10,7 +10,8 @@ A view is the state a link carries, so an alert can open exactly it::
 
 Presets (``1h`` ... ``30d``) end at the newest data the read API has, not at the
 wall clock, so a static data set (the shipped sample) still shows; an absolute
-range is ``from`` and ``to`` in RFC 3339 (UTC).
+range is ``from`` and ``to`` in RFC 3339 (UTC). A filter may also be given by
+its read API name (``model_name``, ``model_version``), as alert links carry it.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ class View:
     @classmethod
     def from_query(cls, query: Mapping[str, str], newest: pd.Timestamp) -> "View":
         """The view a query string asks for; a bad or missing range falls back to the default preset."""
-        filters = {key: str(query[key]) for key in FILTERS if query.get(key)}
+        # An alert's link carries its group as the read API names it (model_name=...): the same filter.
+        filters = {key: str(query.get(key) or query[api]) for key, api in FILTERS.items()
+                   if query.get(key) or query.get(api)}
         absolute = absolute_range(query)
         if absolute is not None:
             return cls(CUSTOM, *absolute, filters)

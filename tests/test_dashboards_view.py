@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pandas as pd
 
+from analytics.slo.lifecycle import AlertKey, AlertState
+from analytics.slo.payload import PayloadConfig
 from dashboards.view import CUSTOM, View
 
 NEWEST = pd.Timestamp("2026-11-04T00:00:00.170816590Z")
@@ -35,3 +39,15 @@ def test_filters_become_api_parameters_and_links_carry_the_view():
     # A cohort's keys that are no filter (firmware_version) are left out of the view.
     assert view.with_filters(site="atl-factory-2", firmware_version="6.1.0").filters == \
         {"site": "atl-factory-2", "model": "defect-detector"}
+
+
+def test_an_alert_link_opens_its_group():
+    """The notifier's dashboard_url template, as docs/configuration.md gives it, opens the alert's group."""
+    config = PayloadConfig(dashboard_url_template="http://127.0.0.1:8501/on-call?slo={slo}&{group_query}")
+    group = {"model_name": "defect-detector", "site": "ams-factory-1"}
+    link = config.link(config.dashboard_url_template, AlertState(AlertKey.of("inference-success-by-site", "page", group)))
+    path, _, query = link.partition("?")
+    assert path.endswith("/on-call")
+    view = View.from_query(dict(urllib.parse.parse_qsl(query)), NEWEST)
+    assert view.filters == {"model": "defect-detector", "site": "ams-factory-1"}
+    assert view.api_filters() == {"model_name": "defect-detector", "site": "ams-factory-1"}

@@ -9,7 +9,7 @@
         - {name: am, url: "http://alertmanager:9093", kind: alertmanager,   # POSTs to URL/api/v2/alerts
            bearer_token_env: AM_TOKEN}
       external_url: http://fleetwatch:4319
-      dashboard_url: "http://dash:8501/oncall?slo={slo}&{group_query}"
+      dashboard_url: "http://dash:8501/on-call?slo={slo}&{group_query}"
       repeat_interval: 4h
       pending_for: {page: 2m, ticket: 15m}
       retry: {initial: 5s, max: 5m}

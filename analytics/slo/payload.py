@@ -10,7 +10,7 @@ template data is built) and template/template.go (``Data``: ``receiver``,
 ``fingerprint``)::
 
     config = PayloadConfig(receiver="oncall", external_url="http://fleetwatch:4319",
-                           dashboard_url_template="http://dash:8501/oncall?slo={slo}&{group_query}")
+                           dashboard_url_template="http://dash:8501/on-call?slo={slo}&{group_query}")
     alert = AlertMessage(state, describe(context))     # state from lifecycle, words from the rules
     body = webhook_payload([alert], config, group_labels={"slo": "detector-success"})
     alerts = api_v2_alerts([alert], config)            # for an Alertmanager's /api/v2/alerts
