@@ -167,6 +167,11 @@ def service_extensions(config: CollectorConfig) -> list:
     if analytics is not None:
         extensions.append(AnalyticsExtension(analytics, alerting, config.section("health"),
                                              config.section("shadow"), config.section("drift")))
+    archive = config.section("archive")
+    if archive is not None:
+        from analytics.archive.service import ArchiveExtension
+
+        extensions.append(ArchiveExtension(archive))
     # Without receivers alerts are still evaluated and stored; nothing connects anywhere.
     if alerting is not None and alerting.receivers:
         if analytics is None:
