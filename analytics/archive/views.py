@@ -12,8 +12,9 @@ After a prune, ``span_rows_all`` (and ``metric_points_all``,
 The views are replaced in the same transaction as the rows they stand in
 for are deleted, so a reader sees each row once, before and after. The
 partition condition is on ``date`` and ``hour`` only, so DuckDB skips the
-archive's files without opening them where a query's range (given on the
-partition columns as well; :func:`partition_filter`) lies after it.
+archive's files without opening them; a query gives its range on
+``archive_date`` as well (see :mod:`analytics.archive.reads`) so that a
+recent range opens no archive file at all.
 """
 
 from __future__ import annotations
@@ -33,9 +34,17 @@ SHAPED_VIEWS = {"span_rows": ("spans", SPANS_VIEW, "spans_all"),
                 "log_rows": ("log_records", LOG_RECORDS_VIEW, "log_records_all")}
 
 
+#: The column of the archive-reading views that is the row's partition date in the archive, and a date
+#: after every partition for the hot rows: a query's ``archive_date >= CAST($since AS DATE)`` skips the
+#: archive's files before ``since`` unopened and keeps every hot row.
+ARCHIVE_DATE = "archive_date"
+HOT_DATE = "DATE '9999-12-31'"
+
+
 def _shaped(table: str) -> str:
     name, sql, twin = SHAPED_VIEWS[table]
-    out = sql.replace(f"VIEW {name} AS", f"VIEW {twin} AS").replace(f"FROM {table}\n", f"FROM {ALL_VIEWS[table]}\n")
+    out = sql.replace(f"VIEW {name} AS", f"VIEW {twin} AS").replace(
+        f"\nFROM {table}\n", f",\n    {ARCHIVE_DATE}\nFROM {ALL_VIEWS[table]}\n")
     if out.count(twin) != 1 or ALL_VIEWS[table] not in out:
         raise AssertionError(f"the {name} view's text changed shape; cannot derive {twin}")
     return out
@@ -63,7 +72,7 @@ def refresh_views(con: duckdb.DuckDBPyConnection, root: str | Path, table: str) 
     cols = ", ".join(layout.columns(table))
     boundary = con.execute("SELECT max(hour) FROM archive_parts WHERE table_name = ? AND pruned",
                            [table]).fetchone()[0]
-    sql = f"CREATE OR REPLACE VIEW {ALL_VIEWS[table]} AS SELECT {cols} FROM {table}"
+    sql = f"CREATE OR REPLACE VIEW {ALL_VIEWS[table]} AS SELECT {cols}, {HOT_DATE} AS {ARCHIVE_DATE} FROM {table}"
     if boundary is not None:
         end = boundary + timedelta(hours=1)
         # Parts before the boundary whose rows the file still holds (an hour waiting for its late
@@ -72,7 +81,7 @@ def refresh_views(con: duckdb.DuckDBPyConnection, root: str | Path, table: str) 
             "SELECT file FROM archive_parts WHERE table_name = ? AND hour < ? AND NOT pruned ORDER BY file",
             [table, end]).fetchall()]
         exclude = f" AND filename NOT IN ({', '.join(_quote(f) for f in still_hot)})" if still_hot else ""
-        sql += (f" UNION ALL BY NAME SELECT {cols} FROM {archive_relation(root, table)} "
+        sql += (f" UNION ALL BY NAME SELECT {cols}, date AS {ARCHIVE_DATE} FROM {archive_relation(root, table)} "
                 f"WHERE {partition_before(end)}{exclude}")
     con.execute(sql)
     if table in SHAPED_VIEWS:
