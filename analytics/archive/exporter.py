@@ -118,11 +118,16 @@ class ArchiveExporter:
         self.on_part = on_part
         self.on_prune = on_prune
         self.progress = progress
+        self._swept = False
 
     # -- export ----------------------------------------------------------
     def export(self, closed_before: datetime, should_stop: Callable[[], bool] = lambda: False) -> ExportReport:
         """Write every hour ending at or before ``closed_before`` that has rows not yet archived, oldest first."""
-        report = ExportReport(removed_temp_files=layout.remove_temp_files(self.root) if self.root.exists() else 0)
+        report = ExportReport()
+        if not self._swept and self.root.exists():
+            # Only a killed run leaves temporary files: one sweep at start-up finds them all.
+            report.removed_temp_files = layout.remove_temp_files(self.root)
+        self._swept = True
         self.root.mkdir(parents=True, exist_ok=True)
         self._repair_manifests()
         for table in self.tables:
@@ -169,8 +174,8 @@ class ArchiveExporter:
         else:
             listed = ", ".join(_sql_string(str(self.root / f)) for f in files)
             new = f"({hot}) EXCEPT ALL (SELECT {cols} FROM read_parquet([{listed}]))"
-        # Sorted by time: row groups then carry tight min/max statistics for readers that filter on time.
-        return f"SELECT * FROM ({new}) ORDER BY {t}"
+        # Not sorted: rows arrive roughly in time order already, and a sort doubled the cost of a part (measured).
+        return new
 
     def _export_hour(self, table: str, hour: datetime, hot_rows: int, parts: int) -> tuple[int, int]:
         files = self.backend.read(lambda cur: [r[0] for r in cur.execute(
