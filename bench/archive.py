@@ -3,6 +3,7 @@
     python bench/archive.py                      # loads the shipped sample into a temporary file first
     python bench/archive.py --db sample.duckdb   # an already loaded sample (copied, never written)
     python bench/archive.py --quick              # only the sample's first 12 hours
+    python bench/archive.py --scale 20           # every row of the sample 20 times (hours 20x larger)
 
 1. ``fleetwatch archive export`` (a child process) on a copy of the file:
    wall time, peak RSS of the child, rows and Parquet bytes written, rows/s
@@ -52,6 +53,24 @@ def database_pages(db: Path) -> dict:
     return {"file_bytes": file_bytes(str(db)), "block_size": size[0], "total_blocks": size[1], "free_blocks": size[2]}
 
 
+def scale_up(db: Path, times: int) -> None:
+    """Every raw row ``times`` times (spans with new span ids): the same hours, ``times`` larger."""
+    from analytics.archive.layout import TIME_COLUMNS
+    from collector.store.files import open_database
+
+    con = open_database(str(db))
+    try:
+        for table in TIME_COLUMNS:
+            con.execute(f"CREATE TEMP TABLE base AS SELECT * FROM {table}")
+            for k in range(1, times):
+                shifted = f" REPLACE (span_id + {k} AS span_id)" if table == "span_rows" else ""
+                con.execute(f"INSERT INTO {table} SELECT *{shifted} FROM base")
+            con.execute("DROP TABLE base")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+
+
 def export(db: Path, archive: Path, until: str, *extra: str) -> tuple[str, float, float]:
     return run_child(CLI + ["--db", str(db), "--to", str(archive), "--until", until, "--quiet", *extra])
 
@@ -60,6 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, help="the shipped sample already loaded (default: load it)")
     parser.add_argument("--quick", action="store_true", help="only the sample's first 12 hours")
+    parser.add_argument("--scale", type=int, default=1, metavar="N", help="every row N times (default 1)")
     args = parser.parse_args()
     until = "2026-11-02T12:00:00Z" if args.quick else "2026-11-10T00:00:00Z"
     with tempfile.TemporaryDirectory(prefix="fw-archive-bench-") as folder:
@@ -69,6 +89,11 @@ def main() -> None:
             source = work / "sample.duckdb"
             subprocess.run([sys.executable, "-m", "fleetwatch", "ingest", "--db", str(source), str(SAMPLE)],
                            check=True, capture_output=True, cwd=ROOT)
+        if args.scale > 1:
+            scaled = work / "scaled.duckdb"
+            shutil.copyfile(source, scaled)
+            scale_up(scaled, args.scale)
+            source = scaled
         db = work / "fleet.duckdb"
         shutil.copyfile(source, db)
         before = database_pages(db)
@@ -82,7 +107,7 @@ def main() -> None:
         _, prune_wall, prune_rss = export(pruned_db, work / "archive-pruned", until, "--hot-period", "2h")
         after = database_pages(pruned_db)
     result = {
-        "machine": machine(), "quick": args.quick,
+        "machine": machine(), "quick": args.quick, "scale": args.scale,
         "export": {"parts": parts, "rows": rows, "wall_s": round(wall, 2), "peak_rss_mib": round(rss),
                    "rows_per_s": round(rows / wall), "parquet_mb_per_s": round(archive_bytes / wall / 1e6, 2),
                    "duckdb_mb_per_s": round(before["file_bytes"] / wall / 1e6, 2),

@@ -3,7 +3,7 @@
 The exporter keeps its state in the DuckDB file (``archive_partitions``:
 per table and hour, the parts written, the rows they hold and how many of
 those rows are still in the file; ``archive_parts``: one row per part file)
-and the same in each partition's ``_manifest.json``, written last::
+and the same in each partition's ``_manifest.json``, written after its parts::
 
     exporter = ArchiveExporter(FileBackend(con), "/srv/archive")    # or StoreBackend(store) in serve
     report = exporter.export(closed_before=datetime(2026, 11, 5))  # every hour ending by then
@@ -14,12 +14,13 @@ still holds: the first time, all its rows go into ``part-00000``; rows
 that arrive late for it later go into the next part, found as the hour's
 rows EXCEPT ALL the rows of its parts (or, once the hour was pruned, all
 its rows). Each part is written to a hidden temporary file, fsynced and
-renamed (:func:`analytics.archive.layout.write_atomically`), then recorded
-in the file in one transaction, then announced in the manifest. A crash
-between the rename and the record leaves a part file the state does not
-know: the next run writes the same part number again over it, so rows are
-never doubled, and rows are deleted only once recorded as archived, so
-never lost.
+renamed (:func:`analytics.archive.layout.write_atomically`), then listed
+in the manifest (renamed into place the same way), then recorded in the
+file in one transaction. A crash before the record leaves a whole part
+(and perhaps a manifest naming it) that the state does not know: the next
+run writes the same part number again over it, with the same rows and any
+that arrived since, so rows are never doubled; rows are deleted only once
+recorded as archived, so never lost.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ ARCHIVE_DDL = [
         bytes BIGINT NOT NULL,            -- their size on disk
         hot_rows BIGINT NOT NULL,         -- of those rows, how many the DuckDB file still holds
         pruned_rows BIGINT NOT NULL,      -- rows deleted from the DuckDB file after archiving
-        manifest_parts INTEGER NOT NULL,  -- parts the partition's _manifest.json lists
         exported_at TIMESTAMP NOT NULL,
         pruned_at TIMESTAMP               -- last time its rows were deleted from the file
     )
@@ -129,7 +129,6 @@ class ArchiveExporter:
             report.removed_temp_files = layout.remove_temp_files(self.root)
         self._swept = True
         self.root.mkdir(parents=True, exist_ok=True)
-        self._repair_manifests()
         for table in self.tables:
             for hour, hot_rows, parts in self._due_hours(table, closed_before):
                 if should_stop():
@@ -209,8 +208,10 @@ class ArchiveExporter:
         layout.write_atomically(final, copy)
         rows, size = written[0], final.stat().st_size
         relative = str(final.relative_to(self.root))
+        # The manifest lists the new part before the file records it: a crash in between leaves a
+        # manifest naming a whole part whose rows the rerun writes again under the same name.
+        self._write_manifest(table, hour, extra=(parts, relative, rows, size, _now()))
         pruned = self.backend.write(lambda con: self._record_part(con, table, hour, parts, relative, rows, size))
-        self._write_manifest(table, hour)
         if self.on_part is not None:
             self.on_part(table, rows, size)
         if pruned and self.on_prune is not None:
@@ -228,7 +229,7 @@ class ArchiveExporter:
             "hot_rows = hot_rows + ?, exported_at = ? WHERE table_name = ? AND hour = ? RETURNING pruned_at",
             [rows, size, rows, now, table, hour]).fetchall()
         if not updated:
-            con.execute("INSERT INTO archive_partitions VALUES (?, ?, 1, ?, ?, ?, 0, 0, ?, NULL)",
+            con.execute("INSERT INTO archive_partitions VALUES (?, ?, 1, ?, ?, ?, 0, ?, NULL)",
                         [table, hour, rows, size, rows, now])
         elif updated[0][0] is not None:
             # Late rows of an hour already pruned: they leave the file with the record of their part,
@@ -237,10 +238,11 @@ class ArchiveExporter:
         return 0
 
     # -- manifests -------------------------------------------------------
-    def _write_manifest(self, table: str, hour: datetime) -> None:
+    def _write_manifest(self, table: str, hour: datetime, extra: tuple) -> None:
+        """The partition's manifest: its recorded parts and ``extra``, the one just written."""
         parts = self.backend.read(lambda cur: cur.execute(
             "SELECT part, file, rows, bytes, written_at FROM archive_parts WHERE table_name = ? AND hour = ? "
-            "ORDER BY part", [table, hour]).fetchall())
+            "ORDER BY part", [table, hour]).fetchall()) + [extra]
         manifest = {
             "table": table, "date": f"{hour:%Y-%m-%d}", "hour": hour.hour, "complete": True,
             "rows": sum(p[2] for p in parts), "parts": [
@@ -248,16 +250,6 @@ class ArchiveExporter:
                 for p in parts],
         }
         layout.write_manifest(layout.partition_dir(self.root, table, hour), manifest)
-        self.backend.write(lambda con: con.execute(
-            "UPDATE archive_partitions SET manifest_parts = ? WHERE table_name = ? AND hour = ?",
-            [len(parts), table, hour]))
-
-    def _repair_manifests(self) -> None:
-        """Manifests a crash left behind their parts (the part was recorded, the manifest not yet written)."""
-        stale = self.backend.read(lambda cur: cur.execute(
-            "SELECT table_name, hour FROM archive_partitions WHERE manifest_parts <> parts").fetchall())
-        for table, hour in stale:
-            self._write_manifest(table, hour)
 
     # -- retention -------------------------------------------------------
     def prune(self, hot_boundary: datetime) -> ExportReport:
