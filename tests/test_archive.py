@@ -143,3 +143,27 @@ def test_export_file_refuses_a_file_without_telemetry(tmp_path):
     open_database(str(empty)).close()
     with pytest.raises(ValueError, match="no fleetwatch telemetry"):
         export_file(str(empty), ArchiveConfig(path=str(tmp_path / "a"), hot_period=0), UNTIL)
+
+
+def test_retention_waits_for_the_analytics_jobs(sample_db, tmp_path):
+    from analytics.jobs.schema import JOB_TABLES
+
+    db, root = sample_copy(sample_db, tmp_path), tmp_path / "archive"
+    con = open_database(str(db))
+    try:
+        for statement in JOB_TABLES:
+            con.execute(statement)
+        behind = datetime(2026, 11, 2, 6, 30)  # a job still catching up on the sample's first day
+        con.execute("INSERT INTO job_state VALUES ('rollup_minute', ?, 0, ?)", [behind, behind])
+        original = hour_counts(con, "span_rows")
+    finally:
+        con.close()
+    exported, pruned = export_file(str(db), ArchiveConfig(path=str(root)), UNTIL)  # hot_period 7d: up to Nov 3
+    assert exported.rows > 0 and pruned.pruned_rows > 0
+    con = open_database(str(db))
+    try:
+        kept = hour_counts(con, "span_rows")
+    finally:
+        con.close()
+    assert min(kept) == datetime(2026, 11, 2, 6)  # what the job has not computed stays in the file
+    assert kept == {h: n for h, n in original.items() if h >= datetime(2026, 11, 2, 6)}
