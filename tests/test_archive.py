@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
@@ -167,3 +168,30 @@ def test_retention_waits_for_the_analytics_jobs(sample_db, tmp_path):
         con.close()
     assert min(kept) == datetime(2026, 11, 2, 6)  # what the job has not computed stays in the file
     assert kept == {h: n for h, n in original.items() if h >= datetime(2026, 11, 2, 6)}
+
+
+def test_a_recent_range_opens_no_archive_file(sample_db, tmp_path):
+    from analytics.api.catalog import CATALOG
+    from analytics.archive.reads import reading_archive
+
+    db, root = sample_copy(sample_db, tmp_path), tmp_path / "archive"
+    export_file(str(db), ArchiveConfig(path=str(root)), UNTIL)  # hot period 7d: Nov 1 and 2 leave the file
+    queries = reading_archive(CATALOG)
+    con = open_database(str(db))
+    try:
+        device = con.execute("SELECT device_id FROM metric_points WHERE device_id IS NOT NULL LIMIT 1").fetchall()[0][0]
+
+        def metrics(since: str) -> int:
+            bound = queries["device_metrics"].bind({"device_id": device, "since": since, "until": AFTER_SAMPLE})
+            return len(con.execute(bound.sql, bound.params).fetchall())
+
+        recent, reaching_back = metrics("2026-11-04T00:00:00Z"), metrics("2026-11-02T00:00:00Z")
+        assert 0 < recent < reaching_back
+        # Damage an archived part: a range reaching back into it fails, a recent one never opens it.
+        victim = layout.partition_dir(root, "metric_points", datetime(2026, 11, 2, 12)) / layout.part_name(0)
+        victim.write_bytes(b"not parquet")
+        assert metrics("2026-11-04T00:00:00Z") == recent
+        with pytest.raises(duckdb.Error, match="parquet|Parquet|magic"):
+            metrics("2026-11-02T00:00:00Z")
+    finally:
+        con.close()
