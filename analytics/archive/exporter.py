@@ -232,9 +232,11 @@ class ArchiveExporter:
             con.execute("INSERT INTO archive_partitions VALUES (?, ?, 1, ?, ?, ?, 0, ?, NULL)",
                         [table, hour, rows, size, rows, now])
         elif updated[0][0] is not None:
-            # Late rows of an hour already pruned: they leave the file with the record of their part,
-            # so the file never holds them beside the archive for longer than this transaction.
-            return self._prune_hour(con, table, hour)
+            # Late rows of an hour already pruned: they leave the file with the record of their part.
+            pruned = self._prune_hour(con, table, hour)
+            if not pruned:  # more rows came meanwhile: the views leave the part out until the hour is pruned
+                refresh_views(con, self.root, table)
+            return pruned
         return 0
 
     # -- manifests -------------------------------------------------------
