@@ -2,7 +2,7 @@
 
 Raw-table queries (one device's spans, one trace, one device's metrics)
 read the collector's tables over short ranges (through the Parquet archive
-where the file has one: :mod:`analytics.archive.reads`). Fleet-wide questions read
+where the server has one: :mod:`analytics.archive.reads`). Fleet-wide questions read
 the rollups (:mod:`analytics.rollups`): minute rollups for steps under an
 hour, hour rollups otherwise, topped up with minutes for the newest hour
 that is not rolled up yet, so a chart ending "now" has no hole at its end.
@@ -16,7 +16,6 @@ import pyarrow as pa
 
 from analytics.api.params import Param
 from analytics.api.queries import NamedQuery, registry
-from analytics.archive.reads import hot_sources
 from analytics.drift.queries import DRIFT_QUERIES
 from analytics.health.queries import HEALTH_QUERIES
 from analytics.latency_buckets import COLUMNS as LATENCY_COLUMNS
@@ -44,14 +43,13 @@ RAW_QUERIES = (
                corrected_start_time AS start_time, duration_ms, model_name, model_version,
                inference_mode, request_id, prediction_label, prediction_score, prediction_value,
                cold_start, site, firmware_version, attributes, received_at
-        FROM {spans} AS spans, bounds
+        FROM spans, bounds
         WHERE device_id = $device_id
           AND spans.start_time >= bounds.lo AND spans.start_time <= bounds.hi
-          AND corrected_start_time >= $since AND corrected_start_time < $until {archive_range}
+          AND corrected_start_time >= $since AND corrected_start_time < $until
         ORDER BY corrected_start_time DESC
         """,
         (Param("device_id", "string", "the device's device.id", required=True), *_RANGE),
-        derive=hot_sources,
     ),
     NamedQuery(
         "trace_spans",
@@ -60,27 +58,25 @@ RAW_QUERIES = (
         SELECT trace_id, span_id, parent_span_id, name, kind, status_code, status_message,
                start_time, end_time, duration_ms, service_name, device_id, model_name,
                model_version, inference_mode, attributes, events
-        FROM {spans}
+        FROM spans
         WHERE trace_id = lower($trace_id)
         ORDER BY start_time, span_id
         """,
         (Param("trace_id", "string", "32 hex characters", required=True),),
-        derive=hot_sources,
     ),
     NamedQuery(
         "device_metrics",
         "One device's gauge and sum series (CPU, memory, temperature, battery, bytes sent).",
         """
         SELECT time, metric_name, unit, value, attributes
-        FROM {metric_points}
+        FROM metric_points
         WHERE device_id = $device_id
           AND ($metric_name IS NULL OR metric_name = $metric_name)
-          AND time >= $since AND time < $until {archive_range}
+          AND time >= $since AND time < $until
         ORDER BY metric_name, time
         """,
         (Param("device_id", "string", "the device's device.id", required=True),
          Param("metric_name", "string", "only this metric (default: all)"), *_RANGE),
-        derive=hot_sources,
     ),
 )
 

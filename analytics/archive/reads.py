@@ -1,37 +1,48 @@
-"""Which relations the read API's raw named queries read: the hot tables, or the archive-reading views.
+"""Named queries that read raw rows, made to read through the archive where the server has one.
 
-The raw queries (:data:`analytics.api.catalog.RAW_QUERIES`) name their
-relations as fragments, ``{spans}`` and ``{metric_points}``, and add
-``{archive_range}`` to their conditions. Without an archive they read the
-hot tables; ``fleetwatch serve`` with an ``archive`` section swaps them for
-the views of :mod:`analytics.archive.views`, whose ``archive_date`` lets
-DuckDB skip every archive file before the range::
+A named query that names a raw relation (``spans``, ``span_rows``,
+``metric_points``, ``histogram_points``, ``log_records``, ``log_rows``)
+after ``FROM`` or ``JOIN`` reads, with an ``archive`` section, its
+archive-reading view (:mod:`analytics.archive.views`) instead, under the
+same name. A query with a ``since`` parameter keeps only the archive's
+partitions from the day before ``since`` on (``archive_date``), so that
+DuckDB opens no archive file for a range inside the hot period::
 
-    queries = reading_archive(served_queries(versions))   # same queries, archive-reading sources
+    queries = reading_archive(served_queries(versions))
+    # device_spans: ... FROM (SELECT * EXCLUDE (archive_date) FROM spans_all
+    #                          WHERE archive_date >= CAST($since AS DATE) - 1) AS spans, bounds ...
+
+The day of slack is because partitions go by the device's raw event time
+and ranges by the skew-corrected one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from analytics.api.queries import NamedQuery
-from analytics.archive.views import ARCHIVE_DATE
+from analytics.archive.views import ALL_VIEWS, ARCHIVE_DATE, SHAPED_VIEWS
+
+#: relation a query names -> the view that reads it through the archive
+THROUGH_ARCHIVE = {**ALL_VIEWS, **{name: twin for name, _, twin in SHAPED_VIEWS.values()}}
+_RAW = re.compile(r"\b(FROM|JOIN)(\s+)(" + "|".join(THROUGH_ARCHIVE) + r")\b(?!\s*\()", re.IGNORECASE)
 
 
-def hot_sources(values: dict) -> dict[str, str]:
-    """The fragments of a raw query on a file without an archive."""
-    return {"spans": "spans", "metric_points": "metric_points", "archive_range": ""}
+def through_archive(query: NamedQuery) -> NamedQuery:
+    """``query`` reading its raw relations through the archive (itself when it reads none)."""
+    since = any(p.name == "since" for p in query.params)
+    condition = f" WHERE {ARCHIVE_DATE} >= CAST($since AS DATE) - 1" if since else ""
 
+    def swap(match: re.Match) -> str:
+        name = match.group(3)
+        return (f"{match.group(1)}{match.group(2)}(SELECT * EXCLUDE ({ARCHIVE_DATE}) "
+                f"FROM {THROUGH_ARCHIVE[name.lower()]}{condition}) AS {name}")
 
-def archive_sources(values: dict) -> dict[str, str]:
-    """The fragments of a raw query reading through the archive."""
-    # Partitions go by the raw event time, ranges by the skew-corrected one: a day of slack
-    # covers devices whose clocks were off by up to a day.
-    since = f"AND {ARCHIVE_DATE} >= CAST($since AS DATE) - 1" if "since" in values else ""
-    return {"spans": "spans_all", "metric_points": "metric_points_all", "archive_range": since}
+    sql = _RAW.sub(swap, query.sql)
+    return query if sql == query.sql else dataclasses.replace(query, sql=sql)
 
 
 def reading_archive(queries: dict[str, NamedQuery]) -> dict[str, NamedQuery]:
-    """``queries`` with every raw query reading through the archive; the others unchanged."""
-    return {name: dataclasses.replace(q, derive=archive_sources) if q.derive is hot_sources else q
-            for name, q in queries.items()}
+    """Every query of ``queries`` through :func:`through_archive`."""
+    return {name: through_archive(query) for name, query in queries.items()}

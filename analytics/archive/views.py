@@ -12,9 +12,9 @@ After a prune, ``span_rows_all`` (and ``metric_points_all``,
 The views are replaced in the same transaction as the rows they stand in
 for are deleted, so a reader sees each row once, before and after. The
 partition condition is on ``date`` and ``hour`` only, so DuckDB skips the
-archive's files without opening them; a query gives its range on
-``archive_date`` as well (see :mod:`analytics.archive.reads`) so that a
-recent range opens no archive file at all.
+archive's files without opening them; a named query gives its range on
+``archive_date`` as well (:mod:`analytics.archive.reads`) so that a recent
+range opens no archive file at all.
 """
 
 from __future__ import annotations
