@@ -179,6 +179,7 @@ def test_a_recent_range_opens_no_archive_file(sample_db, tmp_path):
     queries = reading_archive(CATALOG)
     con = open_database(str(db))
     try:
+
         device = con.execute("SELECT device_id FROM metric_points WHERE device_id IS NOT NULL LIMIT 1").fetchall()[0][0]
 
         def metrics(since: str) -> int:
@@ -193,5 +194,32 @@ def test_a_recent_range_opens_no_archive_file(sample_db, tmp_path):
         assert metrics("2026-11-04T00:00:00Z") == recent
         with pytest.raises(duckdb.Error, match="parquet|Parquet|magic"):
             metrics("2026-11-02T00:00:00Z")
+    finally:
+        con.close()
+
+
+def test_a_query_written_against_span_rows_reads_the_archive(sample_db, tmp_path):
+    from analytics.api.catalog import CATALOG
+    from analytics.archive.reads import reading_archive
+
+    db, root = sample_copy(sample_db, tmp_path), tmp_path / "archive"
+    whole = {"since": "2026-11-01T00:00:00Z", "until": AFTER_SAMPLE}
+
+    def failures(con, queries) -> list:
+        bound = queries["zero_tolerance_failures"].bind(whole)
+        return con.execute(bound.sql, bound.params).fetchall()
+
+    con = open_database(str(db))
+    try:
+        before = failures(con, CATALOG)
+    finally:
+        con.close()
+    # The sample's failed integrity checks are on Nov 3 between 09:00 and 12:00: prune up to 12:00.
+    export_file(str(db), ArchiveConfig(path=str(root), hot_period=156 * 3600), UNTIL)
+    con = open_database(str(db))
+    try:
+        assert before and all(row[-1] < datetime(2026, 11, 3, 12) for row in before)
+        assert failures(con, CATALOG) == []  # the file alone no longer has them
+        assert failures(con, reading_archive(CATALOG)) == before
     finally:
         con.close()
