@@ -254,7 +254,7 @@ class ArchiveExporter:
         layout.write_manifest(layout.partition_dir(self.root, table, hour), manifest)
 
     # -- retention -------------------------------------------------------
-    def prune(self, hot_boundary: datetime) -> ExportReport:
+    def prune(self, hot_boundary: datetime, should_stop: Callable[[], bool] = lambda: False) -> ExportReport:
         """Delete from the file the rows of every archived hour that ends by ``hot_boundary``.
 
         Only rows recorded as archived go: an hour whose rows outnumber its
@@ -266,10 +266,12 @@ class ArchiveExporter:
                 "SELECT hour FROM archive_partitions WHERE table_name = ? AND hot_rows > 0 "
                 "AND hour + INTERVAL 1 HOUR <= ? ORDER BY hour", [table, hot_boundary]).fetchall()])
             for hour in hours:
+                if should_stop():
+                    return report
                 pruned = self.backend.write(lambda con: self._prune_hour(con, table, hour))
-                if pruned and self.on_prune is not None:
-                    self.on_prune(table, pruned)
                 if pruned:
+                    if self.on_prune is not None:
+                        self.on_prune(table, pruned)
                     report.pruned_hours += 1
                     report.pruned_rows += pruned
                     report.pruned_by_table[table] = report.pruned_by_table.get(table, 0) + pruned

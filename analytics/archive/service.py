@@ -98,7 +98,7 @@ class ArchiveExtension:
         now = now or datetime.now(timezone.utc).replace(tzinfo=None)
         exported = self.exporter.export(closed_before(now, self.config), should_stop=self._stop.is_set)
         boundary = hot_boundary(now, self.config, self._jobs_done_until())
-        pruned = self.exporter.prune(boundary) if boundary is not None and not self._stop.is_set() else None
+        pruned = self.exporter.prune(boundary, should_stop=self._stop.is_set) if boundary is not None else None
         return exported, pruned
 
     def _jobs_done_until(self) -> datetime | None:
