@@ -39,8 +39,9 @@ class ReadApiExtension:
 
     migrations: Sequence[Migrations] = ()
 
-    def __init__(self, config: ApiConfig) -> None:
+    def __init__(self, config: ApiConfig, archive: bool = False) -> None:
         self.config = config
+        self.archive = archive  # the raw queries read through the archive's views
         self.api: ReadApi | None = None
 
     def ports(self) -> list[tuple[str, str, int]]:
@@ -52,7 +53,12 @@ class ReadApiExtension:
             log.warning("no DuckDB exporter in this process: the read API is not started")
             return
         tables = await asyncio.to_thread(_readable_tables, store)
-        self.api = ReadApi(self.config, store.reads, served_queries(store.versions), SqlGuard(tables))
+        queries = served_queries(store.versions)
+        if self.archive:
+            from analytics.archive.reads import reading_archive
+
+            queries = reading_archive(queries)
+        self.api = ReadApi(self.config, store.reads, queries, SqlGuard(tables))
         await self.api.start()
 
     async def stop(self) -> None:
@@ -159,9 +165,15 @@ class NotifierExtension:
 def service_extensions(config: CollectorConfig) -> list:
     """The extensions ``fleetwatch serve`` runs for ``config``."""
     extensions: list = []
+    archive = config.section("archive")
+    if archive is not None:
+        from analytics.archive.service import ArchiveExtension
+
+        # Before the read API: its views exist by the time the API lists the readable tables.
+        extensions.append(ArchiveExtension(archive))
     api = config.section("api")
     if api is not None and api.enabled:
-        extensions.append(ReadApiExtension(api))
+        extensions.append(ReadApiExtension(api, archive=archive is not None))
     analytics = config.section("analytics")
     alerting = config.section("alerting")
     if analytics is not None:

@@ -11,6 +11,7 @@ Verbs::
     fleetwatch drift compare --reference REF --current CUR [--categorical a,b] --out report.html --json report.json
     fleetwatch drift reference import --db FILE --model M --version V TRAIN.parquet [--categorical a,b]
     fleetwatch report drift --model M [--version V] [--cohort K=V] [--window 1h|1d|START..END] --out PATH
+    fleetwatch archive export --db FILE --to DIR [--hot-period 7d]   (the Parquet archive, docs/archive.md)
 
 Flags override the config file. Every verb's work lives in a library module;
 this module only turns exceptions into one-line messages and exit codes.
@@ -74,6 +75,7 @@ def _serve_flags(p: argparse.ArgumentParser, default_db: str | None) -> None:
 def _apply_serve_flags(args: argparse.Namespace, *, with_analytics: bool = False):
     # The sections of the layers serve composes register themselves on import.
     import analytics.api.config  # noqa: F401  (registers "api")
+    import analytics.archive.config  # noqa: F401  (registers "archive")
     import analytics.drift.section  # noqa: F401  (registers "drift")
     import analytics.health.config  # noqa: F401  (registers "health")
     import analytics.shadow.config  # noqa: F401  (registers "shadow")
@@ -136,12 +138,13 @@ def _main(argv: list[str] | None) -> int:
                             "commits what was loaded (exit 130 / 143).")
     ingest.add_argument("--db", required=True, metavar="PATH", help="DuckDB file (must not be owned by a server)")
     ingest.add_argument("logs", nargs="+", metavar="LOG", help="request log files")
-    from fleetwatch import drift_verbs, read_verbs, report_verbs, slo_verbs
+    from fleetwatch import archive_verbs, drift_verbs, read_verbs, report_verbs, slo_verbs
 
     read_verbs.add_parsers(sub)
     slo_verbs.add_parsers(sub)
     drift_verbs.add_parsers(sub)
     report_verbs.add_parsers(sub)
+    archive_verbs.add_parsers(sub)
     sub.add_parser("simulate", help="generate fleet telemetry (fleetwatch simulate --help)")
     args = parser.parse_args(argv)
 
@@ -155,6 +158,8 @@ def _main(argv: list[str] | None) -> int:
         return drift_verbs.run(args)
     if args.verb == "report":
         return report_verbs.run(args)
+    if args.verb == "archive":
+        return archive_verbs.run(args)
 
     if args.verb in ("serve", "demo"):
         from collector.store.checkpoints import UnfinishedBatchError

@@ -58,6 +58,7 @@ def test_schema_doc_lists_every_view_column(populated_db, view):
 def test_configuration_doc_example_is_valid():
     # The sections of the layers above the collector register themselves on import.
     import analytics.api.config  # noqa: F401
+    import analytics.archive.config  # noqa: F401
     import analytics.config  # noqa: F401
     import analytics.drift.section  # noqa: F401
     import analytics.health.config  # noqa: F401

@@ -1,7 +1,8 @@
 """The named queries the read API serves, documented with an example each in docs/api.md.
 
 Raw-table queries (one device's spans, one trace, one device's metrics)
-read the collector's tables over short ranges. Fleet-wide questions read
+read the collector's tables over short ranges (through the Parquet archive
+where the server has one: :mod:`analytics.archive.reads`). Fleet-wide questions read
 the rollups (:mod:`analytics.rollups`): minute rollups for steps under an
 hour, hour rollups otherwise, topped up with minutes for the newest hour
 that is not rolled up yet, so a chart ending "now" has no hole at its end.

@@ -123,6 +123,12 @@ class Store:
         self._writes.put((write, future))
         return future
 
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own for a long reader outside the read pool (the archive's COPY); close it after."""
+        if self._con is None:
+            raise RuntimeError("the store is not open")
+        return self._con.cursor()
+
     def pending_writes(self) -> int:
         return self._writes.qsize()
 
