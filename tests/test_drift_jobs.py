@@ -28,6 +28,8 @@ from tests.drift_data import MODEL, ONSET, SITE
     ({"reference_days": 0}, "drift.reference_days"),
     ({"min_events": 1}, "drift.min_events: must be at least 2"),
     ({"correction": "holm"}, "drift.correction"),
+    ({"alpha": 1.5}, "drift.alpha: must be in (0, 1)"),
+    ({"alpha": "often"}, "drift.alpha: expected a number"),
     ({"thresholds": {"psi": -1}}, "drift.thresholds.psi: must be a positive number"),
     ({"thresholds": {"energy": 1}}, "drift.thresholds: unknown method 'energy'"),
     ({"alert_window": "1w"}, "drift.alert_window"),
@@ -40,11 +42,14 @@ def test_the_drift_section_names_the_bad_key(section, message):
 
 
 def test_the_drift_section_sets_the_statistics():
-    config = config_from_dict({"drift": {"min_events": 50, "correction": "bonferroni",
+    config = config_from_dict({"drift": {"min_events": 50, "correction": "benjamini-hochberg", "alpha": 0.05,
                                          "thresholds": {"psi": "0.2"}}}).section("drift")
     stats = config.drift_config()
-    assert (stats.min_count, stats.correction, stats.threshold("psi"), stats.threshold("ks")) == \
-        (50, "bonferroni", 0.2, 0.1)
+    assert (stats.min_count, stats.correction, stats.alpha, stats.threshold("psi"), stats.threshold("ks")) == \
+        (50, "benjamini-hochberg", 0.05, 0.2, 0.1)
+    # The job's default: one family per window, family-wise error 1 %.
+    defaults = config_from_dict({"drift": {}}).section("drift").drift_config()
+    assert (defaults.correction, defaults.alpha) == ("bonferroni", 0.01)
 
 
 def _copy(sample_db, tmp_path):

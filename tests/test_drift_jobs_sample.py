@@ -117,7 +117,8 @@ def test_nothing_outside_the_incident_is_flagged(sample, length):
     assert {r["feature"] for r in features} <= SHIFTED | {"prediction_label"}
     assert not {r["feature"] for r in features} & UNCHANGED
     # The flags come with their family's correction: every feature x cohort x version of the window.
-    tests = read(store, "SELECT window_start, count(DISTINCT alpha_corrected) AS alphas FROM drift_results WHERE window_length = $length AND feature <> '*' "
+    tests = read(store, "SELECT window_start, count(DISTINCT alpha_corrected) AS alphas FROM drift_results "
+                        "WHERE window_length = $length AND feature <> '*' "
                         "AND status <> 'insufficient_data' GROUP BY window_start", {"length": length}).to_pylist()
     assert {t["alphas"] for t in tests} == {1}
 

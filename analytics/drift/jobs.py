@@ -131,7 +131,8 @@ def cohort_rollup(groups: dict[tuple, list[Parts]]) -> dict[tuple[int, str | Non
     return out
 
 
-def drifted_sites(read, model: str, version: str, start: datetime, end: datetime, span_results: list[dict]) -> list[str]:
+def drifted_sites(read, model: str, version: str, start: datetime, end: datetime,
+                  span_results: list[dict]) -> list[str]:
     """The sites where another version of ``model`` was drifted in an hour of [start, end) (stored results and
     this span's ``span_results``): a version rolled out during an incident must not learn the incident as
     normal, so its pinned reference leaves these sites out."""

@@ -72,7 +72,7 @@ class DriftJobConfig:
         from analytics.drift.config import DriftConfig
 
         thresholds = {k: _number(v) for k, v in self.thresholds.items()}
-        return DriftConfig(min_count=self.min_events, correction=self.correction, alpha=_number(self.alpha),
+        return DriftConfig(min_count=self.min_events, correction=self.correction, alpha=self.alpha,
                            thresholds={**DriftConfig().thresholds, **thresholds}).validate()
 
 
