@@ -1,0 +1,121 @@
+"""The dashboards as a child process: Streamlit serving dashboards/app.py on localhost.
+
+``fleetwatch demo`` and ``fleetwatch dashboards`` run the app this way, so
+the process that owns the DuckDB file never imports Streamlit (the app
+reads only through the read API)::
+
+    server = DashboardsServer(DashboardsConfig(api_url="http://127.0.0.1:4319", port=8501))
+    server.start()             # spawns Streamlit; returns at once
+    server.wait_ready(60)      # True once /_stcore/health answers
+    print(server.url)          # http://127.0.0.1:8501/
+    server.stop()              # SIGTERM, then SIGKILL after a grace period; no orphan left
+
+Streamlit runs headless, on 127.0.0.1 unless told otherwise, with its usage
+statistics off (they would reach for the internet: an air-gapped site makes
+no connection it did not configure) and without a file watcher. The API
+token travels in the child's environment (``FLEETWATCH_API_TOKEN``), never
+on its command line, where ``ps`` would show it. On Linux the child is also
+asked to die with its parent, so even a ``kill -9`` of the parent leaves no
+Streamlit behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+APP = Path(__file__).resolve().parent / "app.py"
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class DashboardsConfig:
+    """Where the dashboards listen and which read API they ask."""
+
+    api_url: str
+    port: int = 8501
+    host: str = "127.0.0.1"
+    api_token: str | None = None
+    app: Path = APP
+
+    def validate(self) -> None:
+        if not self.api_url.startswith(("http://", "https://")):
+            raise ValueError(f"dashboards: the read API URL must start with http:// or https://, got {self.api_url!r}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"dashboards: port must be 1..65535, got {self.port}")
+        if not self.app.is_file():
+            raise ValueError(f"dashboards: the app {self.app} is missing (install fleetwatch with its dashboards)")
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not glibc Linux: stop() still ends the child on every orderly exit
+        pass
+
+
+class DashboardsServer:
+    """One Streamlit child process; see the module docstring."""
+
+    def __init__(self, config: DashboardsConfig) -> None:
+        config.validate()
+        self.config = config
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.config.port}/"
+
+    def command(self) -> list[str]:
+        c = self.config
+        return [sys.executable, "-m", "streamlit", "run", str(c.app),
+                "--server.address", c.host, "--server.port", str(c.port), "--server.headless", "true",
+                "--server.fileWatcherType", "none", "--server.runOnSave", "false",
+                "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
+                "--", "--api", c.api_url]
+
+    def start(self) -> None:
+        env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+        if self.config.api_token:  # else the child inherits FLEETWATCH_API_TOKEN, if set
+            env["FLEETWATCH_API_TOKEN"] = self.config.api_token
+        linux = sys.platform.startswith("linux")
+        self.process = subprocess.Popen(self.command(), env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent if linux else None)
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until Streamlit answers its health check; False on timeout or if it exited."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(f"{self.url}_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        return True
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.25)
+        return False
+
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def stop(self, grace: float = 10.0) -> None:
+        """End the child: SIGTERM, then SIGKILL if it has not gone within ``grace`` seconds."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
