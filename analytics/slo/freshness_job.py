@@ -166,7 +166,8 @@ class FreshnessMinute(WindowJob):
         since = after + MINUTE - self.lookback  # telemetry from here on makes a device known at ``after``
         stored = read(f"SELECT max(last_received_at) AS t FROM {PRESENCE_TABLE} "
                       "WHERE window_start >= $since AND window_start < $after", {"since": since, "after": after})
-        if stored["t"][0].as_py() is not None:  # the usual case: a fleet that reported within the lookback
+        # is_valid, not as_py(): a receive time with nanoseconds does not convert to a datetime.
+        if stored["t"][0].is_valid:  # the usual case: a fleet that reported within the lookback
             return after
         first = read(f"SELECT date_trunc('minute', min(received_at))::TIMESTAMP AS t FROM ({_received_sql('$since')})",
                      {"since": since})["t"][0].as_py()

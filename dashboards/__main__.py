@@ -1,0 +1,5 @@
+import sys
+
+from dashboards.launch import main
+
+sys.exit(main())

@@ -1,0 +1,156 @@
+"""Executive: the fleet's health in ten seconds. Big numbers first, then SLOs, alerts, fleet, models, trends."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from dashboards.charts import PALETTE, STATE_COLOURS, group_label, number, percent, show, times
+from dashboards.context import page_context
+from dashboards.data import Problem
+
+ctx = page_context()
+api, view = ctx.api, ctx.view
+
+
+def rows(name: str, **params) -> pd.DataFrame | None:
+    """Quietly: the big numbers leave explaining a missing answer to the section below them."""
+    answer = api.fetch(name, **params)
+    return None if isinstance(answer, Problem) or answer.empty else answer
+
+
+# --- big numbers --------------------------------------------------------------------------------------------
+inventory = rows("fleet_inventory", as_of=view.until, **ctx.filtered("fleet_inventory", window=False))
+slos = rows("slo_status", **ctx.filtered("slo_status", window=False))
+alerts = rows("alert_history", **ctx.filtered("alert_history"))
+signals = rows("golden_signals", step="1d", **ctx.filtered("golden_signals"))
+shadow = rows("shadow_agreement", **ctx.filtered("shadow_agreement"))
+health = rows("fleet_health", group_by="none", **ctx.filtered("fleet_health"))
+
+online = int((inventory["status"] == "online").sum()) if inventory is not None else None
+stale = int((inventory["status"] == "stale").sum()) if inventory is not None else None
+firing = int(((slos["page"] == "firing") | (slos["ticket"] == "firing")).sum()) if slos is not None else None
+agreement = (shadow["agreements"].sum() / shadow["compared"].sum()) if shadow is not None and shadow["compared"].sum() else None
+
+big = st.columns(6)
+big[0].metric("Devices online", number(online), help="heard from in the 15 minutes before the range's end")
+big[1].metric("Devices stale", number(stale))
+big[2].metric("SLOs alerting now", number(firing), help="SLO groups whose page or ticket rule fires")
+big[3].metric("Alerts in range", number(len(alerts) if alerts is not None else 0 if slos is not None else None))
+big[4].metric("Inferences", number(signals["inferences"].sum() if signals is not None else None),
+              help="edge and cloud inferences in the range")
+big[5].metric("Edge-cloud agreement", percent(agreement), help="matched shadow pairs with the same label")
+
+# --- SLOs -----------------------------------------------------------------------------------------------------
+st.subheader("SLO attainment and error budget remaining")
+slo_frame = api.load("slo_status", empty="No SLO has been evaluated yet (the server needs `analytics.slos`).",
+                     **ctx.filtered("slo_status", window=False))
+if slo_frame is not None:
+    table = slo_frame.assign(group=slo_frame["group_key"].map(group_label),
+                             attainment=slo_frame["good_period"] / slo_frame["total_period"].where(
+                                 slo_frame["total_period"] > 0),
+                             budget=slo_frame["budget_remaining"].clip(lower=-1, upper=1))
+    table["state"] = table.apply(lambda r: "page" if r["page"] == "firing" else
+                                 "ticket" if r["ticket"] == "firing" else "ok", axis=1)
+    table["label"] = table["slo"] + " · " + table["group"]
+    fig = px.bar(table.sort_values("budget"), x="budget", y="label", color="state", orientation="h",
+                 color_discrete_map=STATE_COLOURS, hover_data={"attainment": ":.3%", "budget": ":.1%"})
+    fig.update_xaxes(tickformat=".0%", range=[-1, 1])
+    show(fig, x="error budget remaining (share of the SLO period's budget)", y="SLO · group",
+         height=max(260, 22 * len(table)))
+    st.dataframe(table[["slo", "group", "attainment", "budget_remaining", "exhaustion_hours", "page", "ticket"]],
+                 hide_index=True, column_config={
+                     "attainment": st.column_config.NumberColumn("attainment", format="percent"),
+                     "budget_remaining": st.column_config.NumberColumn("budget left", format="percent"),
+                     "exhaustion_hours": st.column_config.NumberColumn("exhausted in (h)", format="%.1f")})
+
+# --- alerts -----------------------------------------------------------------------------------------------------
+st.subheader("Alerts and incidents in the range")
+alert_frame = api.load("alert_history", empty="No alert fired or opened in this range.", **ctx.filtered("alert_history"))
+if alert_frame is not None:
+    frame = times(alert_frame, "opened_at", "starts_at", "ends_at")
+    frame["start"] = frame["starts_at"].fillna(frame["opened_at"])
+    frame["end"] = frame["ends_at"].fillna(view.until.tz_localize(None))
+    frame["group"] = frame["group_key"].map(group_label)
+    frame["alert"] = frame["alertname"] + " · " + frame["group"]
+    fig = px.timeline(frame, x_start="start", x_end="end", y="alert", color="severity",
+                      color_discrete_map=STATE_COLOURS, hover_data=["slo", "state"])
+    show(fig, y="alert · group", height=max(240, 26 * frame["alert"].nunique()))
+
+# --- fleet and models -------------------------------------------------------------------------------------------
+left, right = st.columns(2)
+with left:
+    st.subheader("Devices by status")
+    if inventory is None:
+        api.load("fleet_inventory", empty="No device matches the filter.", as_of=view.until,
+                 **ctx.filtered("fleet_inventory", window=False))
+    else:
+        counts = inventory.groupby(["site", "status"]).size().reset_index(name="devices")
+        fig = px.bar(counts, x="site", y="devices", color="status", color_discrete_map=STATE_COLOURS)
+        show(fig, x="site", y="devices")
+with right:
+    st.subheader("Model versions across the fleet")
+    versions = api.load("model_versions", empty="No edge inference in this range.", **ctx.filtered("model_versions"))
+    if versions is not None:
+        versions = versions[versions["model_name"] == view.filters["model"]] if "model" in view.filters else versions
+        fig = px.bar(versions, x="model_name", y="inference_share", color="model_version",
+                     color_discrete_sequence=PALETTE, hover_data=["devices", "inferences"], text="model_version")
+        fig.update_yaxes(tickformat=".0%")
+        show(fig, x="model", y="share of the model's edge inferences")
+
+st.subheader("Rollouts")
+rollouts = api.load("rollout_status", empty="No deployment was reported in this range.", **ctx.filtered("rollout_status"))
+if rollouts is not None:
+    st.dataframe(rollouts[["rollout_id", "stage", "kind", "version_from", "version_to", "devices_targeted",
+                           "succeeded", "failed", "rolled_back", "in_progress", "success_ratio"]],
+                 hide_index=True, column_config={
+                     "success_ratio": st.column_config.ProgressColumn("success", format="percent", min_value=0,
+                                                                      max_value=1)})
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Drift status per model")
+    drift = api.load("drift_status", empty="The drift job has no verdict yet.", **ctx.filtered("drift_status", window=False))
+    if drift is not None:
+        counts = drift.groupby(["model_name", "status"]).size().reset_index(name="cohorts")
+        fig = px.bar(counts, x="model_name", y="cohorts", color="status", color_discrete_map=STATE_COLOURS)
+        show(fig, x="model", y="cohorts (newest daily verdict)")
+with right:
+    st.subheader("Edge-cloud agreement")
+    if shadow is None:
+        api.load("shadow_agreement", empty="No cloud shadow answered in this range.", **ctx.filtered("shadow_agreement"))
+    else:
+        shadow = shadow.assign(version=shadow["model_name"] + "@" + shadow["model_version"].fillna("(orphans)"))
+        fig = px.bar(shadow.dropna(subset=["agreement_rate"]), x="version", y="agreement_rate",
+                     color_discrete_sequence=PALETTE, hover_data=["compared", "kappa"])
+        fig.update_yaxes(tickformat=".0%", range=[0, 1])
+        show(fig, x="model@version", y="agreement rate")
+
+st.subheader("Telemetry volume")
+if health is None:
+    api.load("fleet_health", empty="No fleet-health hours in this range yet.", group_by="none",
+             **ctx.filtered("fleet_health"))
+else:
+    row = health.iloc[0]
+    cols = st.columns(3)
+    cols[0].metric("Telemetry sent", f"{row['telemetry_bytes'] / 2**20:,.1f} MiB")
+    cols[1].metric("Of the devices' budget", percent(row["telemetry_budget_used"]))
+    cols[2].metric("Device-days over budget", number(row["device_days_over_budget"]))
+
+st.subheader("30-day trends")
+month = {"since": view.until - pd.Timedelta(days=30), "until": view.until}
+trend = api.load("golden_signals", empty="No inference in the last 30 days.", step="1d",
+                 **api.params("golden_signals", {**view.api_filters(), **month}))
+if trend is not None:
+    trend = times(trend, "time")
+    left, right = st.columns(2)
+    with left:
+        fig = px.bar(trend, x="time", y="inferences", color_discrete_sequence=PALETTE)
+        show(fig, y="inferences per day")
+    with right:
+        fig = px.line(trend, x="time", y=["p50_ms", "p95_ms", "p99_ms"], markers=True, color_discrete_sequence=PALETTE)
+        show(fig, y="latency (ms)")
+    fig = px.line(trend, x="time", y="error_ratio", markers=True, color_discrete_sequence=[STATE_COLOURS["firing"]])
+    fig.update_yaxes(tickformat=".2%")
+    show(fig, y="error ratio", height=240)
