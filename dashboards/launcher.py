@@ -10,9 +10,8 @@ reads only through the read API)::
     print(server.url)          # http://127.0.0.1:8501/
     server.stop()              # SIGTERM, then SIGKILL after a grace period; no orphan left
 
-Streamlit runs headless, on 127.0.0.1 unless told otherwise, with its usage
-statistics off (they would reach for the internet: an air-gapped site makes
-no connection it did not configure) and without a file watcher. The API
+Streamlit runs with the flags of :func:`dashboards.launch.streamlit_argv`
+(headless, 127.0.0.1 unless told otherwise, usage statistics off). The API
 token travels in the child's environment (``FLEETWATCH_API_TOKEN``), never
 on its command line, where ``ps`` would show it. On Linux the child is also
 asked to die with its parent, so even a ``kill -9`` of the parent leaves no
@@ -29,9 +28,9 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
-APP = Path(__file__).resolve().parent / "app.py"
+from dashboards.launch import APP, streamlit_argv
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -43,15 +42,14 @@ class DashboardsConfig:
     port: int = 8501
     host: str = "127.0.0.1"
     api_token: str | None = None
-    app: Path = APP
 
     def validate(self) -> None:
         if not self.api_url.startswith(("http://", "https://")):
             raise ValueError(f"dashboards: the read API URL must start with http:// or https://, got {self.api_url!r}")
         if not 0 < self.port < 65536:
             raise ValueError(f"dashboards: port must be 1..65535, got {self.port}")
-        if not self.app.is_file():
-            raise ValueError(f"dashboards: the app {self.app} is missing (install fleetwatch with its dashboards)")
+        if not APP.is_file():
+            raise ValueError(f"dashboards: the app {APP} is missing (install fleetwatch with its dashboards)")
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -77,11 +75,7 @@ class DashboardsServer:
 
     def command(self) -> list[str]:
         c = self.config
-        return [sys.executable, "-m", "streamlit", "run", str(c.app),
-                "--server.address", c.host, "--server.port", str(c.port), "--server.headless", "true",
-                "--server.fileWatcherType", "none", "--server.runOnSave", "false",
-                "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
-                "--", "--api", c.api_url]
+        return [sys.executable, "-m", "streamlit", *streamlit_argv(c.api_url, port=c.port, address=c.host)]
 
     def start(self) -> None:
         env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}

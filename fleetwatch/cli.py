@@ -108,6 +108,8 @@ def _apply_serve_flags(args: argparse.Namespace, *, with_analytics: bool = False
         config.service.gateway_id = args.gateway_id
     if args.log_level:
         config.service.telemetry.logs.level = args.log_level
+    elif with_analytics:  # the demo prints its own progress lines; the jobs' info logs would bury them
+        config.service.telemetry.logs.level = "warning"
     config.validate()
     return config
 

@@ -115,6 +115,9 @@ class JobProgress:
         return []
 
     async def start(self, collector) -> None:
+        # While the jobs catch up, APScheduler warns at every tick that a job is still running; these
+        # progress lines say the same once, in words.
+        logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
         if getattr(self.jobs, "scheduler", None) is not None:
             self._task = asyncio.create_task(self._report())
 
