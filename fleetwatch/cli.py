@@ -11,6 +11,7 @@ Verbs::
     fleetwatch simulate ...        (see fleetwatch simulate --help)
     fleetwatch drift compare --reference REF --current CUR [--categorical a,b] --out report.html --json report.json
     fleetwatch drift reference import --db FILE --model M --version V TRAIN.parquet [--categorical a,b]
+    fleetwatch report drift --model M [--version V] [--cohort K=V] [--window 1h|1d|START..END] --out PATH
 
 Flags override the config file. Every verb's work lives in a library module;
 this module only turns exceptions into one-line messages and exit codes.
@@ -151,12 +152,13 @@ def _main(argv: list[str] | None) -> int:
     ingest.add_argument("--shift-to", metavar="NOW|ISO", help="move every time of each log by one offset "
                         "(whole minutes) so that the log ends at this instant, e.g. NOW or 2026-12-01T12:00:00Z")
     ingest.add_argument("logs", nargs="+", metavar="LOG", help="request log files")
-    from fleetwatch import dashboard_verbs, drift_verbs, read_verbs, slo_verbs
+    from fleetwatch import dashboard_verbs, drift_verbs, read_verbs, report_verbs, slo_verbs
 
     dashboard_verbs.add_parsers(sub)
     read_verbs.add_parsers(sub)
     slo_verbs.add_parsers(sub)
     drift_verbs.add_parsers(sub)
+    report_verbs.add_parsers(sub)
     sub.add_parser("simulate", help="generate fleet telemetry (fleetwatch simulate --help)")
     args = parser.parse_args(argv)
 
@@ -170,6 +172,8 @@ def _main(argv: list[str] | None) -> int:
         return drift_verbs.run(args)
     if args.verb == "dashboards":
         return dashboard_verbs.run(args)
+    if args.verb == "report":
+        return report_verbs.run(args)
 
     if args.verb in ("serve", "demo"):
         from collector.store.checkpoints import UnfinishedBatchError

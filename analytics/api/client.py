@@ -9,6 +9,8 @@ to nothing but the URL it is given::
     result.columns, result.rows, result.truncated
     table = client.query_arrow("device_spans", device_id="cam-0001")   # pyarrow.Table
     client.sql("SELECT site, count(*) FROM spans GROUP BY ALL")        # admin token
+    html = client.drift_report("defect-detector", cohort="site=atl-factory-2")   # bytes of one HTML file
+    client.records("drift_status", {"model_name": "defect-detector"})  # a query runner (analytics.api.runner)
 
 Every failure is an :class:`ApiError` with a one-line message: the
 server's own words for a 4xx/5xx answer, or what went wrong reaching it.
@@ -20,6 +22,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +80,32 @@ class ReadApiClient:
     def sql(self, statement: str) -> QueryResult:
         body = json.dumps({"sql": statement}).encode()
         return _result(json.loads(self._request("POST", "/api/v1/sql", body, content_type="application/json")))
+
+    def records(self, name: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Named query ``name``'s rows as dicts: the query-runner shape the drift report takes."""
+        result = self.query(name, **params)
+        if result.truncated:
+            raise ApiError(f"the answer of {name!r} was cut at {len(result.rows)} rows (the server's row limit): "
+                           "narrow the window")
+        return result.records()
+
+    def drift_report(self, model: str, version: str | None = None, cohort: str | Mapping[str, str] | None = None,
+                     window: str | None = None, format: str = "html") -> bytes:
+        """The drift report of ``model`` as served: a self-contained HTML file, or its JSON twin (``format="json"``).
+
+        ``cohort`` is ``"site=atl-factory-2"`` or ``{"site": "atl-factory-2"}``; ``window`` ``1h``, ``1d`` (the
+        default) or ``START..END`` (RFC 3339). An unknown model is an :class:`ApiError` with status 404.
+        """
+        if format not in ("html", "json"):
+            raise ValueError(f"format must be html or json, not {format!r}")
+        if isinstance(cohort, Mapping):
+            if len(cohort) != 1:
+                raise ValueError("a cohort is one dimension and value, e.g. {'site': 'atl-factory-2'}")
+            cohort = "{}={}".format(*next(iter(cohort.items())))
+        params = {"model": model, "version": version, "cohort": cohort, "window": window, "format": format}
+        query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        return self._request("GET", f"/api/v1/reports/drift?{query}",
+                             accept="text/html" if format == "html" else "application/json")
 
     def _query_path(self, name: str, params: dict[str, Any]) -> str:
         query = urllib.parse.urlencode({k: _text(v) for k, v in params.items() if v is not None})

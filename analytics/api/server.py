@@ -7,6 +7,8 @@ devices' OTLP ports::
     GET  /api/v1/query/{name}?k=v&...    run one; JSON, or an Arrow IPC stream when the
                                          request sends Accept: application/vnd.apache.arrow.stream
     POST /api/v1/sql                     one read-only SELECT (admin token only)
+    GET  /api/v1/reports/drift?model=M[&version=V][&cohort=K=V][&window=1d][&format=html|json]
+                                         the drift report (analytics.drift.report), same auth as queries
 
 Answers: 200 with the rows (``truncated`` says whether the row limit cut
 them; in Arrow, the ``X-Fleetwatch-Truncated`` header); 400 naming the bad
@@ -36,11 +38,12 @@ from analytics.api.queries import NamedQuery
 from analytics.api.sql_guard import SqlGuard, UnsafeSql
 from collector.receivers.auth import BearerAuth, server_ssl_context
 from collector.config import parse_endpoint
-from collector.store.read_pool import PoolBusy, QueryFailed, QueryTimeout, ReadPool, ReadResult
+from collector.store.read_pool import Admission, PoolBusy, QueryFailed, QueryTimeout, ReadPool, ReadResult
 
 log = logging.getLogger("fleetwatch.api")
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+REPORT_PARAMS = ("model", "version", "cohort", "window", "format")
 
 
 class ReadApi:
@@ -64,6 +67,7 @@ class ReadApi:
         app.router.add_get("/api/v1/queries", self._list)
         app.router.add_get("/api/v1/query/{name}", self._query)
         app.router.add_post("/api/v1/sql", self._sql)
+        app.router.add_get("/api/v1/reports/drift", self._drift_report)
         return app
 
     async def start(self) -> None:
@@ -123,17 +127,57 @@ class ReadApi:
             return _error(400, f"refused: {exc}")
         return await self._run(request, "sql", sql, None, None)
 
+    async def _drift_report(self, request: web.Request) -> web.StreamResponse:
+        """The drift report (analytics.drift.report) built from this server's named queries, HTML or JSON."""
+        from analytics.api.runner import NamedQueryRunner, QueryUnavailable, TruncatedAnswer
+        from analytics.drift.report import (DriftReportRequest, NoDriftResults, ReportError, build_drift_report,
+                                            render_drift_report)
+
+        if not self._read_auth.check(request.headers.get("Authorization")):
+            return _error(401, "a read token is required (Authorization: Bearer ...)")
+        raw: dict[str, str] = {}
+        for key, value in request.query.items():
+            if key not in REPORT_PARAMS:
+                return _error(400, f"unknown parameter {key!r} for the drift report "
+                                   f"(parameters: {', '.join(REPORT_PARAMS)})")
+            if key in raw:
+                return _error(400, f"parameter {key!r} is given twice")
+            raw[key] = value
+        fmt = raw.pop("format", "html")
+        if fmt not in ("html", "json"):
+            return _error(400, f"parameter 'format': {fmt!r} is not one of html, json")
+        if not raw.get("model"):
+            return _error(400, "parameter 'model' is required (ml.model.name)")
+        try:
+            report = DriftReportRequest.parse(raw["model"], raw.get("version"), raw.get("cohort"), raw.get("window"))
+        except ReportError as exc:
+            return _error(400, str(exc))
+        runner = NamedQueryRunner(self.pool, self.queries, self.config)
+        loop = asyncio.get_running_loop()
+        try:
+            payload = await loop.run_in_executor(self._threads, lambda: build_drift_report(runner, report))
+        except (NoDriftResults, QueryUnavailable) as exc:
+            return _error(404, str(exc))
+        except (ReportError, BadParameter, TruncatedAnswer) as exc:
+            return _error(400, str(exc))
+        except PoolBusy as exc:
+            return _error(503, str(exc), headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))})
+        except QueryTimeout as exc:
+            return _error(504, str(exc))
+        except QueryFailed as exc:
+            return _error(500, f"the drift report failed: {exc}")
+        if fmt == "json":
+            return web.json_response(payload, dumps=_dumps)
+        return web.Response(text=render_drift_report(payload), content_type="text/html", charset="utf-8")
+
     async def _run(self, request: web.Request, name: str, sql: str, params: dict | None,
                    finish: Callable[[pa.Table], pa.Table] | None) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         config = self.config
         try:
             admission = self.pool.admit()
-            result = await loop.run_in_executor(
-                self._threads,
-                lambda: _finished(admission.run(sql, params, max_rows=config.max_rows,
-                                                timeout=config.timeout_seconds,
-                                                max_bytes=config.max_result_bytes), finish))
+            result = await loop.run_in_executor(self._threads,
+                                                lambda: run_bound(admission, sql, params, finish, config))
         except PoolBusy as exc:
             return _error(503, str(exc), headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))})
         except QueryTimeout as exc:
@@ -146,8 +190,17 @@ class ReadApi:
         return web.json_response(_json_body(name, result), dumps=_dumps)
 
 
-def _finished(result: ReadResult, finish: Callable[[pa.Table], pa.Table] | None) -> ReadResult:
+def run_bound(admission: Admission, sql: str, params: dict | None, finish: Callable[[pa.Table], pa.Table] | None,
+              config: ApiConfig) -> ReadResult:
+    """Run an admitted read with the API's row, size and time limits, then the query's ``finish``."""
+    result = admission.run(sql, params, max_rows=config.max_rows, timeout=config.timeout_seconds,
+                           max_bytes=config.max_result_bytes)
     return result if finish is None else ReadResult(finish(result.table), result.truncated, result.seconds)
+
+
+def answer_body(name: str, result: ReadResult) -> dict:
+    """The JSON answer for ``result`` as plain JSON values: what a client decodes, value for value."""
+    return json.loads(_dumps(_json_body(name, result)))
 
 
 def _json_body(name: str, result: ReadResult) -> dict:

@@ -27,14 +27,18 @@ DRIFT_QUERIES = (
         "The newest drift verdict per model version and cohort, with the drifted features and the reasons.",
         f"""
         SELECT model_name, model_version, cohort, window_start, window_end, hours, status, verdict,
-               drifted_features, severity, current_count, reference_kind, reference_start, reasons
+               drifted_features, severity, current_count, reference_kind, reference_start, reasons,
+               (detail::JSON ->> 'evaluated_features')::INTEGER AS evaluated_features,
+               detail::JSON ->> 'correction' AS correction, (detail::JSON ->> 'alpha')::DOUBLE AS alpha
         FROM drift_results
         WHERE feature = '*' AND {_FILTER} AND ($status IS NULL OR status = $status)
+          AND ($until IS NULL OR window_start < $until)
         QUALIFY row_number() OVER (PARTITION BY model_name, model_version, cohort ORDER BY window_start DESC) = 1
         ORDER BY model_name, model_version, cohort
         """,
         (_WINDOW, _MODEL, _VERSION,
-         Param("status", "choice", "only this status", choices=("drifted", "ok", "insufficient_data"))),
+         Param("status", "choice", "only this status", choices=("drifted", "ok", "insufficient_data")),
+         Param("until", "timestamp", "the newest window starting before this (default: the newest)")),
         needs="analytics",
     ),
     NamedQuery(
@@ -42,7 +46,9 @@ DRIFT_QUERIES = (
         "Every feature's drift indices and status per window over a time range (the feature x time heatmap).",
         f"""
         SELECT window_start, model_name, model_version, cohort, feature, kind, status, {_INDICES},
-               p_value, severity, missing_share_change, reference_count, current_count
+               p_value, severity, missing_share_change, reference_count, current_count,
+               detail::JSON ->> 'effect_method' AS effect_method,
+               (detail::JSON ->> 'cramers_v')::DOUBLE AS cramers_v, reasons
         FROM drift_results
         WHERE feature <> '*' AND {_FILTER} AND cohort = $cohort
           AND window_start >= $since AND window_start < $until

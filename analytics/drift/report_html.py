@@ -17,6 +17,8 @@ from __future__ import annotations
 from html import escape
 from typing import Sequence
 
+from analytics.drift.verdict import p_value_text
+
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#1d2330;max-width:1100px}
 h1{font-size:22px}h2{font-size:18px;margin-top:28px}table{border-collapse:collapse;font-size:13px}
@@ -30,7 +32,8 @@ td,th{border-bottom:1px solid #dde;padding:4px 8px;text-align:right}td:first-chi
 _REF, _CUR = "#8aa4c8", "#e07b39"
 
 
-def _fmt(value) -> str:
+def format_value(value) -> str:
+    """A table cell: 3 significant digits, yes / no, an en dash for no value; escaped."""
     if value is None:
         return "–"
     if isinstance(value, bool):
@@ -40,25 +43,38 @@ def _fmt(value) -> str:
     return escape(str(value))
 
 
+def format_p_value(value) -> str:
+    """A p-value cell: ``0.0021``, or ``< 1e-300`` where it underflowed to 0 (never a bare 0)."""
+    return "–" if value is None else escape(p_value_text(value).removeprefix("p = ").removeprefix("p "))
+
+
+def short_label(label: str, limit: int = 14) -> str:
+    """A label cut to ``limit`` characters with an ellipsis (the full text goes in a <title>)."""
+    return label if len(label) <= limit else label[:limit - 1] + "…"
+
+
 def bar_chart(labels: Sequence[str], reference: Sequence[float], current: Sequence[float],
-              width: int = 320, height: int = 130) -> str:
-    """Reference and current shares side by side per bin, as an inline SVG."""
+              width: int = 320, height: int = 170) -> str:
+    """Reference and current shares side by side per bin, every bin labelled (rotated), as an inline SVG."""
     if not labels:
         return ""
     top = max([*reference, *current, 1e-9])
-    slot = width / len(labels)
+    pad = 44  # room on the left for the first rotated label
+    slot = (width - pad) / len(labels)
     bar = max(slot / 2 - 1, 1)
-    plot = height - 16
+    plot = height - 56  # room below for the rotated labels
     parts = [f'<svg width="{width}" height="{height}" role="img">']
     for i, (label, r, c) in enumerate(zip(labels, reference, current)):
-        x = i * slot
+        x = pad + i * slot
         for offset, share, colour, who in ((0, r, _REF, "reference"), (bar, c, _CUR, "current")):
             h = plot * share / top
             parts.append(f'<rect x="{x + offset:.1f}" y="{plot - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
                          f'fill="{colour}"><title>{escape(label)}: {who} {share:.1%}</title></rect>')
-    parts.append(f'<line x1="0" y1="{plot}" x2="{width}" y2="{plot}" stroke="#889"/>')
-    parts.append(f'<text x="0" y="{height - 2}" font-size="10">{escape(labels[0])}</text>')
-    parts.append(f'<text x="{width}" y="{height - 2}" font-size="10" text-anchor="end">{escape(labels[-1])}</text>')
+        centre = x + slot / 2
+        parts.append(f'<text x="{centre:.1f}" y="{plot + 10}" font-size="9" text-anchor="end" '
+                     f'transform="rotate(-40 {centre:.1f} {plot + 10})"><title>{escape(label)}</title>'
+                     f'{escape(short_label(label))}</text>')
+    parts.append(f'<line x1="{pad}" y1="{plot}" x2="{width}" y2="{plot}" stroke="#889"/>')
     return "".join(parts) + "</svg>"
 
 
@@ -76,9 +92,10 @@ def _table(features: list[dict]) -> str:
         test = f.get("ks") if f["kind"] == "numeric" else f.get("chi_square")
         css = ' class="drifted"' if f.get("drifted") else ""
         rows.append(f"<tr><td{css}>{escape(f['name'])}</td><td>{f['kind']}</td><td{css}>{escape(f['status'])}</td>"
-                    f"<td>{_fmt(f.get('severity'))}</td><td>{escape(method)} {_fmt(effect)}</td>"
-                    f"<td>{_fmt(f.get('psi'))}</td><td>{_fmt(test)}</td><td>{_fmt(f.get('p_value'))}</td>"
-                    f"<td>{_fmt(f.get('jensen_shannon'))}</td><td>{_fmt(f.get('missing', {}).get('change'))}</td></tr>")
+                    f"<td>{format_value(f.get('severity'))}</td><td>{escape(method)} {format_value(effect)}</td>"
+                    f"<td>{format_value(f.get('psi'))}</td><td>{format_value(test)}</td>"
+                    f"<td>{format_p_value(f.get('p_value'))}</td>"
+                    f"<td>{format_value(f.get('jensen_shannon'))}</td><td>{format_value(f.get('missing', {}).get('change'))}</td></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
 
@@ -93,8 +110,11 @@ def _card(feature: dict) -> str:
 
 
 def render_report(payload: dict, title: str = "Drift report", extra_sections: Sequence[tuple[str, str]] = (),
-                  subtitle: str = "") -> str:
-    """The whole report as one HTML string (verdict, ranked table, per-feature charts, extra sections)."""
+                  subtitle: str = "", charted: Sequence[dict] | None = None) -> str:
+    """The whole report as one HTML string (verdict, ranked table, per-feature charts, extra sections).
+
+    ``charted``: the features that get a chart card (default: every feature).
+    """
     verdict = payload["verdict"]
     recommendation = verdict["recommendation"]
     reasons = "".join(f"<li>{escape(r)}</li>" for r in verdict.get("reasons", []))
@@ -110,7 +130,7 @@ def render_report(payload: dict, title: str = "Drift report", extra_sections: Se
         + f'<div class="verdict {recommendation.replace(" ", "-")}"><strong>{escape(recommendation.upper())}</strong>'
         f" — {verdict['drifted_features']} of {verdict['evaluated_features']} evaluated features drifted"
         + (f" ({share:.0%})" if share is not None else "")
-        + f"; {escape(verdict['correction'])} correction at alpha {verdict['alpha']:g}<ul>{reasons}</ul></div>"
+        + f"; {escape(verdict['correction'])} correction at alpha {format_value(verdict['alpha'])}<ul>{reasons}</ul></div>"
         f"<h2>Features by severity</h2>{_table(features)}"
-        f"<h2>Reference vs current</h2>{legend}<div class=\"cards\">{''.join(_card(f) for f in features)}</div>"
+        f"<h2>Reference vs current</h2>{legend}<div class=\"cards\">{''.join(_card(f) for f in (features if charted is None else charted))}</div>"
         f"{extra}</body></html>")

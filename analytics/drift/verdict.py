@@ -86,6 +86,15 @@ class DriftResult:
                 "features": [f.to_json() for f in self.features], "config": self.config.to_json()}
 
 
+# The smallest p-value doubles tell apart reliably; below it a test's p-value has underflowed to 0.
+P_VALUE_FLOOR = 1e-300
+
+
+def p_value_text(p_value: float) -> str:
+    """``p = 0.0021``, or an honest bound (``p < 1e-300``) where the p-value underflowed to 0."""
+    return f"p < {P_VALUE_FLOOR:g}" if p_value < P_VALUE_FLOOR else f"p = {p_value:.2g}"
+
+
 def corrected_thresholds(p_values: list[float], alpha: float, correction: str) -> float:
     """The p-value at or below which a test of this family is significant.
 
@@ -159,11 +168,11 @@ def _judge(result: FeatureResult, alpha: float, config: DriftConfig) -> None:
         result.drifted = big and significant
         result.severity = (effect or 0.0) / threshold
         if result.drifted:
-            result.reasons.append(f"{result.effect_method} {effect:.3g} >= {threshold:g} with p = {result.p_value:.2g} "
-                                  f"<= {alpha:.2g}")
+            result.reasons.append(f"{result.effect_method} {effect:.3g} >= {threshold:g} with "
+                                  f"{p_value_text(result.p_value)} <= {alpha:.2g}")
         elif big:
-            result.reasons.append(f"{result.effect_method} {effect:.3g} >= {threshold:g} but p = {result.p_value:.2g} "
-                                  f"> {alpha:.2g}: not significant")
+            result.reasons.append(f"{result.effect_method} {effect:.3g} >= {threshold:g} but "
+                                  f"{p_value_text(result.p_value)} > {alpha:.2g}: not significant")
     missing_p = result.missing.get("p_value")
     if missing_p is not None:
         change = result.missing["change"]
@@ -171,7 +180,7 @@ def _judge(result: FeatureResult, alpha: float, config: DriftConfig) -> None:
         result.severity = max(result.severity, abs(change) / config.missing_share_change)
         if result.missing_drifted:
             result.reasons.append(f"missing share {result.missing['reference_share']:.1%} -> "
-                                  f"{result.missing['current_share']:.1%} (p = {missing_p:.2g})")
+                                  f"{result.missing['current_share']:.1%} ({p_value_text(missing_p)})")
             result.drifted = True  # also when the distribution had too few values to judge
 
 
