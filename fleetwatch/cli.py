@@ -52,7 +52,7 @@ _DEMO_DESCRIPTION = f"""\
 Load the shipped sample fleet (sample_data/{SAMPLE_FILE}: a simulated fleet's
 OTLP requests; sample_data/manifest.json lists its devices and incidents) into a
 DuckDB file, default ./{DEMO_DB}, with every time moved so that the sample ends
-at the current hour; then serve as `fleetwatch serve` does with the whole
+at the current minute; then serve as `fleetwatch serve` does with the whole
 analytics stack of sample_data/{DEMO_CONFIG} (rollups, SLOs, health, shadow,
 drift) and the dashboards on http://127.0.0.1:8501/. The load and the jobs'
 catch-up print their progress; running demo again on the same file keeps the

@@ -3,8 +3,8 @@
 The shipped sample is a recording of two days in November 2026. Loaded as
 it is, every SLO group would look silent today and a dashboard's "last 24 h"
 would be empty, so ``fleetwatch demo`` moves every time of the sample by
-one offset, a whole number of hours that makes it end at the current whole
-hour. The offset is chosen at the first load and kept in the file
+one offset, a whole number of minutes that makes it end at the current
+minute. The offset is chosen at the first load and kept in the file
 (``fleetwatch_meta``) before anything is loaded, so a second demo on the
 same file, or one resumed after a Ctrl-C, moves the rest of the sample by
 the same offset and loads nothing twice::
@@ -24,8 +24,10 @@ from collector.store.files import open_database
 SAMPLE_FILE = "fleet-sample.otlp.zst"  # in the sample_data package
 DEMO_CONFIG = "demo.yaml"  # in the sample_data package: the analytics the demo runs
 SHIFT_KEY = "demo.time_shift_ns"
-# Whole hours keep the sample's hourly windows (drift, shadow) as they were, only later.
-SHIFT_UNIT = timedelta(hours=1)
+# Whole minutes keep the minute windows (rollups, SLIs) as they were. Whole hours would keep the hourly
+# ones too, but the sample would then end up to an hour before the demo starts, and the freshness SLO
+# pages every site once its devices have been silent for 15 minutes.
+SHIFT_UNIT = timedelta(minutes=1)
 
 
 def shipped(name: str) -> str:
@@ -76,7 +78,7 @@ def keep_shift(db_path: str, shift: timedelta) -> None:
 
 
 def demo_shift(db_path: str, sample_path: str, now: datetime | None = None) -> timedelta:
-    """The file's shift if it has one; else a new one that ends the sample at ``now``'s whole hour, kept in the file."""
+    """The file's shift if it has one; else a new one that ends the sample at ``now``'s minute, kept in the file."""
     from collector.store.bulk import shift_to
 
     shift = stored_shift(db_path)
@@ -87,10 +89,11 @@ def demo_shift(db_path: str, sample_path: str, now: datetime | None = None) -> t
 
 
 def describe_shift(shift: timedelta) -> str:
-    """``"moved 28 days 3 hours later"``, for the progress line."""
-    hours = shift // timedelta(hours=1)
-    days, hours = divmod(hours, 24)
+    """``"moved 28 days 3 h 25 min later"``, for the progress line."""
+    minutes = shift // timedelta(minutes=1)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
     parts = [f"{days} day{'s' * (days != 1)}"] if days else []
-    if hours or not parts:
-        parts.append(f"{hours} hour{'s' * (hours != 1)}")
+    parts += [f"{hours} h"] if hours else []
+    parts += [f"{minutes} min"] if minutes or not parts else []
     return "moved " + " ".join(parts) + " later"
