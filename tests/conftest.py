@@ -13,6 +13,7 @@ from collector.store.database import Store
 from collector.store.versions import COLLECTOR
 from tests.analytics_data import load_fleet
 from tests.c_extension import load_speedups
+from tests.demo_process import DemoProcess
 
 
 @pytest.fixture()
@@ -53,3 +54,18 @@ def speedups():
 def c_decode(speedups):
     """The C trace decoder, to compare with collector.decoding.trace_decode.decode_traces_python."""
     return speedups.decode_traces
+
+
+@pytest.fixture(scope="session")
+def running_demo(tmp_path_factory) -> DemoProcess:
+    """One ``fleetwatch demo`` on a fresh data directory, up and caught up (tests/demo_process.py).
+
+    Shared by the demo and dashboard tests; tests/test_demo.py's last tests stop it with SIGTERM.
+    """
+    demo = DemoProcess(tmp_path_factory.mktemp("demo") / "demo.duckdb")
+    demo.start()
+    try:
+        demo.wait_for(r"^demo ready in", timeout=1200)
+        yield demo
+    finally:
+        demo.stop()
