@@ -33,15 +33,14 @@ from dashboards.settings import Settings
 from dashboards.view import View
 
 VIEWS = Path(__file__).resolve().parent / "views"
-PAGES = (("executive.py", "Executive", "executive", "📊"),
-         ("oncall.py", "On-call", "on-call", "🚨"),
-         ("debug.py", "Debug", "debug", "🔎"),
-         ("drift.py", "Drift", "drift", "📈"))
+PAGES = (("executive.py", "Executive", "executive"), ("oncall.py", "On-call", "on-call"),
+         ("debug.py", "Debug", "debug"), ("drift.py", "Drift", "drift"))
 
 
 def main() -> None:
     st.set_page_config(page_title="fleetwatch", layout="wide")  # no page_icon: a Material favicon is fetched from Google
-    pages = {path: st.Page(VIEWS / file, title=title, url_path=path, icon=icon) for file, title, path, icon in PAGES}
+    # No icons: Material icons are fetched from Google, and the headless browser has no emoji font.
+    pages = {path: st.Page(VIEWS / file, title=title, url_path=path) for file, title, path in PAGES}
     # Streamlit serves the default page at the root, not at its url_path: the root is a page of its own that
     # forwards to /executive with the query string, so every page has the path a link names.
     home = st.Page(lambda: st.switch_page(pages["executive"], query_params=st.query_params.to_dict()),

@@ -62,3 +62,9 @@ def group_label(key: str | None) -> str:
         return ", ".join(f"{k}={v}" for k, v in json.loads(key).items())
     except (ValueError, AttributeError):
         return str(key)
+
+
+def time_columns(*names: str) -> dict:
+    """Column configs that show ``names`` (made datetimes with :func:`times`) to the minute, saying UTC."""
+    return {name: st.column_config.DatetimeColumn(f"{name.replace('_', ' ')} (UTC)", format="YYYY-MM-DD HH:mm")
+            for name in names}

@@ -70,6 +70,12 @@ def _answer(url: str, token: str | None, timeout: float, name: str, params: tupl
     return pd.DataFrame(result.rows, columns=result.names)
 
 
+@st.cache_data(ttl=ANSWER_TTL_S, show_spinner="Building the drift report…", max_entries=16)
+def _report(url: str, token: str | None, timeout: float, model: str, version: str | None,
+            cohort: tuple[tuple[str, str], ...], window: str | None) -> bytes:
+    return ReadApiClient(url, token=token, timeout=timeout).drift_report(model, version, dict(cohort) or None, window)
+
+
 @st.cache_data(ttl=CATALOG_TTL_S, show_spinner=False)
 def _catalog(url: str, token: str | None, timeout: float) -> dict[str, list[str]]:
     queries = ReadApiClient(url, token=token, timeout=timeout).queries()
@@ -109,6 +115,15 @@ class DashboardApi:
         """The rows of one named query (maybe none), or the problem that stopped it."""
         try:
             return _answer(self.url, self.token, self.timeout, name, _frozen(params))
+        except ApiError as exc:
+            return problem_of(exc, self.url)
+
+    def drift_report(self, model: str, version: str | None, cohort: dict[str, str] | None,
+                     window: str | None) -> bytes | Problem:
+        """The server's self-contained HTML drift report (cached briefly, like the answers), or the problem."""
+        try:
+            return _report(self.url, self.token, self.timeout, model, version,
+                           tuple(sorted((cohort or {}).items())), window)
         except ApiError as exc:
             return problem_of(exc, self.url)
 

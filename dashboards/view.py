@@ -71,8 +71,9 @@ class View:
         return cls(name, until - PRESETS[name], until, dict(filters or {}))
 
     def with_filters(self, **values: str | None) -> "View":
+        """This view with ``values`` (URL keys) set; keys that are not filters (firmware_version...) are left out."""
         filters = {**self.filters, **values}
-        return replace(self, filters={k: v for k, v in filters.items() if v})
+        return replace(self, filters={k: v for k, v in filters.items() if v and k in FILTERS})
 
     def api_filters(self) -> dict[str, str]:
         return {FILTERS[key]: value for key, value in self.filters.items()}

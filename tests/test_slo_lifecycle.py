@@ -28,6 +28,13 @@ def test_fingerprint_is_alertmanagers():
     assert page.key.fingerprint != ticket.key.fingerprint and len(page.key.fingerprint) == 16
 
 
+def test_a_group_without_a_value_alerts_without_that_label():
+    # The shipped sample's cloud shadows have no fleet.site: the by-site SLO has a site=null group.
+    key = AlertKey.of("success-by-site", "page", {"site": None})
+    assert "site" not in key.labels and len(key.fingerprint) == 16
+    assert key.fingerprint == AlertKey.of("success-by-site", "page").fingerprint
+
+
 def _run(lifecycle, alert, conditions, start=T, step=MIN):
     """Feed one condition a minute; return (minute, new state, notification kind) per tick."""
     out = []

@@ -104,7 +104,10 @@ class AlertKey:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {**dict(self.extra_labels), **dict(self.group), "alertname": self.alertname, "slo": self.slo,
+        # A group value can be null (spans without the dimension, e.g. cloud shadows without fleet.site);
+        # as in Prometheus, an empty label is no label (and a label value must be text to fingerprint).
+        group = {name: value for name, value in self.group if value is not None}
+        return {**dict(self.extra_labels), **group, "alertname": self.alertname, "slo": self.slo,
                 "severity": self.severity}
 
     @property

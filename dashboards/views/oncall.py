@@ -1,2 +1,223 @@
+"""On-call: what is burning, where, since when and what changed. Refreshes itself every few seconds.
+
+The body is one ``st.fragment(run_every=...)``: only it reruns, the filter bar
+and the page around it stay, and a preset range moves with the newest data.
+Every row with a device or a cohort links to the debug view with the same range.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
-st.info("This page is being built.")
+
+from dashboards.charts import PALETTE, STATE_COLOURS, group_label, show, time_columns, times
+from dashboards.context import page_context
+from dashboards.filter_bar import Fleet
+from dashboards.view import CUSTOM, View
+
+ctx = page_context()
+api = ctx.api
+
+COHORTS = {"model_version": "model version", "model_name": "model", "site": "site", "region": "region",
+           "device_class": "device class", "firmware_version": "firmware"}
+PAGE_BURN = 14.4   # the fast page rule's threshold (SRE Workbook; docs/slo.md)
+LINK = st.column_config.LinkColumn
+
+
+def current_view() -> View:
+    """The filter bar's view, with a preset moved to the newest data the API has now."""
+    if ctx.view.range == CUSTOM:
+        return ctx.view
+    fleet = Fleet.read(api)
+    newest = fleet.newest if isinstance(fleet, Fleet) and fleet.newest is not None else ctx.fleet.newest
+    return View.from_query(ctx.view.query(), newest)
+
+
+def debug_link(view: View, **keys: str | None) -> str:
+    return view.link("debug", **{k: v for k, v in keys.items() if v})
+
+
+def group_filters(key: str | None) -> dict[str, str]:
+    """An SLO group (JSON text) as filter-bar keys (site, region, ...): the cohort the debug view opens on."""
+    import json
+
+    try:
+        group = json.loads(key or "{}")
+    except ValueError:
+        return {}
+    names = {"model_name": "model", "model_version": "version"}
+    return {names.get(k, k): str(v) for k, v in group.items() if v is not None}
+
+
+def firing_now(view: View) -> None:
+    st.subheader("Firing now")
+    status = api.load("slo_status", empty="No SLO has been evaluated yet (the server needs `analytics.slos`).",
+                      **ctx.filtered("slo_status", window=False))
+    if status is None:
+        return
+    firing = status[(status["page"] == "firing") | (status["ticket"] == "firing")].copy()
+    if firing.empty:
+        st.success("No SLO is burning its budget fast enough to page or ticket.")
+        return
+    firing["severity"] = firing["page"].map(lambda p: "page" if p == "firing" else "ticket")
+    firing["group"] = firing["group_key"].map(group_label)
+    firing["debug"] = firing["group_key"].map(lambda k: debug_link(view.with_filters(**group_filters(k))))
+    firing = times(firing.sort_values(["severity", "budget_remaining"]), "alerting_since")
+    st.dataframe(firing[["debug", "severity", "slo", "group", "alerting_since", "burn_5m", "burn_1h", "burn_30m", "burn_6h",
+                         "burn_1d", "burn_3d", "budget_remaining", "exhaustion_hours"]],
+                 hide_index=True, column_config={
+                     **time_columns("alerting_since"),
+                     "burn_5m": st.column_config.NumberColumn("burn 5m", format="%.1f×"),
+                     "burn_1h": st.column_config.NumberColumn("burn 1h", format="%.1f×"),
+                     "burn_30m": st.column_config.NumberColumn("burn 30m", format="%.1f×"),
+                     "burn_6h": st.column_config.NumberColumn("burn 6h", format="%.1f×"),
+                     "burn_1d": st.column_config.NumberColumn("burn 1d", format="%.1f×"),
+                     "burn_3d": st.column_config.NumberColumn("burn 3d", format="%.1f×"),
+                     "budget_remaining": st.column_config.NumberColumn("budget left", format="percent"),
+                     "exhaustion_hours": st.column_config.NumberColumn("exhausted in (h)", format="%.1f"),
+                     "debug": LINK("debug view", display_text="open ›")})
+
+
+def burn_rates(view: View, alerts: pd.DataFrame) -> None:
+    """Short and long burn rates over the range for the SLO groups that alerted in it (the worst few)."""
+    shown = alerts.drop_duplicates(["slo", "group_key"]).head(4)
+    for _, alert in shown.iterrows():
+        cohort = view.with_filters(**group_filters(alert["group_key"]))
+        hourly = str(view.until - view.since > pd.Timedelta(days=2)).lower()  # minutes only for short ranges
+        frame = api.fetch("slo_burn_rates", slo=alert["slo"], hourly=hourly,
+                          **api.params("slo_burn_rates", {**cohort.window(), **cohort.api_filters()}))
+        if not isinstance(frame, pd.DataFrame) or frame.empty:
+            continue
+        frame = times(frame[frame["group_key"] == alert["group_key"]], "evaluated_at")
+        long = frame.melt(id_vars="evaluated_at", value_vars=["burn_5m", "burn_1h", "burn_30m", "burn_6h"],
+                          var_name="window", value_name="burn")
+        fig = px.line(long, x="evaluated_at", y="burn", color="window", color_discrete_sequence=PALETTE)
+        fig.add_hline(y=PAGE_BURN, line_dash="dot", line_color=STATE_COLOURS["page"],
+                      annotation_text="page at 14.4× (1h and 5m)")
+        show(fig, y="burn rate (× budget pace)", height=260, key=f"burn-{alert['slo']}-{alert['group_key']}")
+        st.caption(f"{alert['slo']} · {group_label(alert['group_key'])}")
+
+
+def recent_alerts(view: View) -> None:
+    st.subheader("Alerts in the range")
+    alerts = api.load("alert_history", empty="No alert was pending, firing or resolved in this range.",
+                      **api.params("alert_history", view.window()))
+    if alerts is None:
+        return
+    alerts = alerts.copy()
+    alerts["group"] = alerts["group_key"].map(group_label)
+    for key, value in view.filters.items():  # alert_history has no cohort filters: apply the bar's here
+        alerts = alerts[alerts["group_key"].map(lambda k: group_filters(k).get(key, value) == value)]
+    if alerts.empty:
+        st.info("No alert of the filtered cohort in this range.")
+        return
+    alerts["debug"] = alerts["group_key"].map(lambda k: debug_link(view.with_filters(**group_filters(k))))
+    st.dataframe(times(alerts, "opened_at", "starts_at", "ends_at")[
+                     ["debug", "state", "severity", "alertname", "slo", "group", "opened_at", "starts_at", "ends_at",
+                      "inhibited"]],
+                 hide_index=True, column_config={"debug": LINK("debug view", display_text="open ›"),
+                                                 **time_columns("opened_at", "starts_at", "ends_at")})
+    burn_rates(view, alerts[alerts["alertname"] == "SLOBurnRate"])
+
+
+def failures(view: View) -> None:
+    frame = api.fetch("zero_tolerance_failures", **api.params("zero_tolerance_failures", view.window()))
+    if not isinstance(frame, pd.DataFrame) or frame.empty:
+        return
+    st.subheader("Model-load and integrity failures (zero tolerance)")
+    frame = times(frame, "first_at", "last_at").assign(debug=[debug_link(view, device=d) for d in frame["device_id"]])
+    st.dataframe(frame[["debug", *frame.columns[:-1]]], hide_index=True,
+                 column_config={"debug": LINK("debug view", display_text="open ›"), **time_columns("first_at", "last_at")})
+
+
+def golden_signals(view: View) -> None:
+    st.subheader("Golden signals")
+    by = st.segmented_control("Per", list(COHORTS), format_func=COHORTS.get, key="oncall_by",
+                              default=st.query_params.get("by") if st.query_params.get("by") in COHORTS else
+                              "model_version")
+    by = by or "model_version"
+    st.query_params["by"] = by
+    signals = api.load("golden_signals", empty="No inference matches the filter in this range.", group_by=by,
+                       **api.params("golden_signals", {**view.window(), **view.api_filters()}))
+    if signals is None:
+        return
+    signals = times(signals, "time")
+    top = signals.groupby("group")["inferences"].sum().nlargest(10).index  # a readable legend
+    signals = signals[signals["group"].isin(top)]
+    left, right = st.columns(2)
+    with left:
+        show(px.line(signals, x="time", y="rate_per_s", color="group", color_discrete_sequence=PALETTE),
+             y="inferences / s (sampled)", key="gs-rate")
+        show(px.line(signals, x="time", y="p95_ms", color="group", color_discrete_sequence=PALETTE),
+             y="p95 latency (ms)", key="gs-p95")
+    with right:
+        fig = px.line(signals, x="time", y="error_ratio", color="group", color_discrete_sequence=PALETTE)
+        fig.update_yaxes(tickformat=".1%")
+        show(fig, y="error ratio", key="gs-errors")
+        quantiles = signals.groupby("time")[["p50_ms", "p95_ms", "p99_ms"]].max().reset_index()
+        show(px.line(quantiles, x="time", y=["p50_ms", "p95_ms", "p99_ms"], color_discrete_sequence=PALETTE),
+             y="latency (ms), worst group", key="gs-quantiles")
+    saturation(view, by)
+
+
+def saturation(view: View, by: str) -> None:
+    by = by if by in ("model_name", "model_version", "site", "region", "device_class", "firmware_version") else "site"
+    health = api.fetch("fleet_health", group_by=by, **api.params("fleet_health", {**view.window(), **view.api_filters()}))
+    if not isinstance(health, pd.DataFrame) or health.empty:
+        st.info("No fleet-health hours in this range yet (saturation is computed hourly).")
+        return
+    long = health.melt(id_vars="group", value_vars=["cpu_above_share", "memory_above_share", "temperature_above_share"],
+                       var_name="resource", value_name="share").dropna()
+    long["resource"] = long["resource"].str.replace("_above_share", "", regex=False)
+    fig = px.bar(long, x="group", y="share", color="resource", barmode="group", color_discrete_sequence=PALETTE)
+    fig.update_yaxes(tickformat=".1%")
+    show(fig, x=COHORTS.get(by, by), y="time above threshold (share)", height=280, key="gs-saturation")
+
+
+def devices(view: View) -> None:
+    left, right = st.columns(2)
+    inventory = api.fetch("fleet_inventory", as_of=view.until, **api.params("fleet_inventory", view.api_filters()))
+    with left:
+        st.subheader("Stale and clock-skewed devices")
+        if not isinstance(inventory, pd.DataFrame):
+            inventory.show()
+        else:
+            odd = inventory[(inventory["status"] == "stale") | inventory["clock_skewed"].fillna(False)]
+            if odd.empty:
+                st.success("Every device reported in the last 15 minutes of the range, with its clock in step.")
+            else:
+                odd = times(odd, "last_seen").assign(debug=[debug_link(view, device=d) for d in odd["device_id"]])
+                st.dataframe(odd[["debug", "device_id", "status", "last_seen", "site", "device_class", "clock_offset_ms",
+                                  "clock_skewed"]], hide_index=True,
+                             column_config={**time_columns("last_seen"), "clock_offset_ms": st.column_config.NumberColumn("clock offset (ms)",
+                                                                                             format="%.0f"),
+                                            "debug": LINK("debug view", display_text="open ›")})
+    with right:
+        st.subheader("Active rollouts")
+        rollouts = api.load("rollout_status", empty="No deployment was reported in this range.",
+                            **api.params("rollout_status", view.window()))
+        if rollouts is not None:
+            active = rollouts[rollouts["in_progress"] > 0]
+            if active.empty:
+                st.caption("No rollout has devices in progress; the range's rollouts:")
+                active = rollouts
+            st.dataframe(active[["rollout_id", "stage", "version_to", "devices_targeted", "succeeded", "failed",
+                                 "in_progress", "success_ratio"]], hide_index=True,
+                         column_config={"success_ratio": st.column_config.ProgressColumn(
+                             "success", format="percent", min_value=0, max_value=1)})
+
+
+@st.fragment(run_every=ctx.settings.refresh_s)
+def live() -> None:
+    view = current_view()
+    firing_now(view)
+    recent_alerts(view)
+    failures(view)
+    devices(view)
+    golden_signals(view)
+    st.caption(f"Refreshes every {ctx.settings.refresh_s:g} s · {view.describe()}")
+
+
+live()
