@@ -13,7 +13,7 @@ from collector.store.database import Store
 from collector.store.versions import COLLECTOR
 from tests.analytics_data import load_fleet
 from tests.c_extension import load_speedups
-from tests.demo_process import DemoProcess
+from bench.demo_process import DemoProcess
 
 
 @pytest.fixture()
@@ -58,7 +58,7 @@ def c_decode(speedups):
 
 @pytest.fixture(scope="session")
 def running_demo(tmp_path_factory) -> DemoProcess:
-    """One ``fleetwatch demo`` on a fresh data directory, up and caught up (tests/demo_process.py).
+    """One ``fleetwatch demo`` on a fresh data directory, up and caught up (bench/demo_process.py).
 
     Shared by the demo and dashboard tests; tests/test_demo.py's last tests stop it with SIGTERM.
     """

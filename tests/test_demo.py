@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from analytics.api.client import ReadApiClient
 from bench.harness import metric_value, query
 from tests.conftest import SAMPLE_DIR
-from tests.demo_process import DemoProcess
+from bench.demo_process import DemoProcess
 
 MANIFEST = json.loads((SAMPLE_DIR / "manifest.json").read_text())
 INCIDENTS = {i["kind"]: i for i in MANIFEST["incidents"]}

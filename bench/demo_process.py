@@ -1,4 +1,4 @@
-"""``fleetwatch demo`` as a child process for the tests: free ports, its stderr lines, its Streamlit child.
+"""``fleetwatch demo`` as a child process (tests, bench/dashboards.py): free ports, its stderr lines, its Streamlit child.
 
 ::
 
@@ -56,7 +56,7 @@ class DemoProcess:
             [sys.executable, "-m", "fleetwatch", "demo", "--db", str(self.db), "--http-port", str(self.http_port),
              "--grpc-port", str(self.grpc_port), "--api-port", str(self.api_port),
              "--dashboards-port", str(self.dashboards_port), *self.extra_args],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, newline="")
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:

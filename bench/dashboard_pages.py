@@ -1,0 +1,113 @@
+"""The dashboards' pages in headless chromium: when a page is drawn, a whole-page screenshot, its problems.
+
+Shared by tests/test_dashboards_e2e.py and bench/dashboards.py, so that the
+test and the benchmark agree on what "drawn" means::
+
+    with chromium_page(base) as (page, problems):
+        seconds, charts = open_and_time(page, f"{base}on-call")
+        screenshot_whole_page(page, Path("on-call.png"))
+        problems.unexpected()         # console errors, failed requests, but Streamlit's own 404 probes
+
+A page is drawn when the app's closing caption ("Page drawn in ...") is
+there, Streamlit's status widget has gone and every Plotly chart
+(``.js-plotly-plot``) has its SVG (``.main-svg``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.browser import CHROMIUM, QUIET_FLAGS
+
+PAGES = ("executive", "on-call", "debug", "drift")
+# Opened at a page's own path (/on-call), Streamlit's frontend first looks for its server one level down
+# (/on-call/_stcore/health, /on-call/_stcore/host-config), gets 404 and falls back to the root; the
+# browser logs each as a console error. Those probes, and only those, are expected.
+STCORE_PROBES = ("/_stcore/health", "/_stcore/host-config")
+NOT_FOUND_MESSAGE = "Failed to load resource: the server responded with a status of 404 (Not Found)"
+
+
+@dataclass
+class PageProblems:
+    """Console errors, page errors, requests outside the dashboards and 404s seen since the last ``clear``."""
+
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
+
+    def clear(self) -> None:
+        for seen in (self.console_errors, self.page_errors, self.blocked, self.not_found):
+            seen.clear()
+
+    def unexpected(self) -> list[str]:
+        """Every problem but Streamlit's 404 probes and the one console error each of them logs."""
+        probes = sum(url.endswith(STCORE_PROBES) for url in self.not_found)
+        problems = [f"404: {url}" for url in self.not_found if not url.endswith(STCORE_PROBES)]
+        problems += [f"page error: {e}" for e in self.page_errors]
+        problems += [f"request outside the dashboards (aborted): {url}" for url in self.blocked]
+        for message in self.console_errors:
+            if message == NOT_FOUND_MESSAGE and probes:
+                probes -= 1
+            else:
+                problems.append(f"console: {message}")
+        return problems
+
+
+@contextmanager
+def chromium_page(base_url: str, executable: str = CHROMIUM) -> Iterator[tuple[object, PageProblems]]:
+    """A headless chromium page that may load only ``base_url``'s resources, with its problems recorded."""
+    from playwright.sync_api import sync_playwright
+
+    problems = PageProblems()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=list(QUIET_FLAGS))
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("console", lambda m: problems.console_errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.page_errors.append(str(e)))
+            page.on("response", lambda r: problems.not_found.append(r.url) if r.status == 404 else None)
+
+            def route(r) -> None:
+                if r.request.url.startswith(base_url):
+                    r.continue_()
+                else:
+                    problems.blocked.append(r.request.url)
+                    r.abort()
+
+            page.route("**/*", route)
+            yield page, problems
+        finally:
+            browser.close()
+
+
+def wait_until_drawn(page, timeout_ms: int = 120_000) -> int:
+    """Wait for the closing caption, the end of Streamlit's run and every chart's SVG; the number of charts."""
+    page.get_by_text("Page drawn in").first.wait_for(timeout=timeout_ms)
+    page.locator("[data-testid='stStatusWidget']").wait_for(state="hidden", timeout=timeout_ms)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.js-plotly-plot')].every(p => p.querySelector('.main-svg'))",
+        timeout=timeout_ms)
+    return page.locator(".js-plotly-plot").count()
+
+
+def open_and_time(page, url: str, timeout_ms: int = 120_000) -> tuple[float, int]:
+    """Open ``url`` (a full load, as a link does) and wait until drawn: (seconds, charts)."""
+    page.set_viewport_size({"width": 1400, "height": 900})
+    started = time.perf_counter()
+    page.goto(url, wait_until="commit")
+    charts = wait_until_drawn(page, timeout_ms)
+    return time.perf_counter() - started, charts
+
+
+def screenshot_whole_page(page, path: Path) -> None:
+    """Streamlit scrolls inside its main block: grow the window to its height so one shot holds the page."""
+    height = page.evaluate("() => Math.max(...[...document.querySelectorAll("
+                           "'[data-testid=stMain], [data-testid=stAppViewContainer]')].map(e => e.scrollHeight), 900)")
+    page.set_viewport_size({"width": 1400, "height": min(int(height) + 40, 8000)})
+    page.wait_for_timeout(500)  # Plotly redraws at the new size
+    page.screenshot(path=str(path), full_page=True)
