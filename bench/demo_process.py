@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TextIO
 
 import psutil
 
@@ -33,8 +34,9 @@ from bench.harness import free_port
 class DemoProcess:
     """One ``fleetwatch demo`` run; see the module docstring."""
 
-    def __init__(self, db: Path, *extra_args: str) -> None:
+    def __init__(self, db: Path, *extra_args: str, echo: TextIO | None = None) -> None:
         self.db = db
+        self.echo = echo  # a stream that gets each stderr line as it comes (a test's captured output)
         self.http_port, self.grpc_port, self.api_port, self.dashboards_port = (free_port() for _ in range(4))
         self.extra_args = extra_args
         self.proc: subprocess.Popen | None = None
@@ -64,6 +66,8 @@ class DemoProcess:
         while chunk := self.proc.stderr.read(1):
             if chunk in "\r\n":  # a terminal progress bar rewrites its line with \r
                 if buffer:
+                    if self.echo is not None:
+                        print(f"demo: {buffer}", file=self.echo, flush=True)
                     with self._changed:
                         self.lines.append(buffer)
                         self._changed.notify_all()

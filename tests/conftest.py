@@ -62,7 +62,7 @@ def running_demo(tmp_path_factory) -> DemoProcess:
 
     Shared by the demo and dashboard tests; tests/test_demo.py's last tests stop it with SIGTERM.
     """
-    demo = DemoProcess(tmp_path_factory.mktemp("demo") / "demo.duckdb")
+    demo = DemoProcess(tmp_path_factory.mktemp("demo") / "demo.duckdb", echo=sys.stderr)
     demo.start()
     try:
         demo.wait_for(r"^demo ready in", timeout=1200)
