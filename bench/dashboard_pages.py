@@ -4,7 +4,7 @@ Shared by tests/test_dashboards_e2e.py and bench/dashboards.py, so that the
 test and the benchmark agree on what "drawn" means::
 
     with chromium_page(base) as (page, problems):
-        seconds, charts = open_and_time(page, f"{base}on-call")
+        seconds, charts = open_and_time(page, f"{base}{page_urls('cam-7')['on-call']}")
         screenshot_whole_page(page, Path("on-call.png"))
         problems.unexpected()         # console errors, failed requests, but Streamlit's own 404 probes
 
@@ -88,11 +88,23 @@ def chromium_page(base_url: str, executable: str = CHROMIUM) -> Iterator[tuple[o
 def wait_until_drawn(page, timeout_ms: int = 120_000) -> int:
     """Wait for the closing caption, the end of Streamlit's run and every chart's SVG; the number of charts."""
     page.get_by_text("Page drawn in").first.wait_for(timeout=timeout_ms)
+    wait_until_settled(page, timeout_ms)
+    return page.locator(".js-plotly-plot").count()
+
+
+def wait_until_settled(page, timeout_ms: int = 120_000) -> None:
+    """Streamlit idle (no status widget, no element faded as stale by a rerun) and every chart with its SVG."""
     page.locator("[data-testid='stStatusWidget']").wait_for(state="hidden", timeout=timeout_ms)
     page.wait_for_function(
-        "() => [...document.querySelectorAll('.js-plotly-plot')].every(p => p.querySelector('.main-svg'))",
+        "() => !document.querySelector('[data-stale=true]') && "
+        "[...document.querySelectorAll('.js-plotly-plot')].every(p => p.querySelector('.main-svg'))",
         timeout=timeout_ms)
-    return page.locator(".js-plotly-plot").count()
+
+
+def page_urls(device: str, on_call_range: str | None = None) -> dict[str, str]:
+    """Each page's URL path: the debug page for ``device`` (as a link from another page opens it)."""
+    on_call = f"on-call?range={on_call_range}" if on_call_range else "on-call"
+    return {"executive": "executive", "on-call": on_call, "debug": f"debug?device={device}", "drift": "drift"}
 
 
 def open_and_time(page, url: str, timeout_ms: int = 120_000) -> tuple[float, int]:
@@ -110,4 +122,5 @@ def screenshot_whole_page(page, path: Path) -> None:
                            "'[data-testid=stMain], [data-testid=stAppViewContainer]')].map(e => e.scrollHeight), 900)")
     page.set_viewport_size({"width": 1400, "height": min(int(height) + 40, 8000)})
     page.wait_for_timeout(500)  # Plotly redraws at the new size
+    wait_until_settled(page)  # a page that refreshes itself (on-call) may have started a rerun meanwhile
     page.screenshot(path=str(path), full_page=True)

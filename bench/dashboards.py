@@ -1,7 +1,7 @@
 """Dashboards benchmark (issue 12): the demo from start to ready, and each page's first complete render.
 
     python bench/dashboards.py                 # full run (three renders a page)
-    python bench/dashboards.py --quick         # one render a page, a week of the large fleet
+    python bench/dashboards.py --quick         # one render a page
     python bench/dashboards.py --screenshots docs/screenshots
 
 1. **The demo, fresh.** ``fleetwatch demo`` on an empty data directory: the
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analytics.schema import ANALYTICS  # noqa: E402
-from bench.dashboard_pages import PAGES, chromium_page, open_and_time, screenshot_whole_page  # noqa: E402
+from bench.dashboard_pages import PAGES, chromium_page, open_and_time, page_urls, screenshot_whole_page  # noqa: E402
 from bench.demo_process import DemoProcess  # noqa: E402
 from bench.fleet_history import Fleet, load_span_minutes, write_rollups  # noqa: E402
 from bench.harness import CollectorProcess, free_port, wait_until  # noqa: E402
@@ -50,15 +50,16 @@ from collector.selfmetrics import CollectorMetrics  # noqa: E402
 from collector.store.duckdb_exporter import collector_store  # noqa: E402
 
 # What each page shows once the demo's jobs have run over the sample.
-JOB_RESULTS = {"executive": "Error budget", "on-call": "sin-warehouse-2", "debug": "Page drawn in",
-               "drift": "atl-factory-2"}
+JOB_RESULTS = {"executive": "budget", "on-call": "SLOBurnRate", "debug": "Page drawn in", "drift": "atl-factory-2"}
+SAMPLE_URLS = page_urls("blr1-orin-001")  # a device of the sample's thermal-throttling incident
+FLEET_URLS = page_urls("dev-00007")
 
 
 def _page_text(page) -> str:
     return page.locator("[data-testid=stMain]").inner_text()
 
 
-def time_pages(base: str, renders: int, shots: Path | None, label: str) -> dict:
+def time_pages(base: str, urls: dict[str, str], renders: int, shots: Path | None, label: str) -> dict:
     """Each page ``renders`` times from a full load to drawn: seconds (median, max), charts, problems."""
     figures = {}
     with chromium_page(base) as (page, problems):
@@ -67,7 +68,7 @@ def time_pages(base: str, renders: int, shots: Path | None, label: str) -> dict:
             problems.clear()
             seconds = []
             for _ in range(renders):
-                elapsed, charts = open_and_time(page, f"{base}{path}")
+                elapsed, charts = open_and_time(page, f"{base}{urls[path]}")
                 seconds.append(elapsed)
             figures[path] = {"seconds_median": round(statistics.median(seconds), 2),
                              "seconds_max": round(max(seconds), 2), "charts": charts,
@@ -93,7 +94,7 @@ def demo_run(workdir: Path, renders: int, shots: Path | None) -> tuple[dict, dic
             for path in PAGES:  # every page, until it shows what the jobs computed
                 deadline = time.monotonic() + 600
                 while True:
-                    open_and_time(page, f"{base}{path}")
+                    open_and_time(page, f"{base}{SAMPLE_URLS[path]}")
                     if JOB_RESULTS[path] in _page_text(page) or time.monotonic() > deadline:
                         break
                     time.sleep(2)
@@ -102,7 +103,7 @@ def demo_run(workdir: Path, renders: int, shots: Path | None) -> tuple[dict, dic
                    "every_page_with_job_results_s": round(pages_at, 1), "load_line": loaded.string,
                    "target_s": 60, "met": pages_at < 60}
         print(f"demo: {startup}", file=sys.stderr, flush=True)
-        figures = time_pages(base, renders, shots, "sample")
+        figures = time_pages(base, SAMPLE_URLS, renders, shots, "sample")
     finally:
         demo.stop()
     return startup, figures
@@ -136,7 +137,7 @@ def large_fleet_run(workdir: Path, days: int, renders: int, shots: Path | None) 
         try:
             base = f"http://127.0.0.1:{port}/"
             wait_until(lambda: _answers(f"{base}_stcore/health"), timeout=120, what="the dashboards to answer")
-            figures = time_pages(base, renders, shots, "fleet")
+            figures = time_pages(base, FLEET_URLS, renders, shots, "fleet")
         finally:
             dashboards.terminate()
             dashboards.wait(30)
@@ -155,13 +156,13 @@ def _answers(url: str) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one render a page, a week of the large fleet")
+    parser.add_argument("--quick", action="store_true", help="one render a page")
     parser.add_argument("--screenshots", metavar="DIR", help="save each page's screenshot here")
     parser.add_argument("--skip-demo", action="store_true", help="only the large fleet")
     parser.add_argument("--skip-fleet", action="store_true", help="only the demo and the sample")
     args = parser.parse_args()
     renders = 1 if args.quick else 3
-    days = 7 if args.quick else 30
+    days = 30
     shots = Path(args.screenshots) if args.screenshots else None
     if shots is not None:
         shots.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.dashboard_pages import PAGES, chromium_page, open_and_time, screenshot_whole_page
+from bench.dashboard_pages import PAGES, chromium_page, open_and_time, page_urls, screenshot_whole_page
 from tests.browser import chromium_path
 from tests.conftest import SAMPLE_DIR
 
@@ -26,6 +26,9 @@ from tests.conftest import SAMPLE_DIR
 pytestmark = pytest.mark.timeout(2400)
 MANIFEST = json.loads((SAMPLE_DIR / "manifest.json").read_text())
 INCIDENTS = {i["kind"]: i for i in MANIFEST["incidents"]}
+# The debug page for a device of the thermal-throttling incident; the on-call page over the sample's two days,
+# which hold its paging incidents (the error burst, the offline site).
+URLS = page_urls(INCIDENTS["thermal_throttling"]["devices"][0], on_call_range="7d")
 DOCS_SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 
@@ -39,7 +42,7 @@ def pages(running_demo, tmp_path_factory):
     with chromium_page(base, chromium_path()) as (page, problems):
         for path in PAGES:
             problems.clear()
-            _, charts = open_and_time(page, f"{base}{path}")
+            _, charts = open_and_time(page, f"{base}{URLS[path]}")
             shot = shots / f"{path}.png"
             screenshot_whole_page(page, shot)
             visited[path] = {
@@ -68,10 +71,12 @@ def test_every_page_draws_its_charts_without_an_error(pages, path):
     assert visited["screenshot"].stat().st_size > 20_000
 
 
-def test_the_on_call_page_shows_the_samples_paging_alert(pages):
+def test_the_on_call_page_shows_the_samples_paging_alerts(pages):
     text = pages["on-call"]["text"]
-    offline_site = INCIDENTS["site_offline"]["cohort"]["fleet.site"]  # paged on freshness within the last day
-    assert offline_site in text and "page" in text.lower()
+    burst_site = INCIDENTS["error_burst"]["cohort"]["fleet.site"]
+    offline_site = INCIDENTS["site_offline"]["cohort"]["fleet.site"]
+    assert f"site={burst_site}" in text and f"site={offline_site}" in text, text[:3000]
+    assert "SLOBurnRate" in text and "page" in text
 
 
 def test_the_drift_page_shows_the_drifted_cohort(pages):
