@@ -53,6 +53,7 @@ from collector.store.duckdb_exporter import collector_store  # noqa: E402
 JOB_RESULTS = {"executive": "budget", "on-call": "SLOBurnRate", "debug": "Page drawn in", "drift": "atl-factory-2"}
 SAMPLE_URLS = page_urls("blr1-orin-001")  # a device of the sample's thermal-throttling incident
 FLEET_URLS = page_urls("dev-00007")
+BUILD_MEMORY_MIB = 2048
 
 
 def _page_text(page) -> str:
@@ -111,7 +112,8 @@ def demo_run(workdir: Path, renders: int, shots: Path | None) -> tuple[dict, dic
 
 def large_fleet_file(db: Path, days: int) -> dict:
     """``days`` of a 1,000-device fleet's rollups and one minute of its raw spans, ending at the last hour."""
-    config = dataclasses.replace(default_config().exporters.duckdb, path=str(db))
+    # Synthesising 30 days in large transactions needs more than the gateway's default 100 MiB for DuckDB.
+    config = dataclasses.replace(default_config().exporters.duckdb, path=str(db), memory_limit_mib=BUILD_MEMORY_MIB)
     store = collector_store(config, CollectorMetrics(), [ANALYTICS])
     store.open()
     try:

@@ -130,7 +130,9 @@ class JobProgress:
         entries += [(name, task, task.watermark) for name, task in scheduler.tasks.items()]
         figures: dict[str, int] = {}
         for name, job, watermark in entries:
-            due = _floor(now - getattr(job, "delay", timedelta(0)), job.window)
+            # Caught up within one window of the newest due one: a job behind another (the SLO evaluation
+            # behind its SLI jobs) is never further, and the figure does not flap as the clock turns a minute.
+            due = _floor(now - getattr(job, "delay", timedelta(0)), job.window) - job.window
             if watermark is None or due <= self.since:
                 percent = 100 if watermark is not None else 0
             else:
