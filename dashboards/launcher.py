@@ -13,15 +13,16 @@ reads only through the read API)::
 Streamlit runs with the flags of :func:`dashboards.launch.streamlit_argv`
 (headless, 127.0.0.1 unless told otherwise, usage statistics off). The API
 token travels in the child's environment (``FLEETWATCH_API_TOKEN``), never
-on its command line, where ``ps`` would show it. On Linux the child is also
-asked to die with its parent, so even a ``kill -9`` of the parent leaves no
-Streamlit behind.
+on its command line, where ``ps`` would show it. The child is started
+without running Python code between fork and exec (no ``preexec_fn``): in a
+parent with gRPC threads (``fleetwatch demo``), gRPC's fork handlers made
+such a child abort. So a ``kill -9`` of the parent does leave Streamlit
+running; every orderly stop (SIGTERM, Ctrl-C, an error) ends it.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -30,8 +31,6 @@ import urllib.request
 from dataclasses import dataclass
 
 from dashboards.launch import APP, streamlit_argv
-
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -50,15 +49,6 @@ class DashboardsConfig:
             raise ValueError(f"dashboards: port must be 1..65535, got {self.port}")
         if not APP.is_file():
             raise ValueError(f"dashboards: the app {APP} is missing (install fleetwatch with its dashboards)")
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:  # not glibc Linux: stop() still ends the child on every orderly exit
-        pass
 
 
 class DashboardsServer:
@@ -81,9 +71,7 @@ class DashboardsServer:
         env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
         if self.config.api_token:  # else the child inherits FLEETWATCH_API_TOKEN, if set
             env["FLEETWATCH_API_TOKEN"] = self.config.api_token
-        linux = sys.platform.startswith("linux")
-        self.process = subprocess.Popen(self.command(), env=env, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent if linux else None)
+        self.process = subprocess.Popen(self.command(), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
     def wait_ready(self, timeout: float) -> bool:
         """Wait until Streamlit answers its health check; False on timeout or if it exited."""
