@@ -234,3 +234,17 @@ def test_the_sample_shifted_to_now_has_the_samples_rows_with_every_time_moved(tm
     assert rows["span_rows"] == counts["spans"] and rows["metric_points"] + rows["histogram_points"] == counts["points"]
     newest = query(shifted, "SELECT max(received_at) FROM span_rows")[0][0]
     assert datetime.now() - timedelta(hours=2) < newest <= datetime.now()  # ends within the last whole hour
+
+
+def test_ingest_cli_shifts_a_log_to_end_at_the_given_instant(tmp_path, request_log):
+    log_path, _ = request_log
+    db = tmp_path / "fw.duckdb"
+    result = subprocess.run([sys.executable, "-m", "fleetwatch.cli", "ingest", "--db", str(db), "--shift-to",
+                             "2027-01-01T12:30:00Z", str(log_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "(times moved by 365 days, 12:30:00)" in result.stdout
+    newest = query(db, "SELECT max(received_at) FROM span_rows")[0][0]
+    assert datetime(2027, 1, 1, 12, 29) < newest <= datetime(2027, 1, 1, 12, 30)
+    bad = subprocess.run([sys.executable, "-m", "fleetwatch.cli", "ingest", "--db", str(tmp_path / "other.duckdb"),
+                          "--shift-to", "next tuesday", str(log_path)], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "neither NOW nor an ISO 8601 instant" in bad.stderr
