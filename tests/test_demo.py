@@ -92,7 +92,7 @@ def test_rollups_through_the_read_api_count_every_inference_of_the_sample(runnin
     by_mode: dict[str, int] = {}
     for row in daily:
         by_mode[row["group"]] = by_mode.get(row["group"], 0) + row["inferences"]
-    assert by_mode == {"edge": MANIFEST["counts"]["inferences_edge"]}
+    assert by_mode == {"edge": MANIFEST["counts"]["inferences_edge"], "cloud": MANIFEST["counts"]["spans"]["inference.cloud"]}
     versions = client.query("model_versions", since="-4d", until="now").records()
     assert sum(v["inferences"] for v in versions) == by_mode["edge"]
     with urllib.request.urlopen(f"{running_demo.health_url}/metrics", timeout=5) as response:
