@@ -3,8 +3,9 @@
 Verbs::
 
     fleetwatch serve [--config FILE] [--db PATH] [--http-port N] [--grpc-port N] [--api-port N] [--host ADDR]
-    fleetwatch demo [--db PATH] [...]   (sample data loaded, then serve with analytics)
-    fleetwatch ingest --db PATH LOG [LOG ...]   (request logs, e.g. backfills and sample data)
+    fleetwatch demo [--db PATH] [--dashboards-port N] [...]   (the sample, analytics and dashboards)
+    fleetwatch dashboards --api URL [--port N]   (the dashboards against a running server)
+    fleetwatch ingest --db PATH [--shift-to NOW|ISO] LOG [LOG ...]   (request logs, e.g. backfills and sample data)
     fleetwatch query NAME [--param K=V ...] [--format table|csv|json]   (the read API)
     fleetwatch sql "SELECT ..."    (the read API, admin token)
     fleetwatch simulate ...        (see fleetwatch simulate --help)
@@ -31,10 +32,12 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 
 from collector.config import ConfigError, load_config
 
-SAMPLE_FILE = "fleet-sample.otlp.zst"  # in the sample_data package
+from fleetwatch.demo_sample import DEMO_CONFIG, SAMPLE_FILE
+
 DEMO_DB = "fleetwatch-demo.duckdb"
 
 _SERVE_DESCRIPTION = """\
@@ -49,11 +52,13 @@ docs/configuration.md."""
 _DEMO_DESCRIPTION = f"""\
 Load the shipped sample fleet (sample_data/{SAMPLE_FILE}: a simulated fleet's
 OTLP requests; sample_data/manifest.json lists its devices and incidents) into a
-DuckDB file, default ./{DEMO_DB}, then serve as `fleetwatch serve` does, with the
-analytics jobs on (rollups of the sample appear within a minute). The load takes
-about a minute and shows its progress; running demo again on the same file
-recognises every request and loads nothing twice. Ctrl-C or SIGTERM during the
-load commits what was loaded and exits."""
+DuckDB file, default ./{DEMO_DB}, with every time moved so that the sample ends
+at the current minute; then serve as `fleetwatch serve` does with the whole
+analytics stack of sample_data/{DEMO_CONFIG} (rollups, SLOs, health, shadow,
+drift) and the dashboards on http://127.0.0.1:8501/. The load and the jobs'
+catch-up print their progress; running demo again on the same file keeps the
+first run's time shift and loads nothing twice. Ctrl-C or SIGTERM stops
+everything (during the load: commits what was loaded and exits)."""
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -82,7 +87,12 @@ def _apply_serve_flags(args: argparse.Namespace, *, with_analytics: bool = False
     import analytics.slo.alerting_config  # noqa: F401  (registers "alerting")
     from analytics.config import AnalyticsConfig
 
-    config = load_config(args.config)
+    if with_analytics:  # the demo: its shipped config unless given one
+        from fleetwatch.demo_sample import demo_config
+
+        config = demo_config(args.config)
+    else:
+        config = load_config(args.config)
     if with_analytics and config.section("analytics") is None:
         config.sections["analytics"] = AnalyticsConfig()
     if args.api_port is not None:
@@ -101,6 +111,8 @@ def _apply_serve_flags(args: argparse.Namespace, *, with_analytics: bool = False
         config.service.gateway_id = args.gateway_id
     if args.log_level:
         config.service.telemetry.logs.level = args.log_level
+    elif with_analytics:  # the demo prints its own progress lines; the jobs' info logs would bury them
+        config.service.telemetry.logs.level = "warning"
     config.validate()
     return config
 
@@ -131,15 +143,20 @@ def _main(argv: list[str] | None) -> int:
     demo = sub.add_parser("demo", help=f"load the shipped sample fleet ({SAMPLE_FILE}) into {DEMO_DB}, then serve",
                           description=_DEMO_DESCRIPTION)
     _serve_flags(demo, default_db=DEMO_DB)
+    demo.add_argument("--dashboards-port", type=int, default=8501, metavar="N",
+                      help="the dashboards' port on 127.0.0.1 (default 8501)")
     ingest = sub.add_parser("ingest", help="load request logs into a DuckDB file through the collector's pipeline",
                             description="Load request logs (backfills, simulator output) into a DuckDB file "
                             "through the collector's own pipeline, with progress. A log damaged part-way has "
                             "its intact records committed and the damage reported (exit 1); Ctrl-C or SIGTERM "
                             "commits what was loaded (exit 130 / 143).")
     ingest.add_argument("--db", required=True, metavar="PATH", help="DuckDB file (must not be owned by a server)")
+    ingest.add_argument("--shift-to", metavar="NOW|ISO", help="move every time of each log by one offset "
+                        "(whole minutes) so that the log ends at this instant, e.g. NOW or 2026-12-01T12:00:00Z")
     ingest.add_argument("logs", nargs="+", metavar="LOG", help="request log files")
-    from fleetwatch import archive_verbs, drift_verbs, read_verbs, report_verbs, slo_verbs
+    from fleetwatch import archive_verbs, dashboard_verbs, drift_verbs, read_verbs, report_verbs, slo_verbs
 
+    dashboard_verbs.add_parsers(sub)
     read_verbs.add_parsers(sub)
     slo_verbs.add_parsers(sub)
     drift_verbs.add_parsers(sub)
@@ -156,6 +173,8 @@ def _main(argv: list[str] | None) -> int:
         return slo_verbs.run(args)
     if args.verb == "drift":
         return drift_verbs.run(args)
+    if args.verb == "dashboards":
+        return dashboard_verbs.run(args)
     if args.verb == "report":
         return report_verbs.run(args)
     if args.verb == "archive":
@@ -174,9 +193,14 @@ def _main(argv: list[str] | None) -> int:
             extensions = service_extensions(config)
             metrics = CollectorMetrics()
             if args.verb == "demo":
+                from fleetwatch.dashboard_verbs import demo_extensions
+
+                started = time.monotonic()
+                shift = _demo_shift(config)
+                extensions += demo_extensions(extensions, shift, args.dashboards_port, started)
                 # Before the long load, not after it.
                 check_ports_free(config, [p for e in extensions for p in e.ports()])
-                stopped_by = _load_sample(config, metrics)
+                stopped_by = _load_sample(config, metrics, shift)
                 if stopped_by is not None:
                     return 128 + stopped_by
             api = config.section("api")
@@ -194,24 +218,31 @@ def _main(argv: list[str] | None) -> int:
     return 2
 
 
-def _load_sample(config, metrics) -> int | None:
-    """Load the shipped sample fleet (idempotent: a second run recognises every request).
+def _demo_shift(config):
+    """The demo's time shift: the file's own, or a new one that ends the sample at this hour."""
+    from fleetwatch.demo_sample import demo_shift, shipped
+
+    return demo_shift(config.exporters.duckdb.path, shipped(SAMPLE_FILE))
+
+
+def _load_sample(config, metrics, shift) -> int | None:
+    """Load the shipped sample fleet, moved by ``shift`` (idempotent: a second run recognises every request).
 
     Returns the number of the signal that stopped the load (what was loaded
     is committed), or None when it completed.
     """
-    from importlib.resources import files
-
     from collector.store.bulk import ingest_request_log
     from collector.interrupt import StopSignals
     from collector.progress import describe_counts
+    from fleetwatch.demo_sample import describe_shift, shipped
 
-    sample = files("sample_data").joinpath(SAMPLE_FILE)
     db = config.exporters.duckdb.path
-    print(f"loading the sample fleet ({SAMPLE_FILE}) into {db} ...", file=sys.stderr, flush=True)
+    print(f"loading the sample fleet ({SAMPLE_FILE}, {describe_shift(shift)}) into {db} ...", file=sys.stderr,
+          flush=True)
     with StopSignals() as stop:
-        counts, seconds = _timed(lambda: ingest_request_log(db, str(sample), config, metrics=metrics,
-                                                            should_stop=lambda: stop.requested, progress=sys.stderr))
+        counts, seconds = _timed(lambda: ingest_request_log(db, shipped(SAMPLE_FILE), config, metrics=metrics,
+                                                            should_stop=lambda: stop.requested, progress=sys.stderr,
+                                                            shift=shift))
     if stop.signal_name is not None:
         print(f"fleetwatch: stopped by {stop.signal_name} while loading the sample; committed so far: "
               f"{describe_counts(counts)}", file=sys.stderr, flush=True)
@@ -221,8 +252,6 @@ def _load_sample(config, metrics) -> int | None:
 
 
 def _timed(work):
-    import time
-
     started = time.monotonic()
     result = work()
     return result, time.monotonic() - started
@@ -238,8 +267,9 @@ def _ingest(args: argparse.Namespace) -> int:
     with StopSignals() as stop:
         for log_path in args.logs:
             try:
+                shift = _shift_for(log_path, args.shift_to)
                 counts, seconds = _timed(lambda: ingest_request_log(
-                    args.db, log_path, should_stop=lambda: stop.requested, progress=sys.stderr))
+                    args.db, log_path, should_stop=lambda: stop.requested, progress=sys.stderr, shift=shift))
             except PartialLoadError as exc:
                 print(f"{log_path}: committed the intact records before the damage: {describe_counts(exc.counts)}")
                 print(f"fleetwatch: damaged request log: {exc}", file=sys.stderr)
@@ -254,8 +284,27 @@ def _ingest(args: argparse.Namespace) -> int:
                 print(f"fleetwatch: stopped by {stop.signal_name} while loading {log_path}; committed so far: "
                       f"{describe_counts(counts)}", file=sys.stderr)
                 return 128 + stop.signum
-            print(f"{log_path}: {describe_counts(counts)} in {seconds:.0f} s")
+            moved = f" (times moved by {shift})" if shift else ""
+            print(f"{log_path}: {describe_counts(counts)} in {seconds:.0f} s{moved}")
     return 0
+
+
+def _shift_for(log_path: str, target: str | None):
+    """The shift that ends ``log_path`` at ``target`` (NOW or an ISO instant); None without a target."""
+    from datetime import datetime, timezone
+
+    from collector.store.bulk import shift_to
+
+    if target is None:
+        return None
+    if target.upper() == "NOW":
+        end = datetime.now(timezone.utc)
+    else:
+        try:
+            end = datetime.fromisoformat(target.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"--shift-to: {target!r} is neither NOW nor an ISO 8601 instant") from None
+    return shift_to(log_path, end)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from analytics.schema import ANALYTICS
+from bench.demo_process import DemoProcess
 from collector.store.database import Store
 from collector.store.versions import COLLECTOR
 from tests.analytics_data import load_fleet
@@ -103,3 +104,18 @@ def served_sample(tmp_path_factory, analysed_sample_db):
         wait_until(lambda: jobs_caught_up(server.metrics_text(), jobs=10), timeout=1800,
                    what="the analytics jobs to catch up on the sample")
         yield server
+
+
+@pytest.fixture(scope="session")
+def running_demo(tmp_path_factory) -> DemoProcess:
+    """One ``fleetwatch demo`` on a fresh data directory, up and caught up (bench/demo_process.py).
+
+    Shared by the demo and dashboard tests; tests/test_demo.py's last tests stop it with SIGTERM.
+    """
+    demo = DemoProcess(tmp_path_factory.mktemp("demo") / "demo.duckdb", echo=sys.stderr)
+    demo.start()
+    try:
+        demo.wait_for(r"^demo ready in", timeout=1200)
+        yield demo
+    finally:
+        demo.stop()

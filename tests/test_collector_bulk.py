@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from collector.store.bulk import ingest_request_log
-from collector.store.files import DatabaseLockedError
+from collector.store.bulk import ingest_request_log, last_receive_time, shift_to
+from collector.store.files import DatabaseLockedError, open_database
 from collector.request_log import RequestLogWriter
 from collector.selfmetrics import CollectorMetrics
 from bench.harness import CollectorProcess, query
+from tests.conftest import SAMPLE_DIR
 from tests.otlp_requests import gauge_request, histogram_request, log_request, trace_request
 
 BACKFILL_NS = 1_767_225_600_000_000_000  # 2026-01-01: a backfill's receive times lie in the past
+SAMPLE_LOG = SAMPLE_DIR / "fleet-sample.otlp.zst"
 
 
 @pytest.fixture()
@@ -157,3 +161,90 @@ def test_a_signal_during_a_bulk_load_commits_what_was_loaded(tmp_path, verb, sig
     assert query(db, "SELECT (SELECT count(*) FROM metric_points) + (SELECT count(*) FROM histogram_points)")[0][0] \
         == points
     assert query(db, "SELECT count(*) FROM ingest_log")[0][0] <= requests
+
+
+# -- shifted loads: a recorded history replayed as if it had happened later ------------------------------
+
+SHIFTED_TABLES = ("span_rows", "metric_points", "histogram_points", "log_rows")
+
+
+def _rows_moved_back(con, table: str, shift_ns: int) -> str:
+    """SELECT over ``s.table`` with every timestamp column moved back by ``shift_ns`` (the others as they are)."""
+    columns = con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 's' "
+                          "AND table_name = ? ORDER BY column_index", [table]).fetchall()
+    assert any(kind.startswith("TIMESTAMP") for _, kind in columns)
+    return "SELECT " + ", ".join(
+        f"make_timestamp_ns(epoch_ns({name}) - {shift_ns}) AS {name}" if kind.startswith("TIMESTAMP") else name
+        for name, kind in columns) + f" FROM s.{table}"
+
+
+def assert_shifted_copy(shifted_db, original_db, shift_ns: int) -> dict[str, int]:
+    """Every stored row of ``shifted_db`` is one of ``original_db`` with all its times moved by ``shift_ns``."""
+    con = open_database(":memory:")
+    try:
+        con.execute(f"ATTACH '{shifted_db}' AS s (READ_ONLY)")
+        con.execute(f"ATTACH '{original_db}' AS o (READ_ONLY)")
+        rows = {}
+        for table in SHIFTED_TABLES:
+            moved_back = _rows_moved_back(con, table, shift_ns)
+            rows[table] = con.execute(f"SELECT count(*) FROM o.{table}").fetchone()[0]
+            assert con.execute(f"SELECT count(*) FROM s.{table}").fetchone()[0] == rows[table], table
+            assert con.execute(f"SELECT count(*) FROM ({moved_back} EXCEPT ALL SELECT * FROM o.{table})"
+                               ).fetchone()[0] == 0, table
+        receipts = ("SELECT request_digest, epoch_ns(received_at) - {shift} FROM {db}.ingest_log "
+                    "EXCEPT SELECT request_digest, epoch_ns(received_at) FROM o.ingest_log")
+        assert con.execute(f"SELECT count(*) FROM ({receipts.format(shift=shift_ns, db='s')})").fetchone()[0] == 0
+        return rows
+    finally:
+        con.close()
+
+
+def test_a_shifted_load_moves_every_time_by_the_same_offset_and_nothing_else(tmp_path, request_log):
+    log_path, _ = request_log
+    shift = timedelta(days=400, hours=3, minutes=7, microseconds=11)
+    plain, shifted = tmp_path / "plain.duckdb", tmp_path / "shifted.duckdb"
+    counts = ingest_request_log(plain, log_path)
+    assert ingest_request_log(shifted, log_path, shift=shift) == counts
+    rows = assert_shifted_copy(shifted, plain, int(shift / timedelta(microseconds=1)) * 1000)
+    assert rows == {"span_rows": 1000, "metric_points": 5, "histogram_points": 1, "log_rows": 7}
+    # A gauge point has no start time and keeps none (a null is not moved); the same shift again loads nothing.
+    assert query(shifted, "SELECT count(*) FROM metric_points WHERE start_time IS NULL") == \
+        query(plain, "SELECT count(*) FROM metric_points WHERE start_time IS NULL") != [(0,)]
+    assert ingest_request_log(shifted, log_path, shift=shift)["duplicates"] == 23
+
+
+def test_shift_to_lands_the_logs_newest_receive_time_on_whole_units_before_the_target(request_log):
+    log_path, _ = request_log
+    newest = last_receive_time(log_path)
+    assert newest == datetime(2026, 1, 1, tzinfo=timezone.utc)  # BACKFILL_NS + 103 ns, to the microsecond
+    target = datetime(2026, 12, 2, 3, 17, 45, tzinfo=timezone.utc)
+    assert shift_to(log_path, target) == timedelta(days=335, hours=3, minutes=17)
+    assert shift_to(log_path, target, whole=timedelta(hours=1)) == timedelta(days=335, hours=3)
+    with pytest.raises(ValueError, match="no time zone"):
+        shift_to(log_path, target.replace(tzinfo=None))
+
+
+def test_the_sample_shifted_to_now_has_the_samples_rows_with_every_time_moved(tmp_path, sample_db):
+    shift = shift_to(SAMPLE_LOG, datetime.now(timezone.utc), whole=timedelta(hours=1))
+    shifted = tmp_path / "shifted.duckdb"
+    counts = ingest_request_log(shifted, SAMPLE_LOG, shift=shift)
+    manifest = json.loads((SAMPLE_DIR / "manifest.json").read_text())
+    assert counts["spans"] == sum(manifest["counts"]["spans"].values()) and counts["rejected"] == 0
+    rows = assert_shifted_copy(shifted, sample_db, int(shift / timedelta(microseconds=1)) * 1000)
+    assert rows["span_rows"] == counts["spans"] and rows["metric_points"] + rows["histogram_points"] == counts["points"]
+    newest = query(shifted, "SELECT max(received_at) FROM span_rows")[0][0]
+    assert datetime.now() - timedelta(hours=2) < newest <= datetime.now()  # ends within the last whole hour
+
+
+def test_ingest_cli_shifts_a_log_to_end_at_the_given_instant(tmp_path, request_log):
+    log_path, _ = request_log
+    db = tmp_path / "fw.duckdb"
+    result = subprocess.run([sys.executable, "-m", "fleetwatch.cli", "ingest", "--db", str(db), "--shift-to",
+                             "2027-01-01T12:30:00Z", str(log_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "(times moved by 365 days, 12:30:00)" in result.stdout
+    newest = query(db, "SELECT max(received_at) FROM span_rows")[0][0]
+    assert datetime(2027, 1, 1, 12, 29) < newest <= datetime(2027, 1, 1, 12, 30)
+    bad = subprocess.run([sys.executable, "-m", "fleetwatch.cli", "ingest", "--db", str(tmp_path / "other.duckdb"),
+                          "--shift-to", "next tuesday", str(log_path)], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "neither NOW nor an ISO 8601 instant" in bad.stderr

@@ -8,6 +8,11 @@ into one table when the batch is written::
     builder.add(decode_traces(payload), rows, received_at_ns, "gw-01")   # per request
     table = builder.build()                                              # per batch
 
+A builder made with ``shift_ns`` moves every timestamp column of its table
+(event times and the receive time) by that many nanoseconds, nulls staying
+null: a recorded history replayed as if it had happened later (the demo's
+sample, ``fleetwatch ingest --shift-to``).
+
 Span columns arrive from the trace decoder as Arrow buffers (see
 :mod:`collector.decoding.trace_decode`): ``add`` only keeps each request's decoded
 dict (no per-request Arrow work, so a request with two spans stays cheap) and
@@ -79,6 +84,7 @@ SHARED_COLUMNS = frozenset(
 #: tables whose decoded lists hold the SHARED_COLUMNS one value per run, with "shared_runs"
 _LIST_RUN_TABLES = frozenset({"metric_points", "histogram_points"})
 _RECEIPT = ("received_at", "gateway_id")
+_NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 #: text bytes one Arrow string array can hold (int32 offsets)
 _MAX_ARRAY_TEXT = 2**31 - 1
 
@@ -158,12 +164,23 @@ def _dictionary(values: pa.Array, indices: array) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.Array.from_buffers(pa.int32(), rows, [validity, index_buffer]), values)
 
 
+def _shifted(column: pa.Array | pa.ChunkedArray, shift_ns: int) -> pa.Array | pa.ChunkedArray:
+    """``column`` moved by ``shift_ns`` when it holds timestamps; any other column as it is."""
+    if not pa.types.is_timestamp(column.type):
+        return column
+    import pyarrow.compute as pc  # only for shifted loads
+
+    unit = column.type.unit
+    return pc.add_checked(column, pa.scalar(shift_ns // _NS_PER_UNIT[unit], pa.duration(unit)))
+
+
 class TableBuilder:
     """Accumulates decoded columns for one storage table; see the module docstring."""
 
-    def __init__(self, table: str) -> None:
+    def __init__(self, table: str, shift_ns: int = 0) -> None:
         self.table = table
         self.schema = arrow_schema(table)
+        self.shift_ns = shift_ns
         self.rows = 0
         self._spans = table == "span_rows"  # columns arrive as the trace decoder's buffers
         self._decoded: list[dict[str, Any]] = []  # span_rows: each request's decoded columns
@@ -229,6 +246,8 @@ class TableBuilder:
         self._decoded, self._counts, self._lists, self._gateways = [], [], {}, []
         self._received = array("q")
         self._list_runs = None
+        if self.shift_ns:
+            arrays = [_shifted(column, self.shift_ns) for column in arrays]
         schema = pa.schema([field.with_type(column.type) for field, column in zip(self.schema, arrays)])
         return pa.Table.from_arrays(arrays, schema=schema)
 

@@ -22,6 +22,16 @@ damage (each record has its own checksum); running it again after a repair
 loads only what is missing. ``should_stop`` (e.g. a
 :class:`collector.interrupt.StopSignals` hit by SIGTERM) ends the load
 early the same way: what was read is committed, and counts say how much.
+
+``shift`` replays a recorded history as if it had happened later: every
+timestamp of the decoded rows (span, point and log times, receive times)
+moves by the same offset, while the request digests stay those of the
+unchanged payloads, so a re-run with the same shift still loads nothing
+twice. :func:`shift_to` computes the offset that makes a log end at a given
+instant::
+
+    shift = shift_to("sample.otlp.zst", datetime.now(timezone.utc))
+    ingest_request_log("fleetwatch.duckdb", "sample.otlp.zst", shift=shift)
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, timezone
 from typing import TextIO
 
 from collector.processing.admission import DigestWindow
@@ -43,6 +54,7 @@ from collector.progress import ProgressReporter
 from collector.request_log import DamagedLogError, RequestLogReader, RequestRecord
 from collector.selfmetrics import CollectorMetrics
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ITEM_NAMES = {"traces": "spans", "metrics": "points", "logs": "log_records"}
 _COUNT_KEYS = ("requests", "spans", "points", "log_records", "rejected", "duplicates", "bad_requests")
 
@@ -95,12 +107,14 @@ class _BatchWriter:
 
 def ingest_records(records: Iterable[RequestRecord], config: CollectorConfig, *,
                    metrics: CollectorMetrics | None = None, should_stop: Callable[[], bool] | None = None,
-                   on_record: Callable[[dict[str, int]], None] | None = None) -> dict[str, int]:
+                   on_record: Callable[[dict[str, int]], None] | None = None,
+                   shift: timedelta | None = None) -> dict[str, int]:
     """Write ``records`` into ``config.exporters.duckdb.path``; returns counts by kind.
 
     ``metrics`` counts what was committed (``fleetwatch_bulk_*``); ``should_stop``
     is asked before each record and ends the load, committed, when it says so;
-    ``on_record`` sees the running counts after each record (progress).
+    ``on_record`` sees the running counts after each record (progress);
+    ``shift`` moves every timestamp written (see the module docstring).
     Damage in ``records`` (:class:`collector.request_log.DamagedLogError`) raises
     :class:`PartialLoadError` once everything before it is committed.
     """
@@ -120,6 +134,7 @@ def ingest_records(records: Iterable[RequestRecord], config: CollectorConfig, *,
         submitted: set[str] = set()  # this run's digests, committed or still in flight
         rows = 0
         gateway_id = config.service.gateway_id
+        shift_ns = _nanoseconds(shift)
         record_iter = iter(records)
         while should_stop is None or not should_stop():
             try:
@@ -148,11 +163,11 @@ def ingest_records(records: Iterable[RequestRecord], config: CollectorConfig, *,
             for name, (columns, n) in decoded.tables.items():
                 builder = tables.get(name)
                 if builder is None:
-                    builder = tables[name] = TableBuilder(name)
+                    builder = tables[name] = TableBuilder(name, shift_ns)
                 builder.add(columns, n, record.received_at_unix_nano, gateway_id)
                 rows += n
-            requests.append(BatchedRequest(digest, record.signal, decoded.count, record.received_at_unix_nano,
-                                           gateway_id, b""))
+            requests.append(BatchedRequest(digest, record.signal, decoded.count,
+                                           record.received_at_unix_nano + shift_ns, gateway_id, b""))
             submitted.add(digest)
             if rows >= batch_size:
                 writer.write(tables, requests)
@@ -168,10 +183,40 @@ def ingest_records(records: Iterable[RequestRecord], config: CollectorConfig, *,
     return result
 
 
+def _nanoseconds(shift: timedelta | None) -> int:
+    if shift is None:
+        return 0
+    # timedelta keeps microseconds; exact integer arithmetic, no float rounding
+    return (shift.days * 86_400 + shift.seconds) * 10**9 + shift.microseconds * 1_000
+
+
+def last_receive_time(log_path: str | os.PathLike[str]) -> datetime:
+    """The newest receive time in the request log at ``log_path`` (one pass over the log)."""
+    newest = None
+    with RequestLogReader(log_path) as reader:
+        for record in reader:
+            newest = record.received_at_unix_nano  # records are in non-decreasing receive order
+    if newest is None:
+        raise ValueError(f"{os.fspath(log_path)}: the request log holds no record to shift")
+    return _EPOCH + timedelta(microseconds=newest // 1000)
+
+
+def shift_to(log_path: str | os.PathLike[str], end: datetime, *, whole: timedelta = timedelta(minutes=1)) -> timedelta:
+    """The shift, a whole number of ``whole`` units, that makes the log's newest receive time land at or before ``end``.
+
+    Whole units keep the log's minute (or hour) boundaries where they were,
+    so windowed results of a shifted load are those of the original moved.
+    """
+    if end.tzinfo is None:
+        raise ValueError(f"shift target {end.isoformat()} has no time zone; give one (e.g. Z)")
+    units = (end - last_receive_time(log_path)) // whole
+    return units * whole
+
+
 def ingest_request_log(db_path: str | os.PathLike[str], log_path: str | os.PathLike[str],
                        config: CollectorConfig | None = None, *, metrics: CollectorMetrics | None = None,
                        should_stop: Callable[[], bool] | None = None,
-                       progress: TextIO | None = None) -> dict[str, int]:
+                       progress: TextIO | None = None, shift: timedelta | None = None) -> dict[str, int]:
     """Ingest every record of the request log at ``log_path`` into the DuckDB file ``db_path``.
 
     ``progress``: a stream (usually stderr) to report progress on, a bar on a
@@ -190,7 +235,8 @@ def ingest_request_log(db_path: str | os.PathLike[str], log_path: str | os.PathL
                 reporter.update(reader.bytes_read, f"{counts['spans']:,} spans, {counts['points']:,} points")
 
         try:
-            return ingest_records(reader, config, metrics=metrics, should_stop=should_stop, on_record=on_record)
+            return ingest_records(reader, config, metrics=metrics, should_stop=should_stop, on_record=on_record,
+                                  shift=shift)
         finally:
             if reporter is not None:
                 reporter.finish()
