@@ -21,8 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.browser import CHROMIUM, QUIET_FLAGS
-
+CHROMIUM = "/usr/bin/chromium"
+# The flags of tests/browser.py (benchmarks import no test module): quiet on a closed network (FACTS.md).
+QUIET_FLAGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync")
 PAGES = ("executive", "on-call", "debug", "drift")
 # Opened at a page's own path (/on-call), Streamlit's frontend first looks for its server one level down
 # (/on-call/_stcore/health, /on-call/_stcore/host-config), gets 404 and falls back to the root; the

@@ -193,13 +193,15 @@ def _main(argv: list[str] | None) -> int:
             extensions = service_extensions(config)
             metrics = CollectorMetrics()
             if args.verb == "demo":
-                from fleetwatch.dashboard_verbs import demo_extensions
+                from fleetwatch.dashboard_verbs import demo_extensions, sample_moved_by
 
                 started = time.monotonic()
-                shift = _demo_shift(config)
-                extensions += demo_extensions(extensions, shift, args.dashboards_port, started)
-                # Before the long load, not after it.
+                added = demo_extensions(extensions, args.dashboards_port, started)
+                extensions += added
+                # Before the long load, not after it, and before the file exists.
                 check_ports_free(config, [p for e in extensions for p in e.ports()])
+                shift = _demo_shift(config)
+                sample_moved_by(added, shift)
                 stopped_by = _load_sample(config, metrics, shift)
                 if stopped_by is not None:
                     return 128 + stopped_by

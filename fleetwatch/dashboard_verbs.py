@@ -61,8 +61,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def demo_extensions(extensions: list, shift: timedelta, dashboards_port: int, started: float) -> list:
-    """The demo's additions to ``extensions`` (serve's): the dashboards child and the jobs' progress."""
+def demo_extensions(extensions: list, dashboards_port: int, started: float) -> list:
+    """The demo's additions to ``extensions`` (serve's): the dashboards child and the jobs' progress.
+
+    The progress needs where the sample starts once shifted: :func:`sample_moved_by` tells it, after
+    the ports are checked (the shift is kept in the file, which must not be created before).
+    """
     from analytics.service import AnalyticsExtension, ReadApiExtension
     from fleetwatch.demo_extensions import DashboardsExtension, JobProgress
 
@@ -74,9 +78,21 @@ def demo_extensions(extensions: list, shift: timedelta, dashboards_port: int, st
         added.append(dashboards)
     jobs = next((e for e in extensions if isinstance(e, AnalyticsExtension)), None)
     if jobs is not None:
-        added.append(JobProgress(jobs, since=sample_start() + shift, out=sys.stderr, started=started,
-                                 dashboards=dashboards))
+        added.append(JobProgress(jobs, since=sample_start(), out=sys.stderr, started=started, dashboards=dashboards))
     return added
+
+
+def sample_moved_by(added: list, shift: timedelta) -> None:
+    """Tell the demo's progress that the sample starts ``shift`` later than its manifest says."""
+    from fleetwatch.demo_extensions import JobProgress
+
+    for extension in added:
+        if isinstance(extension, JobProgress):
+            extension.since = _naive_utc(sample_start() + shift)
+
+
+def _naive_utc(t: datetime) -> datetime:
+    return t.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def sample_start() -> datetime:
