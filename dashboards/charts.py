@@ -102,7 +102,7 @@ def time_panels(frame: pd.DataFrame, panels: list[tuple[str, list[str], bool]], 
                 fig.add_trace(go.Scatter(x=worst["time"], y=worst[name], name=name.removesuffix("_ms"),
                                          mode="lines", line={"color": PALETTE[-1 - j], "dash": "dot"}), **at)
         if share:
-            fig.update_yaxes(tickformat=".1%", **at)
+            fig.update_yaxes(tickformat=".3~%", **at)
     fig.update_annotations(font_size=13)
     fig.update_xaxes(title_text=TIME_AXIS, row=rows)  # only the bottom row says it (show() titles the first axis)
     show(fig, y="", x=TIME_AXIS if rows == 1 else "", key=key, height=rows * row_height + 40, legend_right=True)

@@ -183,7 +183,7 @@ def saturation(view: View, by: str) -> None:
                        var_name="resource", value_name="share").dropna()
     long["resource"] = long["resource"].str.replace("_above_share", "", regex=False)
     fig = px.bar(long, x="group", y="share", color="resource", barmode="group", color_discrete_sequence=PALETTE)
-    fig.update_yaxes(tickformat=".1%")
+    fig.update_yaxes(tickformat=".3~%")
     show(fig, x=COHORTS.get(by, by), y="time above threshold (share)", height=280, key="gs-saturation")
 
 
