@@ -51,6 +51,8 @@ def expected(store) -> dict:
     out: dict = defaultdict(lambda: [0, 0])
     for slo, selected, good, group in cases:
         for i in np.flatnonzero(selected):
+            if None in group(i).values():
+                continue  # no value for a grouping dimension: in no group
             counts = out[(int(minute[i]), slo, json.dumps(group(i), sort_keys=True))]
             counts[0] += bool(good[i])
             counts[1] += 1
@@ -145,6 +147,18 @@ def test_late_rows_recompute_exactly_the_minutes_they_touch(store, runner):
     assert after == expected(store)
     changed = {k for k in after if before.get(k) != after[k]}
     assert changed and {k[0] for k in changed} == {T0_NS // 10**9 + 7 * 60}
+
+
+def test_events_without_a_value_for_a_grouping_dimension_are_in_no_group(store, runner):
+    at = T0 + timedelta(minutes=MINUTES + 7)  # a minute of its own: two detector inferences with no site (a cloud shadow's)
+    add_spans(store, [{"at": at}, {"at": at, "status_code": 2}])
+    store.submit(lambda con: con.execute("UPDATE span_rows SET site = NULL WHERE start_time = ?", [at])).result()
+    runner.run_due("slo_sli_minute", T0 + timedelta(hours=3))
+    rows = read(store, "SELECT slo, group_key, good, total FROM slo_sli_minute WHERE window_start = $at",
+                {"at": at}).to_pylist()
+    # Grouped by site: no group; grouped by version only: counted.
+    assert [(r["slo"], r["total"]) for r in rows] == [("detector-fast", 2)]
+    assert stored(store) == expected(store)
 
 
 def test_kinds_the_job_does_not_compute_are_refused_by_name():

@@ -52,14 +52,17 @@ def slo_rows_sql(spec: SloSpec, source: str, good_column: str, where: str = "", 
     """One SLO's rows of an SLI table, from an intermediate ``source`` with ``total_column`` and ``good_column``.
 
     ``where`` selects the intermediate rows of the SLO's kind (a trusted SQL
-    fragment); the spec's filters are added to it. Groups whose total is 0
-    get no row: no data, not a perfect minute.
+    fragment); the spec's filters are added to it, and rows with no value for
+    a ``group_by`` dimension are left out. Groups whose total is 0 get no
+    row: no data, not a perfect minute.
     """
     dims = ", ".join(d if d in spec.group_by else f"NULL::VARCHAR AS {d}" for d in DIMENSIONS)
     group_key = ("to_json(struct_pack(" + ", ".join(f"{d} := {d}" for d in sorted(spec.group_by)) + "))::VARCHAR"
                  if spec.group_by else "'{}'")
     conditions = [where] if where else []
     conditions += [f"{d} IN ({', '.join(sql_string(v) for v in values)})" for d, values in spec.filters.items()]
+    # A row without a value for a grouping dimension (a cloud shadow has no site) belongs to no group.
+    conditions += [f"{d} IS NOT NULL" for d in spec.group_by]
     group_by = ", ".join(["window_start", *spec.group_by])
     return f"""
         SELECT window_start, {sql_string(spec.name)} AS slo, {dims}, {group_key} AS group_key,
