@@ -11,6 +11,8 @@ Verbs::
     fleetwatch drift compare --reference REF --current CUR [--categorical a,b] --out report.html --json report.json
     fleetwatch drift reference import --db FILE --model M --version V TRAIN.parquet [--categorical a,b]
     fleetwatch archive export --db FILE --to DIR [--hot-period 7d]   (the Parquet archive, docs/archive.md)
+    fleetwatch analytics run --engine spark|duckdb --archive DIR --from T --to T --out DIR [--master URL]
+    fleetwatch analytics load --db FILE --from-dir DIR   (the jobs over the archive, docs/scaling.md)
 
 Flags override the config file. Every verb's work lives in a library module;
 this module only turns exceptions into one-line messages and exit codes.
@@ -137,12 +139,13 @@ def _main(argv: list[str] | None) -> int:
                             "commits what was loaded (exit 130 / 143).")
     ingest.add_argument("--db", required=True, metavar="PATH", help="DuckDB file (must not be owned by a server)")
     ingest.add_argument("logs", nargs="+", metavar="LOG", help="request log files")
-    from fleetwatch import archive_verbs, drift_verbs, read_verbs, slo_verbs
+    from fleetwatch import analytics_verbs, archive_verbs, drift_verbs, read_verbs, slo_verbs
 
     read_verbs.add_parsers(sub)
     slo_verbs.add_parsers(sub)
     drift_verbs.add_parsers(sub)
     archive_verbs.add_parsers(sub)
+    analytics_verbs.add_parsers(sub)
     sub.add_parser("simulate", help="generate fleet telemetry (fleetwatch simulate --help)")
     args = parser.parse_args(argv)
 
@@ -156,6 +159,8 @@ def _main(argv: list[str] | None) -> int:
         return drift_verbs.run(args)
     if args.verb == "archive":
         return archive_verbs.run(args)
+    if args.verb == "analytics":
+        return analytics_verbs.run(args)
 
     if args.verb in ("serve", "demo"):
         from collector.store.checkpoints import UnfinishedBatchError

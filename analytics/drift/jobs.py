@@ -119,9 +119,12 @@ def cohort_source(expr: str, cohorts: list[str]) -> str:
     """A FROM item of the window's edge inferences: the feature's value ``v`` (extracted once per row, not
     once per cohort: JSON parsing is the cost), repeated for each cohort the row belongs to: ``d`` 0 (the
     whole version) or 1 + the index of its dimension in ``cohorts``, and ``val`` the dimension's value."""
-    return (f"(SELECT * FROM (SELECT {expr} AS v, unnest(range({len(cohorts) + 1})) AS d, "
-            f"unnest([NULL{''.join(f', {c}' for c in cohorts)}]) AS val "
-            f"FROM span_rows WHERE {EDGE_INFERENCES}) WHERE d = 0 OR val IS NOT NULL)")
+    # A join with the dimension numbers rather than unnest in the SELECT list: Spark SQL has no such unnest.
+    dimensions = " UNION ALL ".join(f"SELECT {i} AS d" for i in range(len(cohorts) + 1))
+    value = "CASE d " + "".join(f"WHEN {i + 1} THEN {c} " for i, c in enumerate(cohorts)) + "END" if cohorts else "NULL"
+    return (f"(SELECT v, d, {value} AS val FROM (SELECT {expr} AS v, {', '.join(cohorts) or 'NULL AS none'} "
+            f"FROM span_rows WHERE {EDGE_INFERENCES}) rows CROSS JOIN ({dimensions}) dimensions "
+            f"WHERE d = 0 OR {value} IS NOT NULL)")
 
 
 def cohort_key(cohorts: list[str], dimension: int, value: str | None) -> str:
