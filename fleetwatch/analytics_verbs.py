@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         summary = run_archive(engine, jobs, start, end, args.out,
                               progress=lambda line: print(f"fleetwatch analytics run: {line}", file=sys.stderr))
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # RuntimeError: a query the engine failed
         print(f"fleetwatch analytics run: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     finally:

@@ -52,7 +52,7 @@ def spark_session(master: str = "local[2]", shuffle_partitions: int = 4, conf: d
     for key, value in settings.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("ERROR")
+    session.sparkContext.setLogLevel("OFF")  # failures reach the caller as exceptions
     return session
 
 
@@ -64,6 +64,10 @@ class SparkEngine:
     def __init__(self, archive: str | Path, *, master: str = "local[2]", spark: Any = None,
                  shuffle_partitions: int = 4, cache_inputs: bool = False) -> None:
         self.archive = Path(archive)
+        for table in INPUT_TABLES:  # before a JVM starts
+            if not any((self.archive / table).glob("*/*/*.parquet")):
+                raise ValueError(f"{self.archive / table}: no Parquet part files "
+                                 f"(is {self.archive} a fleetwatch archive? docs/archive.md)")
         self._owns_session = spark is None
         self.spark = spark or spark_session(master, shuffle_partitions)
         self._cached = []
@@ -79,15 +83,18 @@ class SparkEngine:
 
     def _table(self, table: str):
         path = self.archive / table
-        if not any(path.glob("*/*/*.parquet")):
-            raise ValueError(f"{path}: no Parquet part files (is {self.archive} a fleetwatch archive?)")
         nanos = {c.name for c in TABLES[table] + DERIVED_COLUMNS.get(table, []) if c.sql_type == "TIMESTAMP_NS"}
         frame = self.spark.read.option("basePath", str(path)).parquet(str(path))
         return frame.selectExpr(*(f"CAST(TIMESTAMP_MICROS({c} DIV 1000) AS TIMESTAMP_NTZ) AS {c}" if c in nanos
                                   else c for c in columns(table)))
 
     def read(self, sql: str, params: dict | None = None) -> pa.Table:
-        return naive_utc(self.spark.sql(to_spark(sql, params)).toArrow())
+        from pyspark.errors import PySparkException
+
+        try:
+            return naive_utc(self.spark.sql(to_spark(sql, params)).toArrow())
+        except PySparkException as exc:  # one line for the caller; Spark's own text runs to pages
+            raise SparkQueryError(f"Spark: {str(exc).strip().splitlines()[0]}") from exc
 
     def close(self) -> None:
         for frame in self._cached:
@@ -96,6 +103,10 @@ class SparkEngine:
             self.spark.catalog.dropTempView(name)
         if self._owns_session:
             self.spark.stop()
+
+
+class SparkQueryError(RuntimeError):
+    """A query Spark refused or failed; the message is Spark's first line."""
 
 
 def naive_utc(table: pa.Table) -> pa.Table:

@@ -23,6 +23,10 @@ definition); the Spark engine runs what this module makes of them::
 ``json_type(json, path)``
     the type of a JSON value via Spark's VARIANT: numbers answer ``DOUBLE``
     (enough for the callers, which test for a number), others their Spark name.
+``len(list)``
+    ``SIZE`` (Spark's ``LENGTH`` takes text only).
+``WITH x AS MATERIALIZED``
+    a plain CTE (DuckDB's planner hint).
 ``to_json(struct)``
     keeps NULL fields (Spark's default drops them; a group key must name every dimension).
 unsigned and 128-bit integer casts
@@ -46,7 +50,15 @@ def to_spark(sql: str, params: Mapping[str, Any] | None = None) -> str:
     values = dict(params or {})
     # Parameters first: the rewrites below copy their arguments, parameters included.
     tree = tree.transform(lambda node: _parameter(node, values))
-    return tree.transform(_rewrite).sql(dialect="spark")
+    # Innermost first: a rewrite copies its arguments, which must be rewritten already.
+    for node in reversed(list(tree.walk(bfs=False))):
+        replacement = _rewrite(node)
+        if replacement is not node:
+            if node is tree:
+                tree = replacement
+            else:
+                node.replace(replacement)
+    return tree.sql(dialect="spark")
 
 
 def literal(value: Any) -> exp.Expression:
@@ -95,6 +107,9 @@ def _parameter(node: exp.Expression, params: dict) -> exp.Expression:
 
 
 def _rewrite(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.CTE) and node.args.get("materialized") is not None:
+        node.set("materialized", None)  # a hint for DuckDB's planner; Spark plans its own
+        return node
     if isinstance(node, exp.TimeToUnix):
         return _spark("UNIX_MICROS(CAST(__t AS TIMESTAMP)) / 1000000.0", t=node.this)
     if isinstance(node, exp.Anonymous):
@@ -103,7 +118,7 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
             return _spark("(UNIX_MICROS(CAST(__t AS TIMESTAMP)) * 1000)", t=args[0])
         if name == "make_timestamp_ns" and len(args) == 1:
             # Integer division: exact, where a DOUBLE (53 bits) cannot hold epoch nanoseconds.
-            return _spark("CAST(TIMESTAMP_MICROS(__n DIV 1000) AS TIMESTAMP_NTZ)", n=args[0])
+            return _spark("CAST(TIMESTAMP_MICROS((__n) DIV 1000) AS TIMESTAMP_NTZ)", n=args[0])
         if name == "isfinite" and len(args) == 1:
             return _spark("(NOT ISNAN(__x) AND ABS(__x) <> CAST('Infinity' AS DOUBLE))", x=args[0])
         if name == "fsum" and len(args) == 1:
@@ -111,6 +126,8 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
         if name == "to_json" and len(args) == 1 and isinstance(args[0], exp.Struct):
             options = _call("MAP", exp.Literal.string("ignoreNullFields"), exp.Literal.string("false"))
             return _call("TO_JSON", args[0], options)
+    if isinstance(node, exp.Length) and isinstance(node.this, exp.Array):
+        return _call("SIZE", node.this)  # DuckDB's len() of a list
     if isinstance(node, exp.JSONType):
         return _json_type(node)
     if isinstance(node, exp.DataType):
