@@ -175,7 +175,7 @@ orphans AS (
 )
 SELECT * FROM edge_side
 UNION ALL
--- the columns in edge_side's order (UNION BY NAME is DuckDB's own)
+-- the columns in edge_side's order (a union matched on column names is DuckDB's own)
 SELECT {", ".join(_ORPHAN_COLUMNS[c] for c in _EDGE_SIDE_COLUMNS)}
 FROM orphans
 """
