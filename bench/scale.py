@@ -122,7 +122,9 @@ def run_engine(engine: str, archive: Path, out: Path, jobs: str, master: str) ->
         stdout, stderr = proc.communicate()
     wall = time.perf_counter() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"{engine} run failed ({proc.returncode}): {stderr.strip()[-2000:]}")
+        # A JVM failure ends in pages of stack frames: keep the lines that say what happened.
+        said = [line for line in stderr.splitlines() if line.strip() and not line.startswith(("\tat ", "    at "))]
+        raise RuntimeError(f"{engine} run failed ({proc.returncode}): " + "\n".join(said[-15:]))
     manifest = json.loads((out / "_run.json").read_text())
     return {"wall_seconds": round(wall, 1), "cpu_seconds": round(sum(sampler.cpu.values()), 1),
             "peak_rss_mib": round(sampler.peak_rss / 2**20), "rows_out": sum(manifest["rows"].values()),
