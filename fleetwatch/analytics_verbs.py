@@ -36,6 +36,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--out", required=True, metavar="DIR", help="where the aggregates go")
     run.add_argument("--master", default="local[2]", metavar="URL",
                      help="Spark master: local[N] (default local[2]) or spark://host:7077")
+    run.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                     help="a Spark setting, e.g. spark.driver.memory=4g (repeatable)")
     run.add_argument("--config", metavar="FILE", help="fleetwatch config: analytics.slos, drift and shadow sections")
     run.add_argument("--slos", metavar="FILE", help="SLO file for the SLI job (default: the config's)")
     run.add_argument("--jobs", default="", metavar="A,B", help="only these jobs (default all)")
@@ -101,7 +103,10 @@ def _engine(args: argparse.Namespace):
     if args.engine == "spark":
         from analytics.engines.spark_engine import SparkEngine
 
-        return SparkEngine(args.archive, master=args.master)
+        conf = dict(item.split("=", 1) for item in args.spark_conf if "=" in item)
+        if len(conf) != len(args.spark_conf):
+            raise ValueError(f"--spark-conf takes KEY=VALUE, got {args.spark_conf!r}")
+        return SparkEngine(args.archive, master=args.master, conf=conf)
     from analytics.engines.duckdb_engine import DuckDBEngine
 
     return DuckDBEngine(args.archive)

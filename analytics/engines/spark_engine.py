@@ -62,14 +62,14 @@ class SparkEngine:
     name = "spark"
 
     def __init__(self, archive: str | Path, *, master: str = "local[2]", spark: Any = None,
-                 shuffle_partitions: int = 4, cache_inputs: bool = False) -> None:
+                 shuffle_partitions: int = 4, cache_inputs: bool = False, conf: dict[str, str] | None = None) -> None:
         self.archive = Path(archive)
         for table in INPUT_TABLES:  # before a JVM starts
             if not any((self.archive / table).glob("*/*/*.parquet")):
                 raise ValueError(f"{self.archive / table}: no Parquet part files "
                                  f"(is {self.archive} a fleetwatch archive? docs/archive.md)")
         self._owns_session = spark is None
-        self.spark = spark or spark_session(master, shuffle_partitions)
+        self.spark = spark or spark_session(master, shuffle_partitions, conf)
         self._cached = []
         for table in INPUT_TABLES:
             frame = self._table(table)
