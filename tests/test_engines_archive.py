@@ -25,7 +25,8 @@ import pytest
 from tests.analytics_data import read
 from tests.engines_data import SAMPLE_SLOS, compare_tables, run_cli, run_table, table_rows
 
-pytestmark = pytest.mark.spark
+# The module fixture runs both engines over the sample: minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.spark, pytest.mark.timeout(2400)]
 
 START, END = datetime(2026, 11, 3), datetime(2026, 11, 3, 3)
 TABLES = ("rollup_minute", "rollup_hour", "device_hour", "slo_sli_minute", "shadow_hour", "shadow_flips_hour",
