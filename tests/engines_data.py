@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analytics.engines.run import RUN_FILE
-from tests.test_cli_errors import fleetwatch
 
 SAMPLE_SLOS = Path(__file__).resolve().parent.parent / "sample_data" / "slos.yaml"
 REL_TOL = 1e-9
@@ -18,8 +19,10 @@ REL_TOL = 1e-9
 NANOSECOND_TIMES = {"last_event_time", "last_received_at"}
 
 
-def run_cli(args: list[str], timeout: float = 600):
-    return fleetwatch(*args, timeout=timeout)
+def run_cli(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """``fleetwatch ARGS`` in a subprocess, text output captured."""
+    return subprocess.run([sys.executable, "-m", "fleetwatch", *args], capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def run_table(out: Path, name: str) -> list[dict]:
