@@ -13,6 +13,8 @@ Verbs::
     fleetwatch drift reference import --db FILE --model M --version V TRAIN.parquet [--categorical a,b]
     fleetwatch report drift --model M [--version V] [--cohort K=V] [--window 1h|1d|START..END] --out PATH
     fleetwatch archive export --db FILE --to DIR [--hot-period 7d]   (the Parquet archive, docs/archive.md)
+    fleetwatch analytics run --engine spark|duckdb --archive DIR --from T --to T --out DIR [--master URL]
+    fleetwatch analytics load --db FILE --from-dir DIR   (the jobs over the archive, docs/scaling.md)
 
 Flags override the config file. Every verb's work lives in a library module;
 this module only turns exceptions into one-line messages and exit codes.
@@ -154,7 +156,8 @@ def _main(argv: list[str] | None) -> int:
     ingest.add_argument("--shift-to", metavar="NOW|ISO", help="move every time of each log by one offset "
                         "(whole minutes) so that the log ends at this instant, e.g. NOW or 2026-12-01T12:00:00Z")
     ingest.add_argument("logs", nargs="+", metavar="LOG", help="request log files")
-    from fleetwatch import archive_verbs, dashboard_verbs, drift_verbs, read_verbs, report_verbs, slo_verbs
+    from fleetwatch import (analytics_verbs, archive_verbs, dashboard_verbs, drift_verbs, read_verbs, report_verbs,
+                            slo_verbs)
 
     dashboard_verbs.add_parsers(sub)
     read_verbs.add_parsers(sub)
@@ -162,6 +165,7 @@ def _main(argv: list[str] | None) -> int:
     drift_verbs.add_parsers(sub)
     report_verbs.add_parsers(sub)
     archive_verbs.add_parsers(sub)
+    analytics_verbs.add_parsers(sub)
     sub.add_parser("simulate", help="generate fleet telemetry (fleetwatch simulate --help)")
     args = parser.parse_args(argv)
 
@@ -179,6 +183,8 @@ def _main(argv: list[str] | None) -> int:
         return report_verbs.run(args)
     if args.verb == "archive":
         return archive_verbs.run(args)
+    if args.verb == "analytics":
+        return analytics_verbs.run(args)
 
     if args.verb in ("serve", "demo"):
         from collector.store.checkpoints import UnfinishedBatchError

@@ -70,6 +70,34 @@ def analysed_sample_db(sample_db, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sample_archive(tmp_path_factory, sample_db) -> Path:
+    """The shipped sample exported to a Parquet archive (docs/archive.md) once per run (read it, never write it)."""
+    import shutil
+    from datetime import datetime
+
+    from analytics.archive.config import ArchiveConfig
+    from analytics.archive.offline import export_file
+
+    root = tmp_path_factory.mktemp("sample-archive")
+    db = root / "sample.duckdb"
+    shutil.copyfile(sample_db, db)
+    export_file(str(db), ArchiveConfig(path=str(root / "archive"), hot_period=0), until=datetime(2026, 11, 6))
+    db.unlink()
+    return root / "archive"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for the whole test run (local[2], 2 shuffle partitions: small data)."""
+    pytest.importorskip("pyspark")
+    from analytics.engines.spark_engine import spark_session
+
+    session = spark_session("local[2]", shuffle_partitions=2)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
 def speedups():
     """collector.decoding._speedups, built in place if stale; skips without a C compiler, fails if the build fails."""
     module, error = load_speedups()

@@ -126,6 +126,25 @@ def floor_time(t: datetime, window: timedelta) -> datetime:
     return EPOCH + timedelta(microseconds=micros - micros % step)
 
 
+def replace_windows(con: duckdb.DuckDBPyConnection, job: WindowJob, start: datetime, end: datetime,
+                    tables: dict[str, pa.Table | None]) -> None:
+    """Replace the rows of [start, end) in each of ``job``'s outputs by ``tables``' (inside the caller's transaction).
+
+    The one place results become rows: the runner's windows, an archive run's
+    state and ``fleetwatch analytics load`` all replace windows this way.
+    """
+    for table in job.outputs:
+        condition, values = job.replaced_rows(table, start, end)
+        con.execute(f"DELETE FROM {table} WHERE {condition}", values)
+        rows = tables.get(table)
+        if rows is not None and rows.num_rows:
+            con.register("job_output", rows)
+            try:
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM job_output")
+            finally:
+                con.unregister("job_output")
+
+
 @dataclass
 class _State:
     watermark: datetime | None
@@ -284,16 +303,7 @@ class JobRunner:
 
         def write(con: duckdb.DuckDBPyConnection) -> None:
             with Store.transaction(con):
-                for table in job.outputs:
-                    condition, values = job.replaced_rows(table, start, end)
-                    con.execute(f"DELETE FROM {table} WHERE {condition}", values)
-                    rows = output.tables.get(table)
-                    if rows is not None and rows.num_rows:
-                        con.register("job_output", rows)
-                        try:
-                            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM job_output")
-                        finally:
-                            con.unregister("job_output")
+                replace_windows(con, job, start, end, output.tables)
                 con.execute(
                     "INSERT INTO job_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ok', NULL)",
                     [job.name, start, end, reason, started, datetime.now(timezone.utc).replace(tzinfo=None),

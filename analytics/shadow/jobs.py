@@ -109,27 +109,43 @@ _DT = "abs(epoch(c.t) - epoch(e.t))"
 
 
 def _nearest_cloud(where: str = "TRUE") -> str:
-    """Joins each edge row ``e`` (those where ``where`` holds) to its cloud shadow ``c``, if any within the lag."""
+    """Joins each edge row ``e`` (those where ``where`` holds) to its cloud shadow ``c``, if any within the lag.
+
+    Adds the column ``nearest_rank``, which the caller keeps at 1 (a window
+    function in a subquery rather than QUALIFY, which Spark SQL lacks).
+    """
     return f"""
     LEFT JOIN clouds c ON c.request_id = e.request_id AND {_DT} <= $lag_s
     WHERE {where}
-    -- several shadows of one request: the nearest in time answers it
-    QUALIFY row_number() OVER (PARTITION BY e.trace_id_hi, e.trace_id_lo, e.span_id
-                               ORDER BY {_DT} NULLS LAST, c.received_at DESC) = 1
 """
 
 
+# Several shadows of one request: the nearest in time answers it.
+_NEAREST_RANK = f"""row_number() OVER (PARTITION BY e.trace_id_hi, e.trace_id_lo, e.span_id
+                               ORDER BY {_DT} NULLS LAST, c.received_at DESC) AS nearest_rank"""
+
+
 _KEY_LIST = ", ".join(KEYS)
+_EDGE_SIDE_COLUMNS = ("window_start", *KEYS, "cloud_version", *SHADOW_COUNTS, *SHADOW_SUMS, *SCORE_DELTA_COLUMNS,
+                      *VALUE_ERROR_COLUMNS)
+# An orphan shadow row: its hour, model, cloud version and count; no edge version or cohort, zero elsewhere.
+_ORPHAN_COLUMNS = {**{c: f"NULL::VARCHAR AS {c}" for c in KEYS},
+                   **{c: f"0::UBIGINT AS {c}" for c in SHADOW_COUNTS + SCORE_DELTA_COLUMNS + VALUE_ERROR_COLUMNS},
+                   **{c: f"0.0::DOUBLE AS {c}" for c in SHADOW_SUMS},
+                   **{c: c for c in ("window_start", "model_name", "cloud_version", "shadow_orphans")}}
 
 SHADOW_SQL = f"""
 WITH edges AS ({_rows('edge', 'wide')}),
 clouds AS ({_rows('cloud', 'wide')}),
 pairs AS (
-    SELECT e.*, date_trunc('hour', e.t)::TIMESTAMP AS window_start, c.request_id IS NOT NULL AS matched,
-           c.model_version AS cloud_version, c.prediction_label AS cloud_label,
-           e.prediction_score - c.prediction_score AS score_delta, e.prediction_value - c.prediction_value AS err
-    -- edges span the window and the lag around it (for the orphans below): pairs are the window's
-    FROM edges e {_nearest_cloud('e.t >= $start AND e.t < $end')}
+    SELECT * FROM (
+        SELECT e.*, date_trunc('hour', e.t)::TIMESTAMP AS window_start, c.request_id IS NOT NULL AS matched,
+               c.model_version AS cloud_version, c.prediction_label AS cloud_label,
+               e.prediction_score - c.prediction_score AS score_delta, e.prediction_value - c.prediction_value AS err,
+               {_NEAREST_RANK}
+        -- edges span the window and the lag around it (for the orphans below): pairs are the window's
+        FROM edges e {_nearest_cloud('e.t >= $start AND e.t < $end')}
+    ) WHERE nearest_rank = 1
 ),
 binned AS (
     SELECT *, {bin_sql('score_delta', SCORE_DELTA_EDGES)} AS score_bin, {bin_sql('err', VALUE_ERROR_EDGES)} AS err_bin
@@ -158,11 +174,9 @@ orphans AS (
     GROUP BY ALL
 )
 SELECT * FROM edge_side
-UNION ALL BY NAME
-SELECT window_start, model_name, cloud_version, shadow_orphans,
-       {", ".join(f"0::UBIGINT AS {c}" for c in SHADOW_COUNTS if c != "shadow_orphans")},
-       {", ".join(f"0.0 AS {c}" for c in SHADOW_SUMS)},
-       {", ".join(f"0::UBIGINT AS {c}" for c in SCORE_DELTA_COLUMNS + VALUE_ERROR_COLUMNS)}
+UNION ALL
+-- the columns in edge_side's order (a union matched on column names is DuckDB's own)
+SELECT {", ".join(_ORPHAN_COLUMNS[c] for c in _EDGE_SIDE_COLUMNS)}
 FROM orphans
 """
 
@@ -170,8 +184,11 @@ SHADOW_FLIPS_SQL = f"""
 WITH edges AS ({_rows('edge', 'window')}),
 clouds AS ({_rows('cloud', 'wide')}),
 pairs AS (
-    SELECT e.*, date_trunc('hour', e.t)::TIMESTAMP AS window_start, c.prediction_label AS cloud_label
-    FROM edges e {_nearest_cloud()}
+    SELECT * FROM (
+        SELECT e.*, date_trunc('hour', e.t)::TIMESTAMP AS window_start, c.prediction_label AS cloud_label,
+               {_NEAREST_RANK}
+        FROM edges e {_nearest_cloud()}
+    ) WHERE nearest_rank = 1
 )
 SELECT window_start, {_KEY_LIST}, prediction_label AS edge_label, cloud_label, count(*)::UBIGINT AS pairs
 FROM pairs WHERE prediction_label IS NOT NULL AND cloud_label IS NOT NULL
@@ -188,14 +205,16 @@ labels AS (
     FROM ({_rows('label', 'labels')}) GROUP BY request_id
 ),
 joined AS (
-    SELECT e.*, date_trunc('hour', e.t)::TIMESTAMP AS window_start,
-           l.request_id IS NOT NULL AS labelled, l.label AS true_label, l.label_value AS true_value,
-           epoch(l.t) - epoch(e.t) AS lag_s,
-           c.prediction_label AS cloud_label, c.prediction_value AS cloud_value
-    FROM edges e
-    LEFT JOIN labels l ON l.request_id = e.request_id
-         AND epoch(l.t) - epoch(e.t) >= -$lag_s AND epoch(l.t) - epoch(e.t) < $horizon_s
-    {_nearest_cloud()}
+    SELECT * FROM (
+        SELECT e.*, date_trunc('hour', e.t)::TIMESTAMP AS window_start,
+               l.request_id IS NOT NULL AS labelled, l.label AS true_label, l.label_value AS true_value,
+               epoch(l.t) - epoch(e.t) AS lag_s,
+               c.prediction_label AS cloud_label, c.prediction_value AS cloud_value, {_NEAREST_RANK}
+        FROM edges e
+        LEFT JOIN labels l ON l.request_id = e.request_id
+             AND epoch(l.t) - epoch(e.t) >= -$lag_s AND epoch(l.t) - epoch(e.t) < $horizon_s
+        {_nearest_cloud()}
+    ) WHERE nearest_rank = 1
 ),
 binned AS (SELECT *, {bin_sql('lag_s', LABEL_LAG_EDGES_S)} AS lag_bin,
                   prediction_value - true_value AS err, cloud_value - true_value AS cloud_err FROM joined)
