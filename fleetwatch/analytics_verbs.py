@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from analytics.api.params import parse_time
-    from analytics.engines.run import archive_jobs, run_archive
+    from analytics.engines.run import archive_jobs, run_archive, supported_jobs
     from analytics.times import utc_naive
     from collector.config import ConfigError
 
@@ -72,6 +72,11 @@ def _run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"fleetwatch analytics run: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
+    if not args.jobs:  # all jobs: those this engine runs, saying which it leaves out
+        runs, skipped = supported_jobs(engine, [job.name for job in jobs])
+        for name in skipped:
+            print(f"fleetwatch analytics run: {name} left out: {engine.unsupported_jobs[name]}", file=sys.stderr)
+        jobs = [job for job in jobs if job.name in runs]
     try:
         summary = run_archive(engine, jobs, start, end, args.out,
                               progress=lambda line: print(f"fleetwatch analytics run: {line}", file=sys.stderr))

@@ -1,14 +1,14 @@
 """The window jobs over the shipped sample's Parquet archive: Spark local mode and DuckDB give the same aggregates.
 
 One archive (the sample exported by ``fleetwatch archive export``'s library),
-three hours of Nov 3 (rollups, SLIs, shadow, ground truth, drift against the
+three hours of Nov 3 (rollups, SLIs, shadow, ground truth; with DuckDB drift against the
 versions' pinned Nov 2 references) computed by ``fleetwatch analytics run``
 on each engine:
 
 - counts are equal to the last count, floating-point sums within 1e-9 relative,
   nanosecond output times within a microsecond (Spark's precision);
-- drift histograms (``drift_summaries``) have equal counts, and the indices
-  computed from them by numpy are equal within floating-point tolerance;
+- drift runs on the DuckDB engine only: its one-scan SQL has no Spark form
+  yet, and Spark refuses it by name;
 - the DuckDB engine's output equals what the live jobs wrote into the file
   for the same windows;
 - ``fleetwatch analytics load`` puts a run into a DuckDB file idempotently.
@@ -16,7 +16,6 @@ on each engine:
 
 from __future__ import annotations
 
-import math
 import shutil
 from datetime import datetime
 
@@ -31,6 +30,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.timeout(2400)]
 START, END = datetime(2026, 11, 3), datetime(2026, 11, 3, 3)
 TABLES = ("rollup_minute", "rollup_hour", "device_hour", "slo_sli_minute", "shadow_hour", "shadow_flips_hour",
           "ground_truth_hour", "drift_summaries", "drift_results")
+SPARK_TABLES = TABLES[:-2]  # drift runs on the DuckDB engine only (SparkEngine.unsupported_jobs)
 
 
 @pytest.fixture(scope="module")
@@ -48,38 +48,32 @@ def outputs(tmp_path_factory, sample_archive, spark):
                ("spark", SparkEngine(sample_archive, spark=spark, cache_inputs=True)))
     for name, engine in engines:
         try:
-            run_archive(engine, jobs, START, END, root / name)
+            run_archive(engine, [job for job in jobs if job.name not in getattr(engine, "unsupported_jobs", {})],
+                        START, END, root / name)
         finally:
             engine.close()
         out[name] = root / name
     return out
 
 
-@pytest.mark.parametrize("name", TABLES)
+@pytest.mark.parametrize("name", SPARK_TABLES)
 def test_spark_gives_the_duckdb_aggregates(outputs, name):
     duck, spark = run_table(outputs["duckdb"], name), run_table(outputs["spark"], name)
     assert duck, f"{name}: the DuckDB engine wrote no rows for {START} to {END}"
     compare_tables(name, duck, spark)
 
 
-def test_drift_indices_from_either_engines_histograms_agree(outputs):
-    duck = {_drift_key(r): r for r in run_table(outputs["duckdb"], "drift_results") if r["feature"] != "*"}
-    spark = {_drift_key(r): r for r in run_table(outputs["spark"], "drift_results") if r["feature"] != "*"}
-    assert duck.keys() == spark.keys()
-    compared = 0
-    for key, row in duck.items():
-        for index in ("psi", "ks", "wasserstein", "jensen_shannon", "chi_square", "linf"):
-            a, b = row[index], spark[key][index]
-            assert (a is None) == (b is None), (key, index)
-            if a is not None:
-                assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), (key, index, a, b)
-                compared += 1
-    assert compared > 100
+def test_spark_refuses_the_drift_job_by_name(sample_archive, spark):
+    """The drift job's one-scan SQL has no Spark form yet: refused in one line, not run wrong."""
+    from analytics.engines.run import archive_jobs, run_archive
+    from analytics.engines.spark_engine import SparkEngine
 
-
-def _drift_key(row: dict) -> tuple:
-    return (row["window_start"], row["window_length"], row["model_name"], row["model_version"], row["cohort"],
-            row["feature"])
+    engine = SparkEngine(sample_archive, spark=spark)
+    try:
+        with pytest.raises(ValueError, match="drift_hour does not run on spark: .* run it with --engine duckdb"):
+            run_archive(engine, archive_jobs(only=["drift_hour"]), START, END, sample_archive / "unused")
+    finally:
+        engine.close()
 
 
 def test_duckdb_engine_equals_the_live_jobs(tmp_path, sample_db, outputs):
@@ -120,11 +114,11 @@ def test_load_replaces_the_windows_of_a_run(tmp_path, outputs):
 
     con = open_database(str(db))
     try:
-        for name in ("rollup_hour", "slo_sli_minute", "shadow_hour", "drift_results"):
+        for name in ("rollup_hour", "slo_sli_minute", "shadow_hour"):
             loaded = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
             assert loaded == len(run_table(outputs["spark"], name)) > 0, name
         watermarks = dict(con.execute("SELECT job, watermark FROM job_state").fetchall())
-        assert watermarks["rollup_minute"] == END and watermarks["drift_hour"] == END
+        assert watermarks["rollup_minute"] == END and "drift_hour" not in watermarks
     finally:
         con.close()
 

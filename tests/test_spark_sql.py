@@ -11,8 +11,7 @@ from datetime import datetime
 
 import pytest
 
-from analytics.drift.jobs import cohort_source
-from analytics.drift.references import EDGE_INFERENCES, feature_expr
+from analytics.drift.references import EDGE_INFERENCES
 from analytics.engines.inputs import engine_relations, marks_sql
 from analytics.engines.spark_sql import to_spark
 from analytics.rollups import DEVICE_HOUR_SQL, golden_signals_sql
@@ -31,7 +30,6 @@ JOB_SQL = {
     "shadow_hour": SHADOW_SQL,
     "shadow_flips_hour": SHADOW_FLIPS_SQL,
     "ground_truth_hour": GROUND_TRUTH_SQL,
-    "drift_cohorts": f"SELECT d, val, count(*) FROM {cohort_source(feature_expr('brightness'), ['site'])} GROUP BY ALL",
     "ingest_marks": marks_sql(),
 }
 

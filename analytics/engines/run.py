@@ -73,6 +73,12 @@ def archive_jobs(slo_specs: Sequence = (), shadow=None, drift=None, only: Sequen
     return jobs
 
 
+def supported_jobs(engine, names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``names`` split into the jobs ``engine`` runs and those it does not (``engine.unsupported_jobs``)."""
+    unsupported = getattr(engine, "unsupported_jobs", {})
+    return [n for n in names if n not in unsupported], [n for n in names if n in unsupported]
+
+
 def state_database(engine) -> duckdb.DuckDBPyConnection:
     """Where a run keeps its results: the engine's own connection (DuckDB) or an in-memory DuckDB with the
     analytics tables."""
@@ -105,6 +111,9 @@ def run_archive(engine, jobs: Sequence[WindowJob], start: datetime, end: datetim
     """Compute ``jobs`` for the windows of [start, end) on ``engine`` and write their aggregates under ``out``."""
     if not start < end:
         raise ValueError(f"--from must be before --to, got {start.isoformat()} and {end.isoformat()}")
+    refused = [job.name for job in jobs if job.name in supported_jobs(engine, [job.name for job in jobs])[1]]
+    if refused:
+        raise ValueError(f"{refused[0]} does not run on {engine.name}: {engine.unsupported_jobs[refused[0]]}")
     out = Path(out)
     state = state_database(engine)
     read = RoutedRead(engine, state)
