@@ -11,7 +11,11 @@
    device classes, firmware versions and the whole version, 29 cohorts in
    all), 45 numeric and 5 categorical ``ml.feature.*`` attributes plus the
    predicted label and score. Site 0's ``f00`` shifts by half a standard
-   deviation from the second hour on.
+   deviation from the second hour on. Only hours 1 and 2 are synthesised
+   (a few thousand spans a second); hours 3..N are copies of hour 2 (same
+   values, fresh trace/span ids, start and receive times moved by whole
+   hours, their ``ingest_marks`` written per chunk as for the synthesised
+   ones), which does not change the job's work per hour.
 2. **Reference** (timed in the job's child): the first hour profiled by the
    library (:func:`analytics.drift.references.window_reference`) and stored
    as the version's imported reference, so that every one of the hours is
