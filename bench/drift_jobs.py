@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -170,6 +171,12 @@ def run_job(path: str, hours: int) -> dict:
         job_s = time.perf_counter() - clock
         if report.error:
             raise RuntimeError(report.error)
+        # Before the baselines' full scans: the peak so far is the reference's and the job's, and DuckDB's own
+        # account says how much of it is its buffer pool (pages kept of the file, up to its memory limit).
+        job_peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        duckdb_memory = runner._read("SELECT sum(memory_usage_bytes) / 2 ^ 20 AS mib, "
+                                     "current_setting('memory_limit') AS memory_limit "
+                                     "FROM duckdb_memory()").to_pylist()[0]
         flagged = runner._read("SELECT feature, count(*) AS hours FROM drift_results WHERE window_length = '1h' "
                                "AND cohort = '{\"site\":\"site-0\"}' AND status = 'drifted' AND feature <> '*' "
                                "GROUP BY feature ORDER BY feature").to_pylist()
@@ -190,7 +197,9 @@ def run_job(path: str, hours: int) -> dict:
             "seconds_per_hour_of_data": round(job_s / hours, 2), "plain_scan_s": round(plain_s, 2),
             "json_parse_scan_s": round(parse_s, 2), "job_vs_json_parse_scan": round(job_s / parse_s, 1),
             "reference_vs_json_parse_scan_of_its_hour": round(reference_s / (parse_s / hours), 1),
-            "features": len(reference), **counts,
+            "peak_rss_mib_before_baselines": round(job_peak_rss_mib),
+            "duckdb_memory_mib_after_job": round(duckdb_memory["mib"]),
+            "duckdb_memory_limit": duckdb_memory["memory_limit"], "features": len(reference), **counts,
             "site0_flagged_hours": {r["feature"]: r["hours"] for r in flagged}}
 
 
