@@ -180,6 +180,11 @@ def run_job(path: str, hours: int) -> dict:
         flagged = runner._read("SELECT feature, count(*) AS hours FROM drift_results WHERE window_length = '1h' "
                                "AND cohort = '{\"site\":\"site-0\"}' AND status = 'drifted' AND feature <> '*' "
                                "GROUP BY feature ORDER BY feature").to_pylist()
+        # Any other cohort flagged: those that hold site 0 (its region, the whole version, ...) may see f00's
+        # shift diluted; a cohort without site 0 flagging anything would be a false alarm.
+        elsewhere = runner._read("SELECT cohort || ' ' || feature AS flag, count(*) AS hours FROM drift_results "
+                                 "WHERE window_length = '1h' AND cohort <> '{\"site\":\"site-0\"}' "
+                                 "AND status = 'drifted' AND feature <> '*' GROUP BY flag ORDER BY flag").to_pylist()
         # Baselines in the same process, on the same rows: one plain scan of every span's attributes, and
         # one that parses each span's JSON once (the least any reading of the features costs).
         clock = time.perf_counter()
@@ -200,7 +205,8 @@ def run_job(path: str, hours: int) -> dict:
             "peak_rss_mib_before_baselines": round(job_peak_rss_mib),
             "duckdb_memory_mib_after_job": round(duckdb_memory["mib"]),
             "duckdb_memory_limit": duckdb_memory["memory_limit"], "features": len(reference), **counts,
-            "site0_flagged_hours": {r["feature"]: r["hours"] for r in flagged}}
+            "site0_flagged_hours": {r["feature"]: r["hours"] for r in flagged},
+            "other_cohorts_flagged_hours": {r["flag"]: r["hours"] for r in elsewhere}}
 
 
 def main() -> None:
