@@ -23,8 +23,9 @@
 3. **The job** (a child process): :class:`analytics.drift.jobs.DriftJob`
    through :class:`analytics.jobs.framework.JobRunner`, catching up on all
    the hours: wall time, hours per minute, peak RSS of the child (its own
-   ``ru_maxrss``), rows written, and whether site 0's ``f00`` was flagged
-   (and nothing else of site 0);
+   ``ru_maxrss``, and before the baselines; DuckDB's own memory account),
+   rows written, whether site 0's ``f00`` was flagged (and nothing else of
+   site 0), and what any other cohort flagged;
 4. **Baselines** in the same child, on the same rows: one plain scan of
    every span's attributes, and one scan parsing each span's JSON once (the
    least any reading of the features costs); the job's time as a multiple
