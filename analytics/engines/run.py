@@ -111,7 +111,7 @@ def run_archive(engine, jobs: Sequence[WindowJob], start: datetime, end: datetim
     """Compute ``jobs`` for the windows of [start, end) on ``engine`` and write their aggregates under ``out``."""
     if not start < end:
         raise ValueError(f"--from must be before --to, got {start.isoformat()} and {end.isoformat()}")
-    refused = [job.name for job in jobs if job.name in supported_jobs(engine, [job.name for job in jobs])[1]]
+    _, refused = supported_jobs(engine, [job.name for job in jobs])
     if refused:
         raise ValueError(f"{refused[0]} does not run on {engine.name}: {engine.unsupported_jobs[refused[0]]}")
     out = Path(out)
