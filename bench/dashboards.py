@@ -65,22 +65,23 @@ def _page_text(page) -> str:
 
 
 def time_pages(base: str, urls: dict[str, str], renders: int, shots: Path | None, label: str) -> dict:
-    """Each page ``renders`` times from a full load to drawn: seconds (median, max), charts, problems."""
-    figures = {}
-    with chromium_page(base) as (page, problems):
-        open_and_time(page, base)  # the first load warms Streamlit's script cache, as any visitor before would
+    """Each page from a full load to drawn: on a first visit (the browser's cache empty) and ``renders`` times
+    on a returning visit (Streamlit's scripts in the browser's cache, as for anyone who opened the dashboards
+    before): seconds, charts, problems."""
+    with chromium_page(base) as (page, _):  # the server's first run of each page imports its modules: not timed
         for path in PAGES:
-            problems.clear()
-            seconds = []
-            for _ in range(renders):
-                elapsed, charts = open_and_time(page, f"{base}{urls[path]}")
-                seconds.append(elapsed)
-            figures[path] = {"seconds_median": round(statistics.median(seconds), 2),
+            open_and_time(page, f"{base}{urls[path]}")
+    figures = {}
+    for path in PAGES:
+        with chromium_page(base) as (page, problems):  # a new browser: nothing cached
+            first, charts = open_and_time(page, f"{base}{urls[path]}")
+            seconds = [open_and_time(page, f"{base}{urls[path]}")[0] for _ in range(renders)]
+            figures[path] = {"first_visit_s": round(first, 2), "seconds_median": round(statistics.median(seconds), 2),
                              "seconds_max": round(max(seconds), 2), "charts": charts,
                              "problems": problems.unexpected()}
             if shots is not None:
                 screenshot_whole_page(page, shots / f"{label}-{path}.png")
-            print(f"{label} {path}: {figures[path]}", file=sys.stderr, flush=True)
+        print(f"{label} {path}: {figures[path]}", file=sys.stderr, flush=True)
     return figures
 
 
@@ -184,6 +185,8 @@ def main() -> None:
     targets = {"sample_pages": 2.0, "large_fleet_pages": 3.0}
     result["targets_met"] = {key: all(p["seconds_max"] < limit for p in result[key].values())
                              for key, limit in targets.items() if key in result}
+    result["targets_met_on_first_visit"] = {key: all(p["first_visit_s"] < limit for p in result[key].values())
+                                            for key, limit in targets.items() if key in result}
     print(json.dumps(result))
 
 

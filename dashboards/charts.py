@@ -8,8 +8,15 @@
 from __future__ import annotations
 
 import pandas as pd
+import plotly.express as px
 import plotly.graph_objects as go
+import plotly.io as pio
 import streamlit as st
+
+# No Plotly template: Streamlit's chart theme styles every chart in the browser, and validating a template
+# on each figure was a third of the pages' server-side drawing time (docs/benchmarks.md).
+pio.templates.default = "none"
+px.defaults.template = "none"
 
 # Plotly's "Safe" qualitative palette: distinguishable for the common colour-vision deficiencies.
 PALETTE = ["#88CCEE", "#CC6677", "#DDCC77", "#117733", "#332288", "#AA4499", "#44AA99", "#999933",
@@ -23,6 +30,9 @@ STATE_COLOURS = {"firing": "#C0392B", "page": "#C0392B", "drifted": "#C0392B", "
                  "in_progress": "#3498DB"}
 
 TIME_AXIS = "time (UTC)"
+# Points per line the browser is asked to draw: a day of minutes (1,440) per line made the on-call page's
+# burn-rate charts WebGL charts, drawn in software by a browser without a GPU, a second each.
+MAX_POINTS = 360
 
 
 def show(fig: go.Figure, *, y: str, x: str = TIME_AXIS, height: int = 320, key: str | None = None,
@@ -34,7 +44,7 @@ def show(fig: go.Figure, *, y: str, x: str = TIME_AXIS, height: int = 320, key: 
     right = {"orientation": "v", "yanchor": "top", "y": 1, "xanchor": "left", "x": 1.01}
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 60 if title else 30, "b": 10},
                       xaxis_title=x, yaxis_title=y, legend={**(right if legend_right else above), "title": None},
-                      showlegend=legend, hovermode="closest", template="plotly_white")
+                      showlegend=legend, hovermode="closest")
     st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False})
 
 
@@ -45,6 +55,25 @@ def times(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
         if column in frame:
             frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601").dt.tz_localize(None)
     return frame
+
+
+def thin(frame: pd.DataFrame, x: str, value: str, by: str | None = None, max_points: int = MAX_POINTS
+         ) -> pd.DataFrame:
+    """At most ``max_points`` points per series (per ``by``): each is the first ``x`` and the highest ``value`` of
+    a run of consecutive points, so a burn rate's or a latency's peak is never thinned away."""
+    parts = [frame] if by is None else [part for _, part in frame.groupby(by, sort=False)]
+    kept = []
+    for part in parts:
+        part = part.sort_values(x)
+        run = -(-len(part) // max_points)
+        if run <= 1:
+            kept.append(part)
+            continue
+        buckets = pd.Series(range(len(part)), index=part.index) // run
+        first = part.groupby(buckets.to_numpy()).head(1).set_index(buckets.unique())
+        first[value] = part.groupby(buckets.to_numpy())[value].max().to_numpy()
+        kept.append(first.reset_index(drop=True))
+    return pd.concat(kept, ignore_index=True) if kept else frame
 
 
 def percent(value: float | None) -> str:

@@ -11,6 +11,10 @@ a pandas DataFrame, or ``None`` after a clear message was put on the page::
     problem = api.problem()                       # None, or why the API cannot be read at all
     api.params("golden_signals", filters)         # only the filter parameters that query takes
 
+    slos = Request("slo_status", {"as_of": until})
+    api.prefetch(slos, Request("alert_history", window))   # asked for in parallel, first thing on a page
+    frame = api.load(slos, empty="...")            # the prefetched answer: no second request
+
 This is the only module of the dashboards that imports the project's read API
 client (tests/test_layers.py): every other one asks through it.
 
@@ -23,16 +27,27 @@ comes back.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from analytics.api.client import DEFAULT_URL, ApiError, ReadApiClient
 
+PREFETCH_THREADS = 4  # the read API answers on several read connections at once
 ANSWER_TTL_S = 10       # short: the on-call page refreshes every few seconds and must see new alerts
 CATALOG_TTL_S = 300     # the named queries change only with a server upgrade
+
+
+class Request(NamedTuple):
+    """One named query with its parameters, to ask for ahead (``prefetch``) and then ``fetch`` or ``load``."""
+
+    name: str
+    params: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,7 @@ class DashboardApi:
         self.url = url.rstrip("/")
         self.token = token or None
         self.timeout = timeout
+        self._prefetched: dict[tuple, pd.DataFrame | Problem] = {}
 
     def problem(self) -> Problem | None:
         """Whether the API can be read at all (its catalog of queries answers)."""
@@ -119,12 +135,31 @@ class DashboardApi:
         accepted = set(self.accepts(name))
         return {k: v for k, v in values.items() if k in accepted and v not in (None, "")}
 
-    def fetch(self, name: str, **params: Any) -> pd.DataFrame | Problem:
+    def fetch(self, name: str | Request, **params: Any) -> pd.DataFrame | Problem:
         """The rows of one named query (maybe none), or the problem that stopped it."""
+        if isinstance(name, Request):
+            name, params = name.name, {**name.params, **params}
+        key = (name, _frozen(params))
+        if key in self._prefetched:  # once: a later call (the on-call page's refresh) asks the cache again
+            return self._prefetched.pop(key)
         try:
-            return _answer(self.url, self.token, self.timeout, name, _frozen(params))
+            return _answer(self.url, self.token, self.timeout, *key)
         except ApiError as exc:
             return problem_of(exc, self.url)
+
+    def prefetch(self, *requests: Request) -> None:
+        """Ask for several answers at once, so that a page waits for about its slowest answer, not for all of
+        them in a row; its ``fetch`` and ``load`` calls then take them (a failure included: it is shown there,
+        not asked for twice)."""
+        script = get_script_run_ctx()  # st.cache_data in the pool's threads, as in the page's own
+
+        def ask(request: Request) -> tuple[tuple, pd.DataFrame | Problem]:
+            add_script_run_ctx(threading.current_thread(), script)
+            return (request.name, _frozen(request.params)), self.fetch(request)
+
+        unique = list({(r.name, _frozen(r.params)): r for r in requests}.values())
+        with ThreadPoolExecutor(min(PREFETCH_THREADS, len(unique) or 1)) as pool:
+            self._prefetched.update(pool.map(ask, unique))
 
     def drift_report(self, model: str, version: str | None, cohort: dict[str, str] | None,
                      window: str | None) -> bytes | Problem:
@@ -135,7 +170,7 @@ class DashboardApi:
         except ApiError as exc:
             return problem_of(exc, self.url)
 
-    def load(self, name: str, *, empty: str, **params: Any) -> pd.DataFrame | None:
+    def load(self, name: str | Request, *, empty: str, **params: Any) -> pd.DataFrame | None:
         """The rows, or ``None`` after showing why there are none (``empty`` when the answer had no rows)."""
         answer = self.fetch(name, **params)
         if isinstance(answer, Problem):

@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboards.charts import PALETTE, STATE_COLOURS, show, time_columns, time_panels, times
+from dashboards.charts import PALETTE, STATE_COLOURS, show, thin, time_columns, time_panels, times
 from dashboards.context import page_context
 from dashboards.data import Problem
 
@@ -124,8 +124,9 @@ def device_view(device: str) -> None:
     if metrics is not None:
         metrics = times(metrics, "time")
         metrics["metric"] = metrics["metric_name"] + " (" + metrics["unit"].fillna("") + ")"
-        fig = px.line(metrics, x="time", y="value", facet_row="metric", color="metric",
-                      color_discrete_sequence=PALETTE, height=160 * metrics["metric"].nunique())
+        fig = px.line(thin(metrics, "time", "value", by="metric"), x="time", y="value", facet_row="metric",
+                      color="metric", color_discrete_sequence=PALETTE, height=160 * metrics["metric"].nunique(),
+                      render_mode="svg")
         fig.update_yaxes(matches=None, title=None)
         fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1], textangle=0, x=0.01,
                                                    xanchor="left", yanchor="bottom"))

@@ -102,7 +102,7 @@ def shadow(model: str, version: str | None) -> None:
             hourly = times(hourly.dropna(subset=["model_version", "agreement_rate"]), "step_start")
             hourly["disagreement"] = 1 - hourly["agreement_rate"]
             fig = px.line(hourly, x="step_start", y="disagreement", color="model_version",
-                          color_discrete_sequence=PALETTE, hover_data=["compared", "kappa"])
+                          color_discrete_sequence=PALETTE, hover_data=["compared", "kappa"], render_mode="svg")
             fig.update_yaxes(tickformat=".0%")
             show(fig, y="edge ≠ cloud (share of matched pairs)", key="drift-shadow")
     with right:
@@ -137,7 +137,8 @@ def ground_truth(model: str, version: str | None) -> None:
     long = accuracy.melt(id_vars=["step_start", "model_version"], value_vars=["accuracy", "cloud_accuracy"],
                          var_name="model", value_name="value").dropna()
     long["series"] = long["model_version"] + " · " + long["model"].map({"accuracy": "edge", "cloud_accuracy": "cloud"})
-    fig = px.line(long, x="step_start", y="value", color="series", markers=True, color_discrete_sequence=PALETTE)
+    fig = px.line(long, x="step_start", y="value", color="series", markers=True, color_discrete_sequence=PALETTE,
+                  render_mode="svg")
     fig.update_yaxes(tickformat=".0%")
     show(fig, y="accuracy on labelled inferences", key="drift-accuracy")
 

@@ -8,25 +8,40 @@ import streamlit as st
 
 from dashboards.charts import PALETTE, STATE_COLOURS, group_label, number, percent, show, time_panels, times
 from dashboards.context import page_context
-from dashboards.data import Problem
+from dashboards.data import Problem, Request
 
 ctx = page_context()
 api, view = ctx.api, ctx.view
 
 
-def rows(name: str, **params) -> pd.DataFrame | None:
+def rows(request: Request) -> pd.DataFrame | None:
     """Quietly: the big numbers leave explaining a missing answer to the section below them."""
-    answer = api.fetch(name, **params)
+    answer = api.fetch(request)
     return None if isinstance(answer, Problem) or answer.empty else answer
 
 
+month = {"since": view.until - pd.Timedelta(days=30), "until": view.until}
+asks = {name: Request(query, params) for name, query, params in (
+    ("inventory", "fleet_inventory", {"as_of": view.until, **ctx.filtered("fleet_inventory", window=False)}),
+    ("slos", "slo_status", {"as_of": view.until, **ctx.filtered("slo_status", window=False)}),
+    ("alerts", "alert_history", ctx.filtered("alert_history")),
+    ("signals", "golden_signals", {"step": "1d", **ctx.filtered("golden_signals")}),
+    ("shadow", "shadow_agreement", ctx.filtered("shadow_agreement")),
+    ("health", "fleet_health", {"group_by": "none", **ctx.filtered("fleet_health")}),
+    ("versions", "model_versions", ctx.filtered("model_versions")),
+    ("rollouts", "rollout_status", ctx.filtered("rollout_status")),
+    ("drift", "drift_status", ctx.filtered("drift_status", window=False)),
+    ("trend", "golden_signals", {"step": "1d", **api.params("golden_signals", {**view.api_filters(), **month})}),
+)}
+api.prefetch(*asks.values())
+
 # --- big numbers --------------------------------------------------------------------------------------------
-inventory = rows("fleet_inventory", as_of=view.until, **ctx.filtered("fleet_inventory", window=False))
-slos = rows("slo_status", as_of=view.until, **ctx.filtered("slo_status", window=False))
-alerts = rows("alert_history", **ctx.filtered("alert_history"))
-signals = rows("golden_signals", step="1d", **ctx.filtered("golden_signals"))
-shadow = rows("shadow_agreement", **ctx.filtered("shadow_agreement"))
-health = rows("fleet_health", group_by="none", **ctx.filtered("fleet_health"))
+inventory = rows(asks["inventory"])
+slos = rows(asks["slos"])
+alerts = rows(asks["alerts"])
+signals = rows(asks["signals"])
+shadow = rows(asks["shadow"])
+health = rows(asks["health"])
 
 online = int((inventory["status"] == "online").sum()) if inventory is not None else None
 stale = int((inventory["status"] == "stale").sum()) if inventory is not None else None
@@ -44,8 +59,7 @@ big[5].metric("Edge-cloud agreement", percent(agreement), help="matched shadow p
 
 # --- SLOs -----------------------------------------------------------------------------------------------------
 st.subheader("SLO attainment and error budget remaining at the range's end")
-slo_frame = api.load("slo_status", empty="No SLO was evaluated by the range's end (the server needs `analytics.slos`).",
-                     as_of=view.until, **ctx.filtered("slo_status", window=False))
+slo_frame = api.load(asks["slos"], empty="No SLO was evaluated by the range's end (the server needs `analytics.slos`).")
 if slo_frame is not None:
     table = slo_frame.assign(group=slo_frame["group_key"].map(group_label),
                              attainment=slo_frame["good_period"] / slo_frame["total_period"].where(
@@ -70,7 +84,7 @@ if slo_frame is not None:
 
 # --- alerts -----------------------------------------------------------------------------------------------------
 st.subheader("Alerts and incidents in the range")
-alert_frame = api.load("alert_history", empty="No alert fired or opened in this range.", **ctx.filtered("alert_history"))
+alert_frame = api.load(asks["alerts"], empty="No alert fired or opened in this range.")
 if alert_frame is not None:
     frame = times(alert_frame, "opened_at", "starts_at", "ends_at")
     frame["start"] = frame["starts_at"].fillna(frame["opened_at"])
@@ -89,15 +103,14 @@ left, right = st.columns(2)
 with left:
     st.subheader("Devices by status")
     if inventory is None:
-        api.load("fleet_inventory", empty="No device matches the filter.", as_of=view.until,
-                 **ctx.filtered("fleet_inventory", window=False))
+        api.load(asks["inventory"], empty="No device matches the filter.")
     else:
         counts = inventory.groupby(["site", "status"]).size().reset_index(name="devices")
         fig = px.bar(counts, x="site", y="devices", color="status", color_discrete_map=STATE_COLOURS)
         show(fig, x="site", y="devices")
 with right:
     st.subheader("Model versions across the fleet")
-    versions = api.load("model_versions", empty="No edge inference in this range.", **ctx.filtered("model_versions"))
+    versions = api.load(asks["versions"], empty="No edge inference in this range.")
     if versions is not None:
         versions = versions[versions["model_name"] == view.filters["model"]] if "model" in view.filters else versions
         fig = px.bar(versions, x="model_name", y="inference_share", color="model_version",
@@ -106,7 +119,7 @@ with right:
         show(fig, x="model", y="share of the model's edge inferences")
 
 st.subheader("Rollouts")
-rollouts = api.load("rollout_status", empty="No deployment was reported in this range.", **ctx.filtered("rollout_status"))
+rollouts = api.load(asks["rollouts"], empty="No deployment was reported in this range.")
 if rollouts is not None:
     st.dataframe(rollouts[["rollout_id", "stage", "kind", "version_from", "version_to", "devices_targeted",
                            "succeeded", "failed", "rolled_back", "in_progress", "success_ratio"]],
@@ -117,7 +130,7 @@ if rollouts is not None:
 left, right = st.columns(2)
 with left:
     st.subheader("Drift status per model")
-    drift = api.load("drift_status", empty="The drift job has no verdict yet.", **ctx.filtered("drift_status", window=False))
+    drift = api.load(asks["drift"], empty="The drift job has no verdict yet.")
     if drift is not None:
         counts = drift.groupby(["model_name", "status"]).size().reset_index(name="cohorts")
         fig = px.bar(counts, x="model_name", y="cohorts", color="status", color_discrete_map=STATE_COLOURS)
@@ -125,7 +138,7 @@ with left:
 with right:
     st.subheader("Edge-cloud agreement")
     if shadow is None:
-        api.load("shadow_agreement", empty="No cloud shadow answered in this range.", **ctx.filtered("shadow_agreement"))
+        api.load(asks["shadow"], empty="No cloud shadow answered in this range.")
     else:
         shadow = shadow.assign(version=shadow["model_name"] + "@" + shadow["model_version"].fillna("(orphans)"))
         fig = px.bar(shadow.dropna(subset=["agreement_rate"]), x="version", y="agreement_rate",
@@ -135,8 +148,7 @@ with right:
 
 st.subheader("Telemetry volume")
 if health is None:
-    api.load("fleet_health", empty="No fleet-health hours in this range yet.", group_by="none",
-             **ctx.filtered("fleet_health"))
+    api.load(asks["health"], empty="No fleet-health hours in this range yet.")
 else:
     row = health.iloc[0]
     cols = st.columns(3)
@@ -145,9 +157,7 @@ else:
     cols[2].metric("Device-days over budget", number(row["device_days_over_budget"]))
 
 st.subheader("30-day trends")
-month = {"since": view.until - pd.Timedelta(days=30), "until": view.until}
-trend = api.load("golden_signals", empty="No inference in the last 30 days.", step="1d",
-                 **api.params("golden_signals", {**view.api_filters(), **month}))
+trend = api.load(asks["trend"], empty="No inference in the last 30 days.")
 if trend is not None:
     trend = times(trend, "time")
     time_panels(trend, [("inferences per day", ["inferences"], False), ("error ratio", ["error_ratio"], True),

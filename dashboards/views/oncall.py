@@ -11,8 +11,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboards.charts import PALETTE, STATE_COLOURS, group_label, show, time_columns, time_panels, times
+from dashboards.charts import PALETTE, STATE_COLOURS, group_label, show, thin, time_columns, time_panels, times
 from dashboards.context import page_context
+from dashboards.data import Request
 from dashboards.filter_bar import Fleet
 from dashboards.view import CUSTOM, View
 
@@ -58,10 +59,30 @@ def of_cohort(view: View, group_key: str | None, labels: str | None) -> bool:
     return all(view.filters[k] == v for k, v in named.items()) and (bool(named) or not group_filters(group_key))
 
 
-def firing_now(view: View) -> None:
+def requests(view: View, by: str) -> dict[str, Request]:
+    """Every answer the refreshed part needs but the burn rates (they depend on the alerts), asked at once."""
+    return {name: Request(query, params) for name, query, params in (
+        ("status", "slo_status", {"as_of": view.until, **ctx.filtered("slo_status", window=False)}),
+        ("alerts", "alert_history", api.params("alert_history", view.window())),
+        ("failures", "zero_tolerance_failures", api.params("zero_tolerance_failures", view.window())),
+        ("inventory", "fleet_inventory", {"as_of": view.until, **api.params("fleet_inventory", view.api_filters())}),
+        ("rollouts", "rollout_status", api.params("rollout_status", view.window())),
+        ("signals", "golden_signals", {"group_by": by, **api.params("golden_signals",
+                                                                     {**view.window(), **view.api_filters()})}),
+        ("health", "fleet_health", {"group_by": by, **api.params("fleet_health",
+                                                                  {**view.window(), **view.api_filters()})}),
+    )}
+
+
+def grouping() -> str:
+    """The golden signals' grouping: the control's choice, else the link's (``?by=site``), else model version."""
+    by = st.session_state.get("oncall_by") or st.query_params.get("by")
+    return by if by in COHORTS else "model_version"
+
+
+def firing_now(view: View, asks: dict[str, Request]) -> None:
     st.subheader("Firing at the range's end")
-    status = api.load("slo_status", empty="No SLO was evaluated by the range's end (the server needs `analytics.slos`).",
-                      as_of=view.until, **ctx.filtered("slo_status", window=False))
+    status = api.load(asks["status"], empty="No SLO was evaluated by the range's end (the server needs `analytics.slos`).")
     if status is None:
         return
     firing = status[(status["page"] == "firing") | (status["ticket"] == "firing")].copy()
@@ -100,17 +121,17 @@ def burn_rates(view: View, alerts: pd.DataFrame) -> None:
         frame = times(frame[frame["group_key"] == alert["group_key"]], "evaluated_at")
         long = frame.melt(id_vars="evaluated_at", value_vars=["burn_5m", "burn_1h", "burn_30m", "burn_6h"],
                           var_name="window", value_name="burn")
-        fig = px.line(long, x="evaluated_at", y="burn", color="window", color_discrete_sequence=PALETTE)
+        fig = px.line(thin(long, "evaluated_at", "burn", by="window"), x="evaluated_at", y="burn", color="window",
+                      color_discrete_sequence=PALETTE, render_mode="svg")
         fig.add_hline(y=PAGE_BURN, line_dash="dot", line_color=STATE_COLOURS["page"],
                       annotation_text="page at 14.4× (1h and 5m)")
         show(fig, y="burn rate (× budget pace)", height=280, key=f"burn-{alert['slo']}-{alert['group_key']}",
              title=f"{alert['slo']} · {group_label(alert['group_key'])}: burn rates")
 
 
-def recent_alerts(view: View) -> None:
+def recent_alerts(view: View, asks: dict[str, Request]) -> None:
     st.subheader("Alerts in the range")
-    alerts = api.load("alert_history", empty="No alert was pending, firing or resolved in this range.",
-                      **api.params("alert_history", view.window()))
+    alerts = api.load(asks["alerts"], empty="No alert was pending, firing or resolved in this range.")
     if alerts is None:
         return
     # What is burning first: open before resolved, pages before tickets, newest first.
@@ -132,8 +153,8 @@ def recent_alerts(view: View) -> None:
     burn_rates(view, alerts[alerts["alertname"] == "SLOBurnRate"])
 
 
-def failures(view: View) -> None:
-    frame = api.fetch("zero_tolerance_failures", **api.params("zero_tolerance_failures", view.window()))
+def failures(view: View, asks: dict[str, Request]) -> None:
+    frame = api.fetch(asks["failures"])
     if not isinstance(frame, pd.DataFrame) or frame.empty:
         return
     for key, column in (("site", "site"), ("region", "region"), ("device_class", "device_class"),
@@ -148,15 +169,11 @@ def failures(view: View) -> None:
                  column_config={"debug": LINK("debug view", display_text="open ›"), **time_columns("first_at", "last_at")})
 
 
-def golden_signals(view: View) -> None:
+def golden_signals(asks: dict[str, Request], by: str) -> None:
     st.subheader("Golden signals")
-    by = st.segmented_control("Per", list(COHORTS), format_func=COHORTS.get, key="oncall_by",
-                              default=st.query_params.get("by") if st.query_params.get("by") in COHORTS else
-                              "model_version")
-    by = by or "model_version"
+    st.segmented_control("Per", list(COHORTS), format_func=COHORTS.get, key="oncall_by", default=by)
     st.query_params["by"] = by
-    signals = api.load("golden_signals", empty="No inference matches the filter in this range.", group_by=by,
-                       **api.params("golden_signals", {**view.window(), **view.api_filters()}))
+    signals = api.load(asks["signals"], empty="No inference matches the filter in this range.")
     if signals is None:
         return
     signals = times(signals, "time")
@@ -166,12 +183,11 @@ def golden_signals(view: View) -> None:
                           ("p95 latency (ms)", ["p95_ms"], False),
                           ("p50 / p95 / p99 latency (ms), worst group", ["p50_ms", "p95_ms", "p99_ms"], False)],
                 key="golden-signals")
-    saturation(view, by)
+    saturation(asks, by)
 
 
-def saturation(view: View, by: str) -> None:
-    by = by if by in ("model_name", "model_version", "site", "region", "device_class", "firmware_version") else "site"
-    health = api.fetch("fleet_health", group_by=by, **api.params("fleet_health", {**view.window(), **view.api_filters()}))
+def saturation(asks: dict[str, Request], by: str) -> None:
+    health = api.fetch(asks["health"])
     if not isinstance(health, pd.DataFrame) or health.empty:
         st.info("No fleet-health hours in this range yet (saturation is computed hourly).")
         return
@@ -187,9 +203,9 @@ def saturation(view: View, by: str) -> None:
     show(fig, x=COHORTS.get(by, by), y="time above threshold (share)", height=280, key="gs-saturation")
 
 
-def devices(view: View) -> None:
+def devices(view: View, asks: dict[str, Request]) -> None:
     left, right = st.columns(2)
-    inventory = api.fetch("fleet_inventory", as_of=view.until, **api.params("fleet_inventory", view.api_filters()))
+    inventory = api.fetch(asks["inventory"])
     with left:
         st.subheader("Stale and clock-skewed devices")
         if not isinstance(inventory, pd.DataFrame):
@@ -207,8 +223,7 @@ def devices(view: View) -> None:
                                             "debug": LINK("debug view", display_text="open ›")})
     with right:
         st.subheader("Active rollouts")
-        rollouts = api.load("rollout_status", empty="No deployment was reported in this range.",
-                            **api.params("rollout_status", view.window()))
+        rollouts = api.load(asks["rollouts"], empty="No deployment was reported in this range.")
         if rollouts is not None:
             active = rollouts[rollouts["in_progress"] > 0]
             if active.empty:
@@ -222,12 +237,14 @@ def devices(view: View) -> None:
 
 @st.fragment(run_every=ctx.settings.refresh_s)
 def live() -> None:
-    view = current_view()
-    firing_now(view)
-    recent_alerts(view)
-    failures(view)
-    devices(view)
-    golden_signals(view)
+    view, by = current_view(), grouping()
+    asks = requests(view, by)
+    api.prefetch(*asks.values())
+    firing_now(view, asks)
+    recent_alerts(view, asks)
+    failures(view, asks)
+    devices(view, asks)
+    golden_signals(asks, by)
     st.caption(f"Refreshes every {ctx.settings.refresh_s:g} s · {view.describe()}")
 
 
