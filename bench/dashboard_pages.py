@@ -11,7 +11,8 @@ test and the benchmark agree on what "drawn" means::
 A page is drawn when the app's closing caption ("Page drawn in ...") is
 there, Streamlit's status widget has gone, no element is faded as stale
 and every Plotly chart (``stPlotlyChart``) has its SVG (``.main-svg``),
-with the chart count steady for 0.75 s (Streamlit loads Plotly lazily).
+and it stays so for 0.75 s (Streamlit loads Plotly lazily); a watcher in
+the page notes when that state began.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def chromium_page(base_url: str, executable: str = CHROMIUM) -> Iterator[tuple[o
         browser = p.chromium.launch(executable_path=executable, args=[*QUIET_FLAGS, only_local])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.add_init_script(_WATCHER_JS)
             page.on("console", lambda m: problems.console_errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.page_errors.append(str(e)))
             page.on("response", lambda r: problems.not_found.append(r.url) if r.status == 404 else None)
@@ -91,30 +93,36 @@ def chromium_page(base_url: str, executable: str = CHROMIUM) -> Iterator[tuple[o
 
 
 # Streamlit loads Plotly lazily: when the closing caption is there, a chart may still be missing from the
-# DOM. Settled: no element faded as stale, no skeleton, every chart with its SVG, and the chart count
-# unchanged for STABLE_MS. window.__fwSince keeps when that state began (ms since navigation).
+# DOM. Drawn: the caption there, Streamlit's status widget gone, no element faded as stale, no skeleton,
+# every chart with its SVG. A watcher in the page checks that every 20 ms from the navigation on and keeps
+# when the state last changed (window.__fwDrawn.since, ms since the navigation), so the time is the page's,
+# not when a poll from Playwright happened to look; the state must then hold for STABLE_MS.
 STABLE_MS = 750
-_SETTLED_JS = f"""() => {{
-  const charts = document.querySelectorAll('[data-testid=stPlotlyChart]');
-  const ready = !document.querySelector('[data-stale=true]') && !document.querySelector('[data-testid=stSkeleton]')
-    && [...charts].every(c => c.querySelector('.main-svg'));
-  const key = charts.length + ':' + ready;
-  if (window.__fwKey !== key) {{ window.__fwKey = key; window.__fwSince = performance.now(); return false; }}
-  return ready && performance.now() - window.__fwSince > {STABLE_MS};
-}}"""
+_WATCHER_JS = """(() => {
+  window.__fwDrawn = {key: null, since: 0};
+  setInterval(() => {
+    const charts = document.querySelectorAll('[data-testid=stPlotlyChart]');
+    const drawn = [...document.querySelectorAll('[data-testid=stCaptionContainer]')]
+        .some(e => e.textContent.includes('Page drawn in'))
+      && !document.querySelector('[data-testid=stStatusWidget]')
+      && !document.querySelector('[data-stale=true]') && !document.querySelector('[data-testid=stSkeleton]')
+      && [...charts].every(c => c.querySelector('.main-svg'));
+    const key = charts.length + ':' + drawn;
+    if (key !== window.__fwDrawn.key) window.__fwDrawn = {key, since: performance.now()};
+  }, 20);
+})();"""
+_SETTLED_JS = f"""() => window.__fwDrawn.key && window.__fwDrawn.key.endsWith(':true')
+  && performance.now() - window.__fwDrawn.since > {STABLE_MS}"""
 
 
 def wait_until_drawn(page, timeout_ms: int = 120_000) -> int:
-    """Wait for the closing caption, the end of Streamlit's run and every chart's SVG; the number of charts."""
-    page.get_by_text("Page drawn in").first.wait_for(timeout=timeout_ms)
+    """Wait until the page is drawn and stays so for STABLE_MS (see _WATCHER_JS); the number of charts."""
     wait_until_settled(page, timeout_ms)
     return page.locator("[data-testid=stPlotlyChart]").count()
 
 
 def wait_until_settled(page, timeout_ms: int = 120_000) -> None:
-    """Streamlit idle and every chart drawn, for STABLE_MS (see _SETTLED_JS)."""
-    page.locator("[data-testid='stStatusWidget']").wait_for(state="hidden", timeout=timeout_ms)
-    page.evaluate("() => { window.__fwKey = undefined; }")
+    """Drawn (see _WATCHER_JS), for STABLE_MS."""
     page.wait_for_function(_SETTLED_JS, timeout=timeout_ms, polling=100)
 
 
@@ -127,13 +135,13 @@ def page_urls(device: str, on_call_range: str | None = None) -> dict[str, str]:
 def open_and_time(page, url: str, timeout_ms: int = 120_000) -> tuple[float, int]:
     """Open ``url`` (a full load, as a link does) and wait until drawn: (seconds to drawn, charts).
 
-    The seconds run from the navigation's start to the moment the page reached its settled state (not
-    to the end of the STABLE_MS that confirms it).
+    The seconds run from the navigation's start to the moment the page reached its drawn state (not to
+    the end of the STABLE_MS that confirms it).
     """
     page.set_viewport_size({"width": 1400, "height": 900})
     page.goto(url, wait_until="commit")
     charts = wait_until_drawn(page, timeout_ms)
-    return page.evaluate("() => window.__fwSince") / 1000, charts
+    return page.evaluate("() => window.__fwDrawn.since") / 1000, charts
 
 
 def screenshot_whole_page(page, path: Path) -> None:

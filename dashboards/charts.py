@@ -1,8 +1,14 @@
 """Plotly helpers so every chart looks alike: one palette, states in fixed colours, units on axes, UTC said.
 
-    fig = px.line(frame, x="time", y="p95_ms", color="group", color_discrete_sequence=PALETTE)
+    fig = lines(frame, "time", "p95_ms", color="group")             # a line per group, the palette's colours
+    fig = bars(frame, "site", "devices", color="status", colours=STATE_COLOURS)
     show(fig, y="p95 latency (ms)")                      # x defaults to "time (UTC)"
     st.plotly_chart(...)                                 # never called by pages directly: use show()
+
+``bars``, ``lines``, ``spans`` and ``heatmap`` draw what Plotly Express's
+bar, line, timeline and imshow draw, built as plain traces: Express spent
+30-60 ms of the server's time on each figure, a second of the executive
+page's (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -33,6 +39,70 @@ TIME_AXIS = "time (UTC)"
 # Points per line the browser is asked to draw: a day of minutes (1,440) per line made the on-call page's
 # burn-rate charts WebGL charts, drawn in software by a browser without a GPU, a second each.
 MAX_POINTS = 360
+
+
+def _series(frame: pd.DataFrame, color: str | None, colours: dict | None):
+    """(name, rows, colour) per value of ``color`` in order of appearance (one series without it)."""
+    if color is None:
+        yield None, frame, PALETTE[0]
+        return
+    for i, (value, part) in enumerate(frame.groupby(color, sort=False, dropna=False)):
+        yield str(value), part, (colours or {}).get(value) or PALETTE[i % len(PALETTE)]
+
+
+def _hover(part: pd.DataFrame, axes: list[str], hover: dict[str, str]) -> dict:
+    """customdata and a hovertemplate naming ``axes`` (e.g. ["x", "y"] labelled by their columns) and ``hover``
+    (column -> d3 format such as ":.1%", or "")."""
+    lines = [f"{label}=%{{{axis}}}" for axis, label in axes]
+    lines += [f"{column}=%{{customdata[{i}]{fmt}}}" for i, (column, fmt) in enumerate(hover.items())]
+    return {"customdata": part[list(hover)].to_numpy() if hover else None, "hovertemplate": "<br>".join(lines)}
+
+
+def bars(frame: pd.DataFrame, x: str, y: str, *, color: str | None = None, colours: dict | None = None,
+         horizontal: bool = False, grouped: bool = False, hover: dict[str, str] | None = None,
+         text: str | None = None) -> go.Figure:
+    """Bars of ``y`` over ``x`` (``horizontal``: of ``x`` along ``y``), stacked per ``color`` unless ``grouped``."""
+    traces = []
+    for name, part, colour in _series(frame, color, colours):
+        traces.append({"type": "bar", "x": part[x], "y": part[y], "name": name, "marker": {"color": colour},
+                       "orientation": "h" if horizontal else "v", "showlegend": name is not None,
+                       "text": part[text] if text else None, **_hover(part, [("x", x), ("y", y)], hover or {})})
+    return go.Figure(data=traces, layout={"barmode": "group" if grouped else "relative"})
+
+
+def lines(frame: pd.DataFrame, x: str, y: str, *, color: str | None = None, colours: dict | None = None,
+          markers: bool = False, hover: dict[str, str] | None = None) -> go.Figure:
+    """A line of ``y`` over ``x`` per value of ``color`` (SVG: a browser without a GPU draws WebGL slowly)."""
+    traces = []
+    for name, part, colour in _series(frame, color, colours):
+        part = part.sort_values(x)
+        traces.append({"type": "scatter", "mode": "lines+markers" if markers else "lines", "x": part[x],
+                       "y": part[y], "name": name, "line": {"color": colour}, "showlegend": name is not None,
+                       **_hover(part, [("x", x), ("y", y)], hover or {})})
+    return go.Figure(data=traces)
+
+
+def spans(frame: pd.DataFrame, start: str, end: str, y: str, *, color: str | None = None,
+          colours: dict | None = None, hover: dict[str, str] | None = None) -> go.Figure:
+    """A bar from ``start`` to ``end`` (datetimes) per row, on the row's ``y`` (a Gantt chart)."""
+    traces = []
+    for name, part, colour in _series(frame, color, colours):
+        length = (part[end] - part[start]).dt.total_seconds() * 1000  # a date axis counts in milliseconds
+        traces.append({"type": "bar", "base": part[start], "x": length, "y": part[y], "orientation": "h",
+                       "name": name, "marker": {"color": colour}, "showlegend": name is not None,
+                       **_hover(part, [("base", start), ("y", y)], hover or {})})
+    return go.Figure(data=traces, layout={"barmode": "overlay", "xaxis": {"type": "date"}})
+
+
+def heatmap(grid: pd.DataFrame, *, colorscale: str, zmin: float, zmax: float | None = None, title: str,
+            text_format: str | None = None, customdata=None, hovertemplate: str | None = None) -> go.Figure:
+    """``grid``'s values as cells, its first row on top (as an image is drawn)."""
+    trace = {"type": "heatmap", "z": grid.to_numpy(), "x": list(grid.columns), "y": list(grid.index),
+             "colorscale": colorscale, "zmin": zmin, "zmax": zmax, "colorbar": {"title": {"text": title}},
+             "customdata": customdata, "hovertemplate": hovertemplate}
+    if text_format:
+        trace["texttemplate"] = f"%{{z:{text_format}}}"
+    return go.Figure(data=[trace], layout={"yaxis": {"autorange": "reversed"}})
 
 
 def show(fig: go.Figure, *, y: str, x: str = TIME_AXIS, height: int = 320, key: str | None = None,

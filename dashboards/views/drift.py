@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
-from dashboards.charts import PALETTE, group_label, show, times
+from dashboards.charts import bars, group_label, heatmap, lines, show, times
 from dashboards.context import page_context
 from dashboards.data import Problem
 
@@ -52,7 +51,7 @@ def status_table(status: pd.DataFrame) -> None:
                                 "window_start": st.column_config.DatetimeColumn("day (UTC)", format="YYYY-MM-DD")})
 
 
-def heatmap(model: str, version: str, cohort: str, window: str) -> pd.DataFrame | None:
+def feature_heatmap(model: str, version: str, cohort: str, window: str) -> pd.DataFrame | None:
     features = api.load("drift_features", empty=f"No {window} drift results for this cohort in the range.",
                         window=window, model_name=model, model_version=version, cohort=cohort, **view.window())
     if features is None:
@@ -60,10 +59,8 @@ def heatmap(model: str, version: str, cohort: str, window: str) -> pd.DataFrame 
     features = times(features, "window_start")
     grid = features.pivot_table(index="feature", columns="window_start", values="severity", aggfunc="max")
     state = features.pivot_table(index="feature", columns="window_start", values="status", aggfunc="first")
-    fig = px.imshow(grid, aspect="auto", color_continuous_scale="Reds", zmin=0,
-                    labels={"x": "window start (UTC)", "y": "feature", "color": "severity"})
-    fig.update_traces(customdata=state.reindex_like(grid).values,
-                      hovertemplate="%{y} · %{x}<br>severity %{z:.2f}<br>%{customdata}<extra></extra>")
+    fig = heatmap(grid, colorscale="Reds", zmin=0, title="severity", customdata=state.reindex_like(grid).values,
+                  hovertemplate="%{y} · %{x}<br>severity %{z:.2f}<br>%{customdata}<extra></extra>")
     show(fig, y="feature", x=f"{window} window start (UTC); blank: no result", height=80 + 36 * len(grid),
          key="drift-heatmap")
     return features
@@ -82,8 +79,7 @@ def distribution(model: str, version: str, cohort: str, window: str, features: p
     long = shares.melt(id_vars=["bin", "label"], value_vars=["reference_share", "current_share"],
                        var_name="side", value_name="share")
     long["side"] = long["side"].str.replace("_share", "", regex=False)
-    fig = px.bar(long, x="label", y="share", color="side", barmode="group",
-                 color_discrete_map={"reference": "#88CCEE", "current": "#CC6677"})
+    fig = bars(long, "label", "share", color="side", grouped=True, colours={"reference": "#88CCEE", "current": "#CC6677"})
     fig.update_yaxes(tickformat=".0%")
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=shares.sort_values("bin")["label"])
     window_start = shares["window_start"].iloc[0]
@@ -101,8 +97,8 @@ def shadow(model: str, version: str | None) -> None:
         if hourly is not None:
             hourly = times(hourly.dropna(subset=["model_version", "agreement_rate"]), "step_start")
             hourly["disagreement"] = 1 - hourly["agreement_rate"]
-            fig = px.line(hourly, x="step_start", y="disagreement", color="model_version",
-                          color_discrete_sequence=PALETTE, hover_data=["compared", "kappa"], render_mode="svg")
+            fig = lines(hourly, "step_start", "disagreement", color="model_version",
+                        hover={"compared": "", "kappa": ":.2f"})
             fig.update_yaxes(tickformat=".0%")
             show(fig, y="edge ≠ cloud (share of matched pairs)", key="drift-shadow")
     with right:
@@ -114,8 +110,7 @@ def shadow(model: str, version: str | None) -> None:
                 flips = flips[flips["model_version"] == flips["model_version"].max()]
             matrix = flips.pivot_table(index="edge_label", columns="cloud_label", values="share_of_edge_label",
                                        aggfunc="sum").fillna(0)
-            fig = px.imshow(matrix, text_auto=".0%", color_continuous_scale="Blues", zmin=0, zmax=1,
-                            labels={"x": "cloud label", "y": "edge label", "color": "share"})
+            fig = heatmap(matrix, colorscale="Blues", zmin=0, zmax=1, title="share", text_format=".0%")
             show(fig, x="cloud label", y="edge label", key="drift-flips")
             st.caption(f"{model}@{flips['model_version'].iloc[0]} · share of each edge label's matched pairs")
 
@@ -137,8 +132,7 @@ def ground_truth(model: str, version: str | None) -> None:
     long = accuracy.melt(id_vars=["step_start", "model_version"], value_vars=["accuracy", "cloud_accuracy"],
                          var_name="model", value_name="value").dropna()
     long["series"] = long["model_version"] + " · " + long["model"].map({"accuracy": "edge", "cloud_accuracy": "cloud"})
-    fig = px.line(long, x="step_start", y="value", color="series", markers=True, color_discrete_sequence=PALETTE,
-                  render_mode="svg")
+    fig = lines(long, "step_start", "value", color="series", markers=True)
     fig.update_yaxes(tickformat=".0%")
     show(fig, y="accuracy on labelled inferences", key="drift-accuracy")
 
@@ -185,7 +179,7 @@ if status is not None:
                                       default="1h" if view.until - view.since <= pd.Timedelta(days=3) else "1d") or "1d"
     if model and version and cohort:
         st.subheader(f"{model}@{version} · {group_label(cohort)}: feature drift over time")
-        features = heatmap(model, version, cohort, window)
+        features = feature_heatmap(model, version, cohort, window)
         if features is not None:
             st.subheader("Reference against current")
             distribution(model, version, cohort, window, features)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
-from dashboards.charts import PALETTE, STATE_COLOURS, group_label, number, percent, show, time_panels, times
+from dashboards.charts import STATE_COLOURS, bars, group_label, number, percent, show, spans, time_panels, times
 from dashboards.context import page_context
 from dashboards.data import Problem, Request
 
@@ -68,8 +67,8 @@ if slo_frame is not None:
     table["state"] = table.apply(lambda r: "page" if r["page"] == "firing" else
                                  "ticket" if r["ticket"] == "firing" else "ok", axis=1)
     table["label"] = table["slo"] + " · " + table["group"]
-    fig = px.bar(table.sort_values("budget"), x="budget", y="label", color="state", orientation="h",
-                 color_discrete_map=STATE_COLOURS, hover_data={"attainment": ":.3%", "budget": ":.1%"})
+    fig = bars(table.sort_values("budget"), "budget", "label", color="state", colours=STATE_COLOURS, horizontal=True,
+               hover={"attainment": ":.3%"})
     fig.update_xaxes(tickformat=".0%", range=[-1, 1])
     # The worst budget on top (one trace per state would otherwise order the bars by state).
     fig.update_yaxes(categoryorder="array", categoryarray=table.sort_values("budget")["label"].tolist(),
@@ -94,8 +93,7 @@ if alert_frame is not None:
         frame["end"] - frame["start"] >= (view.until - view.since) / 150, frame["start"] + (view.until - view.since) / 150)
     frame["group"] = frame["group_key"].map(group_label)
     frame["alert"] = frame["alertname"] + " · " + frame["group"]
-    fig = px.timeline(frame, x_start="start", x_end="end", y="alert", color="severity",
-                      color_discrete_map=STATE_COLOURS, hover_data=["slo", "state"])
+    fig = spans(frame, "start", "end", "alert", color="severity", colours=STATE_COLOURS, hover={"slo": "", "state": ""})
     show(fig, y="alert · group", height=max(240, 26 * frame["alert"].nunique()))
 
 # --- fleet and models -------------------------------------------------------------------------------------------
@@ -106,15 +104,15 @@ with left:
         api.load(asks["inventory"], empty="No device matches the filter.")
     else:
         counts = inventory.groupby(["site", "status"]).size().reset_index(name="devices")
-        fig = px.bar(counts, x="site", y="devices", color="status", color_discrete_map=STATE_COLOURS)
+        fig = bars(counts, "site", "devices", color="status", colours=STATE_COLOURS)
         show(fig, x="site", y="devices")
 with right:
     st.subheader("Model versions across the fleet")
     versions = api.load(asks["versions"], empty="No edge inference in this range.")
     if versions is not None:
         versions = versions[versions["model_name"] == view.filters["model"]] if "model" in view.filters else versions
-        fig = px.bar(versions, x="model_name", y="inference_share", color="model_version",
-                     color_discrete_sequence=PALETTE, hover_data=["devices", "inferences"], text="model_version")
+        fig = bars(versions, "model_name", "inference_share", color="model_version",
+                   hover={"devices": "", "inferences": ""}, text="model_version")
         fig.update_yaxes(tickformat=".0%")
         show(fig, x="model", y="share of the model's edge inferences")
 
@@ -133,7 +131,7 @@ with left:
     drift = api.load(asks["drift"], empty="The drift job has no verdict yet.")
     if drift is not None:
         counts = drift.groupby(["model_name", "status"]).size().reset_index(name="cohorts")
-        fig = px.bar(counts, x="model_name", y="cohorts", color="status", color_discrete_map=STATE_COLOURS)
+        fig = bars(counts, "model_name", "cohorts", color="status", colours=STATE_COLOURS)
         show(fig, x="model", y="cohorts (newest daily verdict)")
 with right:
     st.subheader("Edge-cloud agreement")
@@ -141,8 +139,8 @@ with right:
         api.load(asks["shadow"], empty="No cloud shadow answered in this range.")
     else:
         shadow = shadow.assign(version=shadow["model_name"] + "@" + shadow["model_version"].fillna("(orphans)"))
-        fig = px.bar(shadow.dropna(subset=["agreement_rate"]), x="version", y="agreement_rate",
-                     color_discrete_sequence=PALETTE, hover_data=["compared", "kappa"])
+        fig = bars(shadow.dropna(subset=["agreement_rate"]), "version", "agreement_rate",
+                   hover={"compared": "", "kappa": ":.2f"})
         fig.update_yaxes(tickformat=".0%", range=[0, 1])
         show(fig, x="model@version", y="agreement rate")
 

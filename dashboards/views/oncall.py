@@ -8,10 +8,9 @@ Every row with a device or a cohort links to the debug view with the same range.
 from __future__ import annotations
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
-from dashboards.charts import PALETTE, STATE_COLOURS, group_label, show, thin, time_columns, time_panels, times
+from dashboards.charts import STATE_COLOURS, bars, group_label, lines, show, thin, time_columns, time_panels, times
 from dashboards.context import page_context
 from dashboards.data import Request
 from dashboards.filter_bar import Fleet
@@ -121,8 +120,7 @@ def burn_rates(view: View, alerts: pd.DataFrame) -> None:
         frame = times(frame[frame["group_key"] == alert["group_key"]], "evaluated_at")
         long = frame.melt(id_vars="evaluated_at", value_vars=["burn_5m", "burn_1h", "burn_30m", "burn_6h"],
                           var_name="window", value_name="burn")
-        fig = px.line(thin(long, "evaluated_at", "burn", by="window"), x="evaluated_at", y="burn", color="window",
-                      color_discrete_sequence=PALETTE, render_mode="svg")
+        fig = lines(thin(long, "evaluated_at", "burn", by="window"), "evaluated_at", "burn", color="window")
         fig.add_hline(y=PAGE_BURN, line_dash="dot", line_color=STATE_COLOURS["page"],
                       annotation_text="page at 14.4× (1h and 5m)")
         show(fig, y="burn rate (× budget pace)", height=280, key=f"burn-{alert['slo']}-{alert['group_key']}",
@@ -198,7 +196,7 @@ def saturation(asks: dict[str, Request], by: str) -> None:
     long = health.melt(id_vars="group", value_vars=["cpu_above_share", "memory_above_share", "temperature_above_share"],
                        var_name="resource", value_name="share").dropna()
     long["resource"] = long["resource"].str.replace("_above_share", "", regex=False)
-    fig = px.bar(long, x="group", y="share", color="resource", barmode="group", color_discrete_sequence=PALETTE)
+    fig = bars(long, "group", "share", color="resource", grouped=True)
     fig.update_yaxes(tickformat=".3~%")
     show(fig, x=COHORTS.get(by, by), y="time above threshold (share)", height=280, key="gs-saturation")
 
