@@ -8,9 +8,11 @@ Every row with a device or a cohort links to the debug view with the same range.
 from __future__ import annotations
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards.charts import STATE_COLOURS, bars, group_label, lines, show, thin, time_columns, time_panels, times
+from dashboards.charts import (PALETTE, STATE_COLOURS, bars, group_label, panel_layout, show, thin, time_columns,
+                               time_panels, times)
 from dashboards.context import page_context
 from dashboards.data import Request
 from dashboards.filter_bar import Fleet
@@ -107,24 +109,46 @@ def firing_now(view: View, asks: dict[str, Request]) -> None:
                      "debug": LINK("debug view", display_text="open ›")})
 
 
+BURN_WINDOWS = ("burn_5m", "burn_1h", "burn_30m", "burn_6h")
+
+
 def burn_rates(view: View, alerts: pd.DataFrame) -> None:
-    """Short and long burn rates over the range for the SLO groups that alerted in it (the worst few)."""
+    """Short and long burn rates over the range for the SLO groups that alerted in it (the worst few), one
+    panel each in one chart."""
     shown = alerts.sort_values("paging", ascending=False, kind="stable").drop_duplicates(["slo", "group_key"]).head(3)
+    hourly = str(view.until - view.since > pd.Timedelta(days=2)).lower()  # minutes only for short ranges
+    asks = []
     for _, alert in shown.iterrows():
         cohort = view.with_filters(**group_filters(alert["group_key"]))
-        hourly = str(view.until - view.since > pd.Timedelta(days=2)).lower()  # minutes only for short ranges
-        frame = api.fetch("slo_burn_rates", slo=alert["slo"], hourly=hourly,
-                          **api.params("slo_burn_rates", {**cohort.window(), **cohort.api_filters()}))
-        if not isinstance(frame, pd.DataFrame) or frame.empty:
-            continue
-        frame = times(frame[frame["group_key"] == alert["group_key"]], "evaluated_at")
-        long = frame.melt(id_vars="evaluated_at", value_vars=["burn_5m", "burn_1h", "burn_30m", "burn_6h"],
-                          var_name="window", value_name="burn")
-        fig = lines(thin(long, "evaluated_at", "burn", by="window"), "evaluated_at", "burn", color="window")
-        fig.add_hline(y=PAGE_BURN, line_dash="dot", line_color=STATE_COLOURS["page"],
-                      annotation_text="page at 14.4× (1h and 5m)")
-        show(fig, y="burn rate (× budget pace)", height=280, key=f"burn-{alert['slo']}-{alert['group_key']}",
-             title=f"{alert['slo']} · {group_label(alert['group_key'])}: burn rates")
+        asks.append(Request("slo_burn_rates", {"slo": alert["slo"], "hourly": hourly, **api.params(
+            "slo_burn_rates", {**cohort.window(), **cohort.api_filters()})}))
+    api.prefetch(*asks)
+    series = []
+    for (_, alert), ask in zip(shown.iterrows(), asks):
+        frame = api.fetch(ask)
+        if isinstance(frame, pd.DataFrame) and not frame.empty:
+            frame = times(frame[frame["group_key"] == alert["group_key"]], "evaluated_at")
+            long = frame.melt(id_vars="evaluated_at", value_vars=list(BURN_WINDOWS), var_name="window",
+                              value_name="burn")
+            series.append((f"{alert['slo']} · {group_label(alert['group_key'])}",
+                           thin(long, "evaluated_at", "burn", by="window")))
+    if not series:
+        return
+    layout, axes = panel_layout([title for title, _ in series], vspace=0.3 / len(series))
+    traces, colour = [], dict(zip(BURN_WINDOWS, PALETTE))
+    for i, ((_, long), (x_axis, y_axis)) in enumerate(zip(series, axes)):
+        for window, part in long.groupby("window", sort=False):
+            traces.append({"type": "scatter", "mode": "lines", "x": part["evaluated_at"], "y": part["burn"],
+                           "name": window, "legendgroup": window, "showlegend": i == 0, "xaxis": x_axis,
+                           "yaxis": y_axis, "line": {"color": colour[window]}})
+        layout.setdefault("shapes", []).append({
+            "type": "line", "xref": f"{x_axis} domain", "x0": 0, "x1": 1, "yref": y_axis, "y0": PAGE_BURN,
+            "y1": PAGE_BURN, "line": {"dash": "dot", "color": STATE_COLOURS["page"]}})
+        layout[f"yaxis{i + 1 if i else ''}"]["title"] = {"text": "burn (× budget pace)"}
+    layout["xaxis" + (str(len(series)) if len(series) > 1 else "")]["title"] = {"text": "time (UTC)"}
+    show(go.Figure(data=traces, layout=layout), y="burn (× budget pace)", x="time (UTC)" if len(series) == 1 else "",
+         height=60 + 230 * len(series), key="burn-rates", legend_right=True,
+         title=f"Burn rates of the alerted SLO groups (dotted: the page threshold, {PAGE_BURN:g}× on 1h and 5m)")
 
 
 def recent_alerts(view: View, asks: dict[str, Request]) -> None:
