@@ -5,7 +5,9 @@ evaluation: anything with ``name``, ``window``, ``watermark``, ``on_run``
 and ``run_due()``), each on its own interval, so that a
 slow or failing job never delays another (``max_instances=1`` keeps one run
 of a job at a time; ``coalesce`` folds missed ticks into one, since a run
-already does everything that is due)::
+already does everything that is due). A task that runs behind some jobs
+names them in ``after`` (the SLO evaluation: its SLI jobs) and is run again
+as soon as one of them has run, not at its next tick up to 20 s later::
 
     scheduler = AnalyticsScheduler(runner, registry, tasks=[slo_job])
     scheduler.start()        # first runs at once: catch-up after a stop
@@ -85,6 +87,9 @@ class AnalyticsScheduler:
             self.runner.run_due(name)
         except Exception:  # run_due records its own failures; this is the last line of defence
             log.exception("job %s crashed", name)
+        for task in self.tasks.values():
+            if name in getattr(task, "after", ()) and self._scheduler.running:
+                self._scheduler.modify_job(task.name, next_run_time=datetime.now(timezone.utc))
 
     def _run_task(self, name: str) -> None:
         try:

@@ -102,6 +102,11 @@ class SloJob:
         self._pruned_at: datetime | None = None
 
     @property
+    def after(self) -> list[str]:
+        """The jobs it evaluates behind: the scheduler runs it as soon as one of them has run."""
+        return self.sli_jobs
+
+    @property
     def watermark(self) -> datetime | None:
         """The newest instant evaluated (None: never ran)."""
         return self._watermark
