@@ -8,18 +8,26 @@
    seconds to the sample loaded, to its ``demo ready`` line (every job
    caught up) and to every page drawn in chromium showing the jobs' results
    (the on-call page naming the site paged while offline, the drift page the
-   drifted cohort, the executive page an SLO table).
+   drifted cohort, the executive page an SLO table). The pages are opened as
+   a person would, as soon as the demo prints their URL, and each again
+   every 2 s until it shows those results.
 2. **Pages on the sample.** Against that demo, each page opened by its URL
    (a full load, as a link from an alert) and timed until drawn
    (bench/dashboard_pages.py: the app's closing caption, Streamlit idle,
-   every Plotly chart with its SVG). Screenshots of each page.
+   every Plotly chart with its SVG). Each page once in a new browser (a
+   first visit: nothing cached) and then ``renders`` times in it (a
+   returning visit: Streamlit's scripts in the browser's cache). No open
+   finds the dashboards' answers cached (each waits out their 10 s). A
+   screenshot of each page.
 3. **Pages on a large fleet.** 30 days of a 1,000-device fleet's rollups
    (:mod:`bench.fleet_history`) plus one minute of raw spans, served by
    ``fleetwatch serve`` (with analytics) with ``fleetwatch dashboards --api``
    in front, each page timed the same way.
 
 Targets: every page under 2 s on the sample and under 3 s on the large
-fleet; the demo ready in under 60 s. The last line is one JSON object.
+fleet (``targets_met``: the returning visits; ``targets_met_on_first_visit``:
+the first ones); the demo ready, and every page showing the jobs' results,
+in under 60 s. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -106,10 +115,18 @@ def demo_run(workdir: Path, renders: int, shots: Path | None) -> tuple[dict, dic
         loaded = demo.wait_for(r"^sample fleet loaded in", timeout=1800)
         loaded_at = time.monotonic() - started
         base = demo.wait_for(r"^dashboards: (\S+)", timeout=1800).group(1)
-        demo.wait_for(r"^demo ready in", timeout=3600)
-        ready_at = time.monotonic() - started
+        ready: dict[str, float] = {}
+
+        def note_ready() -> None:
+            demo.wait_for(r"^demo ready in", timeout=3600)
+            ready["at"] = time.monotonic() - started
+
+        waiter = threading.Thread(target=note_ready, daemon=True)
+        waiter.start()
+        # As a person does: every page opened as soon as the URL is printed, again every 2 s until it shows what
+        # the jobs computed (while they catch up, a page shows what is there so far).
         with chromium_page(base) as (page, _):
-            for path in PAGES:  # every page, until it shows what the jobs computed
+            for path in PAGES:
                 deadline = time.monotonic() + 300
                 while True:
                     open_and_time(page, f"{base}{SAMPLE_URLS[path]}")
@@ -117,9 +134,10 @@ def demo_run(workdir: Path, renders: int, shots: Path | None) -> tuple[dict, dic
                         break
                     time.sleep(2)
         pages_at = time.monotonic() - started
-        startup = {"sample_loaded_s": round(loaded_at, 1), "demo_ready_s": round(ready_at, 1),
+        waiter.join(3600)
+        startup = {"sample_loaded_s": round(loaded_at, 1), "demo_ready_s": round(ready["at"], 1),
                    "every_page_with_job_results_s": round(pages_at, 1), "load_line": loaded.string,
-                   "target_s": 60, "met": pages_at < 60}
+                   "target_s": 60, "met": max(pages_at, ready["at"]) < 60}
         print(f"demo: {startup}", file=sys.stderr, flush=True)
         figures = time_pages(base, SAMPLE_URLS, renders, shots, "sample")
     finally:

@@ -100,7 +100,7 @@ class DemoProcess:
     def _note_children(self) -> None:
         try:
             for child in psutil.Process(self.proc.pid).children(recursive=True):
-                if "streamlit" in " ".join(child.cmdline()):
+                if "dashboards.child" in " ".join(child.cmdline()):
                     self.streamlit_pids.add(child.pid)
         except psutil.Error:
             pass
@@ -117,6 +117,12 @@ class DemoProcess:
                 self.proc.wait()
                 raise AssertionError("the demo did not stop within its timeout after SIGTERM") from None
         return self.proc.returncode
+
+    def kill(self) -> int:
+        """SIGKILL, as a crash or ``kill -9`` would: the demo runs nothing more, its children are on their own."""
+        self._note_children()
+        self.proc.kill()
+        return self.proc.wait()
 
     def orphans(self) -> list[int]:
         """Streamlit children still alive (after stop: orphans)."""

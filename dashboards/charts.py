@@ -154,6 +154,14 @@ def number(value: float | None) -> str:
     return "–" if value is None or pd.isna(value) else f"{value:,.0f}"
 
 
+def compact(value: float | None) -> str:
+    """A count short enough for a metric tile: 4,309,251,200 as 4.31 B (below a million, in full)."""
+    if value is None or pd.isna(value) or abs(value) < 1e6:
+        return number(value)
+    scale, unit = (1e9, "B") if abs(value) >= 1e9 else (1e6, "M")
+    return f"{value / scale:,.2f} {unit}"
+
+
 def group_label(key: str | None) -> str:
     """An SLO or drift group stored as JSON text (``{"site":"ams-factory-1"}``) as ``site=ams-factory-1``."""
     import json

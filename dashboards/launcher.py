@@ -16,8 +16,9 @@ token travels in the child's environment (``FLEETWATCH_API_TOKEN``), never
 on its command line, where ``ps`` would show it. The child is started
 without running Python code between fork and exec (no ``preexec_fn``): in a
 parent with gRPC threads (``fleetwatch demo``), gRPC's fork handlers made
-such a child abort. So a ``kill -9`` of the parent does leave Streamlit
-running; every orderly stop (SIGTERM, Ctrl-C, an error) ends it.
+such a child abort. Every orderly stop (SIGTERM, Ctrl-C, an error) ends it
+from here; after a ``kill -9`` of the parent the child ends itself within a
+second or two (:mod:`dashboards.child` watches its parent).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class DashboardsServer:
 
     def command(self) -> list[str]:
         c = self.config
-        return [sys.executable, "-m", "streamlit", *streamlit_argv(c.api_url, port=c.port, address=c.host)]
+        return [sys.executable, "-m", "dashboards.child", str(os.getpid()),
+                *streamlit_argv(c.api_url, port=c.port, address=c.host)]
 
     def start(self) -> None:
         env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}

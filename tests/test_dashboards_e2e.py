@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.dashboard_pages import PAGES, chromium_page, open_and_time, page_urls, screenshot_whole_page
+from bench.dashboard_pages import (PAGES, chromium_page, open_and_time, page_urls, screenshot_whole_page,
+                                   wait_until_settled)
 from tests.browser import chromium_path
 from tests.conftest import SAMPLE_DIR
 
@@ -83,3 +84,17 @@ def test_the_on_call_page_shows_the_samples_paging_alert(pages):
 def test_the_drift_page_shows_the_drifted_cohort(pages):
     text = pages["drift"]["text"]
     assert INCIDENTS["input_drift"]["cohort"]["fleet.site"] in text
+
+
+def test_the_on_call_page_refreshes_itself_without_a_full_reload(running_demo):
+    base = running_demo.wait_for(r"^dashboards: (\S+)", timeout=5).group(1)
+    with chromium_page(base, chromium_path()) as (page, problems):
+        open_and_time(page, f"{base}{URLS['on-call']}")
+        page.evaluate("() => { window.__fwSamePage = true; }")  # a full reload would drop it
+        first = page.get_by_text("Refreshes every").inner_text()
+        page.wait_for_function("(first) => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
+                               ".some(e => e.textContent.startsWith('Refreshes every') && e.textContent !== first)",
+                               arg=first, timeout=120_000)  # every 10 s (FLEETWATCH_DASHBOARD_REFRESH)
+        wait_until_settled(page)
+        assert page.evaluate("() => window.__fwSamePage === true")
+        assert page.locator("[data-testid=stException]").count() == 0 and problems.unexpected() == []

@@ -8,6 +8,7 @@ Expectations come from sample_data/manifest.json, moved by the demo's shift.
 from __future__ import annotations
 
 import json
+import signal
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
@@ -120,7 +121,8 @@ def test_sigterm_stops_the_demo_and_its_dashboards_and_closes_the_file(running_d
     assert int(stored[0][0]) == demo_shift(running_demo) // timedelta(microseconds=1) * 1000
 
 
-def test_a_second_demo_on_the_same_file_keeps_the_shift_and_loads_nothing_twice(running_demo):
+def test_a_second_demo_on_the_same_file_keeps_the_shift_and_loads_nothing_twice_and_a_kill_9_leaves_no_dashboards(
+        running_demo):
     assert running_demo.stop() == 0  # the first one is stopped (already, when the module runs in order)
     again = DemoProcess(running_demo.db)
     again.start()
@@ -130,6 +132,11 @@ def test_a_second_demo_on_the_same_file_keeps_the_shift_and_loads_nothing_twice(
         requests = sum(MANIFEST["counts"]["requests"].values())
         assert loaded == (f"{requests:,} requests read; 0 spans and 0 metric points written "
                           f"({requests:,} requests already in the database)")
+        again.wait_for(r"^dashboards: http", timeout=600)
+        assert again.kill() == -signal.SIGKILL
+        assert again.streamlit_pids
+        wait_until(lambda: again.orphans() == [], timeout=60, what="Streamlit to end after its parent's kill -9")
     finally:
-        assert again.stop() == 0
+        if again.proc.poll() is None:
+            again.stop()
     assert query(running_demo.db, "SELECT count(*) FROM spans")[0][0] == sum(MANIFEST["counts"]["spans"].values())

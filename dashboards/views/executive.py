@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards.charts import STATE_COLOURS, bars, group_label, number, percent, show, spans, time_panels, times
+from dashboards.charts import STATE_COLOURS, bars, compact, group_label, number, percent, show, spans, time_panels, times
 from dashboards.context import page_context
 from dashboards.data import Problem, Request
 
@@ -52,8 +52,9 @@ big[0].metric("Devices online", number(online), help="heard from in the 15 minut
 big[1].metric("Devices stale", number(stale))
 big[2].metric("SLOs alerting", number(firing), help="SLO groups whose page or ticket rule fires at the range's end")
 big[3].metric("Alerts in range", number(len(alerts) if alerts is not None else 0 if slos is not None else None))
-big[4].metric("Inferences", number(signals["inferences"].sum() if signals is not None else None),
-              help="edge and cloud inferences in the range")
+inferences = signals["inferences"].sum() if signals is not None else None
+big[4].metric("Inferences", compact(inferences),
+              help=f"edge and cloud inferences in the range: {number(inferences)}")
 big[5].metric("Edge-cloud agreement", percent(agreement), help="matched shadow pairs with the same label")
 
 # --- SLOs -----------------------------------------------------------------------------------------------------
@@ -139,10 +140,13 @@ with right:
         api.load(asks["shadow"], empty="No cloud shadow answered in this range.")
     else:
         shadow = shadow.assign(version=shadow["model_name"] + "@" + shadow["model_version"].fillna("(orphans)"))
-        fig = bars(shadow.dropna(subset=["agreement_rate"]), "version", "agreement_rate",
-                   hover={"compared": "", "kappa": ":.2f"})
-        fig.update_yaxes(tickformat=".0%", range=[0, 1])
-        show(fig, x="model@version", y="agreement rate")
+        compared = shadow.dropna(subset=["agreement_rate"])
+        if compared.empty:
+            st.info("No cloud shadow was matched to an edge inference in this range.")
+        else:
+            fig = bars(compared, "version", "agreement_rate", hover={"compared": "", "kappa": ":.2f"})
+            fig.update_yaxes(tickformat=".0%", range=[0, 1])
+            show(fig, x="model@version", y="agreement rate")
 
 st.subheader("Telemetry volume")
 if health is None:

@@ -267,7 +267,8 @@ def live() -> None:
     failures(view, asks)
     devices(view, asks)
     golden_signals(asks, by)
-    st.caption(f"Refreshes every {ctx.settings.refresh_s:g} s · {view.describe()}")
+    st.caption(f"Refreshes every {ctx.settings.refresh_s:g} s, last at {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC · "
+               f"{view.describe()}")
 
 
 live()
