@@ -24,6 +24,7 @@ api = ctx.api
 COHORTS = {"model_version": "model version", "model_name": "model", "site": "site", "region": "region",
            "device_class": "device class", "firmware_version": "firmware"}
 PAGE_BURN = 14.4   # the fast page rule's threshold (SRE Workbook; docs/slo.md)
+BURN_WINDOWS = ("burn_5m", "burn_1h", "burn_30m", "burn_6h")
 LINK = st.column_config.LinkColumn
 
 
@@ -107,9 +108,6 @@ def firing_now(view: View, asks: dict[str, Request]) -> None:
                      "budget_remaining": st.column_config.NumberColumn("budget left", format="percent"),
                      "exhaustion_hours": st.column_config.NumberColumn("exhausted in (h)", format="%.1f"),
                      "debug": LINK("debug view", display_text="open ›")})
-
-
-BURN_WINDOWS = ("burn_5m", "burn_1h", "burn_30m", "burn_6h")
 
 
 def burn_rates(view: View, alerts: pd.DataFrame) -> None:
