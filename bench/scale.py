@@ -10,6 +10,7 @@ in its own process::
     python bench/scale.py                      # sizes 2M, 8M, 24M spans (about 25 min here)
     python bench/scale.py --quick              # 0.5M and 2M
     python bench/scale.py --sizes 1e6,4e6 --jobs rollup_minute
+    python bench/scale.py --sizes 8e6 --spark-conf spark.driver.memory=3g
 
 Per run: wall time, CPU seconds and peak resident memory of the whole
 process tree (the Python driver and, for Spark, its JVM: psutil over the
@@ -112,10 +113,12 @@ def build_day(workdir: Path, spans: int) -> tuple[Path, dict]:
     return archive, info
 
 
-def run_engine(engine: str, archive: Path, out: Path, jobs: str, master: str) -> dict:
+def run_engine(engine: str, archive: Path, out: Path, jobs: str, master: str, spark_conf: list[str] = ()) -> dict:
     command = [sys.executable, "-m", "fleetwatch", "analytics", "run", "--engine", engine, "--archive", str(archive),
                "--from", DAY.isoformat() + "Z", "--to", (DAY + timedelta(days=1)).isoformat() + "Z",
                "--out", str(out), "--jobs", jobs, "--slos", str(SLOS), "--master", master]
+    if engine == "spark":
+        command += [arg for conf in spark_conf for arg in ("--spark-conf", conf)]
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     with TreeSampler(proc.pid) as sampler:
@@ -137,6 +140,8 @@ def main() -> None:
     parser.add_argument("--sizes", help="comma-separated spans per day (default 2e6,8e6,24e6)")
     parser.add_argument("--jobs", default=JOBS)
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="passed to the Spark runs, e.g. spark.driver.memory=3g (repeatable)")
     args = parser.parse_args()
     sizes = [int(float(s)) for s in (args.sizes or ("5e5,2e6" if args.quick else "2e6,8e6,24e6")).split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="fw-scale-"))
@@ -146,7 +151,8 @@ def main() -> None:
             archive, info = build_day(workdir, spans)
             row = {**info}
             for engine in ("duckdb", "spark"):
-                row[engine] = run_engine(engine, archive, workdir / f"out-{engine}-{spans}", args.jobs, args.master)
+                row[engine] = run_engine(engine, archive, workdir / f"out-{engine}-{spans}", args.jobs, args.master,
+                                         args.spark_conf)
                 print(f"{spans:>12,} spans  {engine:6}  {row[engine]['wall_seconds']:7.1f} s wall  "
                       f"{row[engine]['cpu_seconds']:7.1f} CPU s  {row[engine]['peak_rss_mib']:6} MiB peak",
                       file=sys.stderr, flush=True)
@@ -157,7 +163,7 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     load = psutil.getloadavg()
     print(json.dumps({"machine": machine(), "load_average_at_end": [round(x, 1) for x in load], "jobs": args.jobs,
-                      "master": args.master, "sizes": results}))
+                      "master": args.master, "spark_conf": args.spark_conf, "sizes": results}))
 
 
 if __name__ == "__main__":

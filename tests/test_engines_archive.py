@@ -105,6 +105,26 @@ def _maps_as_dicts(rows: list[dict]) -> list[dict]:
             for row in rows]
 
 
+def test_no_job_query_broadcasts_raw_spans(sample_archive, spark):
+    """Every join of the jobs has raw spans on both sides; a broadcast side is collected into the driver
+    (a day of 2M spans broadcast shadow_hour's edges past a 1 GiB heap), so the plans join by shuffle."""
+    import re
+
+    from analytics.engines.spark_engine import SparkEngine
+    from analytics.engines.spark_sql import to_spark
+    from analytics.shadow.jobs import GROUND_TRUTH_SQL, SHADOW_FLIPS_SQL, SHADOW_SQL
+
+    engine = SparkEngine(sample_archive, spark=spark)
+    try:
+        for sql in (SHADOW_SQL, SHADOW_FLIPS_SQL, GROUND_TRUTH_SQL):
+            params = {name: START if name.startswith(("start", "end")) else 3600.0 if name.endswith("_s") else 0
+                      for name in re.findall(r"\$([a-z_]+)", sql)}
+            plan = spark.sql("EXPLAIN " + to_spark(sql, params)).collect()[0][0]
+            assert "Join" in plan and "Broadcast" not in plan, plan
+    finally:
+        engine.close()
+
+
 def test_duckdb_engine_equals_the_live_jobs(tmp_path, sample_db, outputs):
     """The live runner over the file gives, for the same windows, the rows the archive run wrote."""
     from analytics.engines.run import archive_jobs
