@@ -10,13 +10,18 @@ in its own process::
     python bench/scale.py                      # sizes 2M, 8M, 24M spans (about 25 min here)
     python bench/scale.py --quick              # 0.5M and 2M
     python bench/scale.py --sizes 1e6,4e6 --jobs rollup_minute
+    python bench/scale.py --sizes 8e6 --spark-conf spark.driver.memory=3g
 
 Per run: wall time, CPU seconds and peak resident memory of the whole
 process tree (the Python driver and, for Spark, its JVM: psutil over the
 tree every 50 ms, RSS summed), and the archive's bytes. Jobs: rollups,
 device hours, event SLIs, shadow and ground truth (the fleet has no
-features, so drift has nothing to compute; its cost is on the sample in
-docs/benchmarks.md). The last line is one JSON object with the figures.
+features, so drift has nothing to compute). ``--drift-sample`` runs the
+drift job instead, on the shipped sample's archive (one day, Nov 3, its
+pinned references from Nov 2), on both engines. The last line is one JSON
+object with the figures.
+
+    python bench/scale.py --drift-sample
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from collector.selfmetrics import CollectorMetrics  # noqa: E402
 from collector.store.duckdb_exporter import collector_store  # noqa: E402
 
 DAY = datetime(2026, 11, 2)
+SAMPLE_DAY = datetime(2026, 11, 3)  # the sample's second day: drift against the versions' pinned Nov 2 references
 JOBS = "rollup_minute,rollup_hour,device_hour,slo_sli_minute,shadow_hour,ground_truth_hour"
 SLOS = ROOT / "sample_data" / "slos.yaml"
 
@@ -112,10 +118,25 @@ def build_day(workdir: Path, spans: int) -> tuple[Path, dict]:
     return archive, info
 
 
-def run_engine(engine: str, archive: Path, out: Path, jobs: str, master: str) -> dict:
+def sample_archive(workdir: Path) -> tuple[Path, dict]:
+    """The shipped sample (``fleetwatch ingest``) exported to an archive."""
+    db = workdir / "sample.duckdb"
+    subprocess.run([sys.executable, "-m", "fleetwatch", "ingest", "--db", str(db),
+                    str(ROOT / "sample_data" / "fleet-sample.otlp.zst")], check=True, capture_output=True, cwd=ROOT)
+    archive = workdir / "archive-sample"
+    export_file(str(db), ArchiveConfig(path=str(archive), hot_period=0), until=SAMPLE_DAY + timedelta(days=3))
+    info = {"archive_bytes": sum(p.stat().st_size for p in archive.rglob("*.parquet"))}
+    db.unlink()
+    return archive, info
+
+
+def run_engine(engine: str, archive: Path, out: Path, jobs: str, master: str, spark_conf: list[str] = (),
+               day: datetime = DAY) -> dict:
     command = [sys.executable, "-m", "fleetwatch", "analytics", "run", "--engine", engine, "--archive", str(archive),
-               "--from", DAY.isoformat() + "Z", "--to", (DAY + timedelta(days=1)).isoformat() + "Z",
+               "--from", day.isoformat() + "Z", "--to", (day + timedelta(days=1)).isoformat() + "Z",
                "--out", str(out), "--jobs", jobs, "--slos", str(SLOS), "--master", master]
+    if engine == "spark":
+        command += [arg for conf in spark_conf for arg in ("--spark-conf", conf)]
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     with TreeSampler(proc.pid) as sampler:
@@ -137,7 +158,12 @@ def main() -> None:
     parser.add_argument("--sizes", help="comma-separated spans per day (default 2e6,8e6,24e6)")
     parser.add_argument("--jobs", default=JOBS)
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="passed to the Spark runs, e.g. spark.driver.memory=3g (repeatable)")
+    parser.add_argument("--drift-sample", action="store_true", help="the drift job on the shipped sample instead")
     args = parser.parse_args()
+    if args.drift_sample:
+        return drift_sample(args)
     sizes = [int(float(s)) for s in (args.sizes or ("5e5,2e6" if args.quick else "2e6,8e6,24e6")).split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="fw-scale-"))
     results = []
@@ -146,7 +172,8 @@ def main() -> None:
             archive, info = build_day(workdir, spans)
             row = {**info}
             for engine in ("duckdb", "spark"):
-                row[engine] = run_engine(engine, archive, workdir / f"out-{engine}-{spans}", args.jobs, args.master)
+                row[engine] = run_engine(engine, archive, workdir / f"out-{engine}-{spans}", args.jobs, args.master,
+                                         args.spark_conf)
                 print(f"{spans:>12,} spans  {engine:6}  {row[engine]['wall_seconds']:7.1f} s wall  "
                       f"{row[engine]['cpu_seconds']:7.1f} CPU s  {row[engine]['peak_rss_mib']:6} MiB peak",
                       file=sys.stderr, flush=True)
@@ -157,7 +184,26 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     load = psutil.getloadavg()
     print(json.dumps({"machine": machine(), "load_average_at_end": [round(x, 1) for x in load], "jobs": args.jobs,
-                      "master": args.master, "sizes": results}))
+                      "master": args.master, "spark_conf": args.spark_conf, "sizes": results}))
+
+
+def drift_sample(args) -> None:
+    """``--drift-sample``: the drift job over the sample's Nov 3 on both engines."""
+    workdir = Path(tempfile.mkdtemp(prefix="fw-scale-drift-"))
+    try:
+        archive, row = sample_archive(workdir)
+        for engine in ("duckdb", "spark"):
+            row[engine] = run_engine(engine, archive, workdir / f"out-{engine}", "drift_hour", args.master,
+                                     args.spark_conf, day=SAMPLE_DAY)
+            print(f"sample drift  {engine:6}  {row[engine]['wall_seconds']:7.1f} s wall  "
+                  f"{row[engine]['cpu_seconds']:7.1f} CPU s  {row[engine]['peak_rss_mib']:6} MiB peak",
+                  file=sys.stderr, flush=True)
+        row["spark_over_duckdb_wall"] = round(row["spark"]["wall_seconds"] / row["duckdb"]["wall_seconds"], 2)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps({"machine": machine(), "load_average_at_end": [round(x, 1) for x in psutil.getloadavg()],
+                      "jobs": "drift_hour", "master": args.master, "spark_conf": args.spark_conf,
+                      "drift_sample": row}))
 
 
 if __name__ == "__main__":

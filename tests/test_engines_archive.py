@@ -1,14 +1,16 @@
 """The window jobs over the shipped sample's Parquet archive: Spark local mode and DuckDB give the same aggregates.
 
 One archive (the sample exported by ``fleetwatch archive export``'s library),
-three hours of Nov 3 (rollups, SLIs, shadow, ground truth; with DuckDB drift against the
-versions' pinned Nov 2 references) computed by ``fleetwatch analytics run``
-on each engine:
+three hours of Nov 3 (rollups, SLIs, shadow, ground truth, and drift against the
+versions' pinned Nov 2 references, which each engine computes from the archive)
+computed by ``fleetwatch analytics run`` on each engine:
 
 - counts are equal to the last count, floating-point sums within 1e-9 relative,
-  nanosecond output times within a microsecond (Spark's precision);
-- drift runs on the DuckDB engine only: its one-scan SQL has no Spark form
-  yet, and Spark refuses it by name;
+  nanosecond output times within a microsecond (Spark's precision); drift's
+  summaries to the count, its indices (PSI, KS, Wasserstein, JS, chi-square,
+  p-values) within 1e-9 relative, its statuses and verdicts equal;
+- the drift SQL's Spark rewrites (histogram buckets, JSON path lists, zipped
+  unnests, list positions) give DuckDB's answers on edge cases;
 - the DuckDB engine's output equals what the live jobs wrote into the file
   for the same windows;
 - ``fleetwatch analytics load`` puts a run into a DuckDB file idempotently.
@@ -30,7 +32,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.timeout(2400)]
 START, END = datetime(2026, 11, 3), datetime(2026, 11, 3, 3)
 TABLES = ("rollup_minute", "rollup_hour", "device_hour", "slo_sli_minute", "shadow_hour", "shadow_flips_hour",
           "ground_truth_hour", "drift_summaries", "drift_results")
-SPARK_TABLES = TABLES[:-2]  # drift runs on the DuckDB engine only (SparkEngine.unsupported_jobs)
+SPARK_TABLES = (*TABLES, "drift_references")
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +50,7 @@ def outputs(tmp_path_factory, sample_archive, spark):
                ("spark", SparkEngine(sample_archive, spark=spark, cache_inputs=True)))
     for name, engine in engines:
         try:
-            run_archive(engine, [job for job in jobs if job.name not in getattr(engine, "unsupported_jobs", {})],
-                        START, END, root / name)
+            run_archive(engine, jobs, START, END, root / name)
         finally:
             engine.close()
         out[name] = root / name
@@ -63,15 +64,63 @@ def test_spark_gives_the_duckdb_aggregates(outputs, name):
     compare_tables(name, duck, spark)
 
 
-def test_spark_refuses_the_drift_job_by_name(sample_archive, spark):
-    """The drift job's one-scan SQL has no Spark form yet: refused in one line, not run wrong."""
-    from analytics.engines.run import archive_jobs, run_archive
+EDGE_CASES = """
+    SELECT g, histogram(x, ['1.0'::DOUBLE, '2.0'::DOUBLE, '3.0'::DOUBLE]) AS h, histogram(k, [0, 1, 2]) AS c,
+           histogram(x, [3.0, 1.0, 1.0]) AS unsorted, list_position(['a', 'b'], max(s)) AS p,
+           list_position(['a', 'b'], 'z') AS absent
+    FROM (VALUES ('a', 0.5, 0, 'a'), ('a', 1.0, 1, 'b'), ('a', 1.5, 1, 'a'), ('a', 3.0, 2, 'a'), ('a', 5.0, NULL, 'a'),
+                 ('b', NULL, 7, 'z'), ('c', NULL, NULL, 'b')) AS t(g, x, k, s)
+    GROUP BY g ORDER BY g"""
+
+JSON_LISTS = """
+    SELECT i, CASE WHEN t IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN 'number' WHEN t IS NOT NULL THEN 'other' END AS t, v
+    FROM (
+        SELECT unnest(range(3)) AS i, unnest(json_type(j, ['$."a.b"', '$.c', '$."d"'])) AS t,
+               unnest(json_extract_string(j, ['$."a.b"', '$.c', '$."d"'])) AS v
+        FROM (VALUES ('{"a.b": 1.5, "c": "x", "d": null}'), ('{"c": 2}')) AS r(j))
+    ORDER BY ALL"""
+
+
+@pytest.mark.parametrize("sql", [EDGE_CASES, JSON_LISTS], ids=["histogram-list_position", "json-lists-unnest"])
+def test_spark_rewrites_of_the_drift_sql_give_duckdbs_answers(spark, sql):
+    """A boundary value counts under its boundary, a value above the last under +inf (INT_MAX for integers),
+    an empty entry of a boundary stays, a group without values is NULL; an absent path is NULL, a number's
+    type a number (what the drift job asks of json_type)."""
+    from analytics.engines.spark_engine import naive_utc
+    from analytics.engines.spark_sql import to_spark
+    from collector.store.files import open_database
+
+    con = open_database(":memory:")
+    try:
+        duck = con.sql(sql).to_arrow_table().to_pylist()
+    finally:
+        con.close()
+    theirs = naive_utc(spark.sql(to_spark(sql)).toArrow()).to_pylist()
+    assert _maps_as_dicts(theirs) == _maps_as_dicts(duck)
+
+
+def _maps_as_dicts(rows: list[dict]) -> list[dict]:
+    """Arrow maps read as lists of pairs; their order is no part of their value."""
+    return [{k: dict(v) if isinstance(v, list) and v and isinstance(v[0], tuple) else v for k, v in row.items()}
+            for row in rows]
+
+
+def test_no_job_query_broadcasts_raw_spans(sample_archive, spark):
+    """Every join of the jobs has raw spans on both sides; a broadcast side is collected into the driver
+    (a day of 2M spans broadcast shadow_hour's edges past a 1 GiB heap), so the plans join by shuffle."""
+    import re
+
     from analytics.engines.spark_engine import SparkEngine
+    from analytics.engines.spark_sql import to_spark
+    from analytics.shadow.jobs import GROUND_TRUTH_SQL, SHADOW_FLIPS_SQL, SHADOW_SQL
 
     engine = SparkEngine(sample_archive, spark=spark)
     try:
-        with pytest.raises(ValueError, match="drift_hour does not run on spark: .* run it with --engine duckdb"):
-            run_archive(engine, archive_jobs(only=["drift_hour"]), START, END, sample_archive / "unused")
+        for sql in (SHADOW_SQL, SHADOW_FLIPS_SQL, GROUND_TRUTH_SQL):
+            params = {name: START if name.startswith(("start", "end")) else 3600.0 if name.endswith("_s") else 0
+                      for name in re.findall(r"\$([a-z_]+)", sql)}
+            plan = spark.sql("EXPLAIN " + to_spark(sql, params)).collect()[0][0]
+            assert "Join" in plan and "Broadcast" not in plan, plan
     finally:
         engine.close()
 
@@ -118,7 +167,7 @@ def test_load_replaces_the_windows_of_a_run(tmp_path, outputs):
             loaded = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
             assert loaded == len(run_table(outputs["spark"], name)) > 0, name
         watermarks = dict(con.execute("SELECT job, watermark FROM job_state").fetchall())
-        assert watermarks["rollup_minute"] == END and "drift_hour" not in watermarks
+        assert watermarks["rollup_minute"] == END and watermarks["drift_hour"] == END
     finally:
         con.close()
 

@@ -41,6 +41,7 @@ import pyarrow as pa
 from analytics.drift.section import DriftJobConfig
 from analytics.drift.profiles import Summary
 from analytics.drift.references import (
+    EVENT_HOUR,
     REFERENCE_SCHEMA,
     StoredReference,
     edge_params,
@@ -50,7 +51,7 @@ from analytics.drift.references import (
     load_references,
     reference_table,
     trailing_window,
-    versions_in,
+    versions_by_hour,
     window_reference,
 )
 from analytics.drift.sql_text import run_read
@@ -190,9 +191,11 @@ class DriftJob(WindowJob):
         rows_in = 0
         seen_first: dict[tuple[str, str], datetime] | None = None
         results: list[dict] = []
+        present = versions_by_hour(read, start, end)
+        scanned: dict[tuple, dict[datetime, dict]] = {}   # reference identity -> {hour: groups}
         hour = start
         while hour < end:
-            for model, version in versions_in(read, hour, hour + HOUR):
+            for model, version in present.get(hour, ()):
                 reference = references.get((model, version))
                 if self._needs_reference(reference, hour):
                     if seen_first is None:
@@ -206,7 +209,13 @@ class DriftJob(WindowJob):
                                                               reference.start, reference.end, window_start=hour))
                 if reference is None or not reference.summaries:
                     continue
-                groups = self._summarise(read, reference, edge_params(read, model, version, hour, hour + HOUR))
+                identity = (model, version, reference.kind, reference.start)
+                if hour not in scanned.get(identity, {}):
+                    # One scan for every hour of the span this reference stays in force for, not one per hour:
+                    # a scale-out engine's cost is per query (about a second on Spark), not per row.
+                    scanned[identity] = self._summarise(read, reference, hour, self._in_force_until(reference, hour,
+                                                                                                    end))
+                groups = scanned[identity].get(hour, {})
                 for (cohort,), summaries in sorted(groups.items()):
                     hourly[(hour, model, version, cohort)] = summaries
                     identity_of[(hour, model, version, cohort)] = (model, version, reference.kind, reference.start)
@@ -224,16 +233,30 @@ class DriftJob(WindowJob):
                           "drift_summaries": pa.Table.from_pylist(summary_rows, schema=_SUMMARY_SCHEMA),
                           "drift_results": pa.Table.from_pylist(results, schema=_RESULT_SCHEMA)}, rows_in=rows_in)
 
-    def _summarise(self, read, reference: StoredReference, params: dict) -> dict[tuple, dict[str, Summary]]:
-        """``{(cohort,): {feature: Summary}}`` of one hour: one scan of its spans for every feature and cohort."""
+    def _summarise(self, read, reference: StoredReference, start: datetime,
+                   end: datetime) -> dict[datetime, dict[tuple, dict[str, Summary]]]:
+        """``{hour: {(cohort,): {feature: Summary}}}`` of the reference's version in the hours of [start, end):
+        one scan of their spans for every hour, feature and cohort."""
         cohorts = self.config.cohorts
         layouts = {name: s.layout for name, s in reference.summaries.items()}
-        source, exprs = edge_source(list(layouts), cohorts)
+        source, exprs = edge_source(list(layouts), [f"{EVENT_HOUR} AS fw_hour", *cohorts])
         combinations = group_parts(read, [WideFeature(layout.kind, exprs[name]) for name, layout in layouts.items()],
-                                   list(layouts.values()), source, params=params, group_by=cohorts)
-        return {(cohort_key(cohorts, dimension, value),):
-                {name: part.summary(layout) for (name, layout), part in zip(layouts.items(), parts)}
-                for (dimension, value), parts in cohort_rollup(combinations).items()}
+                                   list(layouts.values()), source,
+                                   params=edge_params(read, reference.model, reference.version, start, end),
+                                   group_by=["fw_hour", *cohorts])
+        by_hour: dict[datetime, dict[tuple, list[Parts]]] = defaultdict(dict)
+        for (hour, *values), parts in combinations.items():
+            by_hour[hour][tuple(values)] = parts
+        return {hour: {(cohort_key(cohorts, dimension, value),):
+                       {name: part.summary(layout) for (name, layout), part in zip(layouts.items(), parts)}
+                       for (dimension, value), parts in cohort_rollup(groups).items()}
+                for hour, groups in by_hour.items()}
+
+    @staticmethod
+    def _in_force_until(reference: StoredReference, hour: datetime, end: datetime) -> datetime:
+        """Until when (at most ``end``) ``reference`` is the one in force from ``hour`` on: a trailing one until
+        the day's end, the others for good."""
+        return min(end, floor_time(hour, DAY) + DAY) if reference.kind == "trailing" else end
 
     def _needs_reference(self, reference: StoredReference | None, hour: datetime) -> bool:
         if reference is None:

@@ -3,6 +3,7 @@
 ::
 
     features = monitored_features(read, model, version, start, end)   # ml.feature.* and the predictions
+    hours = versions_by_hour(read, start, end)                        # {hour: [(model, version), ...]}
     reference = pinned_reference(read, model, version, start, end, features, config)   # {name: Summary}
     table = reference_table(model, version, reference, "pinned", start, end, window_start=hour)
     stored = load_references(read)                                   # {(model, version): StoredReference}
@@ -48,6 +49,7 @@ EVENT_TIME = corrected_time("start_time")
 EDGE_WINDOW = ("name = 'inference' AND inference_mode = 'edge' AND start_time >= make_timestamp_ns($lo) "
                f"AND start_time <= make_timestamp_ns($hi) AND {EVENT_TIME} >= $start AND {EVENT_TIME} < $end")
 EDGE_INFERENCES = f"model_name = $model AND model_version = $version AND {EDGE_WINDOW}"
+EVENT_HOUR = f"date_trunc('hour', {EVENT_TIME})::TIMESTAMP"
 
 REFERENCES_DDL = """
 CREATE TABLE IF NOT EXISTS drift_references (
@@ -99,6 +101,17 @@ def versions_in(read, start: datetime, end: datetime) -> list[tuple[str, str]]:
     rows = run_read(read, f"SELECT DISTINCT model_name, model_version FROM span_rows WHERE {EDGE_WINDOW} "
                           "AND model_name IS NOT NULL AND model_version IS NOT NULL", window_params(read, start, end))
     return sorted((m, v) for m, v in rows)
+
+
+def versions_by_hour(read, start: datetime, end: datetime) -> dict[datetime, list[tuple[str, str]]]:
+    """:func:`versions_in` of every hour of [start, end) from one scan: ``{hour: [(model, version), ...]}``."""
+    rows = run_read(read, f"SELECT DISTINCT {EVENT_HOUR} AS hour, model_name, model_version FROM span_rows "
+                          f"WHERE {EDGE_WINDOW} AND model_name IS NOT NULL AND model_version IS NOT NULL",
+                    window_params(read, start, end))
+    hours: dict[datetime, list[tuple[str, str]]] = {}
+    for hour, model, version in sorted(rows):
+        hours.setdefault(hour, []).append((model, version))
+    return hours
 
 
 def feature_path(name: str) -> str:

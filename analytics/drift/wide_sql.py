@@ -94,7 +94,9 @@ def summaries_sql(features: Sequence[WideFeature], layouts: Sequence[Layout], so
     No row is unnested and no CASE is evaluated per value: DuckDB's ``histogram(x, boundaries)`` bins by
     binary search. It counts ``x`` under the first boundary >= x; a layout's bin is the number of edges <= x,
     so it is given ``-x`` and the negated edges (a value below every edge lands in the overflow bucket:
-    bin 0). Categorical values become their category's index (``list_position``), "other" past the last.
+    bin 0). Categorical values become their category's index (``list_position``), "other" past the last,
+    counted on the boundaries ``[0, ..., len(categories)]``. Only constant boundaries: the Spark engine
+    runs this SQL too (:mod:`analytics.engines.spark_sql`).
     """
     columns = [f"g{i}" for i in range(len(group_by))] + ["count(*) AS n"]
     for i, layout in enumerate(layouts):
@@ -109,7 +111,11 @@ def summaries_sql(features: Sequence[WideFeature], layouts: Sequence[Layout], so
             names = ", ".join(quote_literal(c) for c in layout.categories)
             position = (f"coalesce(list_position([{names}], {v}) - 1, {len(layout.categories)})" if names
                         else str(len(layout.categories)))
-            columns += [f"histogram(CASE WHEN {v} IS NOT NULL THEN {position} END) AS h{i}", f"count({v}) AS c{i}",
+            # Every position a boundary: the same counts, and constant buckets an engine without a histogram
+            # of arbitrary keys (Spark) can count.
+            positions = ", ".join(str(p) for p in range(len(layout.categories) + 1))
+            columns += [f"histogram(CASE WHEN {v} IS NOT NULL THEN {position} END, [{positions}]) AS h{i}",
+                        f"count({v}) AS c{i}",
                         *(f"NULL::DOUBLE AS {c}{i}" for c in ("s", "q", "lo", "hi"))]
     group = f" GROUP BY {', '.join(f'g{i}' for i in range(len(group_by)))}" if group_by else ""
     return f"SELECT {', '.join(columns)} FROM ({_typed_sql(features, source, where, group_by)}){group}"

@@ -8,10 +8,13 @@
 
 The jobs are the live ones (:mod:`analytics.rollups`, :mod:`analytics.slo.sli_job`,
 :mod:`analytics.shadow.jobs`, :mod:`analytics.drift.jobs`), computing with
-their own ``compute``; only the reader changes. A query over an archive
-relation (``span_rows``, ``ingest_marks``) goes to the engine; a query of
-the run's state (a drift job's references and stored hours) to an
-in-memory DuckDB holding the analytics tables, where each computed span
+their own ``compute``; only the reader changes. A query over ``span_rows``
+goes to the engine; a query of the run's state (a drift job's references
+and stored hours) to an in-memory DuckDB holding the analytics tables. The
+engine derives ``ingest_marks`` once (one row per minute of data); a copy
+sits in the state, which answers the queries that read the marks alone
+(each job's raw-time bounds lookups: on Spark, a second or so of planning
+and scheduling each, saved). In the state, each computed span
 replaces its windows exactly as the live runner does
 (:func:`analytics.jobs.framework.replace_windows`). Spans are a day of
 windows at most (a window if longer), oldest first.
@@ -34,7 +37,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from analytics.engines.inputs import engine_relations
+from analytics.engines.inputs import MARKS_TABLE, engine_relations
 from analytics.jobs.framework import WindowJob, floor_time, replace_windows
 from collector.store.files import open_database
 
@@ -101,9 +104,18 @@ class RoutedRead:
         self.state = state
 
     def __call__(self, sql: str, params: dict | None = None) -> pa.Table:
-        if self.engine is not None and engine_relations(sql):
+        if self.engine is not None and engine_relations(sql) - {MARKS_TABLE}:
             return self.engine.read(sql, params)
         return self.state.sql(sql, params=params or None).to_arrow_table()
+
+
+def copy_marks(engine, state: duckdb.DuckDBPyConnection) -> None:
+    """The engine's ``ingest_marks`` into the run's state (the DuckDB engine's state already holds them)."""
+    if getattr(engine, "state", None) is state:
+        return
+    state.register("engine_marks", engine.read(f"SELECT * FROM {MARKS_TABLE}"))
+    state.execute(f"CREATE OR REPLACE TEMP TABLE {MARKS_TABLE} AS SELECT * FROM engine_marks")
+    state.unregister("engine_marks")
 
 
 def run_archive(engine, jobs: Sequence[WindowJob], start: datetime, end: datetime, out: str | Path,
@@ -116,6 +128,7 @@ def run_archive(engine, jobs: Sequence[WindowJob], start: datetime, end: datetim
         raise ValueError(f"{refused[0]} does not run on {engine.name}: {engine.unsupported_jobs[refused[0]]}")
     out = Path(out)
     state = state_database(engine)
+    copy_marks(engine, state)
     read = RoutedRead(engine, state)
     summary = RunSummary(engine.name, start, end)
     covered: dict[str, dict] = {}  # job -> the windows it replaced and its tables
