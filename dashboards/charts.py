@@ -181,10 +181,11 @@ def time_columns(*names: str) -> dict:
 
 
 
-def panel_layout(titles: list[str], *, columns: int = 1, vspace: float = 0.14, hspace: float = 0.08
-           ) -> tuple[dict, list[tuple[str, str]]]:
-    """A layout of ``len(titles)`` panels in rows of ``columns`` sharing one time axis, and each panel's
-    (xaxis, yaxis) names for its traces: what ``make_subplots`` lays out, without its cost per figure."""
+def panel_layout(titles: list[str], *, columns: int = 1, x_title: str | None = None, vspace: float = 0.14,
+                 hspace: float = 0.08) -> tuple[dict, list[tuple[str, str]]]:
+    """A layout of ``len(titles)`` panels in rows of ``columns`` sharing one time axis (titled ``x_title`` under
+    the bottom row), and each panel's (xaxis, yaxis) names for its traces: what ``make_subplots`` lays out,
+    without its cost per figure. ``layout[axis_key(name)]`` is a panel's axis."""
     rows = -(-len(titles) // columns)
     width = (1 - hspace * (columns - 1)) / columns
     height = (1 - vspace * (rows - 1)) / rows
@@ -194,15 +195,21 @@ def panel_layout(titles: list[str], *, columns: int = 1, vspace: float = 0.14, h
         row, col = divmod(i, columns)
         x_name, y_name = ("x", "y") if i == 0 else (f"x{i + 1}", f"y{i + 1}")
         left, top = col * (width + hspace), 1 - row * (height + vspace)
-        layout[f"xaxis{i + 1 if i else ''}"] = {"domain": _unit(left, left + width), "anchor": y_name,
-                                                 **({"matches": "x"} if i else {}),
-                                                 "showticklabels": row == rows - 1 or i + columns >= len(titles)}
-        layout[f"yaxis{i + 1 if i else ''}"] = {"domain": _unit(top - height, top), "anchor": x_name}
+        bottom = row == rows - 1 or i + columns >= len(titles)  # the last panel of its column
+        layout[axis_key(x_name)] = {"domain": _unit(left, left + width), "anchor": y_name,
+                                    **({"matches": "x"} if i else {}), "showticklabels": bottom,
+                                    **({"title": {"text": x_title}} if bottom and x_title else {})}
+        layout[axis_key(y_name)] = {"domain": _unit(top - height, top), "anchor": x_name}
         layout["annotations"].append({"text": title, "x": left + width / 2, "y": top, "xref": "paper", "yref": "paper",
                                       "xanchor": "center", "yanchor": "bottom", "showarrow": False,
                                       "font": {"size": 13}})
         axes.append((x_name, y_name))
     return layout, axes
+
+
+def axis_key(name: str) -> str:
+    """The layout key of a trace's axis name: "x" is "xaxis", "y2" is "yaxis2"."""
+    return f"{name[0]}axis{name[1:]}"
 
 
 def _unit(low: float, high: float) -> list[float]:
@@ -217,7 +224,7 @@ def time_panels(frame: pd.DataFrame, panels: list[tuple[str, list[str], bool]], 
     Each panel is (title with unit, columns, share): one column draws a line per ``group`` (the golden
     signals' grouping); several draw a line each (their maximum over groups), e.g. p50/p95/p99.
     """
-    layout, axes = panel_layout([p[0] for p in panels], columns=columns)
+    layout, axes = panel_layout([p[0] for p in panels], columns=columns, x_title=TIME_AXIS)
     groups = list(dict.fromkeys(frame["group"])) if "group" in frame else ["all"]
     colour = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(groups)}
     traces = []
@@ -235,10 +242,7 @@ def time_panels(frame: pd.DataFrame, panels: list[tuple[str, list[str], bool]], 
                 traces.append({**on, "x": worst["time"], "y": worst[name], "name": name.removesuffix("_ms"),
                                "line": {"color": PALETTE[-1 - j], "dash": "dot"}})
         if share:
-            layout[f"yaxis{i + 1 if i else ''}"]["tickformat"] = ".3~%"
+            layout[axis_key(y_axis)]["tickformat"] = ".3~%"
     rows = -(-len(panels) // columns)
-    for i in range(len(panels)):
-        if i // columns == rows - 1:  # only the bottom row says it (show() titles the first axis)
-            layout[f"xaxis{i + 1 if i else ''}"]["title"] = {"text": TIME_AXIS}
     show(go.Figure(data=traces, layout=layout), y="", x=TIME_AXIS if rows == 1 else "", key=key,
          height=rows * row_height + 40, legend_right=True)

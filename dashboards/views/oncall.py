@@ -11,8 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards.charts import (PALETTE, STATE_COLOURS, bars, group_label, panel_layout, show, thin, time_columns,
-                               time_panels, times)
+from dashboards.charts import (PALETTE, STATE_COLOURS, TIME_AXIS, axis_key, bars, group_label, panel_layout, show,
+                               thin, time_columns, time_panels, times)
 from dashboards.context import page_context
 from dashboards.data import Request
 from dashboards.filter_bar import Fleet
@@ -132,7 +132,7 @@ def burn_rates(view: View, alerts: pd.DataFrame) -> None:
                            thin(long, "evaluated_at", "burn", by="window")))
     if not series:
         return
-    layout, axes = panel_layout([title for title, _ in series], vspace=0.3 / len(series))
+    layout, axes = panel_layout([title for title, _ in series], x_title=TIME_AXIS, vspace=0.3 / len(series))
     traces, colour = [], dict(zip(BURN_WINDOWS, PALETTE))
     for i, ((_, long), (x_axis, y_axis)) in enumerate(zip(series, axes)):
         for window, part in long.groupby("window", sort=False):
@@ -142,9 +142,8 @@ def burn_rates(view: View, alerts: pd.DataFrame) -> None:
         layout.setdefault("shapes", []).append({
             "type": "line", "xref": f"{x_axis} domain", "x0": 0, "x1": 1, "yref": y_axis, "y0": PAGE_BURN,
             "y1": PAGE_BURN, "line": {"dash": "dot", "color": STATE_COLOURS["page"]}})
-        layout[f"yaxis{i + 1 if i else ''}"]["title"] = {"text": "burn (× budget pace)"}
-    layout["xaxis" + (str(len(series)) if len(series) > 1 else "")]["title"] = {"text": "time (UTC)"}
-    show(go.Figure(data=traces, layout=layout), y="burn (× budget pace)", x="time (UTC)" if len(series) == 1 else "",
+        layout[axis_key(y_axis)]["title"] = {"text": "burn (× budget pace)"}
+    show(go.Figure(data=traces, layout=layout), y="burn (× budget pace)", x=TIME_AXIS if len(series) == 1 else "",
          height=60 + 230 * len(series), key="burn-rates", legend_right=True,
          title=f"Burn rates of the alerted SLO groups (dotted: the page threshold, {PAGE_BURN:g}× on 1h and 5m)")
 
