@@ -51,3 +51,26 @@ def test_an_alert_link_opens_its_group():
     view = View.from_query(dict(urllib.parse.parse_qsl(query)), NEWEST)
     assert view.filters == {"model": "defect-detector", "site": "ams-factory-1"}
     assert view.api_filters() == {"model_name": "defect-detector", "site": "ams-factory-1"}
+
+
+def test_thinned_series_keep_every_peak_as_numpy_block_maxima_do():
+    import numpy as np
+
+    from dashboards.charts import MAX_POINTS, thin
+
+    rng = np.random.default_rng(7)
+    minutes = pd.date_range("2026-11-01", periods=1440, freq="min")
+    frame = pd.DataFrame({"t": minutes.repeat(2), "w": ["burn_5m", "burn_1h"] * 1440, "v": rng.random(2880)})
+    frame.loc[777, "v"] = 99.0  # one minute's spike: the on-call engineer must still see it
+    thinned = thin(frame, "t", "v", by="w")
+    for window, part in frame.groupby("w"):
+        values = part.sort_values("t")["v"].to_numpy()
+        run = -(-len(values) // MAX_POINTS)
+        kept = thinned[thinned["w"] == window]
+        assert len(kept) <= MAX_POINTS
+        assert np.array_equal(kept["v"].to_numpy(), values.reshape(-1, run).max(axis=1))
+        assert kept["t"].tolist() == part.sort_values("t")["t"].iloc[::run].tolist()  # each run's first minute
+    assert thinned["v"].max() == 99.0
+    short = frame.head(100)
+    assert thin(short, "t", "v", by="w").sort_values(["w", "t"]).reset_index(drop=True).equals(
+        short.sort_values(["w", "t"]).reset_index(drop=True))  # a short series is drawn as it is
